@@ -1,0 +1,24 @@
+#!/bin/sh
+# Installs the Debian packages lsr needs, only those missing.
+#   scripts/install-deps.sh          build and tests
+#   scripts/install-deps.sh bench    also PyTorch, for the benchmarks
+#   scripts/install-deps.sh data     also Fashion-MNIST
+set -eu
+need="cmake make gcc pkg-config libopenblas-dev zlib1g-dev libcjson-dev"
+for extra in "$@"; do
+    case "$extra" in
+    bench) need="$need python3 python3-torch python3-numpy" ;;
+    data) need="$need dataset-fashion-mnist" ;;
+    *) echo "install-deps.sh: unknown set '$extra' (build, bench, data)" >&2; exit 2 ;;
+    esac
+done
+missing=""
+for p in $need; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+echo "installing:$missing"
+SUDO=""
+[ "$(id -u)" -ne 0 ] && SUDO=sudo
+$SUDO apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $missing

@@ -1,0 +1,415 @@
+/* The fast loss: per row, pass 1 reads the logits once (online max and
+ * sum of exponentials, the dot products the smoothing term needs), pass 2
+ * reads them again from cache and writes the gradient.  Rows are spread
+ * over OpenMP threads; when there are few rows and many classes, the chunks
+ * of one row are.  Chunk and block boundaries do not depend on the thread
+ * count, and partial sums are combined in a fixed order, so the results are
+ * bit-identical for any number of threads. */
+#include <float.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "loss_internal.h"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#define ROWS_PER_BLOCK 64
+
+/* What a call needs beyond its arguments. */
+typedef struct loss_plan {
+    const row_kernels *kernels;
+    int soft;
+    int others;          /* OTHERS convention without a prior: u[y] = 0 per row */
+    double eps, lambda;
+    double ce_scale;     /* reduction divisor of the cross-entropy part */
+    double z_scale;      /* and of the z-loss part */
+    /* Labels: the smoothing coefficients a[j] = w[j] u[j] (u[y] fixed up per
+     * row for OTHERS); a == NULL means all equal to a_const. */
+    float *a_owned;
+    const float *a;
+    double a_const;
+    double a_sum;
+    const float *b;      /* vector whose dot with z gives H(u,p), if not a */
+    double b_sum;
+    int64_t nchunks;     /* chunks per row */
+} loss_plan;
+
+/* Sums over the rows of one block, combined in block order at the end. */
+typedef struct block_totals {
+    double loss;         /* reduced-loss contribution, already scaled */
+    double label_ce, prior_ce, max_prob, lse;
+    int64_t valid, hits;
+    int64_t first_bad;   /* first row with a non-finite logit, or -1 */
+} block_totals;
+
+/* One row between its passes. */
+typedef struct row_state {
+    int skip;            /* ignored row or non-finite: no pass 2 */
+    const float *z;
+    float *g;
+    const float *t;      /* soft target row */
+    const float *a;      /* coefficients for pass 1 and 2 */
+    const float *b;
+    double a_const, a_sum, sum_t;
+    int64_t target;      /* label, or argmax of the soft target */
+    float shift;         /* z[0]: pass-1 sums are of z - shift */
+    float z_target;
+    double w_target;
+    chunk_sums total;
+    float log_sum;       /* lse = total.max + log_sum */
+    float scale_p, a_scale, a_const_scaled;   /* pass-2 factors */
+    double target_scale, target_coef;         /* exact gradient of the label entry */
+    double target_nll;                        /* lse - z[target] */
+} row_state;
+
+static void combine_chunks(chunk_sums *out, const chunk_sums *chunks, int64_t count) {
+    float m = -FLT_MAX;
+    for (int64_t c = 0; c < count; c++)
+        if (chunks[c].max > m) m = chunks[c].max;
+    chunk_sums s = {m, 0, 0.0, 0.0, 0.0, 0.0};
+    for (int64_t c = 0; c < count; c++) {
+        s.nonfinite |= chunks[c].nonfinite;
+        s.sum_exp += chunks[c].sum_exp * exp((double)chunks[c].max - (double)m);
+        s.sum_z += chunks[c].sum_z;
+        s.dot_a += chunks[c].dot_a;
+        s.dot_b += chunks[c].dot_b;
+    }
+    *out = s;
+}
+
+/* Sets up a row; returns 0 when the row is ignored (then it is finished). */
+static int row_begin(row_state *r, const loss_call *c, const loss_plan *p, int64_t i,
+                     float *scratch) {
+    memset(r, 0, sizeof *r);
+    r->z = c->logits + i * c->stride;
+    r->g = c->grad ? c->grad + i * c->stride : NULL;
+    const int64_t k = c->k;
+    if (!p->soft) {
+        const int64_t y = c->labels[i];
+        if (y == c->opt.ignore_index) {
+            if (r->g) memset(r->g, 0, (size_t)k * sizeof(float));
+            if (c->loss && c->opt.reduction == LSR_REDUCTION_NONE) c->loss[i] = 0.0f;
+            r->skip = 1;
+            return 0;
+        }
+        r->target = y;
+        r->a = p->a;
+        r->b = p->b;
+        r->a_const = p->a_const;
+        r->a_sum = p->a_sum;
+        r->w_target = c->opt.class_weights ? c->opt.class_weights[y] : 1.0;
+    } else {
+        /* a[j] = w[j] t'[j], the full coefficient of -log p_j for this row. */
+        const float *t = c->targets + i * c->stride;
+        const float *w = c->opt.class_weights, *prior = c->opt.prior;
+        const double eps = p->eps, keep = 1.0 - eps;
+        const double others_scale = k > 1 ? eps / (double)(k - 1) : 0.0;
+        double a_sum = 0.0, sum_t = 0.0;
+        int64_t best = 0;
+        for (int64_t j = 0; j < k; j++) {
+            double u_part;
+            if (prior) u_part = eps * prior[j];
+            else if (p->others) u_part = others_scale * (1.0 - t[j]);
+            else u_part = eps / (double)k;
+            double v = keep * t[j] + u_part;
+            if (w) v *= w[j];
+            scratch[j] = (float)v;
+            a_sum += (double)scratch[j]; /* the sum of what pass 2 subtracts */
+            sum_t += t[j];
+            if (t[j] > t[best]) best = j;
+        }
+        r->t = t;
+        r->a = scratch;
+        r->b = t;
+        r->a_sum = a_sum;
+        r->sum_t = sum_t;
+        r->target = best;
+    }
+    r->z_target = r->z[r->target];
+    r->shift = r->z[0];
+    return 1;
+}
+
+static void row_pass1(chunk_sums *chunks, const row_state *r, const loss_plan *p,
+                      int64_t k, int64_t chunk) {
+    const int64_t off = chunk * LSR_CHUNK;
+    const int64_t len = k - off < LSR_CHUNK ? k - off : LSR_CHUNK;
+    p->kernels->pass1(&chunks[chunk], r->z + off, len, r->a ? r->a + off : NULL,
+                      r->b ? r->b + off : NULL, r->shift);
+}
+
+static void row_pass2(const row_state *r, const loss_plan *p, int64_t k, int64_t chunk) {
+    const int64_t off = chunk * LSR_CHUNK;
+    const int64_t len = k - off < LSR_CHUNK ? k - off : LSR_CHUNK;
+    p->kernels->pass2(r->g + off, r->z + off, len, r->total.max, r->log_sum, r->scale_p,
+                      r->a ? r->a + off : NULL, r->a_scale, r->a_const_scaled);
+}
+
+/* After pass 1: the row's loss and statistics, and the pass-2 factors.
+ * Everything is computed relative to the row's shift c: with L = lse - c
+ * and the pass-1 sums of z - c, sum_k a_k (lse - z_k) = L sum_k a_k - dot_a. */
+static void row_middle(row_state *r, const loss_call *c, const loss_plan *p, int64_t i,
+                       const chunk_sums *chunks, block_totals *bt) {
+    const int64_t k = c->k;
+    combine_chunks(&r->total, chunks, p->nchunks);
+    const chunk_sums *s = &r->total;
+    const int want_row_loss = c->loss && c->opt.reduction == LSR_REDUCTION_NONE;
+    if (s->nonfinite) {
+        if (bt->first_bad < 0) bt->first_bad = i;
+        if (want_row_loss) c->loss[i] = NAN;
+        r->skip = 1;
+        return;
+    }
+    const double log_sum = log(s->sum_exp);
+    const double lse = (double)s->max + log_sum;
+    const double L = ((double)s->max - (double)r->shift) + log_sum;
+    const double nll_target = ((double)s->max - (double)r->z_target) + log_sum;
+    const double eps = p->eps, keep = 1.0 - eps;
+    double ce, label_ce, prior_ce, coef_sum, target_coef;
+    if (!p->soft) {
+        const double a_t = r->a ? (double)r->a[r->target] : r->a_const;
+        double smooth = r->a ? r->a_sum * L - s->dot_a : r->a_const * ((double)k * L - s->sum_z);
+        double a_sum = r->a_sum;
+        if (p->others) { /* u[y] = 0 */
+            smooth -= a_t * nll_target;
+            a_sum -= a_t;
+        }
+        ce = keep * r->w_target * nll_target + eps * smooth;
+        label_ce = nll_target;
+        if (c->opt.prior)
+            prior_ce = r->b ? p->b_sum * L - s->dot_b : r->a_sum * L - s->dot_a;
+        else if (!p->others)
+            prior_ce = L - s->sum_z / (double)k;
+        else
+            prior_ce = k > 1 ? ((double)k * L - s->sum_z - nll_target) / (double)(k - 1) : 0.0;
+        coef_sum = keep * r->w_target + eps * a_sum;
+        target_coef = keep * r->w_target + (p->others ? 0.0 : eps * a_t);
+    } else {
+        ce = r->a_sum * L - s->dot_a;
+        label_ce = r->sum_t * L - s->dot_b;
+        if (c->opt.prior) {
+            double prior_sum = 0.0, dot_prior = 0.0;
+            for (int64_t j = 0; j < k; j++) {
+                prior_sum += c->opt.prior[j];
+                dot_prior += (double)c->opt.prior[j] * ((double)r->z[j] - r->shift);
+            }
+            prior_ce = prior_sum * L - dot_prior;
+        } else if (!p->others) {
+            prior_ce = L - s->sum_z / (double)k;
+        } else {
+            prior_ce = k > 1 ? ((double)k * L - s->sum_z - label_ce) / (double)(k - 1) : 0.0;
+        }
+        coef_sum = r->a_sum;
+        target_coef = 0.0;
+    }
+    const double zl = p->lambda * lse * lse;
+
+    bt->loss += ce * p->ce_scale + zl * p->z_scale;
+    if (want_row_loss) c->loss[i] = (float)(ce + zl);
+    bt->label_ce += label_ce;
+    bt->prior_ce += prior_ce;
+    bt->max_prob += 1.0 / s->sum_exp; /* exp(max - lse) */
+    bt->lse += lse;
+    bt->valid++;
+    if (r->z_target == s->max) bt->hits++;
+
+    r->log_sum = (float)log_sum;
+    const double scale_p = p->ce_scale * coef_sum + p->z_scale * 2.0 * p->lambda * lse;
+    r->scale_p = (float)scale_p;
+    r->a_scale = (float)(p->soft ? p->ce_scale : eps * p->ce_scale);
+    r->a_const_scaled = (float)(eps * p->ce_scale * r->a_const);
+    r->target_scale = scale_p;
+    r->target_coef = p->ce_scale * target_coef;
+    r->target_nll = nll_target;
+}
+
+static void row_end(const row_state *r, const loss_plan *p) {
+    if (!r->g || p->soft) return;
+    /* p_t * scale - coef_t without the cancellation of float arithmetic. */
+    const double pt = exp(-r->target_nll);
+    r->g[r->target] = (float)(pt * r->target_scale - r->target_coef);
+}
+
+static lsr_status plan_init(loss_plan *p, const loss_call *c) {
+    memset(p, 0, sizeof *p);
+    const int64_t n = c->n, k = c->k;
+    const lsr_loss_options *opt = &c->opt;
+    switch (c->isa) {
+#if defined(LSR_HAVE_X86_KERNELS)
+    case LSR_ISA_AVX512: p->kernels = &lsr__kernels_avx512; break;
+    case LSR_ISA_AVX2: p->kernels = &lsr__kernels_avx2; break;
+#endif
+    default: p->kernels = &lsr__kernels_scalar; break;
+    }
+    p->soft = c->labels == NULL;
+    p->others = opt->convention == LSR_SMOOTHING_OTHERS && !opt->prior;
+    p->eps = opt->smoothing;
+    p->lambda = opt->z_loss;
+    p->nchunks = (k + LSR_CHUNK - 1) / LSR_CHUNK;
+
+    double weight_sum = 0.0;
+    int64_t valid = 0;
+    if (p->soft) {
+        valid = n;
+        weight_sum = (double)n;
+    } else {
+        for (int64_t i = 0; i < n; i++) {
+            const int64_t y = c->labels[i];
+            if (y == opt->ignore_index) continue;
+            valid++;
+            weight_sum += opt->class_weights ? opt->class_weights[y] : 1.0;
+        }
+    }
+    p->ce_scale = p->z_scale = 1.0;
+    if (opt->reduction == LSR_REDUCTION_MEAN) {
+        p->ce_scale = weight_sum > 0.0 ? 1.0 / weight_sum : 0.0;
+        p->z_scale = valid > 0 ? 1.0 / (double)valid : 0.0;
+    }
+    if (p->soft) return LSR_OK;
+
+    const double u_const = p->others ? (k > 1 ? 1.0 / (double)(k - 1) : 0.0) : 1.0 / (double)k;
+    const float *w = opt->class_weights;
+    if (!w && !opt->prior) {
+        p->a_const = u_const;
+        p->a_sum = u_const * (double)k;
+        return LSR_OK;
+    }
+    p->a_owned = malloc((size_t)k * sizeof(float));
+    if (!p->a_owned)
+        return lsr__fail(LSR_ERROR_OUT_OF_MEMORY, "out of memory for %lld classes",
+                         (long long)k);
+    for (int64_t j = 0; j < k; j++) {
+        const double u = opt->prior ? opt->prior[j] : u_const;
+        p->a_owned[j] = (float)((w ? w[j] : 1.0) * u);
+        p->a_sum += (double)p->a_owned[j];
+    }
+    p->a = p->a_owned;
+    if (w && opt->prior) {
+        p->b = opt->prior;
+        for (int64_t j = 0; j < k; j++) p->b_sum += opt->prior[j];
+    }
+    return LSR_OK;
+}
+
+static void process_row(const loss_call *c, const loss_plan *p, int64_t i, float *scratch,
+                        chunk_sums *chunks, block_totals *bt) {
+    row_state r;
+    if (!row_begin(&r, c, p, i, scratch)) return;
+    for (int64_t ch = 0; ch < p->nchunks; ch++) row_pass1(chunks, &r, p, c->k, ch);
+    row_middle(&r, c, p, i, chunks, bt);
+    if (r.skip || !r.g) return;
+    for (int64_t ch = 0; ch < p->nchunks; ch++) row_pass2(&r, p, c->k, ch);
+    row_end(&r, p);
+}
+
+static lsr_status run(const loss_call *c, const loss_plan *p) {
+    const int64_t n = c->n, k = c->k;
+    const int64_t nblocks = (n + ROWS_PER_BLOCK - 1) / ROWS_PER_BLOCK;
+    const int threads = c->threads;
+    const int split_rows = threads > 1 && p->nchunks >= 2 && n < 4 * (int64_t)threads;
+    const int scratch_sets = split_rows ? 1 : threads;
+
+    block_totals *totals = calloc((size_t)(nblocks ? nblocks : 1), sizeof *totals);
+    float *scratch = p->soft ? malloc((size_t)scratch_sets * (size_t)k * sizeof(float)) : NULL;
+    chunk_sums *chunks = malloc((size_t)scratch_sets * (size_t)p->nchunks * sizeof *chunks);
+    if (!totals || !chunks || (p->soft && !scratch)) {
+        free(totals);
+        free(scratch);
+        free(chunks);
+        return lsr__fail(LSR_ERROR_OUT_OF_MEMORY, "out of memory for scratch of %lld classes",
+                         (long long)k);
+    }
+    for (int64_t b = 0; b < nblocks; b++) totals[b].first_bad = -1;
+
+    if (!split_rows) {
+#pragma omp parallel num_threads(threads)
+        {
+            int tid = 0;
+#ifdef _OPENMP
+            tid = omp_get_thread_num();
+#endif
+            float *my_scratch = scratch ? scratch + (size_t)tid * (size_t)k : NULL;
+            chunk_sums *my_chunks = chunks + (size_t)tid * (size_t)p->nchunks;
+#pragma omp for schedule(static)
+            for (int64_t b = 0; b < nblocks; b++) {
+                const int64_t end = (b + 1) * ROWS_PER_BLOCK < n ? (b + 1) * ROWS_PER_BLOCK : n;
+                for (int64_t i = b * ROWS_PER_BLOCK; i < end; i++)
+                    process_row(c, p, i, my_scratch, my_chunks, &totals[b]);
+            }
+        }
+    } else {
+        /* Few rows, many classes: the threads share each row. */
+        for (int64_t i = 0; i < n; i++) {
+            row_state r;
+            if (!row_begin(&r, c, p, i, scratch)) continue;
+#pragma omp parallel for schedule(static) num_threads(threads)
+            for (int64_t ch = 0; ch < p->nchunks; ch++) row_pass1(chunks, &r, p, k, ch);
+            row_middle(&r, c, p, i, chunks, &totals[i / ROWS_PER_BLOCK]);
+            if (r.skip || !r.g) continue;
+#pragma omp parallel for schedule(static) num_threads(threads)
+            for (int64_t ch = 0; ch < p->nchunks; ch++) row_pass2(&r, p, k, ch);
+            row_end(&r, p);
+        }
+    }
+
+    block_totals sum = {0.0, 0.0, 0.0, 0.0, 0.0, 0, 0, -1};
+    for (int64_t b = 0; b < nblocks; b++) {
+        sum.loss += totals[b].loss;
+        sum.label_ce += totals[b].label_ce;
+        sum.prior_ce += totals[b].prior_ce;
+        sum.max_prob += totals[b].max_prob;
+        sum.lse += totals[b].lse;
+        sum.valid += totals[b].valid;
+        sum.hits += totals[b].hits;
+        if (sum.first_bad < 0) sum.first_bad = totals[b].first_bad;
+    }
+    free(totals);
+    free(scratch);
+    free(chunks);
+
+    if (c->loss && c->opt.reduction != LSR_REDUCTION_NONE)
+        c->loss[0] = sum.first_bad >= 0 ? NAN : (float)sum.loss;
+    if (c->stats) {
+        const double d = sum.valid > 0 ? (double)sum.valid : 1.0;
+        c->stats->valid_rows = sum.valid;
+        c->stats->top1_hits = sum.hits;
+        c->stats->label_ce = sum.label_ce / d;
+        c->stats->prior_ce = sum.prior_ce / d;
+        c->stats->mean_max_prob = sum.max_prob / d;
+        c->stats->mean_lse = sum.lse / d;
+    }
+    if (sum.first_bad >= 0)
+        return lsr__fail(LSR_ERROR_NONFINITE, "logits row %lld has a NaN or infinite value",
+                         (long long)sum.first_bad);
+    return LSR_OK;
+}
+
+static lsr_status fast(const loss_call *c) {
+    loss_plan p;
+    lsr_status s = plan_init(&p, c);
+    if (s == LSR_OK) s = run(c, &p);
+    free(p.a_owned);
+    return s;
+}
+
+lsr_status lsr_cross_entropy(float *loss, float *grad, lsr_loss_stats *stats,
+                             const float *logits, const int64_t *labels, int64_t n,
+                             int64_t k, int64_t stride, const lsr_loss_options *options) {
+    loss_call call;
+    lsr_status s = lsr__validate(&call, 0, loss, grad, stats, logits, labels, NULL, n, k,
+                                 stride, options);
+    return s ? s : fast(&call);
+}
+
+lsr_status lsr_cross_entropy_soft(float *loss, float *grad, lsr_loss_stats *stats,
+                                  const float *logits, const float *targets, int64_t n,
+                                  int64_t k, int64_t stride,
+                                  const lsr_loss_options *options) {
+    loss_call call;
+    lsr_status s = lsr__validate(&call, 1, loss, grad, stats, logits, NULL, targets, n, k,
+                                 stride, options);
+    return s ? s : fast(&call);
+}

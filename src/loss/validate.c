@@ -1,0 +1,244 @@
+#include <math.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "loss_internal.h"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+static _Thread_local char last_error[256];
+
+lsr_status lsr__fail(lsr_status status, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(last_error, sizeof last_error, fmt, ap);
+    va_end(ap);
+    return status;
+}
+
+void lsr__clear_error(void) { last_error[0] = '\0'; }
+
+const char *lsr_last_error(void) { return last_error; }
+
+const char *lsr_status_name(lsr_status status) {
+    static const char *const names[LSR_STATUS_COUNT] = {
+        [LSR_OK] = "LSR_OK",
+        [LSR_ERROR_NULL_ARGUMENT] = "LSR_ERROR_NULL_ARGUMENT",
+        [LSR_ERROR_SIZE] = "LSR_ERROR_SIZE",
+        [LSR_ERROR_LABEL] = "LSR_ERROR_LABEL",
+        [LSR_ERROR_SMOOTHING] = "LSR_ERROR_SMOOTHING",
+        [LSR_ERROR_PRIOR] = "LSR_ERROR_PRIOR",
+        [LSR_ERROR_WEIGHT] = "LSR_ERROR_WEIGHT",
+        [LSR_ERROR_TARGET] = "LSR_ERROR_TARGET",
+        [LSR_ERROR_OVERLAP] = "LSR_ERROR_OVERLAP",
+        [LSR_ERROR_NONFINITE] = "LSR_ERROR_NONFINITE",
+        [LSR_ERROR_OPTION] = "LSR_ERROR_OPTION",
+        [LSR_ERROR_UNSUPPORTED] = "LSR_ERROR_UNSUPPORTED",
+        [LSR_ERROR_OUT_OF_MEMORY] = "LSR_ERROR_OUT_OF_MEMORY",
+    };
+    if ((unsigned)status >= LSR_STATUS_COUNT) return "LSR_STATUS_UNKNOWN";
+    return names[status];
+}
+
+lsr_loss_options lsr_loss_options_default(void) {
+    lsr_loss_options o = {0};
+    o.smoothing = 0.0f;
+    o.convention = LSR_SMOOTHING_ALL;
+    o.ignore_index = LSR_IGNORE_INDEX_DEFAULT;
+    o.reduction = LSR_REDUCTION_MEAN;
+    return o;
+}
+
+lsr_isa lsr_isa_detect(void) {
+#if defined(LSR_HAVE_X86_KERNELS)
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq"))
+        return LSR_ISA_AVX512;
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+        return LSR_ISA_AVX2;
+#endif
+    return LSR_ISA_SCALAR;
+}
+
+const char *lsr_isa_name(lsr_isa isa) {
+    switch (isa) {
+    case LSR_ISA_AUTO: return "auto";
+    case LSR_ISA_SCALAR: return "scalar";
+    case LSR_ISA_AVX2: return "avx2";
+    case LSR_ISA_AVX512: return "avx512";
+    }
+    return "unknown";
+}
+
+/* Byte range [begin, end) of an (n, stride) array whose rows use k values. */
+typedef struct byte_range {
+    uintptr_t begin, end;
+} byte_range;
+
+static byte_range matrix_range(const void *p, int64_t n, int64_t k, int64_t stride,
+                               size_t elem) {
+    byte_range r = {(uintptr_t)p, (uintptr_t)p};
+    if (p && n > 0) r.end = r.begin + ((size_t)(n - 1) * (size_t)stride + (size_t)k) * elem;
+    return r;
+}
+
+static int ranges_overlap(byte_range a, byte_range b) {
+    return a.begin < a.end && b.begin < b.end && a.begin < b.end && b.begin < a.end;
+}
+
+static lsr_status check_distribution(const float *v, int64_t k, const char *name,
+                                     int must_sum_to_one, lsr_status status) {
+    double sum = 0.0;
+    for (int64_t i = 0; i < k; i++) {
+        if (!isfinite(v[i]) || v[i] < 0.0f)
+            return lsr__fail(status, "%s[%lld] = %g: must be finite and >= 0", name,
+                             (long long)i, (double)v[i]);
+        sum += v[i];
+    }
+    if (must_sum_to_one && fabs(sum - 1.0) > 1e-4)
+        return lsr__fail(status, "%s sums to %.7g: must sum to 1 within 1e-4", name, sum);
+    return LSR_OK;
+}
+
+lsr_status lsr__validate(loss_call *call, int soft, float *loss, float *grad,
+                         lsr_loss_stats *stats, const float *logits, const int64_t *labels,
+                         const float *targets, int64_t n, int64_t k, int64_t stride,
+                         const lsr_loss_options *options) {
+    lsr__clear_error();
+    lsr_loss_options opt = options ? *options : lsr_loss_options_default();
+
+    if (n < 0) return lsr__fail(LSR_ERROR_SIZE, "n = %lld: must be >= 0", (long long)n);
+    if (k < 1 || k > LSR_MAX_CLASSES)
+        return lsr__fail(LSR_ERROR_SIZE, "k = %lld: must be in [1, %d]", (long long)k,
+                         LSR_MAX_CLASSES);
+    if (stride < k)
+        return lsr__fail(LSR_ERROR_SIZE, "stride = %lld: must be >= k = %lld",
+                         (long long)stride, (long long)k);
+    if (n > 0 && (uint64_t)(n - 1) > ((uint64_t)SIZE_MAX / sizeof(float) - (uint64_t)k) /
+                                         (uint64_t)stride)
+        return lsr__fail(LSR_ERROR_SIZE, "n = %lld rows of stride %lld do not fit in memory",
+                         (long long)n, (long long)stride);
+    if (n > 0 && !logits) return lsr__fail(LSR_ERROR_NULL_ARGUMENT, "logits is NULL");
+    if (n > 0 && (soft ? !targets : !labels))
+        return lsr__fail(LSR_ERROR_NULL_ARGUMENT, soft ? "targets is NULL" : "labels is NULL");
+
+    if (!(opt.smoothing >= 0.0f && opt.smoothing <= 1.0f))
+        return lsr__fail(LSR_ERROR_SMOOTHING, "smoothing = %g: must be in [0, 1]",
+                         (double)opt.smoothing);
+    if (opt.convention != LSR_SMOOTHING_ALL && opt.convention != LSR_SMOOTHING_OTHERS)
+        return lsr__fail(LSR_ERROR_OPTION, "convention = %d: not a smoothing convention",
+                         (int)opt.convention);
+    if (opt.convention == LSR_SMOOTHING_OTHERS && !opt.prior && k == 1 &&
+        opt.smoothing > 0.0f)
+        return lsr__fail(LSR_ERROR_SMOOTHING,
+                         "smoothing = %g with the 'others' convention needs k >= 2",
+                         (double)opt.smoothing);
+    if (opt.reduction != LSR_REDUCTION_MEAN && opt.reduction != LSR_REDUCTION_SUM &&
+        opt.reduction != LSR_REDUCTION_NONE)
+        return lsr__fail(LSR_ERROR_OPTION, "reduction = %d: not a reduction",
+                         (int)opt.reduction);
+    if (!(opt.z_loss >= 0.0f && isfinite(opt.z_loss)))
+        return lsr__fail(LSR_ERROR_OPTION, "z_loss = %g: must be finite and >= 0",
+                         (double)opt.z_loss);
+    if (opt.threads < 0)
+        return lsr__fail(LSR_ERROR_OPTION, "threads = %d: must be >= 0", opt.threads);
+    if (soft && opt.ignore_index != LSR_IGNORE_INDEX_DEFAULT)
+        return lsr__fail(LSR_ERROR_OPTION,
+                         "ignore_index = %lld: soft targets do not take ignore_index",
+                         (long long)opt.ignore_index);
+
+    lsr_isa isa = opt.isa;
+    lsr_isa best = lsr_isa_detect();
+    if (isa == LSR_ISA_AUTO) {
+        isa = best;
+    } else if (isa != LSR_ISA_SCALAR && isa != LSR_ISA_AVX2 && isa != LSR_ISA_AVX512) {
+        return lsr__fail(LSR_ERROR_OPTION, "isa = %d: not an instruction set", (int)isa);
+    } else if (isa > best) {
+        return lsr__fail(LSR_ERROR_UNSUPPORTED, "isa %s: not supported by this CPU (best: %s)",
+                         lsr_isa_name(isa), lsr_isa_name(best));
+    }
+
+    if (opt.prior) {
+        lsr_status s = check_distribution(opt.prior, k, "prior", 1, LSR_ERROR_PRIOR);
+        if (s) return s;
+    }
+    if (opt.class_weights) {
+        lsr_status s =
+            check_distribution(opt.class_weights, k, "class_weights", 0, LSR_ERROR_WEIGHT);
+        if (s) return s;
+    }
+
+    /* Outputs may not overlap inputs, except grad == logits (in place). */
+    const size_t loss_count = opt.reduction == LSR_REDUCTION_NONE ? (size_t)n : 1;
+    byte_range r_loss = {(uintptr_t)loss, (uintptr_t)loss};
+    if (loss && loss_count) r_loss.end = r_loss.begin + loss_count * sizeof(float);
+    byte_range r_grad = matrix_range(grad, n, k, stride, sizeof(float));
+    byte_range r_stats = {(uintptr_t)stats, stats ? (uintptr_t)stats + sizeof *stats : 0};
+    byte_range r_logits = matrix_range(logits, n, k, stride, sizeof(float));
+    byte_range r_labels = matrix_range(labels, n, 1, 1, sizeof(int64_t));
+    byte_range r_targets = matrix_range(targets, n, k, stride, sizeof(float));
+    byte_range r_prior = matrix_range(opt.prior, 1, k, k, sizeof(float));
+    byte_range r_weights = matrix_range(opt.class_weights, 1, k, k, sizeof(float));
+    const byte_range outputs[] = {r_loss, r_grad, r_stats};
+    const char *output_names[] = {"loss", "grad", "stats"};
+    const byte_range inputs[] = {r_logits, r_labels, r_targets, r_prior, r_weights};
+    const char *input_names[] = {"logits", "labels", "targets", "prior", "class_weights"};
+    for (int o = 0; o < 3; o++) {
+        for (int i = 0; i < 5; i++) {
+            if (o == 1 && i == 0 && grad == logits) continue; /* in place */
+            if (ranges_overlap(outputs[o], inputs[i]))
+                return lsr__fail(LSR_ERROR_OVERLAP, "%s overlaps %s", output_names[o],
+                                 input_names[i]);
+        }
+        for (int p = o + 1; p < 3; p++)
+            if (ranges_overlap(outputs[o], outputs[p]))
+                return lsr__fail(LSR_ERROR_OVERLAP, "%s overlaps %s", output_names[o],
+                                 output_names[p]);
+    }
+
+    if (!soft) {
+        for (int64_t i = 0; i < n; i++) {
+            int64_t y = labels[i];
+            if (y != opt.ignore_index && (y < 0 || y >= k))
+                return lsr__fail(LSR_ERROR_LABEL,
+                                 "labels[%lld] = %lld: must be in [0, %lld) or ignore_index "
+                                 "%lld",
+                                 (long long)i, (long long)y, (long long)k,
+                                 (long long)opt.ignore_index);
+        }
+    } else {
+        for (int64_t i = 0; i < n; i++) {
+            const float *t = targets + i * stride;
+            for (int64_t j = 0; j < k; j++)
+                if (!isfinite(t[j]) || t[j] < 0.0f)
+                    return lsr__fail(LSR_ERROR_TARGET,
+                                     "targets[%lld][%lld] = %g: must be finite and >= 0",
+                                     (long long)i, (long long)j, (double)t[j]);
+        }
+    }
+
+    int threads = opt.threads;
+#ifdef _OPENMP
+    if (threads == 0) threads = omp_get_max_threads();
+#else
+    threads = 1;
+#endif
+    if (threads < 1) threads = 1;
+
+    call->loss = loss;
+    call->grad = grad;
+    call->stats = stats;
+    call->logits = logits;
+    call->labels = labels;
+    call->targets = targets;
+    call->n = n;
+    call->k = k;
+    call->stride = stride;
+    call->opt = opt;
+    call->isa = isa;
+    call->threads = threads;
+    return LSR_OK;
+}

@@ -1,0 +1,594 @@
+/* The loss library against its reference, finite differences, closed forms
+ * and every kind of bad input. */
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "check.h"
+#include "lsr/loss.h"
+
+/* ---- deterministic random numbers ---- */
+static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
+static uint64_t rng_next(void) {
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return rng_state;
+}
+static double rng_uniform(void) { return (double)(rng_next() >> 11) * (1.0 / 9007199254740992.0); }
+static double rng_normal(void) {
+    double u = rng_uniform() + 1e-300, v = rng_uniform();
+    return sqrt(-2.0 * log(u)) * cos(6.283185307179586 * v);
+}
+static int64_t rng_below(int64_t n) { return (int64_t)(rng_next() % (uint64_t)n); }
+
+static int close_enough(double got, double want, double rel, double abs_tol) {
+    return fabs(got - want) <= rel * fabs(want) + abs_tol;
+}
+
+/* ---- one random problem ---- */
+typedef struct problem {
+    int64_t n, k, stride;
+    int soft;
+    float *logits;   /* (n, stride) */
+    int64_t *labels; /* (n) */
+    float *targets;  /* (n, stride) */
+    float *prior;    /* (k) */
+    float *weights;  /* (k) */
+} problem;
+
+static void problem_init(problem *p, int64_t n, int64_t k, int64_t pad, int soft, double scale,
+                         double offset, int with_ignored) {
+    p->n = n;
+    p->k = k;
+    p->stride = k + pad;
+    p->soft = soft;
+    size_t cells = (size_t)(n ? n : 1) * (size_t)p->stride;
+    p->logits = malloc(cells * sizeof(float));
+    p->targets = malloc(cells * sizeof(float));
+    p->labels = malloc((size_t)(n ? n : 1) * sizeof(int64_t));
+    p->prior = malloc((size_t)k * sizeof(float));
+    p->weights = malloc((size_t)k * sizeof(float));
+    for (size_t i = 0; i < cells; i++) p->logits[i] = (float)(offset + scale * rng_normal());
+    for (int64_t i = 0; i < n; i++) {
+        p->labels[i] = rng_below(k);
+        if (with_ignored && rng_below(4) == 0) p->labels[i] = LSR_IGNORE_INDEX_DEFAULT;
+        /* soft rows: a random distribution, every third row unnormalised */
+        double sum = 0.0;
+        for (int64_t j = 0; j < k; j++) {
+            double v = rng_below(3) == 0 ? 0.0 : rng_uniform();
+            p->targets[i * p->stride + j] = (float)v;
+            sum += v;
+        }
+        if (i % 3 != 2 && sum > 0)
+            for (int64_t j = 0; j < k; j++) p->targets[i * p->stride + j] /= (float)sum;
+    }
+    double sum = 0.0;
+    for (int64_t j = 0; j < k; j++) {
+        p->prior[j] = (float)(0.05 + rng_uniform());
+        sum += p->prior[j];
+        p->weights[j] = (float)(2.0 * rng_uniform());
+    }
+    for (int64_t j = 0; j < k; j++) p->prior[j] = (float)(p->prior[j] / sum);
+}
+
+static void problem_free(problem *p) {
+    free(p->logits);
+    free(p->targets);
+    free(p->labels);
+    free(p->prior);
+    free(p->weights);
+}
+
+static lsr_status run_fast(const problem *p, float *loss, float *grad, lsr_loss_stats *st,
+                           const lsr_loss_options *o) {
+    return p->soft ? lsr_cross_entropy_soft(loss, grad, st, p->logits, p->targets, p->n, p->k,
+                                            p->stride, o)
+                   : lsr_cross_entropy(loss, grad, st, p->logits, p->labels, p->n, p->k,
+                                       p->stride, o);
+}
+
+static lsr_status run_reference(const problem *p, float *loss, float *grad, lsr_loss_stats *st,
+                                const lsr_loss_options *o) {
+    return p->soft ? lsr_cross_entropy_soft_reference(loss, grad, st, p->logits, p->targets,
+                                                      p->n, p->k, p->stride, o)
+                   : lsr_cross_entropy_reference(loss, grad, st, p->logits, p->labels, p->n,
+                                                 p->k, p->stride, o);
+}
+
+static const char *describe(const problem *p, const lsr_loss_options *o, int in_place) {
+    static char buf[256];
+    snprintf(buf, sizeof buf,
+             "n=%lld k=%lld stride=%lld soft=%d eps=%g conv=%d prior=%d weights=%d red=%d "
+             "z=%g isa=%s threads=%d in_place=%d",
+             (long long)p->n, (long long)p->k, (long long)p->stride, p->soft,
+             (double)o->smoothing, (int)o->convention, o->prior != NULL,
+             o->class_weights != NULL, (int)o->reduction, (double)o->z_loss,
+             lsr_isa_name(o->isa), o->threads, in_place);
+    return buf;
+}
+
+/* Fast against reference for one problem and option set; also checks that
+ * 1 and 2 threads give bit-identical results. Returns 1 when all agree. */
+static int compare(const problem *p, lsr_loss_options o, int in_place) {
+    const size_t cells = (size_t)(p->n ? p->n : 1) * (size_t)p->stride;
+    const size_t nloss = o.reduction == LSR_REDUCTION_NONE ? (size_t)(p->n ? p->n : 1) : 1;
+    float *g_ref = malloc(cells * sizeof(float)), *g_fast = malloc(cells * sizeof(float));
+    float *g_fast1 = malloc(cells * sizeof(float));
+    float *l_ref = malloc(nloss * sizeof(float)), *l_fast = malloc(nloss * sizeof(float));
+    float *l_fast1 = malloc(nloss * sizeof(float));
+    /* padding entries must stay untouched: fill with a sentinel */
+    for (size_t i = 0; i < cells; i++) g_ref[i] = g_fast[i] = g_fast1[i] = 7.0f;
+    lsr_loss_stats s_ref, s_fast, s_fast1;
+    int ok = 1;
+
+    lsr_status st_ref = run_reference(p, l_ref, g_ref, &s_ref, &o);
+    lsr_status st_fast, st_fast1;
+    lsr_loss_options o1 = o;
+    o1.threads = 1;
+    if (in_place) {
+        /* grad written over a copy of the logits */
+        problem q = *p;
+        float *copy = malloc(cells * sizeof(float));
+        memcpy(copy, p->logits, cells * sizeof(float));
+        q.logits = copy;
+        st_fast = run_fast(&q, l_fast, copy, &s_fast, &o);
+        memcpy(g_fast, copy, cells * sizeof(float));
+        for (size_t i = 0; i < cells; i++) /* padding of the in-place array is logits */
+            if ((int64_t)(i % (size_t)p->stride) >= p->k) g_fast[i] = 7.0f;
+        memcpy(copy, p->logits, cells * sizeof(float));
+        st_fast1 = run_fast(&q, l_fast1, copy, &s_fast1, &o1);
+        memcpy(g_fast1, copy, cells * sizeof(float));
+        for (size_t i = 0; i < cells; i++)
+            if ((int64_t)(i % (size_t)p->stride) >= p->k) g_fast1[i] = 7.0f;
+        free(copy);
+    } else {
+        st_fast = run_fast(p, l_fast, g_fast, &s_fast, &o);
+        st_fast1 = run_fast(p, l_fast1, g_fast1, &s_fast1, &o1);
+    }
+    const char *what = describe(p, &o, in_place);
+    /* what the call may write: nothing of the rows when n = 0 */
+    const size_t cells_out = (size_t)p->n * (size_t)p->stride;
+    const size_t nloss_out = o.reduction == LSR_REDUCTION_NONE ? (size_t)p->n : 1;
+
+    CHECK(st_ref == LSR_OK && st_fast == LSR_OK && st_fast1 == LSR_OK,
+          "%s: status ref %s fast %s (%s)", what, lsr_status_name(st_ref),
+          lsr_status_name(st_fast), lsr_last_error());
+    if (st_ref || st_fast || st_fast1) ok = 0;
+
+    for (size_t i = 0; ok && i < nloss_out; i++) {
+        int good = close_enough(l_fast[i], l_ref[i], 2e-5, 2e-6);
+        CHECK(good, "%s: loss[%zu] fast %.8g ref %.8g", what, i, (double)l_fast[i],
+              (double)l_ref[i]);
+        ok &= good;
+    }
+    if (ok) {
+        double gmax = 0.0;
+        for (size_t i = 0; i < cells_out; i++)
+            if (fabs(g_ref[i]) > gmax && g_ref[i] != 7.0f) gmax = fabs(g_ref[i]);
+        for (size_t i = 0; i < cells_out; i++) {
+            int good = close_enough(g_fast[i], g_ref[i], 1e-4, 1e-5 * gmax + 1e-7);
+            if (!good) {
+                CHECK(good, "%s: grad[%zu] fast %.8g ref %.8g (max %.3g)", what, i,
+                      (double)g_fast[i], (double)g_ref[i], gmax);
+                ok = 0;
+                break;
+            }
+        }
+    }
+    if (ok) {
+        int good = s_fast.valid_rows == s_ref.valid_rows && s_fast.top1_hits == s_ref.top1_hits &&
+                   close_enough(s_fast.label_ce, s_ref.label_ce, 2e-5, 2e-6) &&
+                   close_enough(s_fast.prior_ce, s_ref.prior_ce, 2e-5, 2e-6) &&
+                   close_enough(s_fast.mean_max_prob, s_ref.mean_max_prob, 2e-5, 2e-6) &&
+                   close_enough(s_fast.mean_lse, s_ref.mean_lse, 2e-5, 2e-6);
+        CHECK(good,
+              "%s: stats fast (%lld %lld %.8g %.8g %.8g %.8g) ref (%lld %lld %.8g %.8g %.8g %.8g)",
+              what, (long long)s_fast.valid_rows, (long long)s_fast.top1_hits, s_fast.label_ce,
+              s_fast.prior_ce, s_fast.mean_max_prob, s_fast.mean_lse,
+              (long long)s_ref.valid_rows, (long long)s_ref.top1_hits, s_ref.label_ce,
+              s_ref.prior_ce, s_ref.mean_max_prob, s_ref.mean_lse);
+        ok &= good;
+    }
+    if (ok) {
+        int same = memcmp(l_fast, l_fast1, nloss_out * sizeof(float)) == 0 &&
+                   memcmp(g_fast, g_fast1, cells_out * sizeof(float)) == 0 &&
+                   memcmp(&s_fast, &s_fast1, sizeof s_fast) == 0;
+        CHECK(same, "%s: 1 thread and %d threads differ", what, o.threads);
+        ok &= same;
+    }
+    free(g_ref);
+    free(g_fast);
+    free(g_fast1);
+    free(l_ref);
+    free(l_fast);
+    free(l_fast1);
+    return ok;
+}
+
+static lsr_isa isas[3];
+static int isa_count;
+
+static void setup_isas(void) {
+    lsr_isa best = lsr_isa_detect();
+    isa_count = 0;
+    isas[isa_count++] = LSR_ISA_SCALAR;
+    if (best >= LSR_ISA_AVX2) isas[isa_count++] = LSR_ISA_AVX2;
+    if (best >= LSR_ISA_AVX512) isas[isa_count++] = LSR_ISA_AVX512;
+    printf("instruction sets tested:");
+    for (int i = 0; i < isa_count; i++) printf(" %s", lsr_isa_name(isas[i]));
+    printf("\n");
+}
+
+static lsr_loss_options options_from_bits(const problem *p, unsigned bits, int isa_index) {
+    static const float eps_values[3] = {0.0f, 0.1f, 1.0f};
+    lsr_loss_options o = lsr_loss_options_default();
+    o.smoothing = eps_values[bits % 3];
+    bits /= 3;
+    o.convention = (bits & 1) ? LSR_SMOOTHING_OTHERS : LSR_SMOOTHING_ALL;
+    if (o.convention == LSR_SMOOTHING_OTHERS && p->k == 1) o.convention = LSR_SMOOTHING_ALL;
+    o.prior = (bits & 2) ? p->prior : NULL;
+    o.class_weights = (bits & 4) ? p->weights : NULL;
+    o.z_loss = (bits & 8) ? 1e-3f : 0.0f;
+    bits >>= 4;
+    o.reduction = (lsr_reduction)(bits % 3);
+    o.isa = isas[isa_index];
+    o.threads = 2;
+    return o;
+}
+
+/* Every combination of options on small shapes, every ISA. */
+static void test_all_combinations(void) {
+    int failures = 0, cases = 0;
+    for (int soft = 0; soft <= 1; soft++)
+        for (int pad = 0; pad <= 3; pad += 3)
+            for (int64_t k = 1; k <= 10; k += (k < 3 ? 1 : 7)) { /* 1, 2, 3, 10 */
+                problem p;
+                problem_init(&p, 21, k, pad, soft, 3.0, 0.0, !soft);
+                for (unsigned bits = 0; bits < 3 * 16 * 3; bits++)
+                    for (int isa = 0; isa < isa_count; isa++)
+                        for (int in_place = 0; in_place <= 1; in_place++) {
+                            cases++;
+                            if (!compare(&p, options_from_bits(&p, bits, isa), in_place))
+                                failures++;
+                        }
+                problem_free(&p);
+            }
+    printf("all combinations: %d cases, %d disagreements\n", cases, failures);
+}
+
+/* The large shapes, with random option sets. */
+static void test_random_shapes(void) {
+    static const int64_t ks[] = {1, 2, 3, 10, 1000, 32000, 100003};
+    static const int64_t ns[] = {0, 1, 2, 5, 33, 130};
+    int failures = 0, cases = 0;
+    for (size_t a = 0; a < sizeof ks / sizeof ks[0]; a++)
+        for (size_t b = 0; b < sizeof ns / sizeof ns[0]; b++) {
+            const int64_t k = ks[a], n = ns[b];
+            if (n * k > 3000000) continue;
+            for (int soft = 0; soft <= 1; soft++) {
+                problem p;
+                problem_init(&p, n, k, (int64_t)rng_below(3), soft, 1.0 + 9.0 * rng_uniform(), 0.0,
+                             !soft);
+                int repeats = n * k > 200000 ? 3 : 8;
+                for (int r = 0; r < repeats; r++) {
+                    unsigned bits = (unsigned)rng_below(3 * 16 * 3);
+                    lsr_loss_options o = options_from_bits(&p, bits, (int)rng_below(isa_count));
+                    cases++;
+                    if (!compare(&p, o, (int)rng_below(2))) failures++;
+                }
+                problem_free(&p);
+            }
+        }
+    printf("random shapes: %d cases, %d disagreements\n", cases, failures);
+}
+
+/* Logits of magnitude 1e4, and 1e4 plus small noise. */
+static void test_large_logits(void) {
+    for (int kind = 0; kind < 2; kind++) {
+        problem p;
+        if (kind == 0) problem_init(&p, 9, 1000, 0, 0, 1e4, 0.0, 0);
+        else problem_init(&p, 9, 1000, 0, 0, 1.0, 1e4, 0);
+        for (int isa = 0; isa < isa_count; isa++) {
+            lsr_loss_options o = lsr_loss_options_default();
+            o.smoothing = 0.1f;
+            o.isa = isas[isa];
+            o.threads = 2;
+            compare(&p, o, 0);
+            float loss;
+            CHECK(run_fast(&p, &loss, NULL, NULL, &o) == LSR_OK && isfinite(loss),
+                  "large logits kind %d: loss %g", kind, (double)loss);
+        }
+        problem_free(&p);
+    }
+}
+
+/* Central differences of the reference loss against the fast gradient. */
+static void test_finite_differences(void) {
+    int failures = 0;
+    for (int soft = 0; soft <= 1; soft++) {
+        problem p;
+        problem_init(&p, 3, 5, 0, soft, 2.0, 0.0, 0);
+        for (unsigned bits = 0; bits < 3 * 16 * 3; bits++) {
+            lsr_loss_options o = options_from_bits(&p, bits, isa_count - 1);
+            if (o.reduction == LSR_REDUCTION_NONE) continue;
+            float grad[15];
+            run_fast(&p, NULL, grad, NULL, &o);
+            for (int i = 0; i < 15; i++) {
+                const float saved = p.logits[i], h = 1e-2f;
+                float lp, lm;
+                p.logits[i] = saved + h;
+                run_reference(&p, &lp, NULL, NULL, &o);
+                p.logits[i] = saved - h;
+                run_reference(&p, &lm, NULL, NULL, &o);
+                p.logits[i] = saved;
+                const double fd = ((double)lp - (double)lm) / (2.0 * h);
+                if (!close_enough(grad[i], fd, 2e-3, 2e-4)) {
+                    failures++;
+                    CHECK(0, "finite difference soft=%d bits=%u i=%d: grad %.6g fd %.6g", soft,
+                          bits, i, (double)grad[i], fd);
+                }
+            }
+        }
+        problem_free(&p);
+    }
+    CHECK(failures == 0, "%d finite-difference mismatches", failures);
+}
+
+static void test_closed_forms(void) {
+    lsr_loss_options o = lsr_loss_options_default();
+    float z[10], g[10], loss;
+    int64_t y = 3;
+    lsr_loss_stats st;
+
+    /* K = 10, eps = 0.1: the minimum 0.5003 nats at a logit gap of ln 91. */
+    o.smoothing = 0.1f;
+    for (int j = 0; j < 10; j++) z[j] = 0.0f;
+    z[3] = logf(91.0f);
+    CHECK(lsr_cross_entropy(&loss, g, &st, z, &y, 1, 10, 10, &o) == LSR_OK, "status");
+    const double h_target = -(0.91 * log(0.91) + 9 * 0.01 * log(0.01));
+    CHECK(fabs(loss - h_target) < 1e-5 && fabs(h_target - 0.5003) < 5e-5,
+          "minimum loss %.6f, want %.6f", (double)loss, h_target);
+    double gmax = 0;
+    for (int j = 0; j < 10; j++) gmax = fmax(gmax, fabs(g[j]));
+    CHECK(gmax < 1e-6, "gradient at the minimum is %g", gmax);
+    for (int d = -1; d <= 1; d += 2) {
+        float l2;
+        z[3] = logf(91.0f) + 0.05f * (float)d;
+        lsr_cross_entropy(&l2, NULL, NULL, z, &y, 1, 10, 10, &o);
+        CHECK(l2 > loss, "loss at gap ln91%+.2f is %.7f, not above the minimum %.7f",
+              0.05 * d, (double)l2, (double)loss);
+    }
+    /* The "others" convention puts the minimum at ln((1-eps)(K-1)/eps) = ln 81. */
+    o.convention = LSR_SMOOTHING_OTHERS;
+    z[3] = logf(81.0f);
+    lsr_cross_entropy(&loss, g, NULL, z, &y, 1, 10, 10, &o);
+    gmax = 0;
+    for (int j = 0; j < 10; j++) gmax = fmax(gmax, fabs(g[j]));
+    CHECK(gmax < 1e-6, "others: gradient at gap ln 81 is %g", gmax);
+    const double h_others = -(0.9 * log(0.9) + 0.1 * log(0.1 / 9));
+    CHECK(fabs(loss - h_others) < 1e-5, "others: minimum %.6f, want %.6f", (double)loss,
+          h_others);
+
+    /* eps = 0 is plain cross-entropy. */
+    o = lsr_loss_options_default();
+    for (int j = 0; j < 10; j++) z[j] = (float)(0.3 * j - 1.0);
+    double lse = 0;
+    for (int j = 0; j < 10; j++) lse += exp(z[j]);
+    lse = log(lse);
+    lsr_cross_entropy(&loss, g, NULL, z, &y, 1, 10, 10, &o);
+    CHECK(fabs(loss - (lse - z[3])) < 1e-6, "eps 0: %.7f vs %.7f", (double)loss, lse - z[3]);
+    CHECK(fabs(g[3] - (exp(z[3] - lse) - 1.0)) < 1e-6, "eps 0 gradient %.7f", (double)g[3]);
+
+    /* K = 1: the loss is 0 whatever the logit. */
+    float one = 123.0f, g1;
+    int64_t zero = 0;
+    o.smoothing = 0.3f;
+    CHECK(lsr_cross_entropy(&loss, &g1, NULL, &one, &zero, 1, 1, 1, &o) == LSR_OK &&
+              fabs(loss) < 1e-6 && fabs(g1) < 1e-6,
+          "K=1: loss %g grad %g", (double)loss, (double)g1);
+
+    /* H(q', p) = (1 - eps) H(q, p) + eps H(u, p) for every kind of u. */
+    for (int soft = 0; soft <= 1; soft++)
+        for (int kind = 0; kind < 3; kind++) {
+            problem p;
+            problem_init(&p, 40, 17, 0, soft, 2.0, 0.0, 1);
+            lsr_loss_options d = lsr_loss_options_default();
+            d.smoothing = 0.2f;
+            if (kind == 1) d.convention = LSR_SMOOTHING_OTHERS;
+            if (kind == 2) d.prior = p.prior;
+            run_fast(&p, &loss, NULL, &st, &d);
+            const double split = 0.8 * st.label_ce + 0.2 * st.prior_ce;
+            if (soft) { /* the soft mean divides by N, the targets are not all normalised */
+                lsr_loss_stats st2;
+                float ref;
+                run_reference(&p, &ref, NULL, &st2, &d);
+                CHECK(close_enough(loss, ref, 1e-5, 1e-6), "soft decomposition baseline");
+            } else {
+                CHECK(close_enough(loss, split, 1e-5, 1e-6),
+                      "decomposition kind %d: loss %.7f, (1-eps) H(q,p) + eps H(u,p) = %.7f", kind,
+                      (double)loss, split);
+            }
+            problem_free(&p);
+        }
+
+    /* Ignored rows count in neither term nor the mean (pytorch#73205). */
+    {
+        problem p;
+        problem_init(&p, 6, 7, 0, 0, 1.0, 0.0, 0);
+        lsr_loss_options d = lsr_loss_options_default();
+        d.smoothing = 0.1f;
+        d.class_weights = p.weights;
+        float l_all, l_kept;
+        int64_t kept_labels[3] = {p.labels[0], p.labels[2], p.labels[4]};
+        float kept_logits[21];
+        for (int r = 0; r < 3; r++) memcpy(kept_logits + 7 * r, p.logits + 7 * (2 * r), 7 * sizeof(float));
+        p.labels[1] = p.labels[3] = p.labels[5] = -100;
+        lsr_cross_entropy(&l_all, NULL, NULL, p.logits, p.labels, 6, 7, 7, &d);
+        lsr_cross_entropy(&l_kept, NULL, NULL, kept_logits, kept_labels, 3, 7, 7, &d);
+        CHECK(close_enough(l_all, l_kept, 1e-6, 1e-7), "ignored rows: %.7f vs %.7f", (double)l_all,
+              (double)l_kept);
+        /* every row ignored: 0, not NaN */
+        for (int r = 0; r < 6; r++) p.labels[r] = -100;
+        float g6[42];
+        CHECK(lsr_cross_entropy(&l_all, g6, &st, p.logits, p.labels, 6, 7, 7, &d) == LSR_OK &&
+                  l_all == 0.0f && g6[5] == 0.0f && st.valid_rows == 0,
+              "all ignored: loss %g", (double)l_all);
+        problem_free(&p);
+    }
+}
+
+/* Every bad input gets its own status, a message, and no output written. */
+static void test_bad_input(void) {
+    float z[12] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11};
+    int64_t y[3] = {0, 1, 2};
+    float g[12], loss[3];
+    lsr_loss_options o = lsr_loss_options_default();
+    float prior[4] = {0.25f, 0.25f, 0.25f, 0.25f}, weights[4] = {1, 1, 1, 1};
+    float targets[12] = {0};
+
+#define EXPECT(call, want, needle)                                                        \
+    do {                                                                                  \
+        for (int i_ = 0; i_ < 12; i_++) g[i_] = -5.0f;                                    \
+        loss[0] = loss[1] = loss[2] = -5.0f;                                              \
+        lsr_status s_ = (call);                                                           \
+        CHECK(s_ == (want), "%s: got %s, want %s", #call, lsr_status_name(s_),            \
+              lsr_status_name(want));                                                     \
+        CHECK(strstr(lsr_last_error(), needle) != NULL, "%s: message '%s' lacks '%s'",     \
+              #call, lsr_last_error(), needle);                                           \
+        int untouched_ = loss[0] == -5.0f && loss[1] == -5.0f;                            \
+        for (int i_ = 0; i_ < 12; i_++) untouched_ &= g[i_] == -5.0f;                     \
+        CHECK(untouched_, "%s: an output was written", #call);                            \
+    } while (0)
+
+    EXPECT(lsr_cross_entropy(loss, g, NULL, NULL, y, 3, 4, 4, &o), LSR_ERROR_NULL_ARGUMENT, "logits");
+    EXPECT(lsr_cross_entropy(loss, g, NULL, z, NULL, 3, 4, 4, &o), LSR_ERROR_NULL_ARGUMENT, "labels");
+    EXPECT(lsr_cross_entropy_soft(loss, g, NULL, z, NULL, 3, 4, 4, &o), LSR_ERROR_NULL_ARGUMENT,
+           "targets");
+    EXPECT(lsr_cross_entropy(loss, g, NULL, z, y, -1, 4, 4, &o), LSR_ERROR_SIZE, "n");
+    EXPECT(lsr_cross_entropy(loss, g, NULL, z, y, 3, 0, 4, &o), LSR_ERROR_SIZE, "k");
+    EXPECT(lsr_cross_entropy(loss, g, NULL, z, y, 3, (int64_t)LSR_MAX_CLASSES + 1,
+                             (int64_t)LSR_MAX_CLASSES + 1, &o),
+           LSR_ERROR_SIZE, "k");
+    EXPECT(lsr_cross_entropy(loss, g, NULL, z, y, 3, 4, 3, &o), LSR_ERROR_SIZE, "stride");
+    EXPECT(lsr_cross_entropy(loss, g, NULL, z, y, INT64_MAX / 2, 4, 4, &o), LSR_ERROR_SIZE, "memory");
+
+    int64_t bad_labels[3] = {0, 4, 1};
+    EXPECT(lsr_cross_entropy(loss, g, NULL, z, bad_labels, 3, 4, 4, &o), LSR_ERROR_LABEL, "labels[1]");
+    bad_labels[1] = -1;
+    EXPECT(lsr_cross_entropy(loss, g, NULL, z, bad_labels, 3, 4, 4, &o), LSR_ERROR_LABEL, "labels[1]");
+
+    o.smoothing = -0.1f;
+    EXPECT(lsr_cross_entropy(loss, g, NULL, z, y, 3, 4, 4, &o), LSR_ERROR_SMOOTHING, "smoothing");
+    o.smoothing = 1.5f;
+    EXPECT(lsr_cross_entropy(loss, g, NULL, z, y, 3, 4, 4, &o), LSR_ERROR_SMOOTHING, "smoothing");
+    o.smoothing = NAN;
+    EXPECT(lsr_cross_entropy(loss, g, NULL, z, y, 3, 4, 4, &o), LSR_ERROR_SMOOTHING, "smoothing");
+    o.smoothing = 0.1f;
+    o.convention = LSR_SMOOTHING_OTHERS;
+    int64_t y0[3] = {0, 0, 0};
+    EXPECT(lsr_cross_entropy(loss, g, NULL, z, y0, 3, 1, 4, &o), LSR_ERROR_SMOOTHING, "others");
+    o = lsr_loss_options_default();
+
+    o.prior = prior;
+    prior[2] = NAN;
+    EXPECT(lsr_cross_entropy(loss, g, NULL, z, y, 3, 4, 4, &o), LSR_ERROR_PRIOR, "prior[2]");
+    prior[2] = -0.25f;
+    EXPECT(lsr_cross_entropy(loss, g, NULL, z, y, 3, 4, 4, &o), LSR_ERROR_PRIOR, "prior[2]");
+    prior[2] = 0.2f;
+    EXPECT(lsr_cross_entropy(loss, g, NULL, z, y, 3, 4, 4, &o), LSR_ERROR_PRIOR, "sums to");
+    prior[2] = 0.25f;
+    o.prior = NULL;
+
+    o.class_weights = weights;
+    weights[3] = -1.0f;
+    EXPECT(lsr_cross_entropy(loss, g, NULL, z, y, 3, 4, 4, &o), LSR_ERROR_WEIGHT, "class_weights[3]");
+    weights[3] = INFINITY;
+    EXPECT(lsr_cross_entropy(loss, g, NULL, z, y, 3, 4, 4, &o), LSR_ERROR_WEIGHT, "class_weights[3]");
+    weights[3] = 1.0f;
+    o.class_weights = NULL;
+
+    targets[6] = NAN;
+    EXPECT(lsr_cross_entropy_soft(loss, g, NULL, z, targets, 3, 4, 4, &o), LSR_ERROR_TARGET,
+           "targets[1][2]");
+    targets[6] = -0.5f;
+    EXPECT(lsr_cross_entropy_soft(loss, g, NULL, z, targets, 3, 4, 4, &o), LSR_ERROR_TARGET,
+           "targets[1][2]");
+    targets[6] = 0.0f;
+    o.ignore_index = -1;
+    EXPECT(lsr_cross_entropy_soft(loss, g, NULL, z, targets, 3, 4, 4, &o), LSR_ERROR_OPTION,
+           "ignore_index");
+    o = lsr_loss_options_default();
+
+    o.reduction = (lsr_reduction)7;
+    EXPECT(lsr_cross_entropy(loss, g, NULL, z, y, 3, 4, 4, &o), LSR_ERROR_OPTION, "reduction");
+    o = lsr_loss_options_default();
+    o.convention = (lsr_smoothing_convention)5;
+    EXPECT(lsr_cross_entropy(loss, g, NULL, z, y, 3, 4, 4, &o), LSR_ERROR_OPTION, "convention");
+    o = lsr_loss_options_default();
+    o.z_loss = -1.0f;
+    EXPECT(lsr_cross_entropy(loss, g, NULL, z, y, 3, 4, 4, &o), LSR_ERROR_OPTION, "z_loss");
+    o.z_loss = INFINITY;
+    EXPECT(lsr_cross_entropy(loss, g, NULL, z, y, 3, 4, 4, &o), LSR_ERROR_OPTION, "z_loss");
+    o = lsr_loss_options_default();
+    o.threads = -2;
+    EXPECT(lsr_cross_entropy(loss, g, NULL, z, y, 3, 4, 4, &o), LSR_ERROR_OPTION, "threads");
+    o = lsr_loss_options_default();
+    o.isa = (lsr_isa)9;
+    EXPECT(lsr_cross_entropy(loss, g, NULL, z, y, 3, 4, 4, &o), LSR_ERROR_OPTION, "isa");
+    o = lsr_loss_options_default();
+    if (lsr_isa_detect() < LSR_ISA_AVX512) {
+        o.isa = LSR_ISA_AVX512;
+        EXPECT(lsr_cross_entropy(loss, g, NULL, z, y, 3, 4, 4, &o), LSR_ERROR_UNSUPPORTED, "avx512");
+        o = lsr_loss_options_default();
+    }
+
+    /* Overlaps: grad shifted over the logits, loss inside the logits or grad. */
+    float big[40];
+    for (int i = 0; i < 40; i++) big[i] = (float)i * 0.1f;
+    CHECK(lsr_cross_entropy(loss, big + 1, NULL, big, y, 3, 4, 4, &o) == LSR_ERROR_OVERLAP &&
+              strstr(lsr_last_error(), "grad overlaps logits"),
+          "grad overlapping logits: %s", lsr_last_error());
+    CHECK(lsr_cross_entropy(big + 2, NULL, NULL, big, y, 3, 4, 4, &o) == LSR_ERROR_OVERLAP,
+          "loss inside logits");
+    CHECK(lsr_cross_entropy(big + 20, big + 20, NULL, big, y, 3, 4, 4, &o) == LSR_ERROR_OVERLAP,
+          "loss inside grad: %s", lsr_last_error());
+    CHECK(lsr_cross_entropy((float *)(void *)y, NULL, NULL, big, y, 3, 4, 4, &o) == LSR_ERROR_OVERLAP,
+          "loss over labels");
+    CHECK(lsr_cross_entropy(loss, big, NULL, big, y, 3, 4, 4, &o) == LSR_OK, "in place is allowed");
+    /* A padded stride: the grad may sit in the padding gaps? No: ranges overlap. */
+
+    /* Non-finite logits: reported with the row, the other rows still done. */
+    for (int isa = 0; isa < isa_count; isa++) {
+        for (int kind = 0; kind < 3; kind++) {
+            float zz[12] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11};
+            zz[5] = kind == 0 ? NAN : kind == 1 ? INFINITY : -INFINITY;
+            float gg[12], l1;
+            for (int i = 0; i < 12; i++) gg[i] = -5.0f;
+            o = lsr_loss_options_default();
+            o.isa = isas[isa];
+            lsr_status s = lsr_cross_entropy(&l1, gg, NULL, zz, y, 3, 4, 4, &o);
+            CHECK(s == LSR_ERROR_NONFINITE && strstr(lsr_last_error(), "row 1") && isnan(l1),
+                  "non-finite kind %d isa %s: %s '%s' loss %g", kind, lsr_isa_name(o.isa),
+                  lsr_status_name(s), lsr_last_error(), (double)l1);
+            CHECK(gg[4] == -5.0f && gg[7] == -5.0f && gg[0] != -5.0f && gg[11] != -5.0f,
+                  "non-finite: bad row written or good rows not written");
+            lsr_status r = lsr_cross_entropy_reference(&l1, gg, NULL, zz, y, 3, 4, 4, &o);
+            CHECK(r == LSR_ERROR_NONFINITE, "reference non-finite: %s", lsr_status_name(r));
+        }
+    }
+    CHECK(strcmp(lsr_status_name((lsr_status)99), "LSR_STATUS_UNKNOWN") == 0, "unknown status name");
+#undef EXPECT
+}
+
+int main(void) {
+    setup_isas();
+    test_closed_forms();
+    test_bad_input();
+    test_finite_differences();
+    test_large_logits();
+    test_all_combinations();
+    test_random_shapes();
+    return check_summary();
+}
