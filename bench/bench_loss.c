@@ -1,1 +1,129 @@
-int main(void) { return 0; }
+/* make bench-loss: the fused loss against a plain copy of the same bytes
+ * (the memory-bandwidth limit) and against PyTorch, in one run.
+ *
+ *   bench_loss [--threads T] [--repeats R] [--no-torch]
+ *
+ * Effective bandwidth counts one read of the logits and one write of the
+ * gradient (2 * N * K * 4 bytes).  The last line is
+ *   min-vs-copy 0.NN min-speedup-vs-torch NN.N
+ * with both minima over the shapes with K >= 1000. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "lsr/loss.h"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* memcpy split over the threads, as the loss splits its rows */
+static void parallel_copy(float *dst, const float *src, size_t count, int threads) {
+#pragma omp parallel num_threads(threads)
+    {
+        int t = 0, nt = 1;
+#ifdef _OPENMP
+        t = omp_get_thread_num();
+        nt = omp_get_num_threads();
+#endif
+        size_t begin = count * (size_t)t / (size_t)nt, end = count * (size_t)(t + 1) / (size_t)nt;
+        memcpy(dst + begin, src + begin, (end - begin) * sizeof(float));
+    }
+}
+
+static double torch_seconds(long n, long k, int threads, int repeats) {
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "/usr/bin/python3 %s/torch_loss.py %ld %ld %d %d 2>/dev/null",
+             LSR_BENCH_DIR, n, k, threads, repeats);
+    FILE *p = popen(cmd, "r");
+    if (!p) return NAN;
+    double s = NAN;
+    if (fscanf(p, "%lf", &s) != 1) s = NAN;
+    if (pclose(p) != 0) s = NAN;
+    return s;
+}
+
+int main(int argc, char **argv) {
+    int threads = 2, repeats = 10, use_torch = 1;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--repeats") && i + 1 < argc) repeats = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--no-torch")) use_torch = 0;
+        else {
+            fprintf(stderr, "bench_loss: unknown argument '%s'\n", argv[i]);
+            return 2;
+        }
+    }
+    static const long shapes[][2] = {{65536, 10}, {8192, 1000}, {4096, 32000}, {1024, 128256}};
+    printf("lsr %s, isa %s, %d threads, best of %d runs; fp32, eps 0.1, mean, gradient "
+           "written to a separate buffer\n",
+           LSR_VERSION_STRING, lsr_isa_name(lsr_isa_detect()), threads, repeats);
+    printf("%-14s %10s %8s %10s %8s %10s %8s %8s %9s\n", "N x K", "lsr ms", "GB/s", "copy ms",
+           "GB/s", "torch ms", "GB/s", "vs-copy", "vs-torch");
+    double min_vs_copy = INFINITY, min_vs_torch = INFINITY;
+    int failed = 0;
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        const long n = shapes[s][0], k = shapes[s][1];
+        const size_t count = (size_t)n * (size_t)k;
+        float *logits = malloc(count * sizeof(float)), *grad = malloc(count * sizeof(float));
+        int64_t *labels = malloc((size_t)n * sizeof(int64_t));
+        if (!logits || !grad || !labels) {
+            fprintf(stderr, "bench_loss: out of memory for %ld x %ld\n", n, k);
+            return 1;
+        }
+        unsigned x = 12345;
+        for (size_t i = 0; i < count; i++) {
+            x = x * 1664525u + 1013904223u;
+            logits[i] = (float)((int)(x >> 9) - (1 << 22)) * (3.0f / (float)(1 << 22));
+        }
+        memset(grad, 0, count * sizeof(float));
+        for (long i = 0; i < n; i++) labels[i] = (int64_t)((i * 7919) % k);
+
+        lsr_loss_options o = lsr_loss_options_default();
+        o.smoothing = 0.1f;
+        o.threads = threads;
+        float loss;
+        double best_lsr = INFINITY, best_copy = INFINITY;
+        for (int r = 0; r <= repeats; r++) {
+            double t0 = now();
+            lsr_status st = lsr_cross_entropy(&loss, grad, NULL, logits, labels, n, k, k, &o);
+            double t1 = now();
+            if (st != LSR_OK) {
+                fprintf(stderr, "bench_loss: %s\n", lsr_last_error());
+                return 1;
+            }
+            if (r) best_lsr = fmin(best_lsr, t1 - t0);
+            t0 = now();
+            parallel_copy(grad, logits, count, threads);
+            t1 = now();
+            if (r) best_copy = fmin(best_copy, t1 - t0);
+        }
+        const double bytes = 2.0 * (double)count * sizeof(float);
+        double best_torch = use_torch ? torch_seconds(n, k, threads, repeats) : NAN;
+        if (use_torch && isnan(best_torch)) failed = 1;
+        const double vs_copy = best_copy / best_lsr, vs_torch = best_torch / best_lsr;
+        char name[32];
+        snprintf(name, sizeof name, "%ldx%ld", n, k);
+        printf("%-14s %10.3f %8.2f %10.3f %8.2f %10.3f %8.2f %8.2f %9.1f\n", name, 1e3 * best_lsr,
+               bytes / best_lsr * 1e-9, 1e3 * best_copy, bytes / best_copy * 1e-9, 1e3 * best_torch,
+               bytes / best_torch * 1e-9, vs_copy, vs_torch);
+        if (k >= 1000) {
+            min_vs_copy = fmin(min_vs_copy, vs_copy);
+            if (use_torch) min_vs_torch = fmin(min_vs_torch, vs_torch);
+        }
+        free(logits);
+        free(grad);
+        free(labels);
+    }
+    if (failed) fprintf(stderr, "bench_loss: PyTorch run failed (is python3-torch installed?)\n");
+    printf("min-vs-copy %.2f min-speedup-vs-torch %.1f\n", min_vs_copy, min_vs_torch);
+    return failed;
+}

@@ -5,32 +5,35 @@
 
 #include "loss_internal.h"
 
-static void pass1(chunk_sums *out, const float *z, int64_t len, const float *a,
-                  const float *b, float shift) {
-    float max = -FLT_MAX;
-    int nonfinite = 0;
+static void pass_max(chunk_sums *out, const float *z, int64_t len, const float *a,
+                     const float *b, float shift) {
+    chunk_sums r = {-FLT_MAX, 0, 0.0, 0.0, 0.0, 0.0};
     for (int64_t j = 0; j < len; j++) {
-        if (!isfinite(z[j])) nonfinite = 1;
-        if (z[j] > max) max = z[j];
-    }
-    double sum_exp = 0.0, sum_z = 0.0, dot_a = 0.0, dot_b = 0.0;
-    for (int64_t j = 0; j < len; j++) {
-        sum_exp += (double)expf(z[j] - max);
         const float zs = z[j] - shift;
-        sum_z += zs;
-        if (a) dot_a += (double)a[j] * zs;
-        if (b) dot_b += (double)b[j] * zs;
+        if (!isfinite(z[j])) r.nonfinite = 1;
+        if (z[j] > r.max) r.max = z[j];
+        r.sum_z += zs;
+        if (a) r.dot_a += (double)a[j] * zs;
+        if (b) r.dot_b += (double)b[j] * zs;
     }
-    chunk_sums r = {max, nonfinite, sum_exp, sum_z, dot_a, dot_b};
     *out = r;
 }
 
-static void pass2(float *g, const float *z, int64_t len, float max, float log_sum,
-                  float scale_p, const float *a, float a_scale, float a_const) {
+static double pass_exp(float *e, const float *z, int64_t len, float max, const float *next) {
+    (void)next;
+    double sum = 0.0;
     for (int64_t j = 0; j < len; j++) {
-        const float p = expf((z[j] - max) - log_sum);
-        g[j] = p * scale_p - (a ? a[j] * a_scale : a_const);
+        const float p = expf(z[j] - max);
+        if (e) e[j] = p;
+        sum += p;
     }
+    return sum;
 }
 
-const row_kernels lsr__kernels_scalar = {pass1, pass2};
+static void pass_scale(float *g, const float *e, int64_t len, float scale_p, const float *a,
+                       float a_scale, float a_const, int stream) {
+    (void)stream;
+    for (int64_t j = 0; j < len; j++) g[j] = e[j] * scale_p - (a ? a[j] * a_scale : a_const);
+}
+
+const row_kernels lsr__kernels_scalar = {pass_max, pass_exp, pass_scale};

@@ -1,10 +1,13 @@
-/* The fast loss: per row, pass 1 reads the logits once (online max and
- * sum of exponentials, the dot products the smoothing term needs), pass 2
- * reads them again from cache and writes the gradient.  Rows are spread
- * over OpenMP threads; when there are few rows and many classes, the chunks
- * of one row are.  Chunk and block boundaries do not depend on the thread
- * count, and partial sums are combined in a fixed order, so the results are
- * bit-identical for any number of threads. */
+/* The fast loss.  Per row: pass 1 reads the logits from memory (max, the
+ * sums the smoothing term needs, the non-finite check); pass 2 reads them
+ * again from cache and writes exp(z - max) to a per-thread scratch row;
+ * pass 3 turns the scratch row into the gradient, p * A - c, and writes it
+ * once (with non-temporal stores when the gradient is large).  One exp per
+ * logit, one read of the logits from memory, one write of the gradient.
+ * Rows are spread over OpenMP threads; when there are few rows and many
+ * classes, the chunks of one row are.  Chunk and block boundaries do not
+ * depend on the thread count, and partial sums are combined in a fixed
+ * order, so the results are bit-identical for any number of threads. */
 #include <float.h>
 #include <math.h>
 #include <stdlib.h>
@@ -33,7 +36,8 @@ typedef struct loss_plan {
     double a_const;
     double a_sum;
     const float *b;      /* vector whose dot with z gives H(u,p), if not a */
-    double b_sum;
+    double prior_sum;    /* sum of the prior, when one is given */
+    int stream;          /* write the gradient with non-temporal stores */
     int64_t nchunks;     /* chunks per row */
 } loss_plan;
 
@@ -45,54 +49,47 @@ typedef struct block_totals {
     int64_t first_bad;   /* first row with a non-finite logit, or -1 */
 } block_totals;
 
+/* Scratch rows of one thread (or of all threads sharing a row). */
+typedef struct row_scratch {
+    float *coef;         /* (K) soft targets: the row's coefficients w t' */
+    float *exps;         /* (K) exp(z - max), when a gradient is wanted */
+    chunk_sums *chunks;  /* (nchunks) */
+} row_scratch;
+
 /* One row between its passes. */
 typedef struct row_state {
-    int skip;            /* ignored row or non-finite: no pass 2 */
+    int skip;            /* non-finite logits: no more passes */
     const float *z;
     float *g;
-    const float *t;      /* soft target row */
-    const float *a;      /* coefficients for pass 1 and 2 */
+    const float *a;      /* coefficients for passes 1 and 3, or NULL for a_const */
     const float *b;
     double a_const, a_sum, sum_t;
+    double dot_prior;    /* soft targets with a prior: sum prior (z - shift) */
     int64_t target;      /* label, or argmax of the soft target */
+    const float *next_z; /* the next row's logits, to prefetch, or NULL */
     float shift;         /* z[0]: pass-1 sums are of z - shift */
     float z_target;
     double w_target;
-    chunk_sums total;
-    float log_sum;       /* lse = total.max + log_sum */
-    float scale_p, a_scale, a_const_scaled;   /* pass-2 factors */
-    double target_scale, target_coef;         /* exact gradient of the label entry */
+    float max;
+    float scale_p, a_scale, a_const_scaled;   /* pass-3 factors */
+    double target_scale, target_coef;         /* exact gradient of the target entry */
     double target_nll;                        /* lse - z[target] */
 } row_state;
 
-static void combine_chunks(chunk_sums *out, const chunk_sums *chunks, int64_t count) {
-    float m = -FLT_MAX;
-    for (int64_t c = 0; c < count; c++)
-        if (chunks[c].max > m) m = chunks[c].max;
-    chunk_sums s = {m, 0, 0.0, 0.0, 0.0, 0.0};
-    for (int64_t c = 0; c < count; c++) {
-        s.nonfinite |= chunks[c].nonfinite;
-        s.sum_exp += chunks[c].sum_exp * exp((double)chunks[c].max - (double)m);
-        s.sum_z += chunks[c].sum_z;
-        s.dot_a += chunks[c].dot_a;
-        s.dot_b += chunks[c].dot_b;
-    }
-    *out = s;
-}
-
 /* Sets up a row; returns 0 when the row is ignored (then it is finished). */
 static int row_begin(row_state *r, const loss_call *c, const loss_plan *p, int64_t i,
-                     float *scratch) {
+                     float *coef) {
     memset(r, 0, sizeof *r);
     r->z = c->logits + i * c->stride;
     r->g = c->grad ? c->grad + i * c->stride : NULL;
+    r->shift = r->z[0];
+    if (i + 1 < c->n) r->next_z = r->z + c->stride;
     const int64_t k = c->k;
     if (!p->soft) {
         const int64_t y = c->labels[i];
         if (y == c->opt.ignore_index) {
             if (r->g) memset(r->g, 0, (size_t)k * sizeof(float));
             if (c->loss && c->opt.reduction == LSR_REDUCTION_NONE) c->loss[i] = 0.0f;
-            r->skip = 1;
             return 0;
         }
         r->target = y;
@@ -102,7 +99,7 @@ static int row_begin(row_state *r, const loss_call *c, const loss_plan *p, int64
         r->a_sum = p->a_sum;
         r->w_target = c->opt.class_weights ? c->opt.class_weights[y] : 1.0;
     } else {
-        /* a[j] = w[j] t'[j], the full coefficient of -log p_j for this row. */
+        /* coef[j] = w[j] t'[j], the full coefficient of -log p_j for this row */
         const float *t = c->targets + i * c->stride;
         const float *w = c->opt.class_weights, *prior = c->opt.prior;
         const double eps = p->eps, keep = 1.0 - eps;
@@ -116,62 +113,83 @@ static int row_begin(row_state *r, const loss_call *c, const loss_plan *p, int64
             else u_part = eps / (double)k;
             double v = keep * t[j] + u_part;
             if (w) v *= w[j];
-            scratch[j] = (float)v;
-            a_sum += (double)scratch[j]; /* the sum of what pass 2 subtracts */
+            coef[j] = (float)v;
+            a_sum += (double)coef[j]; /* the sum of what pass 3 subtracts */
             sum_t += t[j];
             if (t[j] > t[best]) best = j;
         }
-        r->t = t;
-        r->a = scratch;
+        if (prior) /* read now: an in-place gradient overwrites z */
+            for (int64_t j = 0; j < k; j++)
+                r->dot_prior += (double)prior[j] * ((double)r->z[j] - r->shift);
+        r->a = coef;
         r->b = t;
         r->a_sum = a_sum;
         r->sum_t = sum_t;
         r->target = best;
     }
     r->z_target = r->z[r->target];
-    r->shift = r->z[0];
     return 1;
 }
 
-static void row_pass1(chunk_sums *chunks, const row_state *r, const loss_plan *p,
-                      int64_t k, int64_t chunk) {
-    const int64_t off = chunk * LSR_CHUNK;
-    const int64_t len = k - off < LSR_CHUNK ? k - off : LSR_CHUNK;
-    p->kernels->pass1(&chunks[chunk], r->z + off, len, r->a ? r->a + off : NULL,
-                      r->b ? r->b + off : NULL, r->shift);
+static int64_t chunk_length(int64_t k, int64_t chunk) {
+    const int64_t rest = k - chunk * LSR_CHUNK;
+    return rest < LSR_CHUNK ? rest : LSR_CHUNK;
 }
 
-static void row_pass2(const row_state *r, const loss_plan *p, int64_t k, int64_t chunk) {
+static void row_pass1(const row_state *r, const loss_plan *p, int64_t k, int64_t chunk,
+                      chunk_sums *chunks) {
     const int64_t off = chunk * LSR_CHUNK;
-    const int64_t len = k - off < LSR_CHUNK ? k - off : LSR_CHUNK;
-    p->kernels->pass2(r->g + off, r->z + off, len, r->total.max, r->log_sum, r->scale_p,
-                      r->a ? r->a + off : NULL, r->a_scale, r->a_const_scaled);
+    p->kernels->pass_max(&chunks[chunk], r->z + off, chunk_length(k, chunk),
+                         r->a ? r->a + off : NULL, r->b ? r->b + off : NULL, r->shift);
 }
 
-/* After pass 1: the row's loss and statistics, and the pass-2 factors.
+/* After pass 1: the row's max, or skip on non-finite logits. */
+static void row_after_pass1(row_state *r, const loss_call *c, const loss_plan *p, int64_t i,
+                            const chunk_sums *chunks, block_totals *bt) {
+    float m = -FLT_MAX;
+    int nonfinite = 0;
+    for (int64_t ch = 0; ch < p->nchunks; ch++) {
+        nonfinite |= chunks[ch].nonfinite;
+        if (chunks[ch].max > m) m = chunks[ch].max;
+    }
+    r->max = m;
+    if (nonfinite) {
+        if (bt->first_bad < 0) bt->first_bad = i;
+        if (c->loss && c->opt.reduction == LSR_REDUCTION_NONE) c->loss[i] = NAN;
+        r->skip = 1;
+    }
+}
+
+static void row_pass2(const row_state *r, const loss_plan *p, int64_t k, int64_t chunk,
+                      chunk_sums *chunks, float *exps) {
+    const int64_t off = chunk * LSR_CHUNK;
+    chunks[chunk].sum_exp = p->kernels->pass_exp(r->g ? exps + off : NULL, r->z + off,
+                                                 chunk_length(k, chunk), r->max,
+                                                 r->next_z ? r->next_z + off : NULL);
+}
+
+/* After pass 2: the row's loss and statistics, and the pass-3 factors.
  * Everything is computed relative to the row's shift c: with L = lse - c
  * and the pass-1 sums of z - c, sum_k a_k (lse - z_k) = L sum_k a_k - dot_a. */
-static void row_middle(row_state *r, const loss_call *c, const loss_plan *p, int64_t i,
-                       const chunk_sums *chunks, block_totals *bt) {
+static void row_after_pass2(row_state *r, const loss_call *c, const loss_plan *p, int64_t i,
+                            const chunk_sums *chunks, block_totals *bt) {
     const int64_t k = c->k;
-    combine_chunks(&r->total, chunks, p->nchunks);
-    const chunk_sums *s = &r->total;
-    const int want_row_loss = c->loss && c->opt.reduction == LSR_REDUCTION_NONE;
-    if (s->nonfinite) {
-        if (bt->first_bad < 0) bt->first_bad = i;
-        if (want_row_loss) c->loss[i] = NAN;
-        r->skip = 1;
-        return;
+    chunk_sums s = {r->max, 0, 0.0, 0.0, 0.0, 0.0};
+    for (int64_t ch = 0; ch < p->nchunks; ch++) {
+        s.sum_exp += chunks[ch].sum_exp;
+        s.sum_z += chunks[ch].sum_z;
+        s.dot_a += chunks[ch].dot_a;
+        s.dot_b += chunks[ch].dot_b;
     }
-    const double log_sum = log(s->sum_exp);
-    const double lse = (double)s->max + log_sum;
-    const double L = ((double)s->max - (double)r->shift) + log_sum;
-    const double nll_target = ((double)s->max - (double)r->z_target) + log_sum;
+    const double log_sum = log(s.sum_exp);
+    const double lse = (double)s.max + log_sum;
+    const double L = ((double)s.max - (double)r->shift) + log_sum;
+    const double nll_target = ((double)s.max - (double)r->z_target) + log_sum;
     const double eps = p->eps, keep = 1.0 - eps;
     double ce, label_ce, prior_ce, coef_sum, target_coef;
     if (!p->soft) {
         const double a_t = r->a ? (double)r->a[r->target] : r->a_const;
-        double smooth = r->a ? r->a_sum * L - s->dot_a : r->a_const * ((double)k * L - s->sum_z);
+        double smooth = r->a ? r->a_sum * L - s.dot_a : r->a_const * ((double)k * L - s.sum_z);
         double a_sum = r->a_sum;
         if (p->others) { /* u[y] = 0 */
             smooth -= a_t * nll_target;
@@ -180,45 +198,39 @@ static void row_middle(row_state *r, const loss_call *c, const loss_plan *p, int
         ce = keep * r->w_target * nll_target + eps * smooth;
         label_ce = nll_target;
         if (c->opt.prior)
-            prior_ce = r->b ? p->b_sum * L - s->dot_b : r->a_sum * L - s->dot_a;
+            prior_ce = r->b ? p->prior_sum * L - s.dot_b : r->a_sum * L - s.dot_a;
         else if (!p->others)
-            prior_ce = L - s->sum_z / (double)k;
+            prior_ce = L - s.sum_z / (double)k;
         else
-            prior_ce = k > 1 ? ((double)k * L - s->sum_z - nll_target) / (double)(k - 1) : 0.0;
+            prior_ce = k > 1 ? ((double)k * L - s.sum_z - nll_target) / (double)(k - 1) : 0.0;
         coef_sum = keep * r->w_target + eps * a_sum;
         target_coef = keep * r->w_target + (p->others ? 0.0 : eps * a_t);
     } else {
-        ce = r->a_sum * L - s->dot_a;
-        label_ce = r->sum_t * L - s->dot_b;
-        if (c->opt.prior) {
-            double prior_sum = 0.0, dot_prior = 0.0;
-            for (int64_t j = 0; j < k; j++) {
-                prior_sum += c->opt.prior[j];
-                dot_prior += (double)c->opt.prior[j] * ((double)r->z[j] - r->shift);
-            }
-            prior_ce = prior_sum * L - dot_prior;
-        } else if (!p->others) {
-            prior_ce = L - s->sum_z / (double)k;
-        } else {
-            prior_ce = k > 1 ? ((double)k * L - s->sum_z - label_ce) / (double)(k - 1) : 0.0;
-        }
+        ce = r->a_sum * L - s.dot_a;
+        label_ce = r->sum_t * L - s.dot_b;
+        if (c->opt.prior)
+            prior_ce = p->prior_sum * L - r->dot_prior;
+        else if (!p->others)
+            prior_ce = L - s.sum_z / (double)k;
+        else
+            prior_ce = k > 1 ? ((double)k * L - s.sum_z - label_ce) / (double)(k - 1) : 0.0;
         coef_sum = r->a_sum;
         target_coef = 0.0;
     }
     const double zl = p->lambda * lse * lse;
 
     bt->loss += ce * p->ce_scale + zl * p->z_scale;
-    if (want_row_loss) c->loss[i] = (float)(ce + zl);
+    if (c->loss && c->opt.reduction == LSR_REDUCTION_NONE) c->loss[i] = (float)(ce + zl);
     bt->label_ce += label_ce;
     bt->prior_ce += prior_ce;
-    bt->max_prob += 1.0 / s->sum_exp; /* exp(max - lse) */
+    bt->max_prob += 1.0 / s.sum_exp; /* exp(max - lse) */
     bt->lse += lse;
     bt->valid++;
-    if (r->z_target == s->max) bt->hits++;
+    if (r->z_target == s.max) bt->hits++;
 
-    r->log_sum = (float)log_sum;
+    /* p = exps / sum_exp, so the gradient p A - c is exps (A / sum_exp) - c */
     const double scale_p = p->ce_scale * coef_sum + p->z_scale * 2.0 * p->lambda * lse;
-    r->scale_p = (float)scale_p;
+    r->scale_p = (float)(scale_p / s.sum_exp);
     r->a_scale = (float)(p->soft ? p->ce_scale : eps * p->ce_scale);
     r->a_const_scaled = (float)(eps * p->ce_scale * r->a_const);
     r->target_scale = scale_p;
@@ -226,9 +238,16 @@ static void row_middle(row_state *r, const loss_call *c, const loss_plan *p, int
     r->target_nll = nll_target;
 }
 
+static void row_pass3(const row_state *r, const loss_plan *p, int64_t k, int64_t chunk,
+                      const float *exps) {
+    const int64_t off = chunk * LSR_CHUNK;
+    p->kernels->pass_scale(r->g + off, exps + off, chunk_length(k, chunk), r->scale_p,
+                           r->a ? r->a + off : NULL, r->a_scale, r->a_const_scaled, p->stream);
+}
+
 static void row_end(const row_state *r, const loss_plan *p) {
-    if (!r->g || p->soft) return;
-    /* p_t * scale - coef_t without the cancellation of float arithmetic. */
+    if (p->soft) return;
+    /* The label's entry p_y A - c_y in double: pass 3 left out (1 - eps) w_y. */
     const double pt = exp(-r->target_nll);
     r->g[r->target] = (float)(pt * r->target_scale - r->target_coef);
 }
@@ -249,6 +268,10 @@ static lsr_status plan_init(loss_plan *p, const loss_call *c) {
     p->eps = opt->smoothing;
     p->lambda = opt->z_loss;
     p->nchunks = (k + LSR_CHUNK - 1) / LSR_CHUNK;
+    /* Streaming stores pay off once the gradient is far larger than the caches. */
+    p->stream = c->grad && (double)n * (double)c->stride * sizeof(float) >= 64.0 * (1 << 20);
+    if (opt->prior)
+        for (int64_t j = 0; j < k; j++) p->prior_sum += opt->prior[j];
 
     double weight_sum = 0.0;
     int64_t valid = 0;
@@ -287,21 +310,41 @@ static lsr_status plan_init(loss_plan *p, const loss_call *c) {
         p->a_sum += (double)p->a_owned[j];
     }
     p->a = p->a_owned;
-    if (w && opt->prior) {
-        p->b = opt->prior;
-        for (int64_t j = 0; j < k; j++) p->b_sum += opt->prior[j];
-    }
+    if (w && opt->prior) p->b = opt->prior;
     return LSR_OK;
 }
 
-static void process_row(const loss_call *c, const loss_plan *p, int64_t i, float *scratch,
-                        chunk_sums *chunks, block_totals *bt) {
+static void process_row(const loss_call *c, const loss_plan *p, int64_t i,
+                        const row_scratch *rs, block_totals *bt) {
+    const int64_t k = c->k;
     row_state r;
-    if (!row_begin(&r, c, p, i, scratch)) return;
-    for (int64_t ch = 0; ch < p->nchunks; ch++) row_pass1(chunks, &r, p, c->k, ch);
-    row_middle(&r, c, p, i, chunks, bt);
-    if (r.skip || !r.g) return;
-    for (int64_t ch = 0; ch < p->nchunks; ch++) row_pass2(&r, p, c->k, ch);
+    if (!row_begin(&r, c, p, i, rs->coef)) return;
+    for (int64_t ch = 0; ch < p->nchunks; ch++) row_pass1(&r, p, k, ch, rs->chunks);
+    row_after_pass1(&r, c, p, i, rs->chunks, bt);
+    if (r.skip) return;
+    for (int64_t ch = 0; ch < p->nchunks; ch++) row_pass2(&r, p, k, ch, rs->chunks, rs->exps);
+    row_after_pass2(&r, c, p, i, rs->chunks, bt);
+    if (!r.g) return;
+    for (int64_t ch = 0; ch < p->nchunks; ch++) row_pass3(&r, p, k, ch, rs->exps);
+    row_end(&r, p);
+}
+
+/* Few rows, many classes: all threads work on each row in turn. */
+static void process_row_shared(const loss_call *c, const loss_plan *p, int64_t i,
+                               const row_scratch *rs, block_totals *bt) {
+    const int64_t k = c->k, nchunks = p->nchunks;
+    row_state r;
+    if (!row_begin(&r, c, p, i, rs->coef)) return;
+#pragma omp parallel for schedule(static) num_threads(c->threads)
+    for (int64_t ch = 0; ch < nchunks; ch++) row_pass1(&r, p, k, ch, rs->chunks);
+    row_after_pass1(&r, c, p, i, rs->chunks, bt);
+    if (r.skip) return;
+#pragma omp parallel for schedule(static) num_threads(c->threads)
+    for (int64_t ch = 0; ch < nchunks; ch++) row_pass2(&r, p, k, ch, rs->chunks, rs->exps);
+    row_after_pass2(&r, c, p, i, rs->chunks, bt);
+    if (!r.g) return;
+#pragma omp parallel for schedule(static) num_threads(c->threads)
+    for (int64_t ch = 0; ch < nchunks; ch++) row_pass3(&r, p, k, ch, rs->exps);
     row_end(&r, p);
 }
 
@@ -309,50 +352,46 @@ static lsr_status run(const loss_call *c, const loss_plan *p) {
     const int64_t n = c->n, k = c->k;
     const int64_t nblocks = (n + ROWS_PER_BLOCK - 1) / ROWS_PER_BLOCK;
     const int threads = c->threads;
-    const int split_rows = threads > 1 && p->nchunks >= 2 && n < 4 * (int64_t)threads;
-    const int scratch_sets = split_rows ? 1 : threads;
+    const int share_rows = threads > 1 && p->nchunks >= 2 && n < 4 * (int64_t)threads;
+    const int sets = share_rows ? 1 : threads;
+    const size_t coef_floats = p->soft ? (size_t)k : 0, exp_floats = c->grad ? (size_t)k : 0;
+    const size_t set_floats = coef_floats + exp_floats;
 
     block_totals *totals = calloc((size_t)(nblocks ? nblocks : 1), sizeof *totals);
-    float *scratch = p->soft ? malloc((size_t)scratch_sets * (size_t)k * sizeof(float)) : NULL;
-    chunk_sums *chunks = malloc((size_t)scratch_sets * (size_t)p->nchunks * sizeof *chunks);
-    if (!totals || !chunks || (p->soft && !scratch)) {
+    float *floats = set_floats ? malloc((size_t)sets * set_floats * sizeof(float)) : NULL;
+    chunk_sums *chunks = malloc((size_t)sets * (size_t)p->nchunks * sizeof *chunks);
+    if (!totals || !chunks || (set_floats && !floats)) {
         free(totals);
-        free(scratch);
+        free(floats);
         free(chunks);
         return lsr__fail(LSR_ERROR_OUT_OF_MEMORY, "out of memory for scratch of %lld classes",
                          (long long)k);
     }
     for (int64_t b = 0; b < nblocks; b++) totals[b].first_bad = -1;
 
-    if (!split_rows) {
+    if (!share_rows) {
 #pragma omp parallel num_threads(threads)
         {
             int tid = 0;
 #ifdef _OPENMP
             tid = omp_get_thread_num();
 #endif
-            float *my_scratch = scratch ? scratch + (size_t)tid * (size_t)k : NULL;
-            chunk_sums *my_chunks = chunks + (size_t)tid * (size_t)p->nchunks;
+            float *mine = floats ? floats + (size_t)tid * set_floats : NULL;
+            const row_scratch rs = {coef_floats ? mine : NULL,
+                                    exp_floats ? mine + coef_floats : NULL,
+                                    chunks + (size_t)tid * (size_t)p->nchunks};
 #pragma omp for schedule(static)
             for (int64_t b = 0; b < nblocks; b++) {
                 const int64_t end = (b + 1) * ROWS_PER_BLOCK < n ? (b + 1) * ROWS_PER_BLOCK : n;
                 for (int64_t i = b * ROWS_PER_BLOCK; i < end; i++)
-                    process_row(c, p, i, my_scratch, my_chunks, &totals[b]);
+                    process_row(c, p, i, &rs, &totals[b]);
             }
         }
     } else {
-        /* Few rows, many classes: the threads share each row. */
-        for (int64_t i = 0; i < n; i++) {
-            row_state r;
-            if (!row_begin(&r, c, p, i, scratch)) continue;
-#pragma omp parallel for schedule(static) num_threads(threads)
-            for (int64_t ch = 0; ch < p->nchunks; ch++) row_pass1(chunks, &r, p, k, ch);
-            row_middle(&r, c, p, i, chunks, &totals[i / ROWS_PER_BLOCK]);
-            if (r.skip || !r.g) continue;
-#pragma omp parallel for schedule(static) num_threads(threads)
-            for (int64_t ch = 0; ch < p->nchunks; ch++) row_pass2(&r, p, k, ch);
-            row_end(&r, p);
-        }
+        const row_scratch rs = {coef_floats ? floats : NULL,
+                                exp_floats ? floats + coef_floats : NULL, chunks};
+        for (int64_t i = 0; i < n; i++)
+            process_row_shared(c, p, i, &rs, &totals[i / ROWS_PER_BLOCK]);
     }
 
     block_totals sum = {0.0, 0.0, 0.0, 0.0, 0.0, 0, 0, -1};
@@ -367,7 +406,7 @@ static lsr_status run(const loss_call *c, const loss_plan *p) {
         if (sum.first_bad < 0) sum.first_bad = totals[b].first_bad;
     }
     free(totals);
-    free(scratch);
+    free(floats);
     free(chunks);
 
     if (c->loss && c->opt.reduction != LSR_REDUCTION_NONE)

@@ -39,27 +39,31 @@ lsr_status lsr__validate(loss_call *call, int soft, float *loss, float *grad,
  * are spread over threads. */
 #define LSR_CHUNK 4096
 
-/* Pass-1 summary of one chunk of a row.  Sums of logits are taken of
+/* Pass-1 and pass-2 summary of one chunk of a row.  Sums of logits are of
  * z - shift, with shift a value of the same row, so that logits of large
  * magnitude and small spread do not lose their differences to rounding. */
 typedef struct chunk_sums {
     float max;        /* largest logit (-FLT_MAX for an empty chunk) */
     int nonfinite;    /* a logit was NaN or infinite */
-    double sum_exp;   /* sum exp(z - max) */
+    double sum_exp;   /* sum exp(z - row max), filled by pass 2 */
     double sum_z;     /* sum (z - shift) */
     double dot_a;     /* sum a_k (z_k - shift) when a is given */
     double dot_b;     /* sum b_k (z_k - shift) when b is given */
 } chunk_sums;
 
-/* One instruction set's row kernels.
- * pass1: z (len <= LSR_CHUNK), a and b (len) or NULL.
- * pass2: g[k] = exp((z[k] - max) - log_sum) * scale_p - (a ? a[k] * a_scale : a_const),
- *        where lse = max + log_sum; g may equal z. */
+/* One instruction set's row kernels, each over len <= LSR_CHUNK values:
+ *   pass_max    reads z once: max, non-finite flag, sums of z - shift and
+ *               the dots with a and b (each (len) or NULL); sum_exp left 0.
+ *   pass_exp    e[k] = exp(z[k] - max) into e (NULL: only the sum);
+ *               returns sum_k e[k]; prefetches next (len) unless NULL.
+ *   pass_scale  g[k] = e[k] * scale_p - (a ? a[k] * a_scale : a_const);
+ *               stream: non-temporal stores (g is not read back soon). */
 typedef struct row_kernels {
-    void (*pass1)(chunk_sums *out, const float *z, int64_t len, const float *a,
-                  const float *b, float shift);
-    void (*pass2)(float *g, const float *z, int64_t len, float max, float log_sum,
-                  float scale_p, const float *a, float a_scale, float a_const);
+    void (*pass_max)(chunk_sums *out, const float *z, int64_t len, const float *a,
+                     const float *b, float shift);
+    double (*pass_exp)(float *e, const float *z, int64_t len, float max, const float *next);
+    void (*pass_scale)(float *g, const float *e, int64_t len, float scale_p, const float *a,
+                       float a_scale, float a_const, int stream);
 } row_kernels;
 
 extern const row_kernels lsr__kernels_scalar;
