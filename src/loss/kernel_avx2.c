@@ -21,6 +21,7 @@ static inline vec v_load_tail(const float *p, tail_mask m, float fill) {
                             _mm256_castsi256_ps(m));
 }
 static inline void v_store_tail(float *p, tail_mask m, vec x) { _mm256_maskstore_ps(p, m, x); }
+static inline vec v_zero_masked(tail_mask m, vec x) { return _mm256_and_ps(_mm256_castsi256_ps(m), x); }
 static inline void v_prefetch(const float *p) { _mm_prefetch((const char *)p, _MM_HINT_T1); }
 static inline vec v_set1(float x) { return _mm256_set1_ps(x); }
 static inline vec v_add(vec a, vec b) { return _mm256_add_ps(a, b); }
@@ -39,10 +40,9 @@ static inline float v_reduce_max(vec x) {
     return _mm_cvtss_f32(m);
 }
 static inline double v_reduce_sum(vec x) {
-    __m256d d = _mm256_add_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(x)),
-                              _mm256_cvtps_pd(_mm256_extractf128_ps(x, 1)));
-    __m128d h = _mm_add_pd(_mm256_castpd256_pd128(d), _mm256_extractf128_pd(d, 1));
-    return _mm_cvtsd_f64(_mm_add_sd(h, _mm_unpackhi_pd(h, h)));
+    __m128 h = _mm_add_ps(_mm256_castps256_ps128(x), _mm256_extractf128_ps(x, 1));
+    h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+    return (double)_mm_cvtss_f32(_mm_add_ss(h, _mm_shuffle_ps(h, h, 1)));
 }
 static inline void v_stream(float *p, vec x) { _mm256_stream_ps(p, x); }
 static inline void v_stream_fence(void) { _mm_sfence(); }

@@ -18,6 +18,7 @@ static inline vec v_load_tail(const float *p, tail_mask m, float fill) {
     return _mm512_mask_loadu_ps(_mm512_set1_ps(fill), m, p);
 }
 static inline void v_store_tail(float *p, tail_mask m, vec x) { _mm512_mask_storeu_ps(p, m, x); }
+static inline vec v_zero_masked(tail_mask m, vec x) { return _mm512_maskz_mov_ps(m, x); }
 static inline void v_prefetch(const float *p) { _mm_prefetch((const char *)p, _MM_HINT_T1); }
 static inline vec v_set1(float x) { return _mm512_set1_ps(x); }
 static inline vec v_add(vec a, vec b) { return _mm512_add_ps(a, b); }
@@ -28,12 +29,7 @@ static inline vec v_fma(vec a, vec b, vec c) { return _mm512_fmadd_ps(a, b, c); 
 static inline vec v_fmsub(vec a, vec b, vec c) { return _mm512_fmsub_ps(a, b, c); }
 static inline int v_any_gt(vec a, vec b) { return _mm512_cmp_ps_mask(a, b, _CMP_GT_OQ) != 0; }
 static inline float v_reduce_max(vec x) { return _mm512_reduce_max_ps(x); }
-static inline double v_reduce_sum(vec x) {
-    /* in double, lane pairs first, to keep the sum's rounding small */
-    __m512d lo = _mm512_cvtps_pd(_mm512_castps512_ps256(x));
-    __m512d hi = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(x), 1)));
-    return _mm512_reduce_add_pd(_mm512_add_pd(lo, hi));
-}
+static inline double v_reduce_sum(vec x) { return (double)_mm512_reduce_add_ps(x); }
 static inline void v_stream(float *p, vec x) { _mm512_stream_ps(p, x); }
 static inline void v_stream_fence(void) { _mm_sfence(); }
 

@@ -5,29 +5,27 @@
 
 #include "loss_internal.h"
 
-static void pass_max(chunk_sums *out, const float *z, int64_t len, const float *a,
-                     const float *b, float shift) {
-    chunk_sums r = {-FLT_MAX, 0, 0.0, 0.0, 0.0, 0.0};
-    for (int64_t j = 0; j < len; j++) {
-        const float zs = z[j] - shift;
-        if (!isfinite(z[j])) r.nonfinite = 1;
-        if (z[j] > r.max) r.max = z[j];
-        r.sum_z += zs;
-        if (a) r.dot_a += (double)a[j] * zs;
-        if (b) r.dot_b += (double)b[j] * zs;
-    }
-    *out = r;
+static float pass_max(const float *z, int64_t len) {
+    float max = -FLT_MAX;
+    for (int64_t j = 0; j < len; j++)
+        if (z[j] > max) max = z[j];
+    return max;
 }
 
-static double pass_exp(float *e, const float *z, int64_t len, float max, const float *next) {
+static void pass_exp(chunk_sums *out, float *e, const float *z, int64_t len, float max,
+                     const float *a, const float *b, const float *next) {
     (void)next;
-    double sum = 0.0;
+    chunk_sums r = {max, !isfinite(max), 0.0, 0.0, 0.0, 0.0};
     for (int64_t j = 0; j < len; j++) {
-        const float p = expf(z[j] - max);
+        const float d = z[j] - max, p = expf(d);
+        if (!isfinite(z[j])) r.nonfinite = 1;
         if (e) e[j] = p;
-        sum += p;
+        r.sum_exp += p;
+        r.sum_z += d;
+        if (a) r.dot_a += (double)a[j] * d;
+        if (b) r.dot_b += (double)b[j] * d;
     }
-    return sum;
+    *out = r;
 }
 
 static void pass_scale(float *g, const float *e, int64_t len, float scale_p, const float *a,

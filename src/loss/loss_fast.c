@@ -58,22 +58,21 @@ typedef struct row_scratch {
 
 /* One row between its passes. */
 typedef struct row_state {
-    int skip;            /* non-finite logits: no more passes */
+    int skip;            /* non-finite logits: no pass 3 */
     const float *z;
     float *g;
     const float *a;      /* coefficients for passes 1 and 3, or NULL for a_const */
     const float *b;
     double a_const, a_sum, sum_t;
-    double dot_prior;    /* soft targets with a prior: sum prior (z - shift) */
+    double dot_prior;    /* soft targets with a prior: sum prior (z - z[0]) */
     int64_t target;      /* label, or argmax of the soft target */
     const float *next_z; /* the next row's logits, to prefetch, or NULL */
-    float shift;         /* z[0]: pass-1 sums are of z - shift */
     float z_target;
     double w_target;
     float max;
     float scale_p, a_scale, a_const_scaled;   /* pass-3 factors */
     double target_scale, target_coef;         /* exact gradient of the target entry */
-    double target_nll;                        /* lse - z[target] */
+    double inv_sum_exp;                       /* 1 / sum exp(z - max) */
 } row_state;
 
 /* Sets up a row; returns 0 when the row is ignored (then it is finished). */
@@ -82,7 +81,6 @@ static int row_begin(row_state *r, const loss_call *c, const loss_plan *p, int64
     memset(r, 0, sizeof *r);
     r->z = c->logits + i * c->stride;
     r->g = c->grad ? c->grad + i * c->stride : NULL;
-    r->shift = r->z[0];
     if (i + 1 < c->n) r->next_z = r->z + c->stride;
     const int64_t k = c->k;
     if (!p->soft) {
@@ -120,7 +118,7 @@ static int row_begin(row_state *r, const loss_call *c, const loss_plan *p, int64
         }
         if (prior) /* read now: an in-place gradient overwrites z */
             for (int64_t j = 0; j < k; j++)
-                r->dot_prior += (double)prior[j] * ((double)r->z[j] - r->shift);
+                r->dot_prior += (double)prior[j] * ((double)r->z[j] - r->z[0]);
         r->a = coef;
         r->b = t;
         r->a_sum = a_sum;
@@ -138,52 +136,49 @@ static int64_t chunk_length(int64_t k, int64_t chunk) {
 
 static void row_pass1(const row_state *r, const loss_plan *p, int64_t k, int64_t chunk,
                       chunk_sums *chunks) {
-    const int64_t off = chunk * LSR_CHUNK;
-    p->kernels->pass_max(&chunks[chunk], r->z + off, chunk_length(k, chunk),
-                         r->a ? r->a + off : NULL, r->b ? r->b + off : NULL, r->shift);
+    chunks[chunk].max = p->kernels->pass_max(r->z + chunk * LSR_CHUNK, chunk_length(k, chunk));
 }
 
-/* After pass 1: the row's max, or skip on non-finite logits. */
-static void row_after_pass1(row_state *r, const loss_call *c, const loss_plan *p, int64_t i,
-                            const chunk_sums *chunks, block_totals *bt) {
+static void row_after_pass1(row_state *r, const loss_plan *p, const chunk_sums *chunks) {
     float m = -FLT_MAX;
-    int nonfinite = 0;
-    for (int64_t ch = 0; ch < p->nchunks; ch++) {
-        nonfinite |= chunks[ch].nonfinite;
-        if (chunks[ch].max > m) m = chunks[ch].max;
-    }
+    for (int64_t ch = 0; ch < p->nchunks; ch++)
+        if (!(chunks[ch].max <= m)) m = chunks[ch].max; /* NaN too */
     r->max = m;
-    if (nonfinite) {
-        if (bt->first_bad < 0) bt->first_bad = i;
-        if (c->loss && c->opt.reduction == LSR_REDUCTION_NONE) c->loss[i] = NAN;
-        r->skip = 1;
-    }
 }
 
 static void row_pass2(const row_state *r, const loss_plan *p, int64_t k, int64_t chunk,
                       chunk_sums *chunks, float *exps) {
     const int64_t off = chunk * LSR_CHUNK;
-    chunks[chunk].sum_exp = p->kernels->pass_exp(r->g ? exps + off : NULL, r->z + off,
-                                                 chunk_length(k, chunk), r->max,
-                                                 r->next_z ? r->next_z + off : NULL);
+    p->kernels->pass_exp(&chunks[chunk], r->g ? exps + off : NULL, r->z + off,
+                         chunk_length(k, chunk), r->max, r->a ? r->a + off : NULL,
+                         r->b ? r->b + off : NULL, r->next_z ? r->next_z + off : NULL);
 }
 
-/* After pass 2: the row's loss and statistics, and the pass-3 factors.
- * Everything is computed relative to the row's shift c: with L = lse - c
- * and the pass-1 sums of z - c, sum_k a_k (lse - z_k) = L sum_k a_k - dot_a. */
+/* After pass 2: the row's loss and statistics, and the pass-3 factors; or
+ * skip the row when a logit is not finite.  With d = z - max and
+ * L = lse - max = log sum exp(d): sum_k a_k (lse - z_k) = L sum_k a_k - dot_a. */
 static void row_after_pass2(row_state *r, const loss_call *c, const loss_plan *p, int64_t i,
                             const chunk_sums *chunks, block_totals *bt) {
     const int64_t k = c->k;
     chunk_sums s = {r->max, 0, 0.0, 0.0, 0.0, 0.0};
     for (int64_t ch = 0; ch < p->nchunks; ch++) {
+        s.nonfinite |= chunks[ch].nonfinite;
         s.sum_exp += chunks[ch].sum_exp;
         s.sum_z += chunks[ch].sum_z;
         s.dot_a += chunks[ch].dot_a;
         s.dot_b += chunks[ch].dot_b;
     }
-    const double log_sum = log(s.sum_exp);
+    if (s.nonfinite) {
+        if (bt->first_bad < 0) bt->first_bad = i;
+        if (c->loss && c->opt.reduction == LSR_REDUCTION_NONE) c->loss[i] = NAN;
+        r->skip = 1;
+        return;
+    }
+    /* sum_exp >= 1 (the max contributes 1); float log is exact to 1e-7 relative */
+    const double log_sum = (double)logf((float)s.sum_exp);
+    const double inv_sum_exp = 1.0 / s.sum_exp;
     const double lse = (double)s.max + log_sum;
-    const double L = ((double)s.max - (double)r->shift) + log_sum;
+    const double L = log_sum;
     const double nll_target = ((double)s.max - (double)r->z_target) + log_sum;
     const double eps = p->eps, keep = 1.0 - eps;
     double ce, label_ce, prior_ce, coef_sum, target_coef;
@@ -209,7 +204,7 @@ static void row_after_pass2(row_state *r, const loss_call *c, const loss_plan *p
         ce = r->a_sum * L - s.dot_a;
         label_ce = r->sum_t * L - s.dot_b;
         if (c->opt.prior)
-            prior_ce = p->prior_sum * L - r->dot_prior;
+            prior_ce = p->prior_sum * (lse - (double)r->z[0]) - r->dot_prior;
         else if (!p->others)
             prior_ce = L - s.sum_z / (double)k;
         else
@@ -223,19 +218,19 @@ static void row_after_pass2(row_state *r, const loss_call *c, const loss_plan *p
     if (c->loss && c->opt.reduction == LSR_REDUCTION_NONE) c->loss[i] = (float)(ce + zl);
     bt->label_ce += label_ce;
     bt->prior_ce += prior_ce;
-    bt->max_prob += 1.0 / s.sum_exp; /* exp(max - lse) */
+    bt->max_prob += inv_sum_exp; /* exp(max - lse) */
     bt->lse += lse;
     bt->valid++;
     if (r->z_target == s.max) bt->hits++;
 
     /* p = exps / sum_exp, so the gradient p A - c is exps (A / sum_exp) - c */
     const double scale_p = p->ce_scale * coef_sum + p->z_scale * 2.0 * p->lambda * lse;
-    r->scale_p = (float)(scale_p / s.sum_exp);
+    r->scale_p = (float)(scale_p * inv_sum_exp);
     r->a_scale = (float)(p->soft ? p->ce_scale : eps * p->ce_scale);
     r->a_const_scaled = (float)(eps * p->ce_scale * r->a_const);
     r->target_scale = scale_p;
     r->target_coef = p->ce_scale * target_coef;
-    r->target_nll = nll_target;
+    r->inv_sum_exp = inv_sum_exp;
 }
 
 static void row_pass3(const row_state *r, const loss_plan *p, int64_t k, int64_t chunk,
@@ -245,10 +240,10 @@ static void row_pass3(const row_state *r, const loss_plan *p, int64_t k, int64_t
                            r->a ? r->a + off : NULL, r->a_scale, r->a_const_scaled, p->stream);
 }
 
-static void row_end(const row_state *r, const loss_plan *p) {
+static void row_end(const row_state *r, const loss_plan *p, const float *exps) {
     if (p->soft) return;
     /* The label's entry p_y A - c_y in double: pass 3 left out (1 - eps) w_y. */
-    const double pt = exp(-r->target_nll);
+    const double pt = (double)exps[r->target] * r->inv_sum_exp;
     r->g[r->target] = (float)(pt * r->target_scale - r->target_coef);
 }
 
@@ -320,13 +315,40 @@ static void process_row(const loss_call *c, const loss_plan *p, int64_t i,
     row_state r;
     if (!row_begin(&r, c, p, i, rs->coef)) return;
     for (int64_t ch = 0; ch < p->nchunks; ch++) row_pass1(&r, p, k, ch, rs->chunks);
-    row_after_pass1(&r, c, p, i, rs->chunks, bt);
-    if (r.skip) return;
+    row_after_pass1(&r, p, rs->chunks);
     for (int64_t ch = 0; ch < p->nchunks; ch++) row_pass2(&r, p, k, ch, rs->chunks, rs->exps);
     row_after_pass2(&r, c, p, i, rs->chunks, bt);
-    if (!r.g) return;
+    if (r.skip || !r.g) return;
     for (int64_t ch = 0; ch < p->nchunks; ch++) row_pass3(&r, p, k, ch, rs->exps);
-    row_end(&r, p);
+    row_end(&r, p, rs->exps);
+}
+
+/* Short rows (one chunk): a row is a chain of dependent steps too short to
+ * keep the core busy, so SMALL_GROUP rows go through each step together
+ * and their chains overlap.  Rows are still accounted in order. */
+#define SMALL_GROUP 4
+static void process_small_rows(const loss_call *c, const loss_plan *p, int64_t first,
+                               int64_t count, const row_scratch *rs, block_totals *bt) {
+    const int64_t k = c->k;
+    row_state r[SMALL_GROUP];
+    int live[SMALL_GROUP];
+    for (int64_t g = 0; g < count; g++) live[g] = row_begin(&r[g], c, p, first + g, rs[g].coef);
+    for (int64_t g = 0; g < count; g++)
+        if (live[g]) row_pass1(&r[g], p, k, 0, rs[g].chunks);
+    for (int64_t g = 0; g < count; g++)
+        if (live[g]) row_after_pass1(&r[g], p, rs[g].chunks);
+    for (int64_t g = 0; g < count; g++)
+        if (live[g]) row_pass2(&r[g], p, k, 0, rs[g].chunks, rs[g].exps);
+    for (int64_t g = 0; g < count; g++)
+        if (live[g]) {
+            row_after_pass2(&r[g], c, p, first + g, rs[g].chunks, bt);
+            live[g] = !r[g].skip;
+        }
+    if (!c->grad) return;
+    for (int64_t g = 0; g < count; g++)
+        if (live[g]) row_pass3(&r[g], p, k, 0, rs[g].exps);
+    for (int64_t g = 0; g < count; g++)
+        if (live[g]) row_end(&r[g], p, rs[g].exps);
 }
 
 /* Few rows, many classes: all threads work on each row in turn. */
@@ -337,15 +359,14 @@ static void process_row_shared(const loss_call *c, const loss_plan *p, int64_t i
     if (!row_begin(&r, c, p, i, rs->coef)) return;
 #pragma omp parallel for schedule(static) num_threads(c->threads)
     for (int64_t ch = 0; ch < nchunks; ch++) row_pass1(&r, p, k, ch, rs->chunks);
-    row_after_pass1(&r, c, p, i, rs->chunks, bt);
-    if (r.skip) return;
+    row_after_pass1(&r, p, rs->chunks);
 #pragma omp parallel for schedule(static) num_threads(c->threads)
     for (int64_t ch = 0; ch < nchunks; ch++) row_pass2(&r, p, k, ch, rs->chunks, rs->exps);
     row_after_pass2(&r, c, p, i, rs->chunks, bt);
-    if (!r.g) return;
+    if (r.skip || !r.g) return;
 #pragma omp parallel for schedule(static) num_threads(c->threads)
     for (int64_t ch = 0; ch < nchunks; ch++) row_pass3(&r, p, k, ch, rs->exps);
-    row_end(&r, p);
+    row_end(&r, p, rs->exps);
 }
 
 static lsr_status run(const loss_call *c, const loss_plan *p) {
@@ -353,19 +374,32 @@ static lsr_status run(const loss_call *c, const loss_plan *p) {
     const int64_t nblocks = (n + ROWS_PER_BLOCK - 1) / ROWS_PER_BLOCK;
     const int threads = c->threads;
     const int share_rows = threads > 1 && p->nchunks >= 2 && n < 4 * (int64_t)threads;
-    const int sets = share_rows ? 1 : threads;
-    const size_t coef_floats = p->soft ? (size_t)k : 0, exp_floats = c->grad ? (size_t)k : 0;
+    const int group = k <= 256 ? SMALL_GROUP : 1; /* scratch sets per thread */
+    const int sets = share_rows ? 1 : threads * group;
+    /* Each scratch set starts on its own cache lines (no false sharing). */
+    const size_t line_floats = 64 / sizeof(float);
+    const size_t row_floats = ((size_t)k + line_floats - 1) / line_floats * line_floats;
+    const size_t coef_floats = p->soft ? row_floats : 0, exp_floats = c->grad ? row_floats : 0;
     const size_t set_floats = coef_floats + exp_floats;
+    const size_t set_chunk_bytes = ((size_t)p->nchunks * sizeof(chunk_sums) + 63) / 64 * 64;
 
     block_totals *totals = calloc((size_t)(nblocks ? nblocks : 1), sizeof *totals);
-    float *floats = set_floats ? malloc((size_t)sets * set_floats * sizeof(float)) : NULL;
-    chunk_sums *chunks = malloc((size_t)sets * (size_t)p->nchunks * sizeof *chunks);
-    if (!totals || !chunks || (set_floats && !floats)) {
+    float *floats = set_floats ? aligned_alloc(64, (size_t)sets * set_floats * sizeof(float)) : NULL;
+    char *chunk_bytes = aligned_alloc(64, (size_t)sets * set_chunk_bytes);
+    row_scratch *scratch = malloc((size_t)sets * sizeof *scratch);
+    if (!totals || !chunk_bytes || !scratch || (set_floats && !floats)) {
         free(totals);
         free(floats);
-        free(chunks);
+        free(chunk_bytes);
+        free(scratch);
         return lsr__fail(LSR_ERROR_OUT_OF_MEMORY, "out of memory for scratch of %lld classes",
                          (long long)k);
+    }
+    for (int set = 0; set < sets; set++) {
+        float *mine = floats ? floats + (size_t)set * set_floats : NULL;
+        scratch[set].coef = coef_floats ? mine : NULL;
+        scratch[set].exps = exp_floats ? mine + coef_floats : NULL;
+        scratch[set].chunks = (chunk_sums *)(void *)(chunk_bytes + (size_t)set * set_chunk_bytes);
     }
     for (int64_t b = 0; b < nblocks; b++) totals[b].first_bad = -1;
 
@@ -376,22 +410,22 @@ static lsr_status run(const loss_call *c, const loss_plan *p) {
 #ifdef _OPENMP
             tid = omp_get_thread_num();
 #endif
-            float *mine = floats ? floats + (size_t)tid * set_floats : NULL;
-            const row_scratch rs = {coef_floats ? mine : NULL,
-                                    exp_floats ? mine + coef_floats : NULL,
-                                    chunks + (size_t)tid * (size_t)p->nchunks};
+            const row_scratch *rs = scratch + (size_t)tid * (size_t)group;
 #pragma omp for schedule(static)
             for (int64_t b = 0; b < nblocks; b++) {
                 const int64_t end = (b + 1) * ROWS_PER_BLOCK < n ? (b + 1) * ROWS_PER_BLOCK : n;
-                for (int64_t i = b * ROWS_PER_BLOCK; i < end; i++)
-                    process_row(c, p, i, &rs, &totals[b]);
+                for (int64_t i = b * ROWS_PER_BLOCK; i < end; i += group) {
+                    if (group == 1)
+                        process_row(c, p, i, rs, &totals[b]);
+                    else
+                        process_small_rows(c, p, i, end - i < group ? end - i : group, rs,
+                                           &totals[b]);
+                }
             }
         }
     } else {
-        const row_scratch rs = {coef_floats ? floats : NULL,
-                                exp_floats ? floats + coef_floats : NULL, chunks};
         for (int64_t i = 0; i < n; i++)
-            process_row_shared(c, p, i, &rs, &totals[i / ROWS_PER_BLOCK]);
+            process_row_shared(c, p, i, scratch, &totals[i / ROWS_PER_BLOCK]);
     }
 
     block_totals sum = {0.0, 0.0, 0.0, 0.0, 0.0, 0, 0, -1};
@@ -407,7 +441,8 @@ static lsr_status run(const loss_call *c, const loss_plan *p) {
     }
     free(totals);
     free(floats);
-    free(chunks);
+    free(chunk_bytes);
+    free(scratch);
 
     if (c->loss && c->opt.reduction != LSR_REDUCTION_NONE)
         c->loss[0] = sum.first_bad >= 0 ? NAN : (float)sum.loss;

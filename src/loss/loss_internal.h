@@ -39,29 +39,28 @@ lsr_status lsr__validate(loss_call *call, int soft, float *loss, float *grad,
  * are spread over threads. */
 #define LSR_CHUNK 4096
 
-/* Pass-1 and pass-2 summary of one chunk of a row.  Sums of logits are of
- * z - shift, with shift a value of the same row, so that logits of large
- * magnitude and small spread do not lose their differences to rounding. */
+/* Pass-2 summary of one chunk of a row.  Sums of logits are of d = z - max,
+ * with max the row's largest logit, so that logits of large magnitude and
+ * small spread keep their differences. */
 typedef struct chunk_sums {
-    float max;        /* largest logit (-FLT_MAX for an empty chunk) */
+    float max;        /* the row's max (pass 1) */
     int nonfinite;    /* a logit was NaN or infinite */
-    double sum_exp;   /* sum exp(z - row max), filled by pass 2 */
-    double sum_z;     /* sum (z - shift) */
-    double dot_a;     /* sum a_k (z_k - shift) when a is given */
-    double dot_b;     /* sum b_k (z_k - shift) when b is given */
+    double sum_exp;   /* sum exp(d) */
+    double sum_z;     /* sum d */
+    double dot_a;     /* sum a_k d_k when a is given */
+    double dot_b;     /* sum b_k d_k when b is given */
 } chunk_sums;
 
 /* One instruction set's row kernels, each over len <= LSR_CHUNK values:
- *   pass_max    reads z once: max, non-finite flag, sums of z - shift and
- *               the dots with a and b (each (len) or NULL); sum_exp left 0.
- *   pass_exp    e[k] = exp(z[k] - max) into e (NULL: only the sum);
- *               returns sum_k e[k]; prefetches next (len) unless NULL.
+ *   pass_max    returns the largest z (a NaN may be missed).
+ *   pass_exp    with d = z - max: e[k] = exp(d[k]) into e (NULL: not kept),
+ *               and the sums of chunk_sums; prefetches next (len) unless NULL.
  *   pass_scale  g[k] = e[k] * scale_p - (a ? a[k] * a_scale : a_const);
  *               stream: non-temporal stores (g is not read back soon). */
 typedef struct row_kernels {
-    void (*pass_max)(chunk_sums *out, const float *z, int64_t len, const float *a,
-                     const float *b, float shift);
-    double (*pass_exp)(float *e, const float *z, int64_t len, float max, const float *next);
+    float (*pass_max)(const float *z, int64_t len);
+    void (*pass_exp)(chunk_sums *out, float *e, const float *z, int64_t len, float max,
+                     const float *a, const float *b, const float *next);
     void (*pass_scale)(float *g, const float *e, int64_t len, float scale_p, const float *a,
                        float a_scale, float a_const, int stream);
 } row_kernels;
