@@ -1,0 +1,25 @@
+/* The lsr command: shared pieces of its subcommands. */
+#ifndef LSR_CLI_H
+#define LSR_CLI_H
+
+#include "../common/common.h"
+#include "../metrics/metrics.h"
+
+int lsr_cmd_train(int argc, char **argv);
+int lsr_cmd_eval(int argc, char **argv);
+
+/* Parses a whole-string number in [min, max] for flag, or explains. */
+int cli_int(const char *flag, const char *s, long long min, long long max, long long *out, char *err);
+int cli_float(const char *flag, const char *s, double min, double max, double *out, char *err);
+/* Applies --threads to OpenMP and the BLAS (0: every core). */
+void cli_set_threads(int threads);
+int cli_threads(void);
+const char *cli_blas_core(void);
+
+/* Prints the evaluation as text, or as one JSON object. */
+void cli_print_metrics(const lsr_metrics *mt, int json, const char *title);
+
+/* One-line error and the exit status for it. */
+int cli_error(const char *cmd, const char *msg);
+
+#endif

@@ -1,0 +1,80 @@
+/* lsr eval: a model file on a dataset's test split. */
+#define _GNU_SOURCE
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../data/dataset.h"
+#include "../modelfile/modelfile.h"
+#include "../train/train.h"
+#include "cli.h"
+
+int lsr_cmd_eval(int argc, char **argv) {
+    static const struct option opts[] = {{"model", required_argument, 0, 'm'},
+                                         {"data", required_argument, 0, 'd'},
+                                         {"json", no_argument, 0, 'j'},
+                                         {"threads", required_argument, 0, 't'},
+                                         {"help", no_argument, 0, 'h'},
+                                         {0, 0, 0, 0}};
+    const char *model_path = NULL, *data_dir = LSR_FASHION_MNIST_DIR;
+    int json = 0;
+    long long threads = 0;
+    char err[LSR_ERR_LEN];
+    opterr = 0;
+    optind = 1;
+    int c;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (c) {
+        case 'm': model_path = optarg; break;
+        case 'd': data_dir = optarg; break;
+        case 'j': json = 1; break;
+        case 't':
+            if (cli_int("--threads", optarg, 0, 1024, &threads, err)) return cli_error("eval", err);
+            break;
+        case 'h':
+            printf("usage: lsr eval --model FILE [--data DIR] [--json] [--threads T]\n"
+                   "  top-1, top-5, NLL, ECE and MCE (%d bins), Brier score, confidence - accuracy\n"
+                   "  on the test split of DIR (default " LSR_FASHION_MNIST_DIR ")\n",
+                   LSR_CALIBRATION_BINS);
+            return 0;
+        case ':':
+            snprintf(err, sizeof err, "%s: needs a value", argv[optind - 1]);
+            return cli_error("eval", err);
+        default:
+            snprintf(err, sizeof err, "unknown flag '%s' (lsr eval --help)", argv[optind - 1]);
+            return cli_error("eval", err);
+        }
+    }
+    if (optind < argc) {
+        snprintf(err, sizeof err, "unexpected argument '%s'", argv[optind]);
+        return cli_error("eval", err);
+    }
+    if (!model_path) return cli_error("eval", "--model FILE is required");
+    cli_set_threads((int)threads);
+    lsr_model model;
+    if (lsr_model_load(&model, NULL, model_path, err)) return cli_error("eval", err);
+    lsr_dataset train, test;
+    if (lsr_data_load_dir(&train, &test, data_dir, err)) {
+        lsr_model_free(&model);
+        return cli_error("eval", err);
+    }
+    lsr_dataset_free(&train);
+    int status = 1;
+    float *logits = malloc((size_t)(test.n ? test.n : 1) * model.classes * sizeof(float));
+    char what[4200];
+    snprintf(what, sizeof what, "--data %s", data_dir);
+    if (!logits) {
+        snprintf(err, sizeof err, "out of memory");
+    } else if (lsr_check_model_data(&model, &test, what, err) == 0 &&
+               lsr_predict(&model, &test, logits, 256, err) == 0) {
+        lsr_metrics mt;
+        lsr_metrics_compute(&mt, logits, test.y, test.n, model.classes, 1.0);
+        cli_print_metrics(&mt, json, "test evaluation");
+        status = 0;
+    }
+    if (status) cli_error("eval", err);
+    free(logits);
+    lsr_model_free(&model);
+    lsr_dataset_free(&test);
+    return status;
+}

@@ -1,0 +1,346 @@
+/* lsr train: flags, data, the training loop with a progress display, the
+ * model file, and the test evaluation at the end. */
+#define _GNU_SOURCE
+#include <getopt.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../data/dataset.h"
+#include "../modelfile/modelfile.h"
+#include "../train/train.h"
+#include "cli.h"
+
+static void train_usage(FILE *f) {
+    fprintf(f,
+        "usage: lsr train [flags]\n"
+        "  --data DIR              MNIST-layout IDX files (.gz or not) or train.csv/test.csv\n"
+        "                          (default: Debian's Fashion-MNIST, " LSR_FASHION_MNIST_DIR ")\n"
+        "  --model NAME|SPEC       cleverhans-cnn (default), mlp, lenet5, or a spec such as\n"
+        "                          'flatten,dense:256,relu,dense:10'\n"
+        "  --epochs E (6)  --batch B (128)  --seed S (0)  --threads T (0: all cores)\n"
+        "  --optimizer adam|adamw|sgd (adam)  --lr LR (1e-3)  --momentum M (0.9, sgd)\n"
+        "  --nesterov  --weight-decay WD (0)  --init cleverhans|he|glorot\n"
+        "  --schedule constant|step|cosine  --step-size STEPS  --gamma G (0.1)  --warmup STEPS\n"
+        "  --smoothing EPS (0)  --smoothing-convention all|others (all)\n"
+        "  --smoothing-prior uniform|data|FILE   data: the training class frequencies;\n"
+        "                          FILE: K numbers (one distribution)\n"
+        "  --z-loss LAMBDA (0)\n"
+        "  --train-limit N         use the first N training examples\n"
+        "  --val N                 hold out N training examples (seeded) for validation\n"
+        "  --out FILE              the model file (safetensors), written atomically\n"
+        "  --metrics FILE          one JSON line per epoch\n"
+        "  --quiet                 no progress display\n");
+}
+
+enum {
+    OPT_DATA = 256, OPT_MODEL, OPT_EPOCHS, OPT_BATCH, OPT_SEED, OPT_THREADS, OPT_OPTIMIZER, OPT_LR,
+    OPT_MOMENTUM, OPT_NESTEROV, OPT_WD, OPT_INIT, OPT_SCHEDULE, OPT_STEP_SIZE, OPT_GAMMA,
+    OPT_WARMUP, OPT_SMOOTHING, OPT_CONVENTION, OPT_PRIOR, OPT_ZLOSS, OPT_LIMIT, OPT_VAL, OPT_OUT,
+    OPT_METRICS, OPT_QUIET, OPT_HELP
+};
+
+typedef struct train_job {
+    const char *data_dir, *model_name, *prior_arg, *out, *metrics_path, *convention_name;
+    const char *optimizer_name, *schedule_name, *init_name;
+    long long threads, train_limit, val;
+    int quiet, tty;
+    lsr_train_settings s;
+    /* progress and metrics */
+    double last_draw;
+    char *metrics_text;
+    size_t metrics_len;
+    lsr_model *model;
+    const lsr_dataset *val_set;
+    char err[LSR_ERR_LEN];
+} train_job;
+
+static void draw_progress(void *ctx, const lsr_train_progress *p) {
+    train_job *j = ctx;
+    if (j->quiet || !j->tty) return;
+    const double now = lsr_now();
+    if (p->step != p->steps_per_epoch && now - j->last_draw < 0.1) return;
+    j->last_draw = now;
+    const double rate = p->samples / (p->seconds > 0 ? p->seconds : 1e-9);
+    const double eta = (double)(p->steps_per_epoch - p->step) * p->seconds / (double)p->step;
+    const int width = 24, filled = (int)(width * p->step / p->steps_per_epoch);
+    char bar[32];
+    for (int i = 0; i < width; i++) bar[i] = i < filled ? '=' : (i == filled ? '>' : ' ');
+    bar[width] = '\0';
+    fprintf(stderr, "\repoch %d/%d [%s] %lld/%lld loss %.4f H(q,p) %.4f H(u,p) %.4f %.0f samples/s ETA %.0fs ",
+            p->epoch, j->s.epochs, bar, (long long)p->step, (long long)p->steps_per_epoch, p->loss,
+            p->label_ce, p->prior_ce, rate, eta);
+    fflush(stderr);
+}
+
+static int epoch_done(void *ctx, const lsr_train_progress *p) {
+    train_job *j = ctx;
+    if (j->tty && !j->quiet) fputc('\n', stderr);
+    double val_acc = NAN;
+    if (j->val_set && j->val_set->n > 0) {
+        float *logits = malloc((size_t)j->val_set->n * j->model->classes * sizeof(float));
+        lsr_metrics mt;
+        if (logits && !lsr_predict(j->model, j->val_set, logits, 256, j->err)) {
+            lsr_metrics_compute(&mt, logits, j->val_set->y, j->val_set->n, j->model->classes, 1.0);
+            val_acc = mt.accuracy;
+        }
+        free(logits);
+    }
+    if (!j->quiet)
+    {
+        char val[32] = "";
+        if (!isnan(val_acc)) snprintf(val, sizeof val, "  val acc %.4f", val_acc);
+        fprintf(stderr, "epoch %d/%d: loss %.4f  H(q,p) %.4f  H(u,p) %.4f  train acc %.4f%s  %.1fs  %.0f samples/s\n",
+                p->epoch, j->s.epochs, p->loss, p->label_ce, p->prior_ce, p->accuracy, val,
+                p->seconds, p->samples / p->seconds);
+    }
+    if (j->metrics_path) {
+        char line[512], val[32] = "null";
+        if (!isnan(val_acc)) snprintf(val, sizeof val, "%.6f", val_acc);
+        const int len = snprintf(line, sizeof line,
+                                 "{\"epoch\": %d, \"steps\": %lld, \"loss\": %.6f, \"label_ce\": %.6f, "
+                                 "\"prior_ce\": %.6f, \"train_accuracy\": %.6f, \"val_accuracy\": %s, "
+                                 "\"seconds\": %.3f, \"samples_per_second\": %.1f}\n",
+                                 p->epoch, (long long)p->step, p->loss, p->label_ce, p->prior_ce,
+                                 p->accuracy, val, p->seconds, p->samples / p->seconds);
+        char *grown = realloc(j->metrics_text, j->metrics_len + (size_t)len + 1);
+        if (!grown) return 1;
+        j->metrics_text = grown;
+        memcpy(j->metrics_text + j->metrics_len, line, (size_t)len + 1);
+        j->metrics_len += (size_t)len;
+        lsr_atomic_file af;
+        if (lsr_atomic_open(&af, j->metrics_path, j->err)) return 1;
+        fputs(j->metrics_text, af.f);
+        if (lsr_atomic_commit(&af, j->err)) return 1;
+    }
+    return 0;
+}
+
+/* --smoothing-prior FILE: K non-negative numbers. */
+static int read_prior(const char *path, int k, float *prior, char *err) {
+    FILE *f = fopen(path, "r");
+    if (!f) return lsr_fail(err, "--smoothing-prior %s: cannot open", path);
+    int n = 0;
+    double v;
+    char sep[2];
+    while (n < k + 1) {
+        int r = fscanf(f, "%lf", &v);
+        if (r != 1) break;
+        if (n < k) prior[n] = (float)v;
+        n++;
+        if (fscanf(f, "%1[,;]", sep) < 0) break;
+    }
+    int trailing = !feof(f) && fscanf(f, " %1s", sep) == 1;
+    fclose(f);
+    if (n != k || trailing)
+        return lsr_fail(err, "--smoothing-prior %s: expected exactly %d numbers (one per class)", path, k);
+    double sum = 0;
+    for (int i = 0; i < k; i++) {
+        if (!(prior[i] >= 0.0f) || !isfinite(prior[i]))
+            return lsr_fail(err, "--smoothing-prior %s: value %d is %g, must be >= 0", path, i + 1, prior[i]);
+        sum += prior[i];
+    }
+    if (!(sum > 0)) return lsr_fail(err, "--smoothing-prior %s: the values sum to 0", path);
+    for (int i = 0; i < k; i++) prior[i] = (float)(prior[i] / sum); /* normalise */
+    return 0;
+}
+
+static int parse_flags(train_job *j, int argc, char **argv) {
+    static const struct option opts[] = {
+        {"data", required_argument, 0, OPT_DATA}, {"model", required_argument, 0, OPT_MODEL},
+        {"epochs", required_argument, 0, OPT_EPOCHS}, {"batch", required_argument, 0, OPT_BATCH},
+        {"seed", required_argument, 0, OPT_SEED}, {"threads", required_argument, 0, OPT_THREADS},
+        {"optimizer", required_argument, 0, OPT_OPTIMIZER}, {"lr", required_argument, 0, OPT_LR},
+        {"momentum", required_argument, 0, OPT_MOMENTUM}, {"nesterov", no_argument, 0, OPT_NESTEROV},
+        {"weight-decay", required_argument, 0, OPT_WD}, {"init", required_argument, 0, OPT_INIT},
+        {"schedule", required_argument, 0, OPT_SCHEDULE}, {"step-size", required_argument, 0, OPT_STEP_SIZE},
+        {"gamma", required_argument, 0, OPT_GAMMA}, {"warmup", required_argument, 0, OPT_WARMUP},
+        {"smoothing", required_argument, 0, OPT_SMOOTHING},
+        {"smoothing-convention", required_argument, 0, OPT_CONVENTION},
+        {"smoothing-prior", required_argument, 0, OPT_PRIOR}, {"z-loss", required_argument, 0, OPT_ZLOSS},
+        {"train-limit", required_argument, 0, OPT_LIMIT}, {"val", required_argument, 0, OPT_VAL},
+        {"out", required_argument, 0, OPT_OUT}, {"metrics", required_argument, 0, OPT_METRICS},
+        {"quiet", no_argument, 0, OPT_QUIET}, {"help", no_argument, 0, OPT_HELP}, {0, 0, 0, 0}};
+    lsr_train_settings *s = &j->s;
+    long long v;
+    double d;
+    opterr = 0;
+    optind = 1;
+    int c;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        const char *flag = c >= OPT_DATA && c <= OPT_HELP ? opts[c - OPT_DATA].name : NULL;
+        char name[64];
+        if (flag) snprintf(name, sizeof name, "--%s", flag);
+        switch (c) {
+        case OPT_DATA: j->data_dir = optarg; break;
+        case OPT_MODEL: j->model_name = optarg; break;
+        case OPT_EPOCHS: if (cli_int(name, optarg, 1, 100000, &v, j->err)) return -1; s->epochs = (int)v; break;
+        case OPT_BATCH: if (cli_int(name, optarg, 1, 65536, &v, j->err)) return -1; s->batch = (int)v; break;
+        case OPT_SEED: if (cli_int(name, optarg, 0, INT64_MAX, &v, j->err)) return -1; s->seed = (uint64_t)v; break;
+        case OPT_THREADS: if (cli_int(name, optarg, 0, 1024, &j->threads, j->err)) return -1; break;
+        case OPT_OPTIMIZER: j->optimizer_name = optarg; break;
+        case OPT_LR: if (cli_float(name, optarg, 1e-12, 10, &d, j->err)) return -1; s->optimizer.lr = (float)d; break;
+        case OPT_MOMENTUM: if (cli_float(name, optarg, 0, 0.9999, &d, j->err)) return -1; s->optimizer.momentum = (float)d; break;
+        case OPT_NESTEROV: s->optimizer.nesterov = 1; break;
+        case OPT_WD: if (cli_float(name, optarg, 0, 1, &d, j->err)) return -1; s->optimizer.weight_decay = (float)d; break;
+        case OPT_INIT: j->init_name = optarg; break;
+        case OPT_SCHEDULE: j->schedule_name = optarg; break;
+        case OPT_STEP_SIZE: if (cli_int(name, optarg, 1, INT64_MAX, &v, j->err)) return -1; s->optimizer.step_size = v; break;
+        case OPT_GAMMA: if (cli_float(name, optarg, 0, 1, &d, j->err)) return -1; s->optimizer.gamma = (float)d; break;
+        case OPT_WARMUP: if (cli_int(name, optarg, 0, INT64_MAX, &v, j->err)) return -1; s->optimizer.warmup = v; break;
+        case OPT_SMOOTHING: if (cli_float(name, optarg, 0, 1, &d, j->err)) return -1; s->loss.smoothing = (float)d; break;
+        case OPT_CONVENTION: j->convention_name = optarg; break;
+        case OPT_PRIOR: j->prior_arg = optarg; break;
+        case OPT_ZLOSS: if (cli_float(name, optarg, 0, 1e3, &d, j->err)) return -1; s->loss.z_loss = (float)d; break;
+        case OPT_LIMIT: if (cli_int(name, optarg, 1, INT64_MAX, &j->train_limit, j->err)) return -1; break;
+        case OPT_VAL: if (cli_int(name, optarg, 0, INT64_MAX, &j->val, j->err)) return -1; break;
+        case OPT_OUT: j->out = optarg; break;
+        case OPT_METRICS: j->metrics_path = optarg; break;
+        case OPT_QUIET: j->quiet = 1; break;
+        case OPT_HELP: train_usage(stdout); exit(0);
+        case ':': return lsr_fail(j->err, "%s: needs a value", argv[optind - 1]);
+        default: return lsr_fail(j->err, "unknown flag '%s' (lsr train --help)", argv[optind - 1]);
+        }
+    }
+    if (optind < argc) return lsr_fail(j->err, "unexpected argument '%s'", argv[optind]);
+    if (j->optimizer_name) {
+        if (!strcmp(j->optimizer_name, "adam")) s->optimizer.kind = LSR_OPTIMIZER_ADAM;
+        else if (!strcmp(j->optimizer_name, "adamw")) s->optimizer.kind = LSR_OPTIMIZER_ADAMW;
+        else if (!strcmp(j->optimizer_name, "sgd")) s->optimizer.kind = LSR_OPTIMIZER_SGD;
+        else return lsr_fail(j->err, "--optimizer: '%s' is not adam, adamw or sgd", j->optimizer_name);
+    }
+    if (j->schedule_name) {
+        if (!strcmp(j->schedule_name, "constant")) s->optimizer.schedule = LSR_SCHEDULE_CONSTANT;
+        else if (!strcmp(j->schedule_name, "step")) s->optimizer.schedule = LSR_SCHEDULE_STEP;
+        else if (!strcmp(j->schedule_name, "cosine")) s->optimizer.schedule = LSR_SCHEDULE_COSINE;
+        else return lsr_fail(j->err, "--schedule: '%s' is not constant, step or cosine", j->schedule_name);
+        if (s->optimizer.schedule == LSR_SCHEDULE_STEP && s->optimizer.step_size == 0)
+            return lsr_fail(j->err, "--schedule step needs --step-size");
+    }
+    if (j->convention_name) {
+        if (!strcmp(j->convention_name, "all")) s->loss.convention = LSR_SMOOTHING_ALL;
+        else if (!strcmp(j->convention_name, "others")) s->loss.convention = LSR_SMOOTHING_OTHERS;
+        else return lsr_fail(j->err, "--smoothing-convention: '%s' is not all or others", j->convention_name);
+    }
+    s->init = lsr_model_default_init(j->model_name);
+    if (j->init_name) {
+        if (!strcmp(j->init_name, "cleverhans")) s->init = LSR_INIT_CLEVERHANS;
+        else if (!strcmp(j->init_name, "he")) s->init = LSR_INIT_HE;
+        else if (!strcmp(j->init_name, "glorot")) s->init = LSR_INIT_GLOROT;
+        else return lsr_fail(j->err, "--init: '%s' is not cleverhans, he or glorot", j->init_name);
+    }
+    if (j->out && lsr_check_writable(j->out, "--out", j->err)) return -1;
+    if (j->metrics_path && lsr_check_writable(j->metrics_path, "--metrics", j->err)) return -1;
+    return 0;
+}
+
+int lsr_cmd_train(int argc, char **argv) {
+    train_job j;
+    memset(&j, 0, sizeof j);
+    j.data_dir = LSR_FASHION_MNIST_DIR;
+    j.model_name = "cleverhans-cnn";
+    j.s.epochs = 6;
+    j.s.batch = 128;
+    j.s.optimizer = lsr_optimizer_defaults();
+    j.s.loss = lsr_loss_options_default();
+    j.tty = isatty(fileno(stderr));
+    if (parse_flags(&j, argc, argv)) return cli_error("train", j.err);
+    cli_set_threads((int)j.threads);
+
+    lsr_dataset all, test, train_set = {0}, val_set = {0};
+    if (lsr_data_load_dir(&all, &test, j.data_dir, j.err)) return cli_error("train", j.err);
+    int status = 1;
+    float *prior = NULL, *logits = NULL;
+    lsr_model model = {0};
+    int64_t n = all.n;
+    if (j.train_limit && j.train_limit < n) n = j.train_limit;
+    if (j.val >= n) {
+        snprintf(j.err, sizeof j.err, "--val %lld: leaves no training examples of %lld", j.val, (long long)n);
+        goto out;
+    }
+    {   /* seeded split of the first n examples into training and validation */
+        int64_t *idx = malloc((size_t)n * sizeof *idx);
+        if (!idx) { snprintf(j.err, sizeof j.err, "out of memory"); goto out; }
+        for (int64_t i = 0; i < n; i++) idx[i] = i;
+        if (j.val) {
+            lsr_rng r;
+            lsr_rng_seed(&r, j.s.seed ^ 0x7a11da7eull);
+            lsr_rng_shuffle(&r, idx, n);
+        }
+        int e = lsr_dataset_subset(&train_set, &all, idx, n - j.val, j.err) ||
+                lsr_dataset_subset(&val_set, &all, idx + (n - j.val), j.val, j.err);
+        free(idx);
+        if (e) goto out;
+    }
+    const int classes = all.classes > test.classes ? all.classes : test.classes;
+    const lsr_shape input = {all.h, all.w, all.c};
+    if (lsr_model_init(&model, j.model_name, input, classes, j.err)) goto out;
+    if (j.prior_arg && strcmp(j.prior_arg, "uniform") != 0) {
+        prior = malloc((size_t)classes * sizeof(float));
+        if (!prior) { snprintf(j.err, sizeof j.err, "out of memory"); goto out; }
+        if (!strcmp(j.prior_arg, "data")) {
+            for (int k = 0; k < classes; k++) prior[k] = 0;
+            for (int64_t i = 0; i < train_set.n; i++) prior[train_set.y[i]] += 1.0f / (float)train_set.n;
+        } else if (read_prior(j.prior_arg, classes, prior, j.err)) {
+            goto out;
+        }
+        j.s.loss.prior = prior;
+    }
+    j.s.loss.threads = cli_threads();
+
+    if (!j.quiet)
+        fprintf(stderr, "lsr train: %s, %lld training / %lld validation / %lld test samples of %dx%dx%d, %d classes\n"
+                        "model %s (%zu parameters), eps %g (%s%s), %d epochs, batch %d, %d threads, BLAS core %s\n",
+                j.data_dir, (long long)train_set.n, (long long)val_set.n, (long long)test.n, input.h,
+                input.w, input.c, classes, model.spec, model.n_params, (double)j.s.loss.smoothing,
+                j.s.loss.prior ? "prior " : "", j.s.loss.prior ? j.prior_arg
+                : (j.s.loss.convention == LSR_SMOOTHING_ALL ? "all" : "others"),
+                j.s.epochs, j.s.batch, cli_threads(), cli_blas_core());
+    j.model = &model;
+    j.val_set = &val_set;
+    lsr_train_callbacks cb = {&j, draw_progress, epoch_done};
+    const double t0 = lsr_now();
+    if (lsr_train(&model, &train_set, &j.s, &cb, NULL, j.err)) goto out;
+    if (j.err[0]) goto out; /* a metrics write failed */
+    const double train_seconds = lsr_now() - t0;
+
+    if (j.out) {
+        lsr_metadata md = {0};
+        lsr_metadata_set(&md, "smoothing", "%g", (double)j.s.loss.smoothing);
+        lsr_metadata_set(&md, "smoothing_convention", "%s", j.s.loss.convention == LSR_SMOOTHING_ALL ? "all" : "others");
+        lsr_metadata_set(&md, "smoothing_prior", "%s", j.prior_arg ? j.prior_arg : "uniform");
+        lsr_metadata_set(&md, "z_loss", "%g", (double)j.s.loss.z_loss);
+        lsr_metadata_set(&md, "epochs", "%d", j.s.epochs);
+        lsr_metadata_set(&md, "batch", "%d", j.s.batch);
+        lsr_metadata_set(&md, "optimizer", "%s", j.optimizer_name ? j.optimizer_name : "adam");
+        lsr_metadata_set(&md, "lr", "%g", (double)j.s.optimizer.lr);
+        lsr_metadata_set(&md, "weight_decay", "%g", (double)j.s.optimizer.weight_decay);
+        lsr_metadata_set(&md, "seed", "%llu", (unsigned long long)j.s.seed);
+        lsr_metadata_set(&md, "training_samples", "%lld", (long long)train_set.n);
+        lsr_metadata_set(&md, "data", "%s", j.data_dir);
+        lsr_metadata_set(&md, "training_seconds", "%.1f", train_seconds);
+        if (lsr_model_save(&model, &md, j.out, j.err)) goto out;
+        if (!j.quiet) fprintf(stderr, "model written to %s\n", j.out);
+    }
+    if (test.n > 0) {
+        logits = malloc((size_t)test.n * classes * sizeof(float));
+        if (!logits) { snprintf(j.err, sizeof j.err, "out of memory"); goto out; }
+        if (lsr_predict(&model, &test, logits, 256, j.err)) goto out;
+        lsr_metrics mt;
+        lsr_metrics_compute(&mt, logits, test.y, test.n, classes, 1.0);
+        cli_print_metrics(&mt, 0, "test evaluation");
+    }
+    status = 0;
+out:
+    if (status) cli_error("train", j.err);
+    free(prior);
+    free(logits);
+    free(j.metrics_text);
+    lsr_model_free(&model);
+    lsr_dataset_free(&all);
+    lsr_dataset_free(&test);
+    lsr_dataset_free(&train_set);
+    lsr_dataset_free(&val_set);
+    return status;
+}

@@ -1,0 +1,143 @@
+#define _POSIX_C_SOURCE 200809L
+#include "common.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+int lsr_fail(char *err, const char *fmt, ...) {
+    if (err) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err, LSR_ERR_LEN, fmt, ap);
+        va_end(ap);
+    }
+    return -1;
+}
+
+static uint64_t splitmix64(uint64_t *x) {
+    uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+void lsr_rng_seed(lsr_rng *rng, uint64_t seed) {
+    for (int i = 0; i < 4; i++) rng->s[i] = splitmix64(&seed);
+}
+
+static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+
+uint64_t lsr_rng_next(lsr_rng *rng) {
+    uint64_t *s = rng->s;
+    const uint64_t result = rotl(s[1] * 5, 7) * 9, t = s[1] << 17;
+    s[2] ^= s[0];
+    s[3] ^= s[1];
+    s[1] ^= s[2];
+    s[0] ^= s[3];
+    s[2] ^= t;
+    s[3] = rotl(s[3], 45);
+    return result;
+}
+
+double lsr_rng_uniform(lsr_rng *rng) { return (double)(lsr_rng_next(rng) >> 11) * 0x1.0p-53; }
+
+double lsr_rng_normal(lsr_rng *rng) {
+    const double u = 1.0 - lsr_rng_uniform(rng), v = lsr_rng_uniform(rng);
+    return sqrt(-2.0 * log(u)) * cos(2.0 * 3.14159265358979323846 * v);
+}
+
+uint64_t lsr_rng_below(lsr_rng *rng, uint64_t n) {
+    /* rejection keeps it unbiased */
+    const uint64_t limit = UINT64_MAX - UINT64_MAX % n;
+    uint64_t x;
+    do x = lsr_rng_next(rng);
+    while (x >= limit);
+    return x % n;
+}
+
+void lsr_rng_shuffle(lsr_rng *rng, int64_t *v, int64_t n) {
+    for (int64_t i = n - 1; i > 0; i--) {
+        int64_t j = (int64_t)lsr_rng_below(rng, (uint64_t)i + 1);
+        int64_t t = v[i];
+        v[i] = v[j];
+        v[j] = t;
+    }
+}
+
+static void directory_of(const char *path, char *dir, size_t size) {
+    char copy[4096];
+    snprintf(copy, sizeof copy, "%s", path);
+    snprintf(dir, size, "%s", dirname(copy));
+}
+
+int lsr_atomic_open(lsr_atomic_file *af, const char *path, char *err) {
+    memset(af, 0, sizeof *af);
+    if (strlen(path) + 16 >= sizeof af->path) return lsr_fail(err, "%s: path too long", path);
+    snprintf(af->path, sizeof af->path, "%s", path);
+    snprintf(af->tmp_path, sizeof af->tmp_path, "%s.tmp.XXXXXX", path);
+    int fd = mkstemp(af->tmp_path);
+    if (fd < 0) return lsr_fail(err, "%s: cannot create: %s", path, strerror(errno));
+    af->f = fdopen(fd, "wb");
+    if (!af->f) {
+        close(fd);
+        unlink(af->tmp_path);
+        return lsr_fail(err, "%s: cannot open: %s", path, strerror(errno));
+    }
+    return 0;
+}
+
+void lsr_atomic_abort(lsr_atomic_file *af) {
+    if (af->f) fclose(af->f);
+    af->f = NULL;
+    if (af->tmp_path[0]) unlink(af->tmp_path);
+    af->tmp_path[0] = '\0';
+}
+
+int lsr_atomic_commit(lsr_atomic_file *af, char *err) {
+    int failed = fflush(af->f) != 0 || ferror(af->f) || fsync(fileno(af->f)) != 0;
+    int saved = errno;
+    if (fclose(af->f) != 0 && !failed) {
+        failed = 1;
+        saved = errno;
+    }
+    af->f = NULL;
+    if (failed) {
+        unlink(af->tmp_path);
+        return lsr_fail(err, "%s: write failed: %s", af->path, strerror(saved));
+    }
+    if (rename(af->tmp_path, af->path) != 0) {
+        saved = errno;
+        unlink(af->tmp_path);
+        return lsr_fail(err, "%s: cannot rename into place: %s", af->path, strerror(saved));
+    }
+    char dir[4096];
+    directory_of(af->path, dir, sizeof dir);
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY);
+    if (dfd >= 0) {
+        fsync(dfd);
+        close(dfd);
+    }
+    return 0;
+}
+
+int lsr_check_writable(const char *path, const char *what, char *err) {
+    char dir[4096];
+    directory_of(path, dir, sizeof dir);
+    if (access(dir, W_OK | X_OK) != 0)
+        return lsr_fail(err, "%s %s: directory '%s' is not writable: %s", what, path, dir,
+                        strerror(errno));
+    return 0;
+}
+
+double lsr_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}

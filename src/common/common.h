@@ -1,0 +1,50 @@
+/* Small helpers shared by the trainer's parts: error messages, a seeded
+ * random generator, and atomic file writes.  Not part of the loss library. */
+#ifndef LSR_COMMON_H
+#define LSR_COMMON_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+/* Every fallible function of the trainer returns 0 on success or -1 after
+ * writing a one-line message (naming the file, flag or argument) to err. */
+#define LSR_ERR_LEN 512
+int lsr_fail(char *err, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+
+/* xoshiro256** seeded by splitmix64: small, fast, and its whole state can be
+ * saved. */
+typedef struct lsr_rng {
+    uint64_t s[4];
+} lsr_rng;
+void lsr_rng_seed(lsr_rng *rng, uint64_t seed);
+uint64_t lsr_rng_next(lsr_rng *rng);
+double lsr_rng_uniform(lsr_rng *rng);          /* [0, 1) */
+double lsr_rng_normal(lsr_rng *rng);           /* N(0, 1) */
+uint64_t lsr_rng_below(lsr_rng *rng, uint64_t n); /* [0, n), n > 0 */
+void lsr_rng_shuffle(lsr_rng *rng, int64_t *v, int64_t n);
+
+/* An output file that appears only when complete: written to a temporary
+ * file in the same directory, then fsync, rename, and fsync of the
+ * directory.  On any failure the temporary is removed and the old file (if
+ * any) is left as it was. */
+typedef struct lsr_atomic_file {
+    FILE *f;
+    char path[4096];
+    char tmp_path[4096];
+} lsr_atomic_file;
+int lsr_atomic_open(lsr_atomic_file *af, const char *path, char *err);
+int lsr_atomic_commit(lsr_atomic_file *af, char *err); /* closes */
+void lsr_atomic_abort(lsr_atomic_file *af);              /* closes, removes temporary */
+
+/* Checks that a file could be created at path (its directory exists and is
+ * writable), without creating it. */
+int lsr_check_writable(const char *path, const char *what, char *err);
+
+double lsr_now(void); /* monotonic seconds */
+
+#endif

@@ -1,0 +1,43 @@
+/* Datasets: MNIST-layout IDX files (plain or .gz) and CSV, loaded into one
+ * float array of samples in (H, W, C) order. */
+#ifndef LSR_DATASET_H
+#define LSR_DATASET_H
+
+#include <stdint.h>
+
+#include "../common/common.h"
+
+typedef struct lsr_dataset {
+    int64_t n;       /* samples */
+    int h, w, c;     /* sample shape; CSV rows are 1 x features x 1 */
+    int classes;     /* largest label + 1 */
+    float *x;        /* (n, h * w * c); IDX pixels scaled to [0, 1] */
+    int64_t *y;      /* (n) labels in [0, classes) */
+} lsr_dataset;
+
+/* Reads an images file (IDX ubyte, 3 or 4 dimensions) and its labels file
+ * (IDX ubyte, 1 dimension), each plain or gzip-compressed. Checks the magic
+ * numbers, the dimensions, that both hold the same count, and that each
+ * file holds exactly the bytes its header announces. */
+int lsr_idx_load(lsr_dataset *d, const char *images_path, const char *labels_path, char *err);
+
+/* Reads a CSV file whose first column is an integer label and whose other
+ * columns are numbers; a first line that does not parse is taken as a
+ * header.  Every row must have the same number of columns. */
+int lsr_csv_load(lsr_dataset *d, const char *path, char *err);
+
+/* Loads the training and test splits from a directory holding either the
+ * four MNIST files (train-images-idx3-ubyte, train-labels-idx1-ubyte,
+ * t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte, each optionally .gz) or
+ * train.csv and test.csv.  test may be NULL. */
+int lsr_data_load_dir(lsr_dataset *train, lsr_dataset *test, const char *dir, char *err);
+
+/* dst gets copies of src's samples at idx[0..n). */
+int lsr_dataset_subset(lsr_dataset *dst, const lsr_dataset *src, const int64_t *idx, int64_t n,
+                       char *err);
+void lsr_dataset_free(lsr_dataset *d);
+
+/* Where Debian's dataset-fashion-mnist installs the files. */
+#define LSR_FASHION_MNIST_DIR "/usr/share/datasets/fashion-mnist"
+
+#endif

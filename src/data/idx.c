@@ -1,0 +1,161 @@
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <zlib.h>
+
+#include "dataset.h"
+
+#define IDX_MAX_VALUES ((int64_t)1 << 34)
+
+/* Reads exactly n bytes or explains why not. */
+static int read_exact(gzFile f, void *buf, int64_t n, const char *path, const char *what,
+                      char *err) {
+    unsigned char *p = buf;
+    int64_t done = 0;
+    while (done < n) {
+        unsigned chunk = n - done > (1 << 30) ? (1u << 30) : (unsigned)(n - done);
+        int got = gzread(f, p + done, chunk);
+        if (got < 0) {
+            int code;
+            const char *msg = gzerror(f, &code);
+            return lsr_fail(err, "%s: cannot read %s: %s", path, what, msg);
+        }
+        if (got == 0)
+            return lsr_fail(err, "%s: truncated: %s needs %lld bytes, the file ends after %lld",
+                            path, what, (long long)n, (long long)done);
+        done += got;
+    }
+    return 0;
+}
+
+/* Opens an IDX file and reads its header: ndim dimensions of ubyte data. */
+static int idx_open(gzFile *out, const char *path, int want_min_dims, int want_max_dims,
+                    int64_t dims[4], int *ndim, char *err) {
+    struct stat st;
+    if (stat(path, &st) != 0) return lsr_fail(err, "%s: %s", path, strerror(errno));
+    if (S_ISDIR(st.st_mode)) return lsr_fail(err, "%s: is a directory", path);
+    gzFile f = gzopen(path, "rb");
+    if (!f) return lsr_fail(err, "%s: cannot open: %s", path, strerror(errno));
+    unsigned char magic[4];
+    if (read_exact(f, magic, 4, path, "the magic number", err)) goto fail;
+    if (magic[0] != 0 || magic[1] != 0) {
+        lsr_fail(err, "%s: bad magic number %02x%02x%02x%02x: not an IDX file", path, magic[0],
+                 magic[1], magic[2], magic[3]);
+        goto fail;
+    }
+    if (magic[2] != 0x08) {
+        lsr_fail(err, "%s: IDX data type 0x%02x is not unsigned byte (0x08)", path, magic[2]);
+        goto fail;
+    }
+    *ndim = magic[3];
+    if (*ndim < want_min_dims || *ndim > want_max_dims) {
+        lsr_fail(err, "%s: %d dimensions, expected %s", path, *ndim,
+                 want_min_dims == want_max_dims ? "1 (labels)" : "3 or 4 (images)");
+        goto fail;
+    }
+    int64_t total = 1;
+    for (int i = 0; i < *ndim; i++) {
+        unsigned char b[4];
+        if (read_exact(f, b, 4, path, "the dimensions", err)) goto fail;
+        dims[i] = ((int64_t)b[0] << 24) | ((int64_t)b[1] << 16) | ((int64_t)b[2] << 8) | b[3];
+        if (dims[i] <= 0 || dims[i] > (1 << 30)) {
+            lsr_fail(err, "%s: dimension %d is %lld", path, i, (long long)dims[i]);
+            goto fail;
+        }
+        total *= dims[i];
+        if (total > IDX_MAX_VALUES) {
+            lsr_fail(err, "%s: more than %lld values", path, (long long)IDX_MAX_VALUES);
+            goto fail;
+        }
+    }
+    *out = f;
+    return 0;
+fail:
+    gzclose(f);
+    return -1;
+}
+
+/* After the data: the file must end here. */
+static int idx_expect_end(gzFile f, const char *path, int64_t data_bytes, char *err) {
+    unsigned char extra;
+    int got = gzread(f, &extra, 1);
+    if (got != 0)
+        return lsr_fail(err, "%s: trailing data after the %lld bytes its header announces", path,
+                        (long long)data_bytes);
+    return 0;
+}
+
+int lsr_idx_load(lsr_dataset *d, const char *images_path, const char *labels_path, char *err) {
+    memset(d, 0, sizeof *d);
+    gzFile fi = NULL, fl = NULL;
+    unsigned char *bytes = NULL;
+    int64_t di[4] = {0}, dl[4] = {0};
+    int ni, nl;
+    if (idx_open(&fi, images_path, 3, 4, di, &ni, err)) return -1;
+    if (idx_open(&fl, labels_path, 1, 1, dl, &nl, err)) goto fail;
+    if (di[0] != dl[0]) {
+        lsr_fail(err, "%s has %lld images but %s has %lld labels", images_path, (long long)di[0],
+                 labels_path, (long long)dl[0]);
+        goto fail;
+    }
+    d->n = di[0];
+    d->h = (int)di[1];
+    d->w = (int)di[2];
+    d->c = ni == 4 ? (int)di[3] : 1;
+    const int64_t per = (int64_t)d->h * d->w * d->c, total = d->n * per;
+    bytes = malloc((size_t)total);
+    d->x = malloc((size_t)total * sizeof(float));
+    d->y = malloc((size_t)d->n * sizeof(int64_t));
+    if (!bytes || !d->x || !d->y) {
+        lsr_fail(err, "%s: out of memory for %lld values", images_path, (long long)total);
+        goto fail;
+    }
+    if (read_exact(fi, bytes, total, images_path, "the pixel data", err)) goto fail;
+    if (idx_expect_end(fi, images_path, total, err)) goto fail;
+    for (int64_t i = 0; i < total; i++) d->x[i] = (float)bytes[i] * (1.0f / 255.0f);
+    if (read_exact(fl, bytes, d->n, labels_path, "the labels", err)) goto fail;
+    if (idx_expect_end(fl, labels_path, d->n, err)) goto fail;
+    int max_label = 0;
+    for (int64_t i = 0; i < d->n; i++) {
+        d->y[i] = bytes[i];
+        if (bytes[i] > max_label) max_label = bytes[i];
+    }
+    d->classes = max_label + 1;
+    free(bytes);
+    gzclose(fi);
+    gzclose(fl);
+    return 0;
+fail:
+    free(bytes);
+    if (fi) gzclose(fi);
+    if (fl) gzclose(fl);
+    lsr_dataset_free(d);
+    return -1;
+}
+
+void lsr_dataset_free(lsr_dataset *d) {
+    free(d->x);
+    free(d->y);
+    memset(d, 0, sizeof *d);
+}
+
+int lsr_dataset_subset(lsr_dataset *dst, const lsr_dataset *src, const int64_t *idx, int64_t n,
+                       char *err) {
+    *dst = *src;
+    dst->n = n;
+    const size_t per = (size_t)src->h * (size_t)src->w * (size_t)src->c;
+    dst->x = malloc((n ? (size_t)n : 1) * per * sizeof(float));
+    dst->y = malloc((n ? (size_t)n : 1) * sizeof(int64_t));
+    if (!dst->x || !dst->y) {
+        free(dst->x);
+        free(dst->y);
+        memset(dst, 0, sizeof *dst);
+        return lsr_fail(err, "out of memory for a subset of %lld samples", (long long)n);
+    }
+    for (int64_t i = 0; i < n; i++) {
+        memcpy(dst->x + (size_t)i * per, src->x + (size_t)idx[i] * per, per * sizeof(float));
+        dst->y[i] = src->y[idx[i]];
+    }
+    return 0;
+}
