@@ -3,13 +3,15 @@
 
 void lsr_relu_forward(float *out, const float *in, size_t n) {
 #pragma omp parallel for schedule(static) if (n > 65536)
-    for (size_t i = 0; i < n; i++) out[i] = in[i] > 0.0f ? in[i] : 0.0f;
+    for (size_t i = 0; i < n; i++)
+        out[i] = in[i] > 0.0f ? in[i] : 0.0f;
 }
 
 // the mask is taken from the forward output: out > 0
 void lsr_relu_backward(float *din, const float *dout, const float *out, size_t n) {
 #pragma omp parallel for schedule(static) if (n > 65536)
-    for (size_t i = 0; i < n; i++) din[i] = out[i] > 0.0f ? dout[i] : 0.0f;
+    for (size_t i = 0; i < n; i++)
+        din[i] = out[i] > 0.0f ? dout[i] : 0.0f;
 }
 
 /* Training: keep each value with probability 1 - rate and scale it by
@@ -33,5 +35,6 @@ void lsr_dropout_forward(float *out, uint8_t *mask, const float *in, size_t n, f
 void lsr_dropout_backward(float *din, const float *dout, const uint8_t *mask, size_t n,
                           float rate) {
     const float scale = rate > 0.0f ? 1.0f / (1.0f - rate) : 1.0f;
-    for (size_t i = 0; i < n; i++) din[i] = mask[i] ? dout[i] * scale : 0.0f;
+    for (size_t i = 0; i < n; i++)
+        din[i] = mask[i] ? dout[i] * scale : 0.0f;
 }

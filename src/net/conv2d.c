@@ -23,7 +23,8 @@ static void im2col(float *col, const float *in, const lsr_layer *l, int batch) {
                 if (iy < 0 || iy >= H || ix < 0 || ix >= W)
                     memset(dst, 0, (size_t)C * sizeof(float));
                 else
-                    memcpy(dst, in + (((size_t)b * H + iy) * W + ix) * C, (size_t)C * sizeof(float));
+                    memcpy(dst, in + (((size_t)b * H + iy) * W + ix) * C,
+                           (size_t)C * sizeof(float));
             }
         }
     }
@@ -47,7 +48,8 @@ static void col2im(float *din, const float *col, const lsr_layer *l, int batch) 
                         const int ix = ox * S - l->pad_left + kx;
                         if (iy < 0 || iy >= H || ix < 0 || ix >= W) continue;
                         float *dst = img + ((size_t)iy * W + ix) * C;
-                        for (int c = 0; c < C; c++) dst[c] += src[c];
+                        for (int c = 0; c < C; c++)
+                            dst[c] += src[c];
                     }
                 }
             }
@@ -61,28 +63,27 @@ void lsr_conv2d_forward(float *out, const float *in, const float *weight, const 
     const int rows = batch * l->out.h * l->out.w;
     im2col(col, in, l, batch);
 #pragma omp parallel for schedule(static)
-    for (int r = 0; r < rows; r++) memcpy(out + (size_t)r * F, bias, (size_t)F * sizeof(float));
-    lsr_gemm(0, 1, rows, F, row_len, 1.0f, col, row_len,
-                weight, row_len, 1.0f, out, F);
+    for (int r = 0; r < rows; r++)
+        memcpy(out + (size_t)r * F, bias, (size_t)F * sizeof(float));
+    lsr_gemm(0, 1, rows, F, row_len, 1.0f, col, row_len, weight, row_len, 1.0f, out, F);
 }
 
-// din (B, H, W, C) or NULL; dweight (F, K, K, C) and dbias (F) accumulated
+// din (B, H, W, C) or NULL; dweight (F, K, K, C) and dbias (F) accumulated;
+// col as the forward left it
 void lsr_conv2d_backward(float *din, float *dweight, float *dbias, const float *dout,
-                         const float *in, const float *weight, float *col, const lsr_layer *l,
+                         const float *col, const float *weight, float *dcol, const lsr_layer *l,
                          int batch) {
     const int F = l->units, row_len = l->kernel * l->kernel * l->in.c;
     const int rows = batch * l->out.h * l->out.w;
-    im2col(col, in, l, batch);
-    lsr_gemm(1, 0, F, row_len, rows, 1.0f, dout, F, col,
-                row_len, 1.0f, dweight, row_len);
+    lsr_gemm(1, 0, F, row_len, rows, 1.0f, dout, F, col, row_len, 1.0f, dweight, row_len);
 #pragma omp parallel for schedule(static)
     for (int f = 0; f < F; f++) {
         float s = 0.0f;
-        for (int r = 0; r < rows; r++) s += dout[(size_t)r * F + f];
+        for (int r = 0; r < rows; r++)
+            s += dout[(size_t)r * F + f];
         dbias[f] += s;
     }
     if (!din) return;
-    lsr_gemm(0, 0, rows, row_len, F, 1.0f, dout, F,
-                weight, row_len, 0.0f, col, row_len);
-    col2im(din, col, l, batch);
+    lsr_gemm(0, 0, rows, row_len, F, 1.0f, dout, F, weight, row_len, 0.0f, dcol, row_len);
+    col2im(din, dcol, l, batch);
 }

@@ -17,8 +17,8 @@ void lsr_gemm_init(void) { openblas_set_num_threads(1); }
  * trans_a / trans_b.  Bands of C's rows (or of its columns when M is the
  * smaller side) go to the threads; each element is computed by one call,
  * with the same inner order whatever the thread count. */
-void lsr_gemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A,
-              int lda, const float *B, int ldb, float beta, float *C, int ldc) {
+void lsr_gemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A, int lda,
+              const float *B, int ldb, float beta, float *C, int ldc) {
     const CBLAS_TRANSPOSE ta = trans_a ? CblasTrans : CblasNoTrans;
     const CBLAS_TRANSPOSE tb = trans_b ? CblasTrans : CblasNoTrans;
     int threads = 1;

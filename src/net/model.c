@@ -47,8 +47,10 @@ static int add_layer(lsr_model *m, const char *tok, lsr_shape *shape, char *err)
         if (head_len >= sizeof head) return lsr_fail(err, "model spec: bad layer '%s'", tok);
         memcpy(head, tok, head_len);
         head[head_len] = '\0';
-        if (parse_ints(head + 4, v, 3) != 3 || (strcmp(pad + 1, "same") && strcmp(pad + 1, "valid")))
-            return lsr_fail(err, "model spec: '%s' is not conv:FILTERS:KERNEL:STRIDE:same|valid", tok);
+        if (parse_ints(head + 4, v, 3) != 3 ||
+            (strcmp(pad + 1, "same") && strcmp(pad + 1, "valid")))
+            return lsr_fail(err, "model spec: '%s' is not conv:FILTERS:KERNEL:STRIDE:same|valid",
+                            tok);
         l->kind = LSR_LAYER_CONV2D;
         l->units = v[0];
         l->kernel = v[1];
@@ -63,7 +65,8 @@ static int add_layer(lsr_model *m, const char *tok, lsr_shape *shape, char *err)
             l->pad_left = pad_w > 0 ? pad_w / 2 : 0;
         } else {
             if (l->kernel > shape->h || l->kernel > shape->w)
-                return lsr_fail(err, "model spec: '%s' needs an input of at least %dx%d, it gets %dx%d",
+                return lsr_fail(err,
+                                "model spec: '%s' needs an input of at least %dx%d, it gets %dx%d",
                                 tok, l->kernel, l->kernel, shape->h, shape->w);
             l->out.h = (shape->h - l->kernel) / l->stride + 1;
             l->out.w = (shape->w - l->kernel) / l->stride + 1;
@@ -105,8 +108,10 @@ static int add_layer(lsr_model *m, const char *tok, lsr_shape *shape, char *err)
         l->kind = LSR_LAYER_FLATTEN;
         l->out = (lsr_shape){1, 1, (int)lsr_shape_size(*shape)};
     } else {
-        return lsr_fail(err, "model spec: unknown layer '%s' (conv, maxpool, dense, relu, "
-                             "dropout, flatten)", tok);
+        return lsr_fail(err,
+                        "model spec: unknown layer '%s' (conv, maxpool, dense, relu, "
+                        "dropout, flatten)",
+                        tok);
     }
     if (lsr_shape_size(l->out) == 0 || lsr_shape_size(l->out) > ((size_t)1 << 26))
         return lsr_fail(err, "model spec: '%s' gives an output of %dx%dx%d", tok, l->out.h,
@@ -189,17 +194,18 @@ void lsr_model_free(lsr_model *m) {
         if (i < LSR_MAX_LAYERS) {
             free(m->pool_index[i]);
             free(m->dropout_mask[i]);
+            free(m->col[i]);
         }
     }
-    free(m->col);
+    free(m->dcol);
     memset(m, 0, sizeof *m);
 }
 
 int lsr_model_reserve(lsr_model *m, int batch, char *err) {
     if (batch <= m->batch_capacity) return 0;
     for (int i = 0; i <= m->n_layers; i++) {
-        const size_t n = (size_t)batch * lsr_shape_size(i < m->n_layers ? m->layers[i].in
-                                                                          : m->layers[i - 1].out);
+        const size_t n = (size_t)batch *
+                         lsr_shape_size(i < m->n_layers ? m->layers[i].in : m->layers[i - 1].out);
         free(m->acts[i]);
         free(m->dacts[i]);
         m->acts[i] = malloc(n * sizeof(float));
@@ -221,12 +227,13 @@ int lsr_model_reserve(lsr_model *m, int batch, char *err) {
         if (l->kind == LSR_LAYER_CONV2D) {
             size_t need = (size_t)batch * l->out.h * l->out.w * l->kernel * l->kernel * l->in.c;
             if (need > col) col = need;
+            free(m->col[i]);
+            if (!(m->col[i] = malloc(need * sizeof(float)))) goto oom;
         }
     }
-    free(m->col);
-    m->col = col ? malloc(col * sizeof(float)) : NULL;
-    if (col && !m->col) goto oom;
-    m->col_capacity = col;
+    free(m->dcol);
+    m->dcol = col ? malloc(col * sizeof(float)) : NULL;
+    if (col && !m->dcol) goto oom;
     m->batch_capacity = batch;
     return 0;
 oom:
@@ -247,13 +254,21 @@ const float *lsr_model_forward(lsr_model *m, const float *x, int batch, int trai
         case LSR_LAYER_DENSE:
             lsr_dense_forward(out, in, w, b, batch, (int)lsr_shape_size(l->in), l->units);
             break;
-        case LSR_LAYER_CONV2D: lsr_conv2d_forward(out, in, w, b, m->col, l, batch); break;
-        case LSR_LAYER_MAXPOOL: lsr_maxpool_forward(out, m->pool_index[i], in, l, batch); break;
-        case LSR_LAYER_RELU: lsr_relu_forward(out, in, n); break;
+        case LSR_LAYER_CONV2D:
+            lsr_conv2d_forward(out, in, w, b, m->col[i], l, batch);
+            break;
+        case LSR_LAYER_MAXPOOL:
+            lsr_maxpool_forward(out, m->pool_index[i], in, l, batch);
+            break;
+        case LSR_LAYER_RELU:
+            lsr_relu_forward(out, in, n);
+            break;
         case LSR_LAYER_DROPOUT:
             lsr_dropout_forward(out, m->dropout_mask[i], in, n, l->rate, training, rng);
             break;
-        case LSR_LAYER_FLATTEN: memcpy(out, in, n * sizeof(float)); break;
+        case LSR_LAYER_FLATTEN:
+            memcpy(out, in, n * sizeof(float));
+            break;
         }
     }
     m->forward_training = training;
@@ -275,7 +290,7 @@ void lsr_model_backward(lsr_model *m, const float *dlogits, int batch, int want_
                                l->units);
             break;
         case LSR_LAYER_CONV2D:
-            lsr_conv2d_backward(din, dw, db, dout, m->acts[i], w, m->col, l, batch);
+            lsr_conv2d_backward(din, dw, db, dout, m->col[i], w, m->dcol, l, batch);
             break;
         case LSR_LAYER_MAXPOOL:
             if (din) lsr_maxpool_backward(din, dout, m->pool_index[i], l, batch);

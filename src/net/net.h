@@ -29,12 +29,12 @@ static inline size_t lsr_shape_size(lsr_shape s) { return (size_t)s.h * (size_t)
 
 typedef struct lsr_layer {
     lsr_layer_kind kind;
-    lsr_shape in, out;       /* per sample */
-    int units;               /* dense: outputs; conv: filters */
-    int kernel, stride;      /* conv, maxpool (square) */
-    int same;                /* conv: TensorFlow SAME padding, else VALID */
-    int pad_top, pad_left;   /* conv: derived from SAME */
-    float rate;              /* dropout: probability of dropping */
+    lsr_shape in, out;                  /* per sample */
+    int units;                          /* dense: outputs; conv: filters */
+    int kernel, stride;                 /* conv, maxpool (square) */
+    int same;                           /* conv: TensorFlow SAME padding, else VALID */
+    int pad_top, pad_left;              /* conv: derived from SAME */
+    float rate;                         /* dropout: probability of dropping */
     size_t weight_offset, weight_count; /* into the model's parameter block */
     size_t bias_offset, bias_count;
 } lsr_layer;
@@ -50,19 +50,19 @@ typedef struct lsr_model {
     lsr_layer layers[LSR_MAX_LAYERS];
     lsr_shape input;
     int classes;
-    char spec[LSR_SPEC_LEN];  /* the architecture, as a spec string */
+    char spec[LSR_SPEC_LEN]; /* the architecture, as a spec string */
     size_t n_params;
-    float *params;            /* (n_params) all weights and biases */
-    float *grads;             /* (n_params) their gradients, accumulated */
+    float *params; /* (n_params) all weights and biases */
+    float *grads;  /* (n_params) their gradients, accumulated */
     /* per-batch buffers, sized by lsr_model_reserve */
     int batch_capacity;
-    float *acts[LSR_MAX_LAYERS + 1];   /* acts[i] (B, layers[i].in), acts[n] the logits */
-    float *dacts[LSR_MAX_LAYERS + 1];  /* their gradients */
-    int32_t *pool_index[LSR_MAX_LAYERS];  /* maxpool: flat input index of each max */
+    float *acts[LSR_MAX_LAYERS + 1];     /* acts[i] (B, layers[i].in), acts[n] the logits */
+    float *dacts[LSR_MAX_LAYERS + 1];    /* their gradients */
+    int32_t *pool_index[LSR_MAX_LAYERS]; /* maxpool: flat input index of each max */
     uint8_t *dropout_mask[LSR_MAX_LAYERS];
-    float *col;               /* im2col scratch, shared by the conv layers */
-    size_t col_capacity;
-    int forward_training;     /* the last forward ran in training mode */
+    float *col[LSR_MAX_LAYERS]; /* conv: the forward's im2col matrix, reused by the backward */
+    float *dcol;                /* conv backward scratch, shared */
+    int forward_training;       /* the last forward ran in training mode */
 } lsr_model;
 
 /* "cleverhans-cnn", "mlp" and "lenet5" expand to a spec; anything else is
@@ -70,8 +70,7 @@ typedef struct lsr_model {
  *   conv:FILTERS:KERNEL:STRIDE:same|valid   maxpool:KERNEL:STRIDE
  *   dense:UNITS   relu   dropout:RATE   flatten
  * whose last layer must be dense with as many units as classes. */
-int lsr_model_init(lsr_model *m, const char *name_or_spec, lsr_shape input, int classes,
-                   char *err);
+int lsr_model_init(lsr_model *m, const char *name_or_spec, lsr_shape input, int classes, char *err);
 /* The default initialisation of a preset: cleverhans for cleverhans-cnn, He otherwise. */
 lsr_init lsr_model_default_init(const char *name_or_spec);
 void lsr_model_init_params(lsr_model *m, lsr_init init, lsr_rng *rng);
@@ -81,8 +80,7 @@ void lsr_model_free(lsr_model *m);
 
 /* x (B, input) -> logits (B, classes), returned (owned by the model).
  * training enables dropout, drawing its masks from rng. */
-const float *lsr_model_forward(lsr_model *m, const float *x, int batch, int training,
-                               lsr_rng *rng);
+const float *lsr_model_forward(lsr_model *m, const float *x, int batch, int training, lsr_rng *rng);
 /* dlogits (B, classes): adds the parameter gradients into m->grads; with
  * want_input_grad the gradient w.r.t. the input is left in m->dacts[0]. */
 void lsr_model_backward(lsr_model *m, const float *dlogits, int batch, int want_input_grad);
@@ -92,33 +90,33 @@ void lsr_model_zero_grads(lsr_model *m);
 /* Makes the BLAS single-threaded: lsr_gemm spreads work over OpenMP threads. */
 void lsr_gemm_init(void);
 /* C (M, N) = alpha op(A) op(B) + beta C, row-major, like cblas_sgemm. */
-void lsr_gemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A,
-              int lda, const float *B, int ldb, float beta, float *C, int ldc);
+void lsr_gemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A, int lda,
+              const float *B, int ldb, float beta, float *C, int ldc);
 
 /* ---- the layers ---- */
 void lsr_dense_forward(float *out, const float *in, const float *weight, const float *bias,
                        int batch, int in_size, int out_size);
 void lsr_dense_backward(float *din, float *dweight, float *dbias, const float *dout,
-                        const float *in, const float *weight, int batch, int in_size,
-                        int out_size);
+                        const float *in, const float *weight, int batch, int in_size, int out_size);
 
+/* col (B*OH*OW, K*K*C) is filled by the forward and read by the backward;
+ * dcol has the same size and is scratch. */
 void lsr_conv2d_forward(float *out, const float *in, const float *weight, const float *bias,
                         float *col, const lsr_layer *l, int batch);
 void lsr_conv2d_backward(float *din, float *dweight, float *dbias, const float *dout,
-                         const float *in, const float *weight, float *col, const lsr_layer *l,
+                         const float *col, const float *weight, float *dcol, const lsr_layer *l,
                          int batch);
 
 void lsr_maxpool_forward(float *out, int32_t *index, const float *in, const lsr_layer *l,
                          int batch);
-void lsr_maxpool_backward(float *din, const float *dout, const int32_t *index,
-                          const lsr_layer *l, int batch);
+void lsr_maxpool_backward(float *din, const float *dout, const int32_t *index, const lsr_layer *l,
+                          int batch);
 
 void lsr_relu_forward(float *out, const float *in, size_t n);
 void lsr_relu_backward(float *din, const float *dout, const float *out, size_t n);
 
 void lsr_dropout_forward(float *out, uint8_t *mask, const float *in, size_t n, float rate,
                          int training, lsr_rng *rng);
-void lsr_dropout_backward(float *din, const float *dout, const uint8_t *mask, size_t n,
-                          float rate);
+void lsr_dropout_backward(float *din, const float *dout, const uint8_t *mask, size_t n, float rate);
 
 #endif

@@ -33,8 +33,8 @@ void lsr_maxpool_forward(float *out, int32_t *index, const float *in, const lsr_
 }
 
 // din (B, H, W, C) from dout (B, OH, OW, C)
-void lsr_maxpool_backward(float *din, const float *dout, const int32_t *index,
-                          const lsr_layer *l, int batch) {
+void lsr_maxpool_backward(float *din, const float *dout, const int32_t *index, const lsr_layer *l,
+                          int batch) {
     const size_t in_size = lsr_shape_size(l->in), out_size = lsr_shape_size(l->out);
 #pragma omp parallel for schedule(static)
     for (int b = 0; b < batch; b++) {
