@@ -1,0 +1,479 @@
+#define _DEFAULT_SOURCE
+/* The trainer's parts: layer and model gradients against finite differences,
+ * the IDX and CSV readers on tiny generated files, model files, optimizers
+ * and metrics. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include "check.h"
+#include "data/dataset.h"
+#include "metrics/metrics.h"
+#include "modelfile/modelfile.h"
+#include "net/net.h"
+#include "optim/optim.h"
+#include "train/train.h"
+
+static char tmpdir[] = "/tmp/lsr-test-XXXXXX";
+static char err[LSR_ERR_LEN];
+
+/* ---- gradients ---- */
+
+/* The objective: sum of the logits weighted by a fixed random r, so that
+ * dL/dlogits = r. */
+static double objective(lsr_model *m, const float *x, int batch, const float *r) {
+    const float *out = lsr_model_forward(m, x, batch, 0, NULL);
+    double s = 0;
+    for (int i = 0; i < batch * m->classes; i++) s += (double)out[i] * r[i];
+    return s;
+}
+
+/* Checks parameter and input gradients of a model along random directions
+ * and on single coordinates, with central differences. */
+static void check_model_gradients(const char *spec, lsr_shape input, int classes, int batch) {
+    lsr_model m;
+    CHECK(lsr_model_init(&m, spec, input, classes, err) == 0, "%s: %s", spec, err);
+    if (m.n_params == 0) return;
+    lsr_rng rng;
+    lsr_rng_seed(&rng, 42);
+    lsr_model_init_params(&m, LSR_INIT_HE, &rng);
+    lsr_model_reserve(&m, batch, err);
+    const size_t in_size = lsr_shape_size(input) * (size_t)batch;
+    float *x = malloc(in_size * sizeof(float)), *r = malloc((size_t)batch * classes * sizeof(float));
+    for (size_t i = 0; i < in_size; i++) x[i] = (float)lsr_rng_normal(&rng);
+    for (int i = 0; i < batch * classes; i++) r[i] = (float)lsr_rng_normal(&rng);
+    objective(&m, x, batch, r);
+    lsr_model_zero_grads(&m);
+    lsr_model_backward(&m, r, batch, 1);
+    float *grads = malloc(m.n_params * sizeof(float)), *dx = malloc(in_size * sizeof(float));
+    memcpy(grads, m.grads, m.n_params * sizeof(float));
+    memcpy(dx, m.dacts[0], in_size * sizeof(float));
+
+    const float h = 1e-3f;
+    int bad = 0;
+    /* directional derivatives over all parameters, then over the input */
+    for (int trial = 0; trial < 6; trial++) {
+        const int on_input = trial >= 3;
+        const size_t n = on_input ? in_size : m.n_params;
+        float *v = on_input ? x : m.params;
+        const float *g = on_input ? dx : grads;
+        float *dir = malloc(n * sizeof(float));
+        double analytic = 0, norm = 0;
+        for (size_t i = 0; i < n; i++) {
+            dir[i] = (float)lsr_rng_normal(&rng);
+            norm += (double)dir[i] * dir[i];
+        }
+        for (size_t i = 0; i < n; i++) { /* a unit direction */
+            dir[i] = (float)(dir[i] / sqrt(norm));
+            analytic += (double)dir[i] * g[i];
+        }
+        for (size_t i = 0; i < n; i++) v[i] += h * dir[i];
+        const double up = objective(&m, x, batch, r);
+        for (size_t i = 0; i < n; i++) v[i] -= 2 * h * dir[i];
+        const double down = objective(&m, x, batch, r);
+        for (size_t i = 0; i < n; i++) v[i] += h * dir[i];
+        const double numeric = (up - down) / (2.0 * h);
+        if (fabs(numeric - analytic) > 1e-2 * fabs(analytic) + 1e-3) {
+            bad++;
+            CHECK(0, "%s: %s direction %d: analytic %.6f numeric %.6f", spec,
+                  on_input ? "input" : "parameter", trial, analytic, numeric);
+        }
+        free(dir);
+    }
+    /* a few single parameters of every layer: the first weight and the first bias */
+    for (int li = 0; li < m.n_layers; li++) {
+        const lsr_layer *l = &m.layers[li];
+        if (!l->weight_count) continue;
+        const size_t idx[2] = {l->weight_offset, l->bias_offset};
+        for (int k = 0; k < 2; k++) {
+            const float saved = m.params[idx[k]];
+            m.params[idx[k]] = saved + h;
+            const double up = objective(&m, x, batch, r);
+            m.params[idx[k]] = saved - h;
+            const double down = objective(&m, x, batch, r);
+            m.params[idx[k]] = saved;
+            const double numeric = (up - down) / (2.0 * h);
+            if (fabs(numeric - grads[idx[k]]) > 2e-2 * fabs(numeric) + 2e-2) {
+                bad++;
+                CHECK(0, "%s: layer %d %s: analytic %.6f numeric %.6f", spec, li,
+                      k ? "bias" : "weight", (double)grads[idx[k]], numeric);
+            }
+        }
+    }
+    CHECK(bad == 0, "%s: %d gradient mismatches", spec, bad);
+    free(x);
+    free(r);
+    free(grads);
+    free(dx);
+    lsr_model_free(&m);
+}
+
+static void test_gradients(void) {
+    const lsr_shape img = {9, 9, 2}, mnist_like = {12, 12, 1};
+    check_model_gradients("flatten,dense:5", img, 5, 3);
+    check_model_gradients("conv:4:3:1:same,flatten,dense:3", img, 3, 2);
+    check_model_gradients("conv:4:3:2:same,flatten,dense:3", img, 3, 2);
+    check_model_gradients("conv:3:4:2:valid,relu,conv:5:3:1:valid,flatten,dense:4", img, 4, 2);
+    check_model_gradients("conv:4:3:1:valid,relu,maxpool:2:2,flatten,dense:3", img, 3, 2);
+    check_model_gradients("flatten,dense:16,relu,dropout:0.3,dense:4", img, 4, 3);
+    /* the tutorial's architecture, scaled down */
+    check_model_gradients("conv:6:4:2:same,relu,conv:8:3:2:valid,relu,conv:8:2:1:valid,relu,"
+                          "flatten,dense:10", mnist_like, 10, 2);
+    check_model_gradients("lenet5", (lsr_shape){28, 28, 1}, 10, 1);
+}
+
+/* Same shapes as the loss sees them: the whole model with the smoothed loss
+ * on top, parameters checked against central differences of the loss. */
+static void test_model_with_loss(void) {
+    lsr_model m;
+    lsr_shape in = {8, 8, 1};
+    CHECK(lsr_model_init(&m, "conv:4:3:2:same,relu,flatten,dense:5", in, 5, err) == 0, "%s", err);
+    lsr_rng rng;
+    lsr_rng_seed(&rng, 7);
+    lsr_model_init_params(&m, LSR_INIT_CLEVERHANS, &rng);
+    lsr_model_reserve(&m, 4, err);
+    float x[4 * 64], dlogits[20], loss;
+    int64_t y[4] = {0, 3, 4, 1};
+    for (int i = 0; i < 256; i++) x[i] = (float)lsr_rng_uniform(&rng);
+    lsr_loss_options o = lsr_loss_options_default();
+    o.smoothing = 0.1f;
+    const float *z = lsr_model_forward(&m, x, 4, 0, NULL);
+    lsr_cross_entropy(&loss, dlogits, NULL, z, y, 4, 5, 5, &o);
+    lsr_model_zero_grads(&m);
+    lsr_model_backward(&m, dlogits, 4, 0);
+    int bad = 0;
+    for (size_t p = 0; p < m.n_params; p += 7) {
+        const float saved = m.params[p], h = 1e-2f;
+        float up, down;
+        m.params[p] = saved + h;
+        lsr_cross_entropy_reference(&up, NULL, NULL, lsr_model_forward(&m, x, 4, 0, NULL), y, 4, 5, 5, &o);
+        m.params[p] = saved - h;
+        lsr_cross_entropy_reference(&down, NULL, NULL, lsr_model_forward(&m, x, 4, 0, NULL), y, 4, 5, 5, &o);
+        m.params[p] = saved;
+        const double numeric = ((double)up - down) / (2.0 * h);
+        if (fabs(numeric - m.grads[p]) > 5e-3 + 2e-2 * fabs(numeric)) {
+            bad++;
+            CHECK(0, "model+loss parameter %zu: analytic %.6f numeric %.6f", p, (double)m.grads[p], numeric);
+        }
+    }
+    CHECK(bad == 0, "model with loss: %d mismatches", bad);
+    lsr_model_free(&m);
+}
+
+/* ---- data ---- */
+
+static void write_bytes(const char *path, const unsigned char *b, size_t n, int gz) {
+    if (gz) {
+        gzFile f = gzopen(path, "wb");
+        gzwrite(f, b, (unsigned)n);
+        gzclose(f);
+    } else {
+        FILE *f = fopen(path, "wb");
+        fwrite(b, 1, n, f);
+        fclose(f);
+    }
+}
+
+/* An IDX images file of n images of h x w, and a labels file. */
+static void write_idx_pair(const char *dir, const char *images, const char *labels, int n, int h,
+                           int w, int gz, int label_base) {
+    unsigned char buf[4096];
+    size_t k = 0;
+    buf[k++] = 0; buf[k++] = 0; buf[k++] = 8; buf[k++] = 3;
+    const int dims[3] = {n, h, w};
+    for (int d = 0; d < 3; d++) {
+        buf[k++] = (unsigned char)(dims[d] >> 24); buf[k++] = (unsigned char)(dims[d] >> 16);
+        buf[k++] = (unsigned char)(dims[d] >> 8); buf[k++] = (unsigned char)dims[d];
+    }
+    for (int i = 0; i < n * h * w; i++) buf[k++] = (unsigned char)(i * 37);
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", dir, images);
+    write_bytes(path, buf, k, gz);
+    k = 0;
+    buf[k++] = 0; buf[k++] = 0; buf[k++] = 8; buf[k++] = 1;
+    buf[k++] = 0; buf[k++] = 0; buf[k++] = 0; buf[k++] = (unsigned char)n;
+    for (int i = 0; i < n; i++) buf[k++] = (unsigned char)(label_base + i % 3);
+    snprintf(path, sizeof path, "%s/%s", dir, labels);
+    write_bytes(path, buf, k, gz);
+}
+
+static void expect_idx_error(const char *images, const char *labels, const char *needle) {
+    lsr_dataset d;
+    char ip[512], lp[512];
+    snprintf(ip, sizeof ip, "%s/%s", tmpdir, images);
+    snprintf(lp, sizeof lp, "%s/%s", tmpdir, labels);
+    int r = lsr_idx_load(&d, ip, lp, err);
+    CHECK(r != 0 && strstr(err, needle), "IDX %s/%s: want an error with '%s', got %d '%s'", images,
+          labels, needle, r, r ? err : "");
+    if (r == 0) lsr_dataset_free(&d);
+}
+
+static void patch_byte(const char *name, long offset, unsigned char value) {
+    char p[512];
+    snprintf(p, sizeof p, "%s/%s", tmpdir, name);
+    FILE *f = fopen(p, "r+b");
+    fseek(f, offset, SEEK_SET);
+    fputc(value, f);
+    fclose(f);
+}
+
+static void truncate_file(const char *name, long size) {
+    char p[512];
+    snprintf(p, sizeof p, "%s/%s", tmpdir, name);
+    CHECK(truncate(p, size) == 0, "truncate %s", p);
+}
+
+static void test_idx(void) {
+    lsr_dataset d;
+    char ip[512], lp[512];
+    for (int gz = 0; gz <= 1; gz++) {
+        write_idx_pair(tmpdir, gz ? "i.gz" : "i", gz ? "l.gz" : "l", 5, 4, 3, gz, 0);
+        snprintf(ip, sizeof ip, "%s/%s", tmpdir, gz ? "i.gz" : "i");
+        snprintf(lp, sizeof lp, "%s/%s", tmpdir, gz ? "l.gz" : "l");
+        int r = lsr_idx_load(&d, ip, lp, err);
+        CHECK(r == 0, "IDX load gz=%d: %s", gz, err);
+        if (r) continue;
+        CHECK(d.n == 5 && d.h == 4 && d.w == 3 && d.c == 1 && d.classes == 3, "IDX shape");
+        CHECK(fabsf(d.x[1] - 37.0f / 255.0f) < 1e-7f && d.y[4] == 1, "IDX values");
+        float mx = 0;
+        for (int i = 0; i < 60; i++) mx = fmaxf(mx, d.x[i]);
+        CHECK(mx <= 1.0f, "pixels scaled to [0, 1]");
+        lsr_dataset_free(&d);
+    }
+    write_idx_pair(tmpdir, "i", "l", 5, 4, 3, 0, 0);
+    patch_byte("i", 0, 0x12);
+    expect_idx_error("i", "l", "bad magic");
+    write_idx_pair(tmpdir, "i", "l", 5, 4, 3, 0, 0);
+    patch_byte("i", 2, 0x0d);
+    expect_idx_error("i", "l", "not unsigned byte");
+    write_idx_pair(tmpdir, "i", "l", 5, 4, 3, 0, 0);
+    patch_byte("i", 3, 2);
+    expect_idx_error("i", "l", "dimensions");
+    write_idx_pair(tmpdir, "i", "l", 5, 4, 3, 0, 0);
+    truncate_file("i", 16 + 59);
+    expect_idx_error("i", "l", "truncated");
+    write_idx_pair(tmpdir, "i", "l", 5, 4, 3, 0, 0);
+    truncate_file("l", 10);
+    expect_idx_error("i", "l", "truncated");
+    write_idx_pair(tmpdir, "i", "l", 5, 4, 3, 0, 0);
+    truncate_file("i", 16 + 61); /* one byte too many */
+    expect_idx_error("i", "l", "trailing data");
+    write_idx_pair(tmpdir, "i", "l", 5, 4, 3, 0, 0);
+    patch_byte("l", 7, 4);
+    expect_idx_error("i", "l", "has 5 images but");
+    expect_idx_error("missing", "l", "No such file");
+
+    /* labels beyond the model's class count */
+    write_idx_pair(tmpdir, "i", "l", 5, 4, 3, 0, 8);
+    snprintf(ip, sizeof ip, "%s/i", tmpdir);
+    snprintf(lp, sizeof lp, "%s/l", tmpdir);
+    CHECK(lsr_idx_load(&d, ip, lp, err) == 0, "%s", err);
+    lsr_model m;
+    lsr_model_init(&m, "flatten,dense:10", (lsr_shape){4, 3, 1}, 10, err);
+    CHECK(lsr_check_model_data(&m, &d, "data", err) != 0 && strstr(err, "label 10"),
+          "labels beyond the class count: '%s'", err);
+    lsr_model_free(&m);
+    lsr_model_init(&m, "flatten,dense:11", (lsr_shape){5, 3, 1}, 11, err);
+    CHECK(lsr_check_model_data(&m, &d, "data", err) != 0 && strstr(err, "the model takes 5x3x1"),
+          "shape mismatch: '%s'", err);
+    lsr_model_free(&m);
+    lsr_dataset_free(&d);
+}
+
+static void test_csv(void) {
+    char p[512];
+    snprintf(p, sizeof p, "%s/t.csv", tmpdir);
+    FILE *f = fopen(p, "w");
+    fprintf(f, "label,a,b\n1,0.5,2\n0,1e-3,-4\n2, 3 ,4\n");
+    fclose(f);
+    lsr_dataset d;
+    CHECK(lsr_csv_load(&d, p, err) == 0 && d.n == 3 && d.w == 2 && d.classes == 3 &&
+              d.x[5] == 4.0f && d.y[2] == 2,
+          "CSV: %s", err);
+    lsr_dataset_free(&d);
+    f = fopen(p, "w");
+    fprintf(f, "1,0.5,2\n0,1e-3\n");
+    fclose(f);
+    CHECK(lsr_csv_load(&d, p, err) != 0 && strstr(err, ":2: 2 columns"), "CSV ragged: '%s'", err);
+    f = fopen(p, "w");
+    fprintf(f, "1,0.5,x\n");
+    fclose(f);
+    CHECK(lsr_csv_load(&d, p, err) != 0 && strstr(err, "column 3"), "CSV bad number: '%s'", err);
+    f = fopen(p, "w");
+    fprintf(f, "1.5,0.5\n");
+    fclose(f);
+    CHECK(lsr_csv_load(&d, p, err) != 0 && strstr(err, "not an integer"), "CSV bad label: '%s'", err);
+}
+
+/* ---- model files ---- */
+
+static void test_model_files(void) {
+    const char *specs[] = {"cleverhans-cnn", "lenet5", "conv:3:3:1:same,relu,flatten,dense:10"};
+    char path[512];
+    snprintf(path, sizeof path, "%s/m.safetensors", tmpdir);
+    for (int s = 0; s < 3; s++) {
+        lsr_model m, back;
+        lsr_rng rng;
+        lsr_rng_seed(&rng, (uint64_t)s);
+        CHECK(lsr_model_init(&m, specs[s], (lsr_shape){28, 28, 1}, 10, err) == 0, "%s", err);
+        lsr_model_init_params(&m, LSR_INIT_HE, &rng);
+        for (size_t i = 0; i < m.n_params; i++) m.params[i] += 0.01f * (float)(i % 13); /* biases too */
+        lsr_metadata md = {0};
+        lsr_metadata_set(&md, "smoothing", "0.1");
+        CHECK(lsr_model_save(&m, &md, path, err) == 0, "save: %s", err);
+        lsr_metadata md2;
+        int r = lsr_model_load(&back, &md2, path, err);
+        CHECK(r == 0, "load %s: %s", specs[s], err);
+        if (r) continue;
+        CHECK(back.n_params == m.n_params &&
+                  memcmp(back.params, m.params, m.n_params * sizeof(float)) == 0,
+              "%s: parameters differ after a round trip", specs[s]);
+        CHECK(strcmp(lsr_metadata_get(&md2, "smoothing"), "0.1") == 0, "metadata round trip");
+        float x[2 * 784];
+        for (int i = 0; i < 2 * 784; i++) x[i] = (float)lsr_rng_uniform(&rng);
+        lsr_model_reserve(&m, 2, err);
+        lsr_model_reserve(&back, 2, err);
+        float a[20];
+        memcpy(a, lsr_model_forward(&m, x, 2, 0, NULL), sizeof a);
+        CHECK(memcmp(a, lsr_model_forward(&back, x, 2, 0, NULL), sizeof a) == 0,
+              "%s: logits differ after save and load", specs[s]);
+        lsr_model_free(&back);
+        lsr_model_free(&m);
+    }
+    /* corrupt files are refused */
+    FILE *f = fopen(path, "rb");
+    fseek(f, 0, SEEK_END);
+    long size = ftell(f);
+    fclose(f);
+    char bad[512];
+    snprintf(bad, sizeof bad, "%s/bad.safetensors", tmpdir);
+    struct { long cut; long patch_at; unsigned char value; const char *needle; } cases[] = {
+        {size - 4, -1, 0, "truncated"},
+        {size, 7, 0xff, "header length"},
+        {size, 9, '[', "not a JSON object"},
+        {size + 4, -1, 0, "the data section has"},
+        {5, -1, 0, "truncated"},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        FILE *in = fopen(path, "rb"), *out = fopen(bad, "wb");
+        for (long i = 0; i < cases[c].cut; i++) {
+            int ch = i < size ? fgetc(in) : 0;
+            if (i == cases[c].patch_at) ch = cases[c].value;
+            fputc(ch, out);
+        }
+        fclose(in);
+        fclose(out);
+        lsr_model m;
+        int r = lsr_model_load(&m, NULL, bad, err);
+        CHECK(r != 0 && strstr(err, cases[c].needle), "corrupt case %zu: want '%s', got '%s'", c,
+              cases[c].needle, r ? err : "(loaded)");
+        if (!r) lsr_model_free(&m);
+    }
+}
+
+/* ---- optimizers ---- */
+
+static void test_optimizers(void) {
+    lsr_optimizer_settings s = lsr_optimizer_defaults();
+    lsr_optimizer o;
+    float p[2] = {1.0f, -2.0f}, g[2] = {0.5f, -4.0f};
+    /* Adam's first step moves each parameter by lr against its gradient's sign */
+    lsr_optimizer_init(&o, &s, 2, err);
+    lsr_optimizer_step(&o, p, g);
+    CHECK(fabsf(p[0] - (1.0f - 1e-3f)) < 1e-6f && fabsf(p[1] - (-2.0f + 1e-3f)) < 1e-6f,
+          "adam first step: %g %g", (double)p[0], (double)p[1]);
+    lsr_optimizer_free(&o);
+    /* SGD with momentum 0.9: v1 = g, v2 = 0.9 g + g; Nesterov uses g + mu v */
+    s.kind = LSR_OPTIMIZER_SGD;
+    s.lr = 0.1f;
+    for (int nesterov = 0; nesterov <= 1; nesterov++) {
+        s.nesterov = nesterov;
+        float q = 1.0f, gq = 1.0f;
+        lsr_optimizer_init(&o, &s, 1, err);
+        lsr_optimizer_step(&o, &q, &gq);
+        lsr_optimizer_step(&o, &q, &gq);
+        const double want = nesterov ? 1.0 - 0.1 * (1 + 0.9) - 0.1 * (1 + 0.9 * 1.9) : 1.0 - 0.1 - 0.1 * 1.9;
+        CHECK(fabs(q - want) < 1e-6, "sgd nesterov=%d: %g, want %g", nesterov, (double)q, want);
+        lsr_optimizer_free(&o);
+    }
+    /* AdamW decays the weight itself */
+    s = lsr_optimizer_defaults();
+    s.kind = LSR_OPTIMIZER_ADAMW;
+    s.weight_decay = 0.1f;
+    float w = 2.0f, zero = 0.0f;
+    lsr_optimizer_init(&o, &s, 1, err);
+    lsr_optimizer_step(&o, &w, &zero);
+    CHECK(fabsf(w - 2.0f * (1.0f - 1e-4f)) < 1e-7f, "adamw decay: %g", (double)w);
+    lsr_optimizer_free(&o);
+    /* schedules */
+    s = lsr_optimizer_defaults();
+    s.schedule = LSR_SCHEDULE_COSINE;
+    s.total_steps = 100;
+    s.warmup = 10;
+    lsr_optimizer_init(&o, &s, 1, err);
+    CHECK(fabs(lsr_optimizer_lr(&o) - 1e-4) < 1e-9, "warm-up starts at lr/warmup");
+    o.t = 50;
+    CHECK(fabs(lsr_optimizer_lr(&o) - 0.5e-3) < 1e-9, "cosine halfway");
+    lsr_optimizer_free(&o);
+}
+
+/* ---- metrics ---- */
+
+static void test_metrics(void) {
+    /* three samples: confidences 0.9 (right), 0.6 (wrong), 0.6 (right) */
+    const double l9 = log(0.9 / 0.1), l6 = log(0.6 / 0.4);
+    float logits[6] = {(float)l9, 0, 0, (float)l6, (float)l6, 0};
+    int64_t y[3] = {0, 0, 0};
+    lsr_metrics mt;
+    lsr_metrics_compute(&mt, logits, y, 3, 2, 1.0);
+    CHECK(fabs(mt.accuracy - 2.0 / 3) < 1e-9, "accuracy %g", mt.accuracy);
+    /* bins: 0.9 alone (gap 0.1), 0.6 twice (accuracy 0.5, gap 0.1) */
+    CHECK(fabs(mt.ece - 0.1) < 1e-6, "ECE %g, want 0.1", mt.ece);
+    CHECK(fabs(mt.mce - 0.1) < 1e-6, "MCE %g", mt.mce);
+    const double brier = (2 * 0.01 + 2 * 0.36 + 2 * 0.16) / 3;
+    CHECK(fabs(mt.brier - brier) < 1e-6, "Brier %g want %g", mt.brier, brier);
+    const double nll = (-log(0.9) - log(0.4) - log(0.6)) / 3;
+    CHECK(fabs(mt.nll - nll) < 1e-6, "NLL %g want %g", mt.nll, nll);
+    CHECK(fabs(mt.overconfidence - (0.7 - 2.0 / 3)) < 1e-6, "confidence - accuracy");
+
+    /* temperature scaling recovers T from over-confident logits */
+    lsr_rng rng;
+    lsr_rng_seed(&rng, 3);
+    const int n = 20000, k = 5;
+    float *z = malloc((size_t)n * k * sizeof(float));
+    int64_t *labels = malloc((size_t)n * sizeof(int64_t));
+    for (int i = 0; i < n; i++) {
+        double p[5], s = 0;
+        for (int j = 0; j < k; j++) {
+            const double base = 1.5 * lsr_rng_normal(&rng);
+            z[i * k + j] = (float)(2.5 * base); /* true logits times T = 2.5 */
+            p[j] = exp(base);
+            s += p[j];
+        }
+        double u = lsr_rng_uniform(&rng) * s;
+        int c = 0;
+        while (c < k - 1 && (u -= p[c]) > 0) c++;
+        labels[i] = c;
+    }
+    const double t = lsr_fit_temperature(z, labels, n, k);
+    CHECK(fabs(t - 2.5) < 0.1, "fitted temperature %g, want 2.5", t);
+    free(z);
+    free(labels);
+}
+
+int main(void) {
+    if (!mkdtemp(tmpdir)) return 1;
+    test_gradients();
+    test_model_with_loss();
+    test_idx();
+    test_csv();
+    test_model_files();
+    test_optimizers();
+    test_metrics();
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
+    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmpdir);
+    return check_summary();
+}

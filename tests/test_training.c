@@ -1,0 +1,133 @@
+/* Training on real data (Debian's Fashion-MNIST, which `make test` installs):
+ * a short run must clearly learn, the same seed must give the same loss
+ * sequence, and 1 and 2 threads must agree. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "check.h"
+#include "data/dataset.h"
+#include "metrics/metrics.h"
+#include "net/net.h"
+#include "train/train.h"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+static char err[LSR_ERR_LEN];
+
+static void set_threads(int t) {
+#ifdef _OPENMP
+    omp_set_num_threads(t);
+#else
+    (void)t;
+#endif
+}
+
+static lsr_train_settings settings(int epochs, int batch, float eps) {
+    lsr_train_settings s;
+    memset(&s, 0, sizeof s);
+    s.epochs = epochs;
+    s.batch = batch;
+    s.seed = 1;
+    s.init = LSR_INIT_CLEVERHANS;
+    s.optimizer = lsr_optimizer_defaults();
+    s.loss = lsr_loss_options_default();
+    s.loss.smoothing = eps;
+    return s;
+}
+
+static int subset(lsr_dataset *out, const lsr_dataset *in, int64_t n) {
+    int64_t *idx = malloc((size_t)n * sizeof *idx);
+    for (int64_t i = 0; i < n; i++) idx[i] = i;
+    int r = lsr_dataset_subset(out, in, idx, n, err);
+    free(idx);
+    return r;
+}
+
+int main(void) {
+    lsr_gemm_init();
+    lsr_dataset train, test, small, small_test;
+    if (lsr_data_load_dir(&train, &test, LSR_FASHION_MNIST_DIR, err)) {
+        fprintf(stderr, "%s (make test installs dataset-fashion-mnist)\n", err);
+        CHECK(0, "Fashion-MNIST is needed: %s", err);
+        return check_summary();
+    }
+    CHECK(train.n == 60000 && test.n == 10000 && train.h == 28 && train.classes == 10,
+          "Fashion-MNIST shape: %lld/%lld %dx%d, %d classes", (long long)train.n,
+          (long long)test.n, train.h, train.w, train.classes);
+    subset(&small, &train, 4096);
+    subset(&small_test, &test, 2000);
+
+    /* Learning: 256 steps of the tutorial CNN with eps = 0.1 on 4096 images. */
+    {
+        set_threads(2);
+        lsr_model m;
+        lsr_train_settings s = settings(2, 32, 0.1f);
+        CHECK(lsr_model_init(&m, "cleverhans-cnn", (lsr_shape){28, 28, 1}, 10, err) == 0, "%s", err);
+        CHECK(lsr_train(&m, &small, &s, NULL, NULL, err) == 0, "train: %s", err);
+        float *logits = malloc((size_t)small_test.n * 10 * sizeof(float));
+        CHECK(lsr_predict(&m, &small_test, logits, 256, err) == 0, "%s", err);
+        lsr_metrics mt;
+        lsr_metrics_compute(&mt, logits, small_test.y, small_test.n, 10, 1.0);
+        printf("cleverhans-cnn, 256 steps on 4096 images: test accuracy %.4f (chance 0.1)\n", mt.accuracy);
+        CHECK(mt.accuracy > 0.70, "after 256 steps the test accuracy is only %.4f", mt.accuracy);
+        free(logits);
+        lsr_model_free(&m);
+    }
+
+    /* Reproducibility: the same seed twice, then 1 thread against 2. */
+    {
+        lsr_dataset tiny;
+        subset(&tiny, &train, 640);
+        const int steps = 2 * 640 / 64;
+        float *trace[3];
+        for (int run = 0; run < 3; run++) {
+            set_threads(run == 2 ? 1 : 2);
+            lsr_model m;
+            lsr_train_settings s = settings(2, 64, 0.1f);
+            lsr_model_init(&m, "cleverhans-cnn", (lsr_shape){28, 28, 1}, 10, err);
+            trace[run] = calloc((size_t)steps, sizeof(float));
+            CHECK(lsr_train(&m, &tiny, &s, NULL, trace[run], err) == 0, "%s", err);
+            lsr_model_free(&m);
+        }
+        CHECK(memcmp(trace[0], trace[1], (size_t)steps * sizeof(float)) == 0,
+              "the same seed gave different loss sequences");
+        double worst = 0;
+        for (int i = 0; i < steps; i++)
+            worst = fmax(worst, fabs(trace[2][i] - trace[0][i]) / fabs(trace[0][i]));
+        printf("1 vs 2 threads: largest relative difference of %d step losses %.3g\n", steps, worst);
+        CHECK(worst <= 1e-6, "1 and 2 threads differ by %.3g", worst);
+        CHECK(trace[0][steps - 1] < trace[0][0], "the loss did not go down: %g -> %g",
+              (double)trace[0][0], (double)trace[0][steps - 1]);
+        for (int run = 0; run < 3; run++) free(trace[run]);
+        lsr_dataset_free(&tiny);
+    }
+
+    /* The MLP preset and the data prior train too. */
+    {
+        set_threads(2);
+        lsr_model m;
+        lsr_train_settings s = settings(1, 64, 0.2f);
+        float prior[10] = {0};
+        for (int64_t i = 0; i < small.n; i++) prior[small.y[i]] += 1.0f / (float)small.n;
+        s.loss.prior = prior;
+        s.init = LSR_INIT_HE;
+        lsr_model_init(&m, "mlp", (lsr_shape){28, 28, 1}, 10, err);
+        CHECK(lsr_train(&m, &small, &s, NULL, NULL, err) == 0, "%s", err);
+        float *logits = malloc((size_t)small_test.n * 10 * sizeof(float));
+        lsr_predict(&m, &small_test, logits, 500, err);
+        lsr_metrics mt;
+        lsr_metrics_compute(&mt, logits, small_test.y, small_test.n, 10, 1.0);
+        printf("mlp, 64 steps, data prior: test accuracy %.4f\n", mt.accuracy);
+        CHECK(mt.accuracy > 0.65, "mlp test accuracy %.4f", mt.accuracy);
+        free(logits);
+        lsr_model_free(&m);
+    }
+    lsr_dataset_free(&small);
+    lsr_dataset_free(&small_test);
+    lsr_dataset_free(&train);
+    lsr_dataset_free(&test);
+    return check_summary();
+}
