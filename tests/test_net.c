@@ -46,7 +46,7 @@ static void check_model_gradients(const char *spec, lsr_shape input, int classes
     for (int i = 0; i < batch * classes; i++) r[i] = (float)lsr_rng_normal(&rng);
     objective(&m, x, batch, r);
     lsr_model_zero_grads(&m);
-    lsr_model_backward(&m, r, batch, 1);
+    lsr_model_backward(&m, r, batch, LSR_GRAD_PARAMS | LSR_GRAD_INPUT);
     float *grads = malloc(m.n_params * sizeof(float)), *dx = malloc(in_size * sizeof(float));
     memcpy(grads, m.grads, m.n_params * sizeof(float));
     memcpy(dx, m.dacts[0], in_size * sizeof(float));
@@ -142,7 +142,7 @@ static void test_model_with_loss(void) {
     const float *z = lsr_model_forward(&m, x, 4, 0, NULL);
     lsr_cross_entropy(&loss, dlogits, NULL, z, y, 4, 5, 5, &o);
     lsr_model_zero_grads(&m);
-    lsr_model_backward(&m, dlogits, 4, 0);
+    lsr_model_backward(&m, dlogits, 4, LSR_GRAD_PARAMS);
     int bad = 0;
     for (size_t p = 0; p < m.n_params; p += 7) {
         const float saved = m.params[p], h = 1e-2f;

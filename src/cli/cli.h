@@ -7,6 +7,8 @@
 
 int lsr_cmd_train(int argc, char **argv);
 int lsr_cmd_eval(int argc, char **argv);
+int lsr_cmd_attack(int argc, char **argv);
+int lsr_cmd_calibrate(int argc, char **argv);
 
 /* Parses a whole-string number in [min, max] for flag, or explains. */
 int cli_int(const char *flag, const char *s, long long min, long long max, long long *out, char *err);
@@ -16,7 +18,7 @@ void cli_set_threads(int threads);
 int cli_threads(void);
 const char *cli_blas_core(void);
 
-/* Prints the evaluation as text, or as one JSON object. */
+/* Prints the evaluation as text, or as one JSON object (json 2: no newline). */
 void cli_print_metrics(const lsr_metrics *mt, int json, const char *title);
 
 /* One-line error and the exit status for it. */

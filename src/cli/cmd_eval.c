@@ -52,7 +52,10 @@ int lsr_cmd_eval(int argc, char **argv) {
     if (!model_path) return cli_error("eval", "--model FILE is required");
     cli_set_threads((int)threads);
     lsr_model model;
-    if (lsr_model_load(&model, NULL, model_path, err)) return cli_error("eval", err);
+    lsr_metadata md;
+    if (lsr_model_load(&model, &md, model_path, err)) return cli_error("eval", err);
+    const char *temp = lsr_metadata_get(&md, "temperature");
+    const double temperature = temp ? atof(temp) : 1.0;
     lsr_dataset train, test;
     if (lsr_data_load_dir(&train, &test, data_dir, err)) {
         lsr_model_free(&model);
@@ -67,9 +70,27 @@ int lsr_cmd_eval(int argc, char **argv) {
         snprintf(err, sizeof err, "out of memory");
     } else if (lsr_check_model_data(&model, &test, what, err) == 0 &&
                lsr_predict(&model, &test, logits, 256, err) == 0) {
-        lsr_metrics mt;
+        lsr_metrics mt, scaled;
         lsr_metrics_compute(&mt, logits, test.y, test.n, model.classes, 1.0);
-        cli_print_metrics(&mt, json, "test evaluation");
+        if (temp) lsr_metrics_compute(&scaled, logits, test.y, test.n, model.classes, temperature);
+        if (json && temp) {
+            printf("{\"temperature\": %.6f, \"before\": ", temperature);
+            fflush(stdout);
+            cli_print_metrics(&mt, 2, NULL);
+            printf(", \"after\": ");
+            cli_print_metrics(&scaled, 2, NULL);
+            printf(", \"n\": %lld, \"accuracy\": %.6f, \"top5\": %.6f, \"nll\": %.6f, \"ece\": %.6f, "
+                   "\"mce\": %.6f, \"brier\": %.6f}\n",
+                   (long long)mt.n, scaled.accuracy, scaled.top5, scaled.nll, scaled.ece, scaled.mce,
+                   scaled.brier);
+        } else {
+            cli_print_metrics(&mt, json, "test evaluation");
+            if (temp) {
+                char title[64];
+                snprintf(title, sizeof title, "after temperature scaling, T = %.4f", temperature);
+                cli_print_metrics(&scaled, 0, title);
+            }
+        }
         status = 0;
     }
     if (status) cli_error("eval", err);

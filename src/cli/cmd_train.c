@@ -29,6 +29,11 @@ static void train_usage(FILE *f) {
         "  --z-loss LAMBDA (0)\n"
         "  --train-limit N         use the first N training examples\n"
         "  --val N                 hold out N training examples (seeded) for validation\n"
+        "                          (lsr calibrate fits its temperature on them)\n"
+        "  --imbalance RATIO       keep ratio^(-c/(K-1)) of class c's training examples\n"
+        "  --adv fgsm --adv-eps E (0.3) --adv-weight W (0.5)\n"
+        "                          adversarial training: (1-W) CE(x) + W CE(FGSM(x)), the\n"
+        "                          examples made against the current model at every step\n"
         "  --out FILE              the model file (safetensors), written atomically\n"
         "  --metrics FILE          one JSON line per epoch\n"
         "  --quiet                 no progress display\n");
@@ -38,13 +43,15 @@ enum {
     OPT_DATA = 256, OPT_MODEL, OPT_EPOCHS, OPT_BATCH, OPT_SEED, OPT_THREADS, OPT_OPTIMIZER, OPT_LR,
     OPT_MOMENTUM, OPT_NESTEROV, OPT_WD, OPT_INIT, OPT_SCHEDULE, OPT_STEP_SIZE, OPT_GAMMA,
     OPT_WARMUP, OPT_SMOOTHING, OPT_CONVENTION, OPT_PRIOR, OPT_ZLOSS, OPT_LIMIT, OPT_VAL, OPT_OUT,
-    OPT_METRICS, OPT_QUIET, OPT_HELP
+    OPT_METRICS, OPT_QUIET, OPT_IMBALANCE, OPT_ADV, OPT_ADV_EPS, OPT_ADV_WEIGHT, OPT_HELP
 };
 
 typedef struct train_job {
     const char *data_dir, *model_name, *prior_arg, *out, *metrics_path, *convention_name;
     const char *optimizer_name, *schedule_name, *init_name;
     long long threads, train_limit, val;
+    double imbalance;
+    const char *adv;
     int quiet, tty;
     lsr_train_settings s;
     /* progress and metrics */
@@ -161,7 +168,10 @@ static int parse_flags(train_job *j, int argc, char **argv) {
         {"smoothing-prior", required_argument, 0, OPT_PRIOR}, {"z-loss", required_argument, 0, OPT_ZLOSS},
         {"train-limit", required_argument, 0, OPT_LIMIT}, {"val", required_argument, 0, OPT_VAL},
         {"out", required_argument, 0, OPT_OUT}, {"metrics", required_argument, 0, OPT_METRICS},
-        {"quiet", no_argument, 0, OPT_QUIET}, {"help", no_argument, 0, OPT_HELP}, {0, 0, 0, 0}};
+        {"quiet", no_argument, 0, OPT_QUIET}, {"imbalance", required_argument, 0, OPT_IMBALANCE},
+        {"adv", required_argument, 0, OPT_ADV}, {"adv-eps", required_argument, 0, OPT_ADV_EPS},
+        {"adv-weight", required_argument, 0, OPT_ADV_WEIGHT},
+        {"help", no_argument, 0, OPT_HELP}, {0, 0, 0, 0}};
     lsr_train_settings *s = &j->s;
     long long v;
     double d;
@@ -198,12 +208,25 @@ static int parse_flags(train_job *j, int argc, char **argv) {
         case OPT_OUT: j->out = optarg; break;
         case OPT_METRICS: j->metrics_path = optarg; break;
         case OPT_QUIET: j->quiet = 1; break;
+        case OPT_IMBALANCE: if (cli_float(name, optarg, 1, 1e6, &j->imbalance, j->err)) return -1; break;
+        case OPT_ADV:
+            if (strcmp(optarg, "fgsm") != 0) return lsr_fail(j->err, "--adv: '%s' is not fgsm", optarg);
+            j->adv = optarg;
+            break;
+        case OPT_ADV_EPS: if (cli_float(name, optarg, 0, 1, &d, j->err)) return -1; s->adv_eps = (float)d; break;
+        case OPT_ADV_WEIGHT: if (cli_float(name, optarg, 0, 1, &d, j->err)) return -1; s->adv_weight = (float)d; break;
         case OPT_HELP: train_usage(stdout); exit(0);
         case ':': return lsr_fail(j->err, "%s: needs a value", argv[optind - 1]);
         default: return lsr_fail(j->err, "unknown flag '%s' (lsr train --help)", argv[optind - 1]);
         }
     }
     if (optind < argc) return lsr_fail(j->err, "unexpected argument '%s'", argv[optind]);
+    if (j->adv) {
+        if (s->adv_eps == 0) s->adv_eps = 0.3f;
+        if (s->adv_weight == 0) s->adv_weight = 0.5f;
+    } else if (s->adv_eps > 0 || s->adv_weight > 0) {
+        return lsr_fail(j->err, "--adv-eps and --adv-weight need --adv fgsm");
+    }
     if (j->optimizer_name) {
         if (!strcmp(j->optimizer_name, "adam")) s->optimizer.kind = LSR_OPTIMIZER_ADAM;
         else if (!strcmp(j->optimizer_name, "adamw")) s->optimizer.kind = LSR_OPTIMIZER_ADAMW;
@@ -253,26 +276,8 @@ int lsr_cmd_train(int argc, char **argv) {
     int status = 1;
     float *prior = NULL, *logits = NULL;
     lsr_model model = {0};
-    int64_t n = all.n;
-    if (j.train_limit && j.train_limit < n) n = j.train_limit;
-    if (j.val >= n) {
-        snprintf(j.err, sizeof j.err, "--val %lld: leaves no training examples of %lld", j.val, (long long)n);
-        goto out;
-    }
-    {   /* seeded split of the first n examples into training and validation */
-        int64_t *idx = malloc((size_t)n * sizeof *idx);
-        if (!idx) { snprintf(j.err, sizeof j.err, "out of memory"); goto out; }
-        for (int64_t i = 0; i < n; i++) idx[i] = i;
-        if (j.val) {
-            lsr_rng r;
-            lsr_rng_seed(&r, j.s.seed ^ 0x7a11da7eull);
-            lsr_rng_shuffle(&r, idx, n);
-        }
-        int e = lsr_dataset_subset(&train_set, &all, idx, n - j.val, j.err) ||
-                lsr_dataset_subset(&val_set, &all, idx + (n - j.val), j.val, j.err);
-        free(idx);
-        if (e) goto out;
-    }
+    if (lsr_dataset_split(&train_set, &val_set, &all, j.train_limit, j.val, j.s.seed, j.err)) goto out;
+    if (j.imbalance > 1 && lsr_dataset_imbalance(&train_set, j.imbalance, j.s.seed, j.err)) goto out;
     const int classes = all.classes > test.classes ? all.classes : test.classes;
     const lsr_shape input = {all.h, all.w, all.c};
     if (lsr_model_init(&model, j.model_name, input, classes, j.err)) goto out;
@@ -318,6 +323,12 @@ int lsr_cmd_train(int argc, char **argv) {
         lsr_metadata_set(&md, "weight_decay", "%g", (double)j.s.optimizer.weight_decay);
         lsr_metadata_set(&md, "seed", "%llu", (unsigned long long)j.s.seed);
         lsr_metadata_set(&md, "training_samples", "%lld", (long long)train_set.n);
+        lsr_metadata_set(&md, "train_limit", "%lld", j.train_limit);
+        lsr_metadata_set(&md, "val_samples", "%lld", j.val);
+        lsr_metadata_set(&md, "imbalance", "%g", j.imbalance > 1 ? j.imbalance : 1.0);
+        lsr_metadata_set(&md, "adv", "%s", j.adv ? "fgsm" : "none");
+        lsr_metadata_set(&md, "adv_eps", "%g", (double)j.s.adv_eps);
+        lsr_metadata_set(&md, "adv_weight", "%g", (double)j.s.adv_weight);
         lsr_metadata_set(&md, "data", "%s", j.data_dir);
         lsr_metadata_set(&md, "training_seconds", "%.1f", train_seconds);
         if (lsr_model_save(&model, &md, j.out, j.err)) goto out;

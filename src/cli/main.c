@@ -60,12 +60,12 @@ int cli_threads(void) { return thread_count; }
 const char *cli_blas_core(void) { return openblas_get_corename(); }
 
 void cli_print_metrics(const lsr_metrics *mt, int json, const char *title) {
-    if (json) {
+    if (json) { /* 2: without the newline, to nest */
         printf("{\"n\": %lld, \"accuracy\": %.6f, \"top5\": %.6f, \"nll\": %.6f, \"ece\": %.6f, "
                "\"mce\": %.6f, \"brier\": %.6f, \"mean_confidence\": %.6f, "
-               "\"confidence_minus_accuracy\": %.6f}\n",
+               "\"confidence_minus_accuracy\": %.6f}%s",
                (long long)mt->n, mt->accuracy, mt->top5, mt->nll, mt->ece, mt->mce, mt->brier,
-               mt->mean_confidence, mt->overconfidence);
+               mt->mean_confidence, mt->overconfidence, json == 2 ? "" : "\n");
         return;
     }
     printf("%s (%lld samples)\n", title, (long long)mt->n);
@@ -100,6 +100,8 @@ static void usage(FILE *f) {
             "usage: lsr <command> [flags]\n"
             "  train    train a classifier with label smoothing (lsr train --help)\n"
             "  eval     evaluate a model file on a dataset (lsr eval --help)\n"
+            "  attack   FGSM against a model file (lsr attack --help)\n"
+            "  calibrate  fit a temperature on the held-out validation split (lsr calibrate --help)\n"
             "  --version, --help\n");
 }
 
@@ -124,6 +126,8 @@ int main(int argc, char **argv) {
     }
     if (!strcmp(argv[1], "train")) return lsr_cmd_train(argc - 1, argv + 1);
     if (!strcmp(argv[1], "eval")) return lsr_cmd_eval(argc - 1, argv + 1);
-    fprintf(stderr, "lsr: unknown command '%s' (train, eval, --help, --version)\n", argv[1]);
+    if (!strcmp(argv[1], "attack")) return lsr_cmd_attack(argc - 1, argv + 1);
+    if (!strcmp(argv[1], "calibrate")) return lsr_cmd_calibrate(argc - 1, argv + 1);
+    fprintf(stderr, "lsr: unknown command '%s' (train, eval, attack, calibrate, --help, --version)\n", argv[1]);
     return 2;
 }

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
+#include <sys/stat.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -84,6 +85,9 @@ int lsr_atomic_open(lsr_atomic_file *af, const char *path, char *err) {
     snprintf(af->tmp_path, sizeof af->tmp_path, "%s.tmp.XXXXXX", path);
     int fd = mkstemp(af->tmp_path);
     if (fd < 0) return lsr_fail(err, "%s: cannot create: %s", path, strerror(errno));
+    const mode_t mask = umask(0); /* mkstemp makes 0600; give the file the usual mode */
+    umask(mask);
+    fchmod(fd, 0666 & ~mask);
     af->f = fdopen(fd, "wb");
     if (!af->f) {
         close(fd);

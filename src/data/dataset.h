@@ -35,6 +35,14 @@ int lsr_data_load_dir(lsr_dataset *train, lsr_dataset *test, const char *dir, ch
 /* dst gets copies of src's samples at idx[0..n). */
 int lsr_dataset_subset(lsr_dataset *dst, const lsr_dataset *src, const int64_t *idx, int64_t n,
                        char *err);
+/* The first limit samples of all (0: all of them), val_count of which, drawn
+ * with seed, go to val and the rest, in order, to train.  The same
+ * arguments always give the same split. */
+int lsr_dataset_split(lsr_dataset *train, lsr_dataset *val, const lsr_dataset *all, int64_t limit,
+                      int64_t val_count, uint64_t seed, char *err);
+/* Keeps ratio^(-c/(K-1)) of class c's samples (seeded): class 0 keeps all,
+ * the last class 1/ratio. */
+int lsr_dataset_imbalance(lsr_dataset *d, double ratio, uint64_t seed, char *err);
 void lsr_dataset_free(lsr_dataset *d);
 
 /* Where Debian's dataset-fashion-mnist installs the files. */

@@ -139,23 +139,3 @@ void lsr_dataset_free(lsr_dataset *d) {
     free(d->y);
     memset(d, 0, sizeof *d);
 }
-
-int lsr_dataset_subset(lsr_dataset *dst, const lsr_dataset *src, const int64_t *idx, int64_t n,
-                       char *err) {
-    *dst = *src;
-    dst->n = n;
-    const size_t per = (size_t)src->h * (size_t)src->w * (size_t)src->c;
-    dst->x = malloc((n ? (size_t)n : 1) * per * sizeof(float));
-    dst->y = malloc((n ? (size_t)n : 1) * sizeof(int64_t));
-    if (!dst->x || !dst->y) {
-        free(dst->x);
-        free(dst->y);
-        memset(dst, 0, sizeof *dst);
-        return lsr_fail(err, "out of memory for a subset of %lld samples", (long long)n);
-    }
-    for (int64_t i = 0; i < n; i++) {
-        memcpy(dst->x + (size_t)i * per, src->x + (size_t)idx[i] * per, per * sizeof(float));
-        dst->y[i] = src->y[idx[i]];
-    }
-    return 0;
-}

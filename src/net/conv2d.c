@@ -68,20 +68,21 @@ void lsr_conv2d_forward(float *out, const float *in, const float *weight, const 
     lsr_gemm(0, 1, rows, F, row_len, 1.0f, col, row_len, weight, row_len, 1.0f, out, F);
 }
 
-// din (B, H, W, C) or NULL; dweight (F, K, K, C) and dbias (F) accumulated;
+// din (B, H, W, C) or NULL; dweight (F, K, K, C) and dbias (F) accumulated (NULL: skipped);
 // col as the forward left it
 void lsr_conv2d_backward(float *din, float *dweight, float *dbias, const float *dout,
                          const float *col, const float *weight, float *dcol, const lsr_layer *l,
                          int batch) {
     const int F = l->units, row_len = l->kernel * l->kernel * l->in.c;
     const int rows = batch * l->out.h * l->out.w;
-    lsr_gemm(1, 0, F, row_len, rows, 1.0f, dout, F, col, row_len, 1.0f, dweight, row_len);
+    if (dweight) {
+        lsr_gemm(1, 0, F, row_len, rows, 1.0f, dout, F, col, row_len, 1.0f, dweight, row_len);
 #pragma omp parallel for schedule(static)
-    for (int f = 0; f < F; f++) {
-        float s = 0.0f;
-        for (int r = 0; r < rows; r++)
-            s += dout[(size_t)r * F + f];
-        dbias[f] += s;
+        for (int f = 0; f < F; f++) {
+            float s = 0.0f;
+            for (int r = 0; r < rows; r++) s += dout[(size_t)r * F + f];
+            dbias[f] += s;
+        }
     }
     if (!din) return;
     lsr_gemm(0, 0, rows, row_len, F, 1.0f, dout, F, weight, row_len, 0.0f, dcol, row_len);

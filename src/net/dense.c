@@ -16,11 +16,13 @@ void lsr_dense_forward(float *out, const float *in, const float *weight, const f
 void lsr_dense_backward(float *din, float *dweight, float *dbias, const float *dout,
                         const float *in, const float *weight, int batch, int in_size,
                         int out_size) {
-    lsr_gemm(1, 0, out_size, in_size, batch, 1.0f, dout, out_size, in, in_size, 1.0f, dweight,
-             in_size);
-    for (int b = 0; b < batch; b++)
-        for (int o = 0; o < out_size; o++)
-            dbias[o] += dout[(size_t)b * out_size + o];
+    if (dweight) {
+        lsr_gemm(1, 0, out_size, in_size, batch, 1.0f, dout, out_size, in, in_size, 1.0f, dweight,
+                 in_size);
+        for (int b = 0; b < batch; b++)
+            for (int o = 0; o < out_size; o++)
+                dbias[o] += dout[(size_t)b * out_size + o];
+    }
     if (din)
         lsr_gemm(0, 0, batch, in_size, out_size, 1.0f, dout, out_size, weight, in_size, 0.0f, din,
                  in_size);

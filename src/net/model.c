@@ -275,14 +275,16 @@ const float *lsr_model_forward(lsr_model *m, const float *x, int batch, int trai
     return m->acts[m->n_layers];
 }
 
-void lsr_model_backward(lsr_model *m, const float *dlogits, int batch, int want_input_grad) {
+void lsr_model_backward(lsr_model *m, const float *dlogits, int batch, int what) {
+    const int params = what & LSR_GRAD_PARAMS, want_input_grad = what & LSR_GRAD_INPUT;
     memcpy(m->dacts[m->n_layers], dlogits, (size_t)batch * m->classes * sizeof(float));
     for (int i = m->n_layers - 1; i >= 0; i--) {
         const lsr_layer *l = &m->layers[i];
         const float *dout = m->dacts[i + 1];
         float *din = (i > 0 || want_input_grad) ? m->dacts[i] : NULL;
         const size_t n = (size_t)batch * lsr_shape_size(l->out);
-        float *dw = m->grads + l->weight_offset, *db = m->grads + l->bias_offset;
+        float *dw = params ? m->grads + l->weight_offset : NULL;
+        float *db = params ? m->grads + l->bias_offset : NULL;
         const float *w = m->params + l->weight_offset;
         switch (l->kind) {
         case LSR_LAYER_DENSE:

@@ -81,9 +81,13 @@ void lsr_model_free(lsr_model *m);
 /* x (B, input) -> logits (B, classes), returned (owned by the model).
  * training enables dropout, drawing its masks from rng. */
 const float *lsr_model_forward(lsr_model *m, const float *x, int batch, int training, lsr_rng *rng);
-/* dlogits (B, classes): adds the parameter gradients into m->grads; with
- * want_input_grad the gradient w.r.t. the input is left in m->dacts[0]. */
-void lsr_model_backward(lsr_model *m, const float *dlogits, int batch, int want_input_grad);
+/* What lsr_model_backward computes. */
+enum {
+    LSR_GRAD_PARAMS = 1, /* add the parameter gradients into m->grads */
+    LSR_GRAD_INPUT = 2,  /* leave the gradient w.r.t. the input in m->dacts[0] */
+};
+/* dlogits (B, classes), for the batch of the last forward. */
+void lsr_model_backward(lsr_model *m, const float *dlogits, int batch, int what);
 void lsr_model_zero_grads(lsr_model *m);
 
 /* ---- matrix products (gemm.c) ---- */

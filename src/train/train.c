@@ -1,5 +1,7 @@
 #include "train.h"
 
+#include "../attack/fgsm.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -33,9 +35,10 @@ int lsr_train(lsr_model *m, const lsr_dataset *data, const lsr_train_settings *s
     int64_t *order = malloc((size_t)data->n * sizeof *order);
     float *x = malloc((size_t)B * sample * sizeof(float));
     float *dlogits = malloc((size_t)B * K * sizeof(float));
+    float *x_adv = s->adv_eps > 0 ? malloc((size_t)B * sample * sizeof(float)) : NULL;
     int64_t *labels = malloc((size_t)B * sizeof(int64_t));
     int status = 0;
-    if (!order || !x || !dlogits || !labels) {
+    if (!order || !x || !dlogits || !labels || (s->adv_eps > 0 && !x_adv)) {
         status = lsr_fail(err, "training: out of memory");
         goto done;
     }
@@ -54,17 +57,33 @@ int lsr_train(lsr_model *m, const lsr_dataset *data, const lsr_train_settings *s
                 memcpy(x + (size_t)j * sample, data->x + (size_t)idx * sample, sample * sizeof(float));
                 labels[j] = data->y[idx];
             }
-            const float *logits = lsr_model_forward(m, x, b, 1, &rng);
-            float loss;
-            lsr_loss_stats st;
-            lsr_status ls = lsr_cross_entropy(&loss, dlogits, &st, logits, labels, b, K, K, &s->loss);
-            if (ls != LSR_OK) {
-                status = lsr_fail(err, "epoch %d step %lld: loss: %s", epoch, (long long)step + 1,
-                                  lsr_last_error());
+            /* the adversarial examples come from the model before this step */
+            if (x_adv && lsr_fgsm(m, x_adv, x, NULL, b, s->adv_eps, b, err)) {
+                status = -1;
                 break;
             }
+            const float w_adv = x_adv ? s->adv_weight : 0.0f;
             lsr_model_zero_grads(m);
-            lsr_model_backward(m, dlogits, b, 0);
+            float loss = 0.0f;
+            lsr_loss_stats st = {0};
+            for (int pass = 0; pass < (x_adv ? 2 : 1); pass++) {
+                const float *logits = lsr_model_forward(m, pass ? x_adv : x, b, 1, &rng);
+                float part;
+                lsr_loss_stats pst;
+                lsr_status ls = lsr_cross_entropy(&part, dlogits, &pst, logits, labels, b, K, K, &s->loss);
+                if (ls != LSR_OK) {
+                    status = lsr_fail(err, "epoch %d step %lld: loss: %s", epoch, (long long)step + 1,
+                                      lsr_last_error());
+                    break;
+                }
+                const float w = pass ? w_adv : 1.0f - w_adv;
+                if (w != 1.0f)
+                    for (int i = 0; i < b * K; i++) dlogits[i] *= w;
+                lsr_model_backward(m, dlogits, b, LSR_GRAD_PARAMS);
+                loss += w * part;
+                if (pass == 0) st = pst; /* statistics of the clean examples */
+            }
+            if (status) break;
             lsr_optimizer_step(&opt, m->params, m->grads);
             if (loss_trace) loss_trace[(epoch - 1) * steps + step] = loss;
             loss_sum += (double)loss * b;
@@ -86,6 +105,7 @@ done:
     free(order);
     free(x);
     free(dlogits);
+    free(x_adv);
     free(labels);
     lsr_optimizer_free(&opt);
     return status;

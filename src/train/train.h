@@ -15,6 +15,10 @@ typedef struct lsr_train_settings {
     lsr_init init;
     lsr_optimizer_settings optimizer;
     lsr_loss_options loss;         /* smoothing, convention, prior, weights, ... */
+    /* Adversarial training (cleverhans): loss = (1 - w) CE(x) + w CE(FGSM(x)),
+     * the FGSM examples made against the current model at every step. */
+    float adv_eps;                 /* 0: no adversarial training */
+    float adv_weight;              /* w */
 } lsr_train_settings;
 
 /* What one step or one epoch did; means over the samples seen. */

@@ -1,0 +1,54 @@
+#include "fgsm.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "lsr/loss.h"
+
+int lsr_fgsm(lsr_model *m, float *adv, const float *x, const int64_t *labels, int64_t n,
+             float eps, int batch, char *err) {
+    if (!(eps >= 0.0f && eps <= 1.0f)) return lsr_fail(err, "fgsm: eps %g is not in [0, 1]", (double)eps);
+    if (lsr_model_reserve(m, batch, err)) return -1;
+    const size_t d = lsr_shape_size(m->input);
+    const int k = m->classes;
+    float *dlogits = malloc((size_t)batch * k * sizeof(float));
+    int64_t *y = malloc((size_t)batch * sizeof(int64_t));
+    if (!dlogits || !y) {
+        free(dlogits);
+        free(y);
+        return lsr_fail(err, "fgsm: out of memory");
+    }
+    lsr_loss_options o = lsr_loss_options_default();
+    o.reduction = LSR_REDUCTION_SUM; /* only the sign matters */
+    int status = 0;
+    for (int64_t first = 0; first < n && !status; first += batch) {
+        const int b = (int)(n - first < batch ? n - first : batch);
+        const float *xb = x + (size_t)first * d;
+        const float *z = lsr_model_forward(m, xb, b, 0, NULL);
+        for (int i = 0; i < b; i++) {
+            if (labels) {
+                y[i] = labels[first + i];
+                continue;
+            }
+            int best = 0;
+            for (int j = 1; j < k; j++)
+                if (z[(size_t)i * k + j] > z[(size_t)i * k + best]) best = j;
+            y[i] = best;
+        }
+        if (lsr_cross_entropy(NULL, dlogits, NULL, z, y, b, k, k, &o) != LSR_OK) {
+            status = lsr_fail(err, "fgsm: %s", lsr_last_error());
+            break;
+        }
+        lsr_model_backward(m, dlogits, b, LSR_GRAD_INPUT);
+        const float *g = m->dacts[0];
+        float *out = adv + (size_t)first * d;
+        for (size_t i = 0; i < (size_t)b * d; i++) {
+            const float step = g[i] > 0.0f ? eps : (g[i] < 0.0f ? -eps : 0.0f);
+            float v = xb[i] + step;
+            out[i] = v < 0.0f ? 0.0f : (v > 1.0f ? 1.0f : v);
+        }
+    }
+    free(dlogits);
+    free(y);
+    return status;
+}

@@ -1,0 +1,107 @@
+/* Subsets of a dataset: the seeded training/validation split, and the
+ * geometric class imbalance used to compare smoothing priors. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dataset.h"
+
+int lsr_dataset_subset(lsr_dataset *dst, const lsr_dataset *src, const int64_t *idx, int64_t n,
+                       char *err) {
+    *dst = *src;
+    dst->n = n;
+    const size_t per = (size_t)src->h * (size_t)src->w * (size_t)src->c;
+    dst->x = malloc((n ? (size_t)n : 1) * per * sizeof(float));
+    dst->y = malloc((n ? (size_t)n : 1) * sizeof(int64_t));
+    if (!dst->x || !dst->y) {
+        free(dst->x);
+        free(dst->y);
+        memset(dst, 0, sizeof *dst);
+        return lsr_fail(err, "out of memory for a subset of %lld samples", (long long)n);
+    }
+    for (int64_t i = 0; i < n; i++) {
+        memcpy(dst->x + (size_t)i * per, src->x + (size_t)idx[i] * per, per * sizeof(float));
+        dst->y[i] = src->y[idx[i]];
+    }
+    return 0;
+}
+
+int lsr_dataset_split(lsr_dataset *train, lsr_dataset *val, const lsr_dataset *all, int64_t limit,
+                      int64_t val_count, uint64_t seed, char *err) {
+    memset(train, 0, sizeof *train);
+    memset(val, 0, sizeof *val);
+    const int64_t n = limit > 0 && limit < all->n ? limit : all->n;
+    if (val_count >= n)
+        return lsr_fail(err, "--val %lld: leaves no training examples of %lld", (long long)val_count,
+                        (long long)n);
+    int64_t *idx = malloc((size_t)(n ? n : 1) * sizeof *idx);
+    if (!idx) return lsr_fail(err, "out of memory");
+    for (int64_t i = 0; i < n; i++) idx[i] = i;
+    if (val_count) {
+        lsr_rng r;
+        lsr_rng_seed(&r, seed ^ 0x7a11da7eull);
+        lsr_rng_shuffle(&r, idx, n);
+    }
+    int e = lsr_dataset_subset(train, all, idx, n - val_count, err) ||
+            lsr_dataset_subset(val, all, idx + (n - val_count), val_count, err);
+    free(idx);
+    if (e) {
+        lsr_dataset_free(train);
+        lsr_dataset_free(val);
+        return -1;
+    }
+    return 0;
+}
+
+int lsr_dataset_imbalance(lsr_dataset *d, double ratio, uint64_t seed, char *err) {
+    if (!(ratio >= 1.0)) return lsr_fail(err, "--imbalance %g: must be >= 1", ratio);
+    const int k = d->classes;
+    const size_t slots = d->n > 0 ? (size_t)d->n : 1;
+    int64_t *order = malloc(slots * sizeof *order);
+    int64_t *count = calloc((size_t)k, sizeof *count), *kept = calloc((size_t)k, sizeof *kept);
+    if (!order || !count || !kept) {
+        free(order);
+        free(count);
+        free(kept);
+        return lsr_fail(err, "out of memory");
+    }
+    for (int64_t i = 0; i < d->n; i++) {
+        order[i] = i;
+        count[d->y[i]]++;
+    }
+    lsr_rng r;
+    lsr_rng_seed(&r, seed ^ 0x1ba1a9ceull);
+    lsr_rng_shuffle(&r, order, d->n);
+    /* class c keeps ratio^(-c/(k-1)) of its examples: class 0 all, the last 1/ratio */
+    int64_t m = 0;
+    for (int64_t i = 0; i < d->n; i++) {
+        const int64_t c = d->y[order[i]];
+        const double frac = k > 1 ? pow(ratio, -(double)c / (double)(k - 1)) : 1.0;
+        if (kept[c] < (int64_t)ceil(frac * (double)count[c])) {
+            kept[c]++;
+            order[m++] = order[i];
+        }
+    }
+    /* keep the original order of the survivors */
+    char *keep = calloc(slots, 1);
+    if (!keep) {
+        free(order);
+        free(count);
+        free(kept);
+        return lsr_fail(err, "out of memory");
+    }
+    for (int64_t i = 0; i < m; i++) keep[order[i]] = 1;
+    int64_t j = 0;
+    for (int64_t i = 0; i < d->n; i++)
+        if (keep[i]) order[j++] = i;
+    lsr_dataset sub;
+    int e = lsr_dataset_subset(&sub, d, order, m, err);
+    free(order);
+    free(count);
+    free(kept);
+    free(keep);
+    if (e) return -1;
+    lsr_dataset_free(d);
+    *d = sub;
+    return 0;
+}
