@@ -9,6 +9,7 @@ int lsr_cmd_train(int argc, char **argv);
 int lsr_cmd_eval(int argc, char **argv);
 int lsr_cmd_attack(int argc, char **argv);
 int lsr_cmd_calibrate(int argc, char **argv);
+int lsr_cmd_sweep(int argc, char **argv);
 
 /* Parses a whole-string number in [min, max] for flag, or explains. */
 int cli_int(const char *flag, const char *s, long long min, long long max, long long *out, char *err);

@@ -11,6 +11,7 @@
 #include "../modelfile/modelfile.h"
 #include "../train/train.h"
 #include "cli.h"
+#include "train_job.h"
 
 static void train_usage(FILE *f) {
     fprintf(f,
@@ -46,22 +47,6 @@ enum {
     OPT_METRICS, OPT_QUIET, OPT_IMBALANCE, OPT_ADV, OPT_ADV_EPS, OPT_ADV_WEIGHT, OPT_HELP
 };
 
-typedef struct train_job {
-    const char *data_dir, *model_name, *prior_arg, *out, *metrics_path, *convention_name;
-    const char *optimizer_name, *schedule_name, *init_name;
-    long long threads, train_limit, val;
-    double imbalance;
-    const char *adv;
-    int quiet, tty;
-    lsr_train_settings s;
-    /* progress and metrics */
-    double last_draw;
-    char *metrics_text;
-    size_t metrics_len;
-    lsr_model *model;
-    const lsr_dataset *val_set;
-    char err[LSR_ERR_LEN];
-} train_job;
 
 static void draw_progress(void *ctx, const lsr_train_progress *p) {
     train_job *j = ctx;
@@ -75,8 +60,8 @@ static void draw_progress(void *ctx, const lsr_train_progress *p) {
     char bar[32];
     for (int i = 0; i < width; i++) bar[i] = i < filled ? '=' : (i == filled ? '>' : ' ');
     bar[width] = '\0';
-    fprintf(stderr, "\repoch %d/%d [%s] %lld/%lld loss %.4f H(q,p) %.4f H(u,p) %.4f %.0f samples/s ETA %.0fs ",
-            p->epoch, j->s.epochs, bar, (long long)p->step, (long long)p->steps_per_epoch, p->loss,
+    fprintf(stderr, "\r%sepoch %d/%d [%s] %lld/%lld loss %.4f H(q,p) %.4f H(u,p) %.4f %.0f samples/s ETA %.0fs ",
+            j->prefix, p->epoch, j->s.epochs, bar, (long long)p->step, (long long)p->steps_per_epoch, p->loss,
             p->label_ce, p->prior_ce, rate, eta);
     fflush(stderr);
 }
@@ -98,8 +83,8 @@ static int epoch_done(void *ctx, const lsr_train_progress *p) {
     {
         char val[32] = "";
         if (!isnan(val_acc)) snprintf(val, sizeof val, "  val acc %.4f", val_acc);
-        fprintf(stderr, "epoch %d/%d: loss %.4f  H(q,p) %.4f  H(u,p) %.4f  train acc %.4f%s  %.1fs  %.0f samples/s\n",
-                p->epoch, j->s.epochs, p->loss, p->label_ce, p->prior_ce, p->accuracy, val,
+        fprintf(stderr, "%sepoch %d/%d: loss %.4f  H(q,p) %.4f  H(u,p) %.4f  train acc %.4f%s  %.1fs  %.0f samples/s\n",
+                j->prefix, p->epoch, j->s.epochs, p->loss, p->label_ce, p->prior_ce, p->accuracy, val,
                 p->seconds, p->samples / p->seconds);
     }
     if (j->metrics_path) {
@@ -153,7 +138,7 @@ static int read_prior(const char *path, int k, float *prior, char *err) {
     return 0;
 }
 
-static int parse_flags(train_job *j, int argc, char **argv) {
+int train_job_parse(train_job *j, int argc, char **argv) {
     static const struct option opts[] = {
         {"data", required_argument, 0, OPT_DATA}, {"model", required_argument, 0, OPT_MODEL},
         {"epochs", required_argument, 0, OPT_EPOCHS}, {"batch", required_argument, 0, OPT_BATCH},
@@ -253,85 +238,115 @@ static int parse_flags(train_job *j, int argc, char **argv) {
         else if (!strcmp(j->init_name, "glorot")) s->init = LSR_INIT_GLOROT;
         else return lsr_fail(j->err, "--init: '%s' is not cleverhans, he or glorot", j->init_name);
     }
-    if (j->out && lsr_check_writable(j->out, "--out", j->err)) return -1;
     if (j->metrics_path && lsr_check_writable(j->metrics_path, "--metrics", j->err)) return -1;
     return 0;
 }
 
-int lsr_cmd_train(int argc, char **argv) {
-    train_job j;
-    memset(&j, 0, sizeof j);
-    j.data_dir = LSR_FASHION_MNIST_DIR;
-    j.model_name = "cleverhans-cnn";
-    j.s.epochs = 6;
-    j.s.batch = 128;
-    j.s.optimizer = lsr_optimizer_defaults();
-    j.s.loss = lsr_loss_options_default();
-    j.tty = isatty(fileno(stderr));
-    if (parse_flags(&j, argc, argv)) return cli_error("train", j.err);
-    cli_set_threads((int)j.threads);
+void train_job_defaults(train_job *j) {
+    memset(j, 0, sizeof *j);
+    j->data_dir = LSR_FASHION_MNIST_DIR;
+    j->model_name = "cleverhans-cnn";
+    j->prefix = "";
+    j->s.epochs = 6;
+    j->s.batch = 128;
+    j->s.optimizer = lsr_optimizer_defaults();
+    j->s.loss = lsr_loss_options_default();
+    j->tty = isatty(fileno(stderr));
+}
 
-    lsr_dataset all, test, train_set = {0}, val_set = {0};
-    if (lsr_data_load_dir(&all, &test, j.data_dir, j.err)) return cli_error("train", j.err);
-    int status = 1;
-    float *prior = NULL, *logits = NULL;
-    lsr_model model = {0};
-    if (lsr_dataset_split(&train_set, &val_set, &all, j.train_limit, j.val, j.s.seed, j.err)) goto out;
-    if (j.imbalance > 1 && lsr_dataset_imbalance(&train_set, j.imbalance, j.s.seed, j.err)) goto out;
-    const int classes = all.classes > test.classes ? all.classes : test.classes;
-    const lsr_shape input = {all.h, all.w, all.c};
-    if (lsr_model_init(&model, j.model_name, input, classes, j.err)) goto out;
-    if (j.prior_arg && strcmp(j.prior_arg, "uniform") != 0) {
+int train_job_run(train_job *j, const lsr_dataset *all, int classes, lsr_model *model,
+                  lsr_dataset *val_set) {
+    lsr_dataset train_set = {0};
+    float *prior = NULL;
+    int status = -1;
+    memset(model, 0, sizeof *model);
+    if (lsr_dataset_split(&train_set, val_set, all, j->train_limit, j->val, j->s.seed, j->err)) return -1;
+    if (j->imbalance > 1 && lsr_dataset_imbalance(&train_set, j->imbalance, j->s.seed, j->err)) goto out;
+    const lsr_shape input = {all->h, all->w, all->c};
+    if (lsr_model_init(model, j->model_name, input, classes, j->err)) goto out;
+    j->s.loss.prior = NULL;
+    if (j->prior_arg && strcmp(j->prior_arg, "uniform") != 0) {
         prior = malloc((size_t)classes * sizeof(float));
-        if (!prior) { snprintf(j.err, sizeof j.err, "out of memory"); goto out; }
-        if (!strcmp(j.prior_arg, "data")) {
+        if (!prior) { snprintf(j->err, sizeof j->err, "out of memory"); goto out; }
+        if (!strcmp(j->prior_arg, "data")) {
             for (int k = 0; k < classes; k++) prior[k] = 0;
             for (int64_t i = 0; i < train_set.n; i++) prior[train_set.y[i]] += 1.0f / (float)train_set.n;
-        } else if (read_prior(j.prior_arg, classes, prior, j.err)) {
+        } else if (read_prior(j->prior_arg, classes, prior, j->err)) {
             goto out;
         }
-        j.s.loss.prior = prior;
+        j->s.loss.prior = prior;
     }
-    j.s.loss.threads = cli_threads();
-
-    if (!j.quiet)
-        fprintf(stderr, "lsr train: %s, %lld training / %lld validation / %lld test samples of %dx%dx%d, %d classes\n"
+    j->s.loss.threads = cli_threads();
+    if (!j->quiet)
+        fprintf(stderr, "%slsr train: %s, %lld training / %lld validation samples of %dx%dx%d, %d classes\n"
                         "model %s (%zu parameters), eps %g (%s%s), %d epochs, batch %d, %d threads, BLAS core %s\n",
-                j.data_dir, (long long)train_set.n, (long long)val_set.n, (long long)test.n, input.h,
-                input.w, input.c, classes, model.spec, model.n_params, (double)j.s.loss.smoothing,
-                j.s.loss.prior ? "prior " : "", j.s.loss.prior ? j.prior_arg
-                : (j.s.loss.convention == LSR_SMOOTHING_ALL ? "all" : "others"),
-                j.s.epochs, j.s.batch, cli_threads(), cli_blas_core());
-    j.model = &model;
-    j.val_set = &val_set;
-    lsr_train_callbacks cb = {&j, draw_progress, epoch_done};
+                j->prefix, j->data_dir, (long long)train_set.n, (long long)val_set->n, input.h,
+                input.w, input.c, classes, model->spec, model->n_params, (double)j->s.loss.smoothing,
+                j->s.loss.prior ? "prior " : "", j->s.loss.prior ? j->prior_arg
+                : (j->s.loss.convention == LSR_SMOOTHING_ALL ? "all" : "others"),
+                j->s.epochs, j->s.batch, cli_threads(), cli_blas_core());
+    j->model = model;
+    j->val_set = val_set;
+    j->training_samples = train_set.n;
+    lsr_train_callbacks cb = {j, draw_progress, epoch_done};
     const double t0 = lsr_now();
-    if (lsr_train(&model, &train_set, &j.s, &cb, NULL, j.err)) goto out;
-    if (j.err[0]) goto out; /* a metrics write failed */
-    const double train_seconds = lsr_now() - t0;
+    if (lsr_train(model, &train_set, &j->s, &cb, NULL, j->err)) goto out;
+    if (j->err[0]) goto out; /* a metrics write failed */
+    j->train_seconds = lsr_now() - t0;
+    status = 0;
+out:
+    j->s.loss.prior = NULL;
+    free(prior);
+    lsr_dataset_free(&train_set);
+    if (status) {
+        lsr_model_free(model);
+        lsr_dataset_free(val_set);
+    }
+    return status;
+}
 
+int train_job_save(const train_job *j, const lsr_model *model, const char *path, double temperature,
+                   char *err) {
+    lsr_metadata md = {0};
+    lsr_metadata_set(&md, "smoothing", "%g", (double)j->s.loss.smoothing);
+    lsr_metadata_set(&md, "smoothing_convention", "%s", j->s.loss.convention == LSR_SMOOTHING_ALL ? "all" : "others");
+    lsr_metadata_set(&md, "smoothing_prior", "%s", j->prior_arg ? j->prior_arg : "uniform");
+    lsr_metadata_set(&md, "z_loss", "%g", (double)j->s.loss.z_loss);
+    lsr_metadata_set(&md, "epochs", "%d", j->s.epochs);
+    lsr_metadata_set(&md, "batch", "%d", j->s.batch);
+    lsr_metadata_set(&md, "optimizer", "%s", j->optimizer_name ? j->optimizer_name : "adam");
+    lsr_metadata_set(&md, "lr", "%g", (double)j->s.optimizer.lr);
+    lsr_metadata_set(&md, "weight_decay", "%g", (double)j->s.optimizer.weight_decay);
+    lsr_metadata_set(&md, "seed", "%llu", (unsigned long long)j->s.seed);
+    lsr_metadata_set(&md, "training_samples", "%lld", (long long)j->training_samples);
+    lsr_metadata_set(&md, "train_limit", "%lld", j->train_limit);
+    lsr_metadata_set(&md, "val_samples", "%lld", j->val);
+    lsr_metadata_set(&md, "imbalance", "%g", j->imbalance > 1 ? j->imbalance : 1.0);
+    lsr_metadata_set(&md, "adv", "%s", j->adv ? "fgsm" : "none");
+    lsr_metadata_set(&md, "adv_eps", "%g", (double)j->s.adv_eps);
+    lsr_metadata_set(&md, "adv_weight", "%g", (double)j->s.adv_weight);
+    lsr_metadata_set(&md, "data", "%s", j->data_dir);
+    lsr_metadata_set(&md, "training_seconds", "%.1f", j->train_seconds);
+    if (temperature > 0) lsr_metadata_set(&md, "temperature", "%.6f", temperature);
+    return lsr_model_save(model, &md, path, err);
+}
+
+int lsr_cmd_train(int argc, char **argv) {
+    train_job j;
+    train_job_defaults(&j);
+    if (train_job_parse(&j, argc, argv)) return cli_error("train", j.err);
+    if (j.out && lsr_check_writable(j.out, "--out", j.err)) return cli_error("train", j.err);
+    cli_set_threads((int)j.threads);
+
+    lsr_dataset all, test, val_set = {0};
+    if (lsr_data_load_dir(&all, &test, j.data_dir, j.err)) return cli_error("train", j.err);
+    int status = 1;
+    float *logits = NULL;
+    lsr_model model = {0};
+    const int classes = all.classes > test.classes ? all.classes : test.classes;
+    if (train_job_run(&j, &all, classes, &model, &val_set)) goto out;
     if (j.out) {
-        lsr_metadata md = {0};
-        lsr_metadata_set(&md, "smoothing", "%g", (double)j.s.loss.smoothing);
-        lsr_metadata_set(&md, "smoothing_convention", "%s", j.s.loss.convention == LSR_SMOOTHING_ALL ? "all" : "others");
-        lsr_metadata_set(&md, "smoothing_prior", "%s", j.prior_arg ? j.prior_arg : "uniform");
-        lsr_metadata_set(&md, "z_loss", "%g", (double)j.s.loss.z_loss);
-        lsr_metadata_set(&md, "epochs", "%d", j.s.epochs);
-        lsr_metadata_set(&md, "batch", "%d", j.s.batch);
-        lsr_metadata_set(&md, "optimizer", "%s", j.optimizer_name ? j.optimizer_name : "adam");
-        lsr_metadata_set(&md, "lr", "%g", (double)j.s.optimizer.lr);
-        lsr_metadata_set(&md, "weight_decay", "%g", (double)j.s.optimizer.weight_decay);
-        lsr_metadata_set(&md, "seed", "%llu", (unsigned long long)j.s.seed);
-        lsr_metadata_set(&md, "training_samples", "%lld", (long long)train_set.n);
-        lsr_metadata_set(&md, "train_limit", "%lld", j.train_limit);
-        lsr_metadata_set(&md, "val_samples", "%lld", j.val);
-        lsr_metadata_set(&md, "imbalance", "%g", j.imbalance > 1 ? j.imbalance : 1.0);
-        lsr_metadata_set(&md, "adv", "%s", j.adv ? "fgsm" : "none");
-        lsr_metadata_set(&md, "adv_eps", "%g", (double)j.s.adv_eps);
-        lsr_metadata_set(&md, "adv_weight", "%g", (double)j.s.adv_weight);
-        lsr_metadata_set(&md, "data", "%s", j.data_dir);
-        lsr_metadata_set(&md, "training_seconds", "%.1f", train_seconds);
-        if (lsr_model_save(&model, &md, j.out, j.err)) goto out;
+        if (train_job_save(&j, &model, j.out, 0.0, j.err)) goto out;
         if (!j.quiet) fprintf(stderr, "model written to %s\n", j.out);
     }
     if (test.n > 0) {
@@ -345,13 +360,11 @@ int lsr_cmd_train(int argc, char **argv) {
     status = 0;
 out:
     if (status) cli_error("train", j.err);
-    free(prior);
     free(logits);
     free(j.metrics_text);
     lsr_model_free(&model);
     lsr_dataset_free(&all);
     lsr_dataset_free(&test);
-    lsr_dataset_free(&train_set);
     lsr_dataset_free(&val_set);
     return status;
 }

@@ -102,6 +102,7 @@ static void usage(FILE *f) {
             "  eval     evaluate a model file on a dataset (lsr eval --help)\n"
             "  attack   FGSM against a model file (lsr attack --help)\n"
             "  calibrate  fit a temperature on the held-out validation split (lsr calibrate --help)\n"
+            "  sweep    train and compare several eps and seeds, with a report (lsr sweep --help)\n"
             "  --version, --help\n");
 }
 
@@ -128,6 +129,7 @@ int main(int argc, char **argv) {
     if (!strcmp(argv[1], "eval")) return lsr_cmd_eval(argc - 1, argv + 1);
     if (!strcmp(argv[1], "attack")) return lsr_cmd_attack(argc - 1, argv + 1);
     if (!strcmp(argv[1], "calibrate")) return lsr_cmd_calibrate(argc - 1, argv + 1);
-    fprintf(stderr, "lsr: unknown command '%s' (train, eval, attack, calibrate, --help, --version)\n", argv[1]);
+    if (!strcmp(argv[1], "sweep")) return lsr_cmd_sweep(argc - 1, argv + 1);
+    fprintf(stderr, "lsr: unknown command '%s' (train, eval, attack, calibrate, sweep, --help, --version)\n", argv[1]);
     return 2;
 }

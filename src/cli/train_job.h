@@ -1,0 +1,39 @@
+/* lsr train's settings and steps, shared with lsr sweep. */
+#ifndef LSR_CLI_TRAIN_JOB_H
+#define LSR_CLI_TRAIN_JOB_H
+
+#include "../data/dataset.h"
+#include "../train/train.h"
+
+typedef struct train_job {
+    const char *data_dir, *model_name, *prior_arg, *out, *metrics_path, *convention_name;
+    const char *optimizer_name, *schedule_name, *init_name;
+    long long threads, train_limit, val;
+    double imbalance;
+    const char *adv;
+    int quiet, tty;
+    lsr_train_settings s;
+    /* progress and metrics */
+    double last_draw;
+    char *metrics_text;
+    size_t metrics_len;
+    lsr_model *model;
+    const lsr_dataset *val_set;
+    const char *prefix;          /* before progress lines, e.g. the sweep's run */
+    int64_t training_samples;
+    double train_seconds;
+    char err[LSR_ERR_LEN];
+} train_job;
+
+void train_job_defaults(train_job *j);
+/* Parses lsr train's flags into j. */
+int train_job_parse(train_job *j, int argc, char **argv);
+/* Splits all (limit, validation, imbalance), builds the model and trains it;
+ * val_set gets the held-out examples. */
+int train_job_run(train_job *j, const lsr_dataset *all, int classes, lsr_model *model,
+                  lsr_dataset *val_set);
+/* Writes the model with the run's settings in its metadata (temperature if > 0). */
+int train_job_save(const train_job *j, const lsr_model *model, const char *path, double temperature,
+                   char *err);
+
+#endif
