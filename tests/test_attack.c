@@ -100,7 +100,7 @@ static void test_adversarial_step(void) {
     lsr_model_init_params(&ref, s.init, &rng);
     float *start = malloc(ref.n_params * sizeof(float));
     memcpy(start, ref.params, ref.n_params * sizeof(float));
-    CHECK(lsr_train(&m, &d, &s, NULL, NULL, err) == 0, "%s", err);
+    CHECK(lsr_train(&m, &d, &s, NULL, NULL, NULL, err) == 0, "%s", err);
 
     float adv[8], dl[6], loss;
     lsr_model_reserve(&ref, 2, err);
@@ -165,7 +165,7 @@ static void test_cleverhans_gate(void) {
             s.adv_weight = 0.5f;
         }
         trace[run] = calloc((size_t)steps, sizeof(float));
-        CHECK(lsr_train(&m, &train, &s, NULL, trace[run], err) == 0, "%s", err);
+        CHECK(lsr_train(&m, &train, &s, NULL, NULL, trace[run], err) == 0, "%s", err);
         if (run < 2) {
             clean_acc[run] = accuracy(&m, test.x, test.y, n_test);
             lsr_fgsm(&m, adv, test.x, NULL, n_test, 0.3f, 250, err);

@@ -66,7 +66,7 @@ int main(void) {
         lsr_model m;
         lsr_train_settings s = settings(2, 32, 0.1f);
         CHECK(lsr_model_init(&m, "cleverhans-cnn", (lsr_shape){28, 28, 1}, 10, err) == 0, "%s", err);
-        CHECK(lsr_train(&m, &small, &s, NULL, NULL, err) == 0, "train: %s", err);
+        CHECK(lsr_train(&m, &small, &s, NULL, NULL, NULL, err) == 0, "train: %s", err);
         float *logits = malloc((size_t)small_test.n * 10 * sizeof(float));
         CHECK(lsr_predict(&m, &small_test, logits, 256, err) == 0, "%s", err);
         lsr_metrics mt;
@@ -89,7 +89,7 @@ int main(void) {
             lsr_train_settings s = settings(2, 64, 0.1f);
             lsr_model_init(&m, "cleverhans-cnn", (lsr_shape){28, 28, 1}, 10, err);
             trace[run] = calloc((size_t)steps, sizeof(float));
-            CHECK(lsr_train(&m, &tiny, &s, NULL, trace[run], err) == 0, "%s", err);
+            CHECK(lsr_train(&m, &tiny, &s, NULL, NULL, trace[run], err) == 0, "%s", err);
             lsr_model_free(&m);
         }
         CHECK(memcmp(trace[0], trace[1], (size_t)steps * sizeof(float)) == 0,
@@ -115,7 +115,7 @@ int main(void) {
         s.loss.prior = prior;
         s.init = LSR_INIT_HE;
         lsr_model_init(&m, "mlp", (lsr_shape){28, 28, 1}, 10, err);
-        CHECK(lsr_train(&m, &small, &s, NULL, NULL, err) == 0, "%s", err);
+        CHECK(lsr_train(&m, &small, &s, NULL, NULL, NULL, err) == 0, "%s", err);
         float *logits = malloc((size_t)small_test.n * 10 * sizeof(float));
         lsr_predict(&m, &small_test, logits, 500, err);
         lsr_metrics mt;

@@ -9,6 +9,8 @@
 
 #include "../data/dataset.h"
 #include "../modelfile/modelfile.h"
+#include <cjson/cJSON.h>
+#include <signal.h>
 #include "../train/train.h"
 #include "cli.h"
 #include "train_job.h"
@@ -37,14 +39,21 @@ static void train_usage(FILE *f) {
         "                          examples made against the current model at every step\n"
         "  --out FILE              the model file (safetensors), written atomically\n"
         "  --metrics FILE          one JSON line per epoch\n"
-        "  --quiet                 no progress display\n");
+        "  --quiet                 no progress display\n"
+        "  --checkpoint FILE       keep the whole training state in FILE (atomically), every\n"
+        "  --checkpoint-every N    N steps (default 200) and when interrupted (SIGINT, SIGTERM)\n"
+        "  --resume FILE           go on from a checkpoint with the run's own settings (only\n"
+        "                          --threads and --quiet may be given with it)\n"
+        "  --on-nonfinite stop|skip  a NaN or infinite loss or gradient stops the run (default)\n"
+        "                          or skips the batch\n");
 }
 
 enum {
     OPT_DATA = 256, OPT_MODEL, OPT_EPOCHS, OPT_BATCH, OPT_SEED, OPT_THREADS, OPT_OPTIMIZER, OPT_LR,
     OPT_MOMENTUM, OPT_NESTEROV, OPT_WD, OPT_INIT, OPT_SCHEDULE, OPT_STEP_SIZE, OPT_GAMMA,
     OPT_WARMUP, OPT_SMOOTHING, OPT_CONVENTION, OPT_PRIOR, OPT_ZLOSS, OPT_LIMIT, OPT_VAL, OPT_OUT,
-    OPT_METRICS, OPT_QUIET, OPT_IMBALANCE, OPT_ADV, OPT_ADV_EPS, OPT_ADV_WEIGHT, OPT_HELP
+    OPT_METRICS, OPT_QUIET, OPT_IMBALANCE, OPT_ADV, OPT_ADV_EPS, OPT_ADV_WEIGHT, OPT_CHECKPOINT,
+    OPT_CHECKPOINT_EVERY, OPT_RESUME, OPT_NONFINITE, OPT_HELP
 };
 
 
@@ -109,6 +118,14 @@ static int epoch_done(void *ctx, const lsr_train_progress *p) {
     return 0;
 }
 
+static int save_checkpoint(void *ctx, const lsr_model *m, const lsr_train_state *st) {
+    train_job *j = ctx;
+    j->stopped_epoch = st->epoch;
+    j->stopped_step = st->step;
+    if (!j->checkpoint_path) return 0;
+    return lsr_checkpoint_save(j->checkpoint_path, m, st, j->command_json, j->err);
+}
+
 /* --smoothing-prior FILE: K non-negative numbers. */
 static int read_prior(const char *path, int k, float *prior, char *err) {
     FILE *f = fopen(path, "r");
@@ -156,6 +173,9 @@ int train_job_parse(train_job *j, int argc, char **argv) {
         {"quiet", no_argument, 0, OPT_QUIET}, {"imbalance", required_argument, 0, OPT_IMBALANCE},
         {"adv", required_argument, 0, OPT_ADV}, {"adv-eps", required_argument, 0, OPT_ADV_EPS},
         {"adv-weight", required_argument, 0, OPT_ADV_WEIGHT},
+        {"checkpoint", required_argument, 0, OPT_CHECKPOINT},
+        {"checkpoint-every", required_argument, 0, OPT_CHECKPOINT_EVERY},
+        {"resume", required_argument, 0, OPT_RESUME}, {"on-nonfinite", required_argument, 0, OPT_NONFINITE},
         {"help", no_argument, 0, OPT_HELP}, {0, 0, 0, 0}};
     lsr_train_settings *s = &j->s;
     long long v;
@@ -164,9 +184,9 @@ int train_job_parse(train_job *j, int argc, char **argv) {
     optind = 1;
     int c;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        const char *flag = c >= OPT_DATA && c <= OPT_HELP ? opts[c - OPT_DATA].name : NULL;
-        char name[64];
-        if (flag) snprintf(name, sizeof name, "--%s", flag);
+        char name[64] = "";
+        for (const struct option *o = opts; o->name; o++)
+            if (o->val == c) snprintf(name, sizeof name, "--%s", o->name);
         switch (c) {
         case OPT_DATA: j->data_dir = optarg; break;
         case OPT_MODEL: j->model_name = optarg; break;
@@ -200,12 +220,26 @@ int train_job_parse(train_job *j, int argc, char **argv) {
             break;
         case OPT_ADV_EPS: if (cli_float(name, optarg, 0, 1, &d, j->err)) return -1; s->adv_eps = (float)d; break;
         case OPT_ADV_WEIGHT: if (cli_float(name, optarg, 0, 1, &d, j->err)) return -1; s->adv_weight = (float)d; break;
+        case OPT_CHECKPOINT: j->checkpoint_path = optarg; break;
+        case OPT_CHECKPOINT_EVERY: if (cli_int(name, optarg, 1, INT64_MAX, &v, j->err)) return -1; s->checkpoint_every = v; break;
+        case OPT_RESUME: j->resume_path = optarg; break;
+        case OPT_NONFINITE:
+            if (!strcmp(optarg, "stop")) s->skip_nonfinite = 0;
+            else if (!strcmp(optarg, "skip")) s->skip_nonfinite = 1;
+            else return lsr_fail(j->err, "--on-nonfinite: '%s' is not stop or skip", optarg);
+            break;
         case OPT_HELP: train_usage(stdout); exit(0);
         case ':': return lsr_fail(j->err, "%s: needs a value", argv[optind - 1]);
         default: return lsr_fail(j->err, "unknown flag '%s' (lsr train --help)", argv[optind - 1]);
         }
     }
     if (optind < argc) return lsr_fail(j->err, "unexpected argument '%s'", argv[optind]);
+    if (j->checkpoint_path) {
+        if (!s->checkpoint_every) s->checkpoint_every = 200;
+        if (lsr_check_writable(j->checkpoint_path, "--checkpoint", j->err)) return -1;
+    } else if (s->checkpoint_every) {
+        return lsr_fail(j->err, "--checkpoint-every needs --checkpoint FILE");
+    }
     if (j->adv) {
         if (s->adv_eps == 0) s->adv_eps = 0.3f;
         if (s->adv_weight == 0) s->adv_weight = 0.5f;
@@ -288,12 +322,27 @@ int train_job_run(train_job *j, const lsr_dataset *all, int classes, lsr_model *
     j->model = model;
     j->val_set = val_set;
     j->training_samples = train_set.n;
-    lsr_train_callbacks cb = {j, draw_progress, epoch_done};
+    lsr_train_state resume_state, *resume = NULL;
+    if (j->s.optimizer.schedule == LSR_SCHEDULE_COSINE && j->s.optimizer.total_steps == 0)
+        j->s.optimizer.total_steps = (train_set.n + j->s.batch - 1) / j->s.batch * j->s.epochs;
+    if (j->resume_path) {
+        char *command = NULL;
+        lsr_model_free(model);
+        if (lsr_checkpoint_load(j->resume_path, model, &resume_state, &j->s.optimizer, train_set.n,
+                                &command, j->err))
+            goto out;
+        free(command);
+        resume = &resume_state;
+        if (!j->quiet)
+            fprintf(stderr, "%sresuming at epoch %d, step %lld\n", j->prefix, resume_state.epoch,
+                    (long long)resume_state.step);
+    }
+    lsr_train_callbacks cb = {j, draw_progress, epoch_done, save_checkpoint, j->stop};
     const double t0 = lsr_now();
-    if (lsr_train(model, &train_set, &j->s, &cb, NULL, j->err)) goto out;
-    if (j->err[0]) goto out; /* a metrics write failed */
+    const int r = lsr_train(model, &train_set, &j->s, &cb, resume, NULL, j->err);
+    if (r < 0 || j->err[0]) goto out; /* j->err: a metrics write failed */
     j->train_seconds = lsr_now() - t0;
-    status = 0;
+    status = r; /* 1: stopped on request */
 out:
     j->s.loss.prior = NULL;
     free(prior);
@@ -326,17 +375,122 @@ int train_job_save(const train_job *j, const lsr_model *model, const char *path,
     lsr_metadata_set(&md, "adv_eps", "%g", (double)j->s.adv_eps);
     lsr_metadata_set(&md, "adv_weight", "%g", (double)j->s.adv_weight);
     lsr_metadata_set(&md, "data", "%s", j->data_dir);
-    lsr_metadata_set(&md, "training_seconds", "%.1f", j->train_seconds);
     if (temperature > 0) lsr_metadata_set(&md, "temperature", "%.6f", temperature);
     return lsr_model_save(model, &md, path, err);
+}
+
+static volatile int stop_signal;
+static void on_signal(int sig) { stop_signal = sig; }
+
+/* The flags of the run as a JSON array, without those a resume may change. */
+static char *command_json(int argc, char **argv) {
+    cJSON *a = cJSON_CreateArray();
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--threads") && i + 1 < argc) {
+            i++;
+            continue;
+        }
+        if (!strcmp(argv[i], "--quiet")) continue;
+        cJSON_AddItemToArray(a, cJSON_CreateString(argv[i]));
+    }
+    char *s = cJSON_PrintUnformatted(a);
+    cJSON_Delete(a);
+    return s;
+}
+
+/* lsr train --resume FILE [--threads T] [--quiet]: the stored flags, plus those. */
+static int resume_flags(train_job *j, int argc, char **argv) {
+    const char *path = j->resume_path;
+    long long threads = j->threads;
+    int quiet = j->quiet;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--resume") || !strcmp(argv[i], "--threads")) {
+            i++;
+            continue;
+        }
+        if (strcmp(argv[i], "--quiet") != 0)
+            return lsr_fail(j->err, "--resume takes the settings stored in %s; '%s' cannot be "
+                                    "given with it (only --threads and --quiet)", path, argv[i]);
+    }
+    lsr_model m;
+    lsr_train_state st;
+    char *command = NULL;
+    if (lsr_checkpoint_load(path, &m, &st, NULL, -1, &command, j->err)) return -1;
+    lsr_model_free(&m);
+    cJSON *a = cJSON_Parse(command);
+    free(command);
+    const int n = cJSON_IsArray(a) ? cJSON_GetArraySize(a) : -1;
+    char **args = n >= 0 ? calloc((size_t)n + 2, sizeof *args) : NULL;
+    if (!args) {
+        cJSON_Delete(a);
+        return lsr_fail(j->err, "--resume %s: the stored command line is malformed", path);
+    }
+    args[0] = "train";
+    int ok = 1;
+    for (int i = 0; i < n; i++) {
+        const cJSON *v = cJSON_GetArrayItem(a, i);
+        if (!cJSON_IsString(v)) ok = 0;
+        else args[i + 1] = v->valuestring;
+    }
+    train_job_defaults(j);
+    int r = ok ? train_job_parse(j, n + 1, args) : lsr_fail(j->err, "--resume %s: malformed command", path);
+    free(args);
+    if (r) {
+        cJSON_Delete(a);
+        return -1;
+    }
+    j->command_json = cJSON_PrintUnformatted(a);
+    j->resume_command = a; /* j's strings point into it */
+    j->resume_path = path;
+    j->threads = threads;
+    j->quiet = quiet;
+    return 0;
+}
+
+/* On resume, the metrics file keeps the lines of the epochs before the
+ * checkpoint's. */
+static void reload_metrics(train_job *j, int before_epoch) {
+    FILE *f = j->metrics_path ? fopen(j->metrics_path, "r") : NULL;
+    if (!f) return;
+    char line[1024];
+    while (fgets(line, sizeof line, f)) {
+        int epoch;
+        if (sscanf(line, "{\"epoch\": %d", &epoch) != 1 || epoch >= before_epoch) continue;
+        const size_t len = strlen(line);
+        char *grown = realloc(j->metrics_text, j->metrics_len + len + 1);
+        if (!grown) break;
+        j->metrics_text = grown;
+        memcpy(j->metrics_text + j->metrics_len, line, len + 1);
+        j->metrics_len += len;
+    }
+    fclose(f);
 }
 
 int lsr_cmd_train(int argc, char **argv) {
     train_job j;
     train_job_defaults(&j);
     if (train_job_parse(&j, argc, argv)) return cli_error("train", j.err);
+    if (j.resume_path) {
+        if (resume_flags(&j, argc, argv)) return cli_error("train", j.err);
+        /* the checkpoint's epoch, for the metrics file (the state is read later) */
+        lsr_safetensors f;
+        if (lsr_safetensors_open(&f, j.resume_path, "lsr-checkpoint-1", j.err) == 0) {
+            const char *e = lsr_metadata_get(&f.md, "epoch");
+            reload_metrics(&j, e ? atoi(e) : 1);
+            lsr_safetensors_close(&f);
+        }
+    } else {
+        j.command_json = command_json(argc, argv);
+    }
     if (j.out && lsr_check_writable(j.out, "--out", j.err)) return cli_error("train", j.err);
     cli_set_threads((int)j.threads);
+    stop_signal = 0;
+    j.stop = &stop_signal;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
 
     lsr_dataset all, test, val_set = {0};
     if (lsr_data_load_dir(&all, &test, j.data_dir, j.err)) return cli_error("train", j.err);
@@ -344,7 +498,28 @@ int lsr_cmd_train(int argc, char **argv) {
     float *logits = NULL;
     lsr_model model = {0};
     const int classes = all.classes > test.classes ? all.classes : test.classes;
-    if (train_job_run(&j, &all, classes, &model, &val_set)) goto out;
+    const int trained = train_job_run(&j, &all, classes, &model, &val_set);
+    if (trained < 0) goto out;
+    if (trained == 1) { /* stopped by a signal after a checkpoint */
+        if (j.checkpoint_path)
+            fprintf(stderr, "lsr train: %s: stopped at epoch %d, step %lld; the checkpoint %s holds "
+                            "the run: resume with 'lsr train --resume %s'\n",
+                    strsignal(stop_signal), j.stopped_epoch, j.stopped_step, j.checkpoint_path,
+                    j.checkpoint_path);
+        else
+            fprintf(stderr, "lsr train: %s: stopped at epoch %d, step %lld; no --checkpoint was "
+                            "given, so the run cannot be resumed\n",
+                    strsignal(stop_signal), j.stopped_epoch, j.stopped_step);
+        status = 128 + stop_signal;
+        free(j.metrics_text);
+        free(j.command_json);
+        cJSON_Delete(j.resume_command);
+        lsr_model_free(&model);
+        lsr_dataset_free(&all);
+        lsr_dataset_free(&test);
+        lsr_dataset_free(&val_set);
+        return status;
+    }
     if (j.out) {
         if (train_job_save(&j, &model, j.out, 0.0, j.err)) goto out;
         if (!j.quiet) fprintf(stderr, "model written to %s\n", j.out);
@@ -362,6 +537,8 @@ out:
     if (status) cli_error("train", j.err);
     free(logits);
     free(j.metrics_text);
+    free(j.command_json);
+    cJSON_Delete(j.resume_command);
     lsr_model_free(&model);
     lsr_dataset_free(&all);
     lsr_dataset_free(&test);

@@ -20,6 +20,12 @@ typedef struct train_job {
     lsr_model *model;
     const lsr_dataset *val_set;
     const char *prefix;          /* before progress lines, e.g. the sweep's run */
+    const char *checkpoint_path, *resume_path;
+    char *command_json;          /* the run's flags, stored in checkpoints */
+    void *resume_command;        /* on resume: the parsed stored flags (cJSON), owned */
+    volatile int *stop;          /* set by SIGINT / SIGTERM */
+    int stopped_epoch;
+    long long stopped_step;
     int64_t training_samples;
     double train_seconds;
     char err[LSR_ERR_LEN];

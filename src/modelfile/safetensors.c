@@ -62,67 +62,74 @@ static void layer_name(char *buf, size_t size, int i, const char *what) {
     snprintf(buf, size, "layers.%d.%s", i, what);
 }
 
-int lsr_model_save(const lsr_model *m, lsr_metadata *md, const char *path, char *err) {
-    lsr_metadata_set(md, "format", LSR_FORMAT_NAME);
-    lsr_metadata_set(md, "architecture", "%s", m->spec);
-    lsr_metadata_set(md, "classes", "%d", m->classes);
-    lsr_metadata_set(md, "input_shape", "%d,%d,%d", m->input.h, m->input.w, m->input.c);
-
+int lsr_safetensors_write(const char *path, const lsr_metadata *md, const lsr_tensor *t, int n,
+                          char *err) {
     cJSON *root = cJSON_CreateObject();
     cJSON *meta = cJSON_AddObjectToObject(root, "__metadata__");
     for (int i = 0; i < md->n; i++) cJSON_AddStringToObject(meta, md->key[i], md->value[i]);
     size_t offset = 0;
-    for (int i = 0; i < m->n_layers; i++) {
-        const lsr_layer *l = &m->layers[i];
-        if (!l->weight_count) continue;
-        for (int part = 0; part < 2; part++) {
-            int64_t shape[4] = {(int64_t)l->bias_count};
-            int dims = part == 0 ? torch_weight_shape(l, shape) : 1;
-            const size_t bytes = (part == 0 ? l->weight_count : l->bias_count) * sizeof(float);
-            char name[64];
-            layer_name(name, sizeof name, i, part == 0 ? "weight" : "bias");
-            cJSON *t = cJSON_AddObjectToObject(root, name);
-            cJSON_AddStringToObject(t, "dtype", "F32");
-            cJSON *sh = cJSON_AddArrayToObject(t, "shape");
-            for (int d = 0; d < dims; d++) cJSON_AddItemToArray(sh, cJSON_CreateNumber((double)shape[d]));
-            cJSON *off = cJSON_AddArrayToObject(t, "data_offsets");
-            cJSON_AddItemToArray(off, cJSON_CreateNumber((double)offset));
-            cJSON_AddItemToArray(off, cJSON_CreateNumber((double)(offset + bytes)));
-            offset += bytes;
-        }
+    for (int i = 0; i < n; i++) {
+        cJSON *e = cJSON_AddObjectToObject(root, t[i].name);
+        cJSON_AddStringToObject(e, "dtype", t[i].dtype);
+        cJSON *sh = cJSON_AddArrayToObject(e, "shape");
+        for (int d = 0; d < t[i].dims; d++) cJSON_AddItemToArray(sh, cJSON_CreateNumber((double)t[i].shape[d]));
+        cJSON *off = cJSON_AddArrayToObject(e, "data_offsets");
+        cJSON_AddItemToArray(off, cJSON_CreateNumber((double)offset));
+        cJSON_AddItemToArray(off, cJSON_CreateNumber((double)(offset + t[i].bytes)));
+        offset += t[i].bytes;
     }
     char *header = cJSON_PrintUnformatted(root);
     cJSON_Delete(root);
     if (!header) return lsr_fail(err, "%s: out of memory for the header", path);
-    size_t header_len = strlen(header);
-    size_t padded = (header_len + 7) / 8 * 8; /* data aligned to 8 bytes, padded with spaces */
-
+    const size_t header_len = strlen(header);
+    const size_t padded = (header_len + 7) / 8 * 8; /* data aligned to 8 bytes, padded with spaces */
     lsr_atomic_file af;
     if (lsr_atomic_open(&af, path, err)) {
         free(header);
         return -1;
     }
     unsigned char len_le[8];
-    for (int b = 0; b < 8; b++) len_le[b] = (unsigned char)((uint64_t)padded >> (8 * b));
+    for (int k = 0; k < 8; k++) len_le[k] = (unsigned char)((uint64_t)padded >> (8 * k));
     fwrite(len_le, 1, 8, af.f);
     fwrite(header, 1, header_len, af.f);
     for (size_t p = header_len; p < padded; p++) fputc(' ', af.f);
     free(header);
+    for (int i = 0; i < n; i++) fwrite(t[i].data, 1, t[i].bytes, af.f); /* little-endian hosts */
+    return lsr_atomic_commit(&af, err);
+}
+
+int lsr_model_save(const lsr_model *m, lsr_metadata *md, const char *path, char *err) {
+    lsr_metadata_set(md, "format", LSR_FORMAT_NAME);
+    lsr_metadata_set(md, "architecture", "%s", m->spec);
+    lsr_metadata_set(md, "classes", "%d", m->classes);
+    lsr_metadata_set(md, "input_shape", "%d,%d,%d", m->input.h, m->input.w, m->input.c);
+    lsr_tensor t[2 * LSR_MAX_LAYERS];
+    float *permuted[LSR_MAX_LAYERS] = {0};
+    char names[2 * LSR_MAX_LAYERS][32];
+    int n = 0, status = 0;
     for (int i = 0; i < m->n_layers; i++) {
         const lsr_layer *l = &m->layers[i];
         if (!l->weight_count) continue;
-        float *w = malloc(l->weight_count * sizeof(float));
-        if (!w) {
-            lsr_atomic_abort(&af);
-            return lsr_fail(err, "%s: out of memory", path);
+        permuted[i] = malloc(l->weight_count * sizeof(float));
+        if (!permuted[i]) {
+            status = lsr_fail(err, "%s: out of memory", path);
+            goto out;
         }
         for (size_t j = 0; j < l->weight_count; j++)
-            w[torch_index(l, j)] = m->params[l->weight_offset + j];
-        fwrite(w, sizeof(float), l->weight_count, af.f); /* little-endian hosts only */
-        free(w);
-        fwrite(m->params + l->bias_offset, sizeof(float), l->bias_count, af.f);
+            permuted[i][torch_index(l, j)] = m->params[l->weight_offset + j];
+        layer_name(names[n], sizeof names[n], i, "weight");
+        t[n] = (lsr_tensor){names[n], "F32", 0, {0}, permuted[i], l->weight_count * sizeof(float)};
+        t[n].dims = torch_weight_shape(l, t[n].shape);
+        n++;
+        layer_name(names[n], sizeof names[n], i, "bias");
+        t[n] = (lsr_tensor){names[n], "F32", 1, {(int64_t)l->bias_count}, m->params + l->bias_offset,
+                            l->bias_count * sizeof(float)};
+        n++;
     }
-    return lsr_atomic_commit(&af, err);
+    status = lsr_safetensors_write(path, md, t, n, err);
+out:
+    for (int i = 0; i < LSR_MAX_LAYERS; i++) free(permuted[i]);
+    return status;
 }
 
 static int read_file(const char *path, unsigned char **data, size_t *size, char *err) {
@@ -146,67 +153,29 @@ static int read_file(const char *path, unsigned char **data, size_t *size, char 
     return 0;
 }
 
-static int parse_shape(const char *s, lsr_shape *out) {
-    return sscanf(s, "%d,%d,%d", &out->h, &out->w, &out->c) == 3 && out->h > 0 && out->w > 0 &&
-           out->c > 0 && (int64_t)out->h * out->w * out->c <= (1 << 26);
+void lsr_safetensors_close(lsr_safetensors *f) {
+    cJSON_Delete((cJSON *)f->root);
+    free(f->file);
+    memset(f, 0, sizeof *f);
 }
 
-/* Checks one tensor's entry and copies its data into dst (count floats). */
-static int load_tensor(const cJSON *root, const char *name, const int64_t *shape, int dims,
-                       const unsigned char *data, size_t data_size, float *dst, size_t count,
-                       const char *path, size_t *used, char *err) {
-    const cJSON *t = cJSON_GetObjectItemCaseSensitive(root, name);
-    if (!cJSON_IsObject(t)) return lsr_fail(err, "%s: tensor %s is missing", path, name);
-    const cJSON *dtype = cJSON_GetObjectItemCaseSensitive(t, "dtype");
-    if (!cJSON_IsString(dtype) || strcmp(dtype->valuestring, "F32") != 0)
-        return lsr_fail(err, "%s: tensor %s is not F32", path, name);
-    const cJSON *sh = cJSON_GetObjectItemCaseSensitive(t, "shape");
-    if (!cJSON_IsArray(sh) || cJSON_GetArraySize(sh) != dims)
-        return lsr_fail(err, "%s: tensor %s should have %d dimensions", path, name, dims);
-    for (int d = 0; d < dims; d++) {
-        const cJSON *v = cJSON_GetArrayItem(sh, d);
-        if (!cJSON_IsNumber(v) || v->valuedouble != (double)shape[d])
-            return lsr_fail(err, "%s: tensor %s dimension %d should be %lld for the architecture",
-                            path, name, d, (long long)shape[d]);
-    }
-    const cJSON *off = cJSON_GetObjectItemCaseSensitive(t, "data_offsets");
-    const cJSON *b = cJSON_IsArray(off) && cJSON_GetArraySize(off) == 2 ? cJSON_GetArrayItem(off, 0) : NULL;
-    const cJSON *e = b ? cJSON_GetArrayItem(off, 1) : NULL;
-    if (!cJSON_IsNumber(b) || !cJSON_IsNumber(e) || b->valuedouble < 0 ||
-        e->valuedouble - b->valuedouble != (double)(count * sizeof(float)) ||
-        b->valuedouble != (double)(size_t)b->valuedouble)
-        return lsr_fail(err, "%s: tensor %s has bad data_offsets", path, name);
-    const size_t begin = (size_t)b->valuedouble, end = (size_t)e->valuedouble;
-    if (end > data_size)
-        return lsr_fail(err, "%s: truncated: tensor %s ends at byte %zu of a %zu-byte data section",
-                        path, name, end, data_size);
-    memcpy(dst, data + begin, count * sizeof(float));
-    for (size_t j = 0; j < count; j++)
-        if (!isfinite(dst[j])) return lsr_fail(err, "%s: tensor %s holds a NaN or infinity", path, name);
-    *used += count * sizeof(float);
-    return 0;
-}
-
-int lsr_model_load(lsr_model *m, lsr_metadata *md_out, const char *path, char *err) {
-    memset(m, 0, sizeof *m);
-    unsigned char *file = NULL;
-    size_t size = 0;
-    if (read_file(path, &file, &size, err)) return -1;
-    cJSON *root = NULL;
-    lsr_metadata md = {0};
-    float *tmp = NULL;
+int lsr_safetensors_open(lsr_safetensors *f, const char *path, const char *format, char *err) {
+    memset(f, 0, sizeof *f);
+    f->path = path;
+    if (read_file(path, &f->file, &f->size, err)) return -1;
     uint64_t header_len = 0;
-    if (size < 8) {
-        lsr_fail(err, "%s: truncated: %zu bytes, not a safetensors file", path, size);
+    if (f->size < 8) {
+        lsr_fail(err, "%s: truncated: %zu bytes, not a safetensors file", path, f->size);
         goto fail;
     }
-    for (int b = 0; b < 8; b++) header_len |= (uint64_t)file[b] << (8 * b);
-    if (header_len < 2 || header_len > HEADER_MAX || header_len > size - 8) {
+    for (int b = 0; b < 8; b++) header_len |= (uint64_t)f->file[b] << (8 * b);
+    if (header_len < 2 || header_len > HEADER_MAX || header_len > f->size - 8) {
         lsr_fail(err, "%s: header length %llu does not fit a %zu-byte file: truncated or not "
-                      "a safetensors file", path, (unsigned long long)header_len, size);
+                      "a safetensors file", path, (unsigned long long)header_len, f->size);
         goto fail;
     }
-    root = cJSON_ParseWithLength((const char *)file + 8, (size_t)header_len);
+    cJSON *root = cJSON_ParseWithLength((const char *)f->file + 8, (size_t)header_len);
+    f->root = root;
     if (!cJSON_IsObject(root)) {
         lsr_fail(err, "%s: the header is not a JSON object", path);
         goto fail;
@@ -217,33 +186,101 @@ int lsr_model_load(lsr_model *m, lsr_metadata *md_out, const char *path, char *e
         goto fail;
     }
     for (const cJSON *it = meta->child; it; it = it->next)
-        if (cJSON_IsString(it) && it->string) lsr_metadata_set(&md, it->string, "%s", it->valuestring);
-    const char *format = lsr_metadata_get(&md, "format"), *arch = lsr_metadata_get(&md, "architecture");
-    const char *classes = lsr_metadata_get(&md, "classes"), *shape = lsr_metadata_get(&md, "input_shape");
+        if (cJSON_IsString(it) && it->string) lsr_metadata_set(&f->md, it->string, "%s", it->valuestring);
+    const char *found = lsr_metadata_get(&f->md, "format");
+    if (!found || strcmp(found, format) != 0) {
+        lsr_fail(err, "%s: metadata format is '%s', expected '%s'", path, found ? found : "", format);
+        goto fail;
+    }
+    f->data = f->file + 8 + header_len;
+    f->data_size = f->size - 8 - (size_t)header_len;
+    return 0;
+fail:
+    lsr_safetensors_close(f);
+    return -1;
+}
+
+int lsr_safetensors_get(lsr_safetensors *f, const char *name, const char *dtype,
+                        const int64_t *shape, int dims, void *dst, char *err) {
+    const cJSON *t = cJSON_GetObjectItemCaseSensitive((const cJSON *)f->root, name);
+    const char *path = f->path;
+    if (!cJSON_IsObject(t)) return lsr_fail(err, "%s: tensor %s is missing", path, name);
+    const cJSON *dt = cJSON_GetObjectItemCaseSensitive(t, "dtype");
+    if (!cJSON_IsString(dt) || strcmp(dt->valuestring, dtype) != 0)
+        return lsr_fail(err, "%s: tensor %s is not %s", path, name, dtype);
+    const cJSON *sh = cJSON_GetObjectItemCaseSensitive(t, "shape");
+    if (!cJSON_IsArray(sh) || cJSON_GetArraySize(sh) != dims)
+        return lsr_fail(err, "%s: tensor %s should have %d dimensions", path, name, dims);
+    size_t count = 1;
+    for (int d = 0; d < dims; d++) {
+        const cJSON *v = cJSON_GetArrayItem(sh, d);
+        if (!cJSON_IsNumber(v) || v->valuedouble != (double)shape[d])
+            return lsr_fail(err, "%s: tensor %s dimension %d should be %lld", path, name, d,
+                            (long long)shape[d]);
+        count *= (size_t)shape[d];
+    }
+    const size_t elem = strcmp(dtype, "I64") == 0 ? 8 : 4, bytes = count * elem;
+    const cJSON *off = cJSON_GetObjectItemCaseSensitive(t, "data_offsets");
+    const cJSON *b = cJSON_IsArray(off) && cJSON_GetArraySize(off) == 2 ? cJSON_GetArrayItem(off, 0) : NULL;
+    const cJSON *e = b ? cJSON_GetArrayItem(off, 1) : NULL;
+    if (!cJSON_IsNumber(b) || !cJSON_IsNumber(e) || b->valuedouble < 0 ||
+        e->valuedouble - b->valuedouble != (double)bytes ||
+        b->valuedouble != (double)(size_t)b->valuedouble)
+        return lsr_fail(err, "%s: tensor %s has bad data_offsets", path, name);
+    const size_t begin = (size_t)b->valuedouble, end = (size_t)e->valuedouble;
+    if (end > f->data_size)
+        return lsr_fail(err, "%s: truncated: tensor %s ends at byte %zu of a %zu-byte data section",
+                        path, name, end, f->data_size);
+    memcpy(dst, f->data + begin, bytes);
+    if (elem == 4)
+        for (size_t j = 0; j < count; j++)
+            if (!isfinite(((float *)dst)[j]))
+                return lsr_fail(err, "%s: tensor %s holds a NaN or infinity", path, name);
+    f->tensors_read++;
+    f->bytes_read += bytes;
+    return 0;
+}
+
+int lsr_safetensors_check_complete(const lsr_safetensors *f, char *err) {
+    const int entries = cJSON_GetArraySize((const cJSON *)f->root) - 1; /* less __metadata__ */
+    if (entries != f->tensors_read)
+        return lsr_fail(err, "%s: %d tensors in the header, %d expected", f->path, entries, f->tensors_read);
+    if (f->bytes_read != f->data_size)
+        return lsr_fail(err, "%s: the data section has %zu bytes, the tensors %zu", f->path,
+                        f->data_size, f->bytes_read);
+    return 0;
+}
+
+static int parse_shape(const char *s, lsr_shape *out) {
+    return sscanf(s, "%d,%d,%d", &out->h, &out->w, &out->c) == 3 && out->h > 0 && out->w > 0 &&
+           out->c > 0 && (int64_t)out->h * out->w * out->c <= (1 << 26);
+}
+
+int lsr_model_from_metadata(lsr_model *m, const lsr_metadata *md, const char *path, char *err) {
+    const char *arch = lsr_metadata_get(md, "architecture"), *classes = lsr_metadata_get(md, "classes");
+    const char *shape = lsr_metadata_get(md, "input_shape");
     lsr_shape input;
-    if (!format || strcmp(format, LSR_FORMAT_NAME) != 0) {
-        lsr_fail(err, "%s: metadata format is '%s', expected '%s'", path, format ? format : "", LSR_FORMAT_NAME);
-        goto fail;
-    }
-    if (!arch || !classes || !shape || atoi(classes) < 1 || !parse_shape(shape, &input)) {
-        lsr_fail(err, "%s: metadata lacks a valid architecture, classes or input_shape", path);
-        goto fail;
-    }
+    if (!arch || !classes || !shape || atoi(classes) < 1 || !parse_shape(shape, &input))
+        return lsr_fail(err, "%s: metadata lacks a valid architecture, classes or input_shape", path);
     if (lsr_model_init(m, arch, input, atoi(classes), err)) {
         char inner[LSR_ERR_LEN];
         snprintf(inner, sizeof inner, "%s", err);
-        lsr_fail(err, "%s: %s", path, inner);
-        goto fail;
+        return lsr_fail(err, "%s: %.400s", path, inner);
     }
-    const unsigned char *data = file + 8 + header_len;
-    const size_t data_size = size - 8 - (size_t)header_len;
-    size_t used = 0;
-    int expected = 1; /* __metadata__ */
+    return 0;
+}
+
+int lsr_model_load(lsr_model *m, lsr_metadata *md_out, const char *path, char *err) {
+    memset(m, 0, sizeof *m);
+    lsr_safetensors f;
+    float *tmp = NULL;
+    if (lsr_safetensors_open(&f, path, LSR_FORMAT_NAME, err)) return -1;
+    if (lsr_model_from_metadata(m, &f.md, path, err)) goto fail;
     for (int i = 0; i < m->n_layers; i++) {
         const lsr_layer *l = &m->layers[i];
         if (!l->weight_count) continue;
         int64_t wshape[4], bshape[1] = {(int64_t)l->bias_count};
-        int dims = torch_weight_shape(l, wshape);
+        const int dims = torch_weight_shape(l, wshape);
         char name[64];
         free(tmp);
         tmp = malloc(l->weight_count * sizeof(float));
@@ -252,34 +289,20 @@ int lsr_model_load(lsr_model *m, lsr_metadata *md_out, const char *path, char *e
             goto fail;
         }
         layer_name(name, sizeof name, i, "weight");
-        if (load_tensor(root, name, wshape, dims, data, data_size, tmp, l->weight_count, path, &used, err))
-            goto fail;
+        if (lsr_safetensors_get(&f, name, "F32", wshape, dims, tmp, err)) goto fail;
         for (size_t j = 0; j < l->weight_count; j++)
             m->params[l->weight_offset + j] = tmp[torch_index(l, j)];
         layer_name(name, sizeof name, i, "bias");
-        if (load_tensor(root, name, bshape, 1, data, data_size, m->params + l->bias_offset,
-                        l->bias_count, path, &used, err))
-            goto fail;
-        expected += 2;
+        if (lsr_safetensors_get(&f, name, "F32", bshape, 1, m->params + l->bias_offset, err)) goto fail;
     }
-    if (cJSON_GetArraySize(root) != expected) {
-        lsr_fail(err, "%s: %d entries in the header, the architecture has %d", path,
-                 cJSON_GetArraySize(root), expected);
-        goto fail;
-    }
-    if (used != data_size) {
-        lsr_fail(err, "%s: the data section has %zu bytes, the tensors %zu", path, data_size, used);
-        goto fail;
-    }
+    if (lsr_safetensors_check_complete(&f, err)) goto fail;
     free(tmp);
-    cJSON_Delete(root);
-    free(file);
-    if (md_out) *md_out = md;
+    if (md_out) *md_out = f.md;
+    lsr_safetensors_close(&f);
     return 0;
 fail:
     free(tmp);
-    cJSON_Delete(root);
-    free(file);
+    lsr_safetensors_close(&f);
     lsr_model_free(m);
     return -1;
 }

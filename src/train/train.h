@@ -19,6 +19,8 @@ typedef struct lsr_train_settings {
      * the FGSM examples made against the current model at every step. */
     float adv_eps;                 /* 0: no adversarial training */
     float adv_weight;              /* w */
+    int skip_nonfinite;            /* a non-finite loss or gradient skips the batch (else stops) */
+    int64_t checkpoint_every;      /* steps between checkpoint callbacks; 0: none */
 } lsr_train_settings;
 
 /* What one step or one epoch did; means over the samples seen. */
@@ -30,16 +32,36 @@ typedef struct lsr_train_progress {
     double seconds;                /* since the epoch began */
 } lsr_train_progress;
 
+/* Everything a run needs to go on exactly where it stopped (with the
+ * model's parameters): what a checkpoint holds. */
+typedef struct lsr_train_state {
+    int epoch;                /* 1-based epoch in progress */
+    int64_t step;             /* steps of that epoch already taken */
+    int64_t n;                /* training samples */
+    int64_t *order;           /* (n) this epoch's sample order */
+    lsr_rng rng;              /* shuffling and dropout, as after the last step */
+    lsr_optimizer opt;        /* moments and step count */
+    int64_t skipped;          /* batches skipped as non-finite */
+} lsr_train_state;
+
 typedef struct lsr_train_callbacks {
     void *ctx;
     void (*step)(void *ctx, const lsr_train_progress *p);   /* after every step, may be NULL */
     int (*epoch)(void *ctx, const lsr_train_progress *p);   /* after every epoch; non-zero stops */
+    /* every checkpoint_every steps, at the end, and when stopping on request;
+     * non-zero stops the run with an error */
+    int (*checkpoint)(void *ctx, const lsr_model *m, const lsr_train_state *st);
+    volatile int *stop;       /* set (by a signal handler) to stop after the current step */
 } lsr_train_callbacks;
 
-/* Initialises m's parameters from settings->seed and trains it on data.
- * loss_trace, if not NULL, receives every step's loss (epochs * steps). */
+/* Trains m on data.  Without resume, initialises m's parameters from
+ * settings->seed first; with resume (taken over: its arrays are freed), goes
+ * on from that state with m's parameters as they are.  loss_trace, if not
+ * NULL, receives every step's loss at its global index.  Returns 1 (not an
+ * error) when stopped on request after a checkpoint. */
 int lsr_train(lsr_model *m, const lsr_dataset *data, const lsr_train_settings *s,
-              const lsr_train_callbacks *cb, float *loss_trace, char *err);
+              const lsr_train_callbacks *cb, lsr_train_state *resume, float *loss_trace, char *err);
+void lsr_train_state_free(lsr_train_state *st);
 
 /* logits (data->n, classes) of the model in evaluation mode. */
 int lsr_predict(lsr_model *m, const lsr_dataset *data, float *logits, int batch, char *err);
