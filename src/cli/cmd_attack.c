@@ -111,7 +111,7 @@ int lsr_cmd_attack(int argc, char **argv) {
     char err[LSR_ERR_LEN];
     opterr = 0;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
         switch (c) {
         case 'm': model_path = optarg; break;
         case 'd': data_dir = optarg; break;

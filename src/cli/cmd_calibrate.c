@@ -24,7 +24,7 @@ int lsr_cmd_calibrate(int argc, char **argv) {
     int c;
     opterr = 0;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
         switch (c) {
         case 'm': model_path = optarg; break;
         case 'd': data_dir = optarg; break;

@@ -23,7 +23,7 @@ int lsr_cmd_eval(int argc, char **argv) {
     opterr = 0;
     optind = 1;
     int c;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
         switch (c) {
         case 'm': model_path = optarg; break;
         case 'd': data_dir = optarg; break;

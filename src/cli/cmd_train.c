@@ -90,8 +90,11 @@ static int epoch_done(void *ctx, const lsr_train_progress *p) {
     }
     if (!j->quiet)
     {
-        char val[32] = "";
+        char val[96] = "";
         if (!isnan(val_acc)) snprintf(val, sizeof val, "  val acc %.4f", val_acc);
+        if (p->skipped)
+            snprintf(val + strlen(val), sizeof val - strlen(val), "  %lld batches skipped (non-finite)",
+                     (long long)p->skipped);
         fprintf(stderr, "%sepoch %d/%d: loss %.4f  H(q,p) %.4f  H(u,p) %.4f  train acc %.4f%s  %.1fs  %.0f samples/s\n",
                 j->prefix, p->epoch, j->s.epochs, p->loss, p->label_ce, p->prior_ce, p->accuracy, val,
                 p->seconds, p->samples / p->seconds);
@@ -183,7 +186,7 @@ int train_job_parse(train_job *j, int argc, char **argv) {
     opterr = 0;
     optind = 1;
     int c;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
         char name[64] = "";
         for (const struct option *o = opts; o->name; o++)
             if (o->val == c) snprintf(name, sizeof name, "--%s", o->name);
@@ -195,7 +198,7 @@ int train_job_parse(train_job *j, int argc, char **argv) {
         case OPT_SEED: if (cli_int(name, optarg, 0, INT64_MAX, &v, j->err)) return -1; s->seed = (uint64_t)v; break;
         case OPT_THREADS: if (cli_int(name, optarg, 0, 1024, &j->threads, j->err)) return -1; break;
         case OPT_OPTIMIZER: j->optimizer_name = optarg; break;
-        case OPT_LR: if (cli_float(name, optarg, 1e-12, 10, &d, j->err)) return -1; s->optimizer.lr = (float)d; break;
+        case OPT_LR: if (cli_float(name, optarg, 1e-12, 1e4, &d, j->err)) return -1; s->optimizer.lr = (float)d; break;
         case OPT_MOMENTUM: if (cli_float(name, optarg, 0, 0.9999, &d, j->err)) return -1; s->optimizer.momentum = (float)d; break;
         case OPT_NESTEROV: s->optimizer.nesterov = 1; break;
         case OPT_WD: if (cli_float(name, optarg, 0, 1, &d, j->err)) return -1; s->optimizer.weight_decay = (float)d; break;

@@ -3,7 +3,9 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <dirent.h>
 #include <libgen.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <math.h>
 #include <stdarg.h>
@@ -72,17 +74,45 @@ void lsr_rng_shuffle(lsr_rng *rng, int64_t *v, int64_t n) {
     }
 }
 
+
 static void directory_of(const char *path, char *dir, size_t size) {
     char copy[4096];
     snprintf(copy, sizeof copy, "%s", path);
     snprintf(dir, size, "%s", dirname(copy));
 }
 
+/* Removes path.tmp.PID.* files left by processes that no longer run (a
+ * kill -9 during a write leaves its temporary file behind). */
+static void remove_stale_temporaries(const char *path) {
+    char dir[4096], copy[4096];
+    directory_of(path, dir, sizeof dir);
+    snprintf(copy, sizeof copy, "%s", path);
+    const char *base = basename(copy);
+    char prefix[4200];
+    snprintf(prefix, sizeof prefix, "%s.tmp.", base);
+    const size_t plen = strlen(prefix);
+    DIR *d = opendir(dir);
+    if (!d) return;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (strncmp(e->d_name, prefix, plen) != 0) continue;
+        char *end;
+        const long pid = strtol(e->d_name + plen, &end, 10);
+        if (end == e->d_name + plen || *end != '.' || pid <= 0) continue;
+        if (kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue;
+        char stale[8400];
+        snprintf(stale, sizeof stale, "%s/%s", dir, e->d_name);
+        unlink(stale);
+    }
+    closedir(d);
+}
+
 int lsr_atomic_open(lsr_atomic_file *af, const char *path, char *err) {
     memset(af, 0, sizeof *af);
-    if (strlen(path) + 16 >= sizeof af->path) return lsr_fail(err, "%s: path too long", path);
+    if (strlen(path) + 32 >= sizeof af->path) return lsr_fail(err, "%s: path too long", path);
+    remove_stale_temporaries(path);
     snprintf(af->path, sizeof af->path, "%s", path);
-    snprintf(af->tmp_path, sizeof af->tmp_path, "%s.tmp.XXXXXX", path);
+    snprintf(af->tmp_path, sizeof af->tmp_path, "%s.tmp.%ld.XXXXXX", path, (long)getpid());
     int fd = mkstemp(af->tmp_path);
     if (fd < 0) return lsr_fail(err, "%s: cannot create: %s", path, strerror(errno));
     const mode_t mask = umask(0); /* mkstemp makes 0600; give the file the usual mode */

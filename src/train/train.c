@@ -84,7 +84,7 @@ int lsr_train(lsr_model *m, const lsr_dataset *data, const lsr_train_settings *s
      * in st.order.  The next epoch's order is drawn as soon as an epoch ends,
      * so a checkpoint taken at any step boundary resumes exactly. */
     while (st.epoch <= s->epochs && !status) {
-        lsr_train_progress p = {st.epoch, 0, steps, 0, 0, 0, 0, 0, 0};
+        lsr_train_progress p = {st.epoch, 0, steps, 0, 0, 0, 0, 0, 0, st.skipped};
         double loss_sum = 0, label_sum = 0, prior_sum = 0, hits = 0;
         const double t0 = lsr_now();
         int epoch_end = 0;
@@ -132,7 +132,7 @@ int lsr_train(lsr_model *m, const lsr_dataset *data, const lsr_train_settings *s
                 goto fail;
             }
             if (nonfinite) {
-                st.skipped++;
+                p.skipped = ++st.skipped;
                 loss = NAN;
             } else {
                 lsr_optimizer_step(&st.opt, m->params, m->grads);

@@ -30,6 +30,7 @@ typedef struct lsr_train_progress {
     int64_t samples;
     double loss, label_ce, prior_ce, accuracy;
     double seconds;                /* since the epoch began */
+    int64_t skipped;               /* batches skipped as non-finite, in the whole run */
 } lsr_train_progress;
 
 /* Everything a run needs to go on exactly where it stopped (with the

@@ -1,0 +1,151 @@
+#!/bin/bash
+# The lsr command end to end on tiny generated data: bad input gives one
+# line naming the flag or file and leaves no output behind; kill -9 at a
+# random step and SIGTERM never lose the run (resume ends byte-identical to
+# an uninterrupted run); a write limit (full disk) leaves the old files
+# intact; a diverging run stops naming its epoch and step.
+#   test_cli.sh path/to/lsr
+set -u
+LSR=$(realpath "$1")
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+cd "$work"
+passed=0
+failed=0
+ok() { passed=$((passed + 1)); }
+bad() { failed=$((failed + 1)); echo "FAILED: $*" >&2; }
+
+# ---- tiny data: 8x8 images, 3 classes, class c around grey 80c ----
+mkdata() { # dir n_train n_test
+    mkdir -p "$1"
+    for split in train:$2 t10k:$3; do
+        name=${split%%:*}
+        n=${split##*:}
+        {
+            printf '\x00\x00\x08\x03'
+            printf "\\x$(printf %02x $((n >> 24 & 255)))\\x$(printf %02x $((n >> 16 & 255)))\\x$(printf %02x $((n >> 8 & 255)))\\x$(printf %02x $((n & 255)))"
+            printf '\x00\x00\x00\x08\x00\x00\x00\x08'
+            for ((i = 0; i < n; i++)); do
+                c=$((i % 3))
+                head -c 64 /dev/zero | tr '\0' "\\$(printf %03o $((40 + 80 * c)))"
+            done
+        } > "$1/$name-images-idx3-ubyte"
+        {
+            printf '\x00\x00\x08\x01'
+            printf "\\x$(printf %02x $((n >> 24 & 255)))\\x$(printf %02x $((n >> 16 & 255)))\\x$(printf %02x $((n >> 8 & 255)))\\x$(printf %02x $((n & 255)))"
+            for ((i = 0; i < n; i++)); do printf "\\x0$((i % 3))"; done
+        } > "$1/$name-labels-idx1-ubyte"
+    done
+}
+mkdata data 768 96
+MODEL="flatten,dense:32,relu,dense:3"
+TRAIN=(train --data data --model "$MODEL" --epochs 12 --batch 16 --seed 3 --quiet)
+
+# expect_error "what" needle command...: non-zero exit, one stderr line naming needle
+expect_error() {
+    local what=$1 needle=$2
+    shift 2
+    "$@" > out.txt 2> err.txt
+    local rc=$?
+    local lines
+    lines=$(wc -l < err.txt)
+    if [ $rc -ne 0 ] && [ "$lines" -eq 1 ] && grep -q -- "$needle" err.txt; then ok; else
+        bad "$what: rc $rc, stderr: $(cat err.txt)"; fi
+}
+
+# ---- bad input ----
+expect_error "unknown flag" "--frobnicate" "$LSR" train --frobnicate
+expect_error "unknown command" "frob" "$LSR" frob
+expect_error "eps > 1" "--smoothing" "$LSR" "${TRAIN[@]}" --smoothing 1.5
+expect_error "eps not a number" "--smoothing" "$LSR" "${TRAIN[@]}" --smoothing abc
+expect_error "missing data" "nowhere" "$LSR" train --data nowhere
+expect_error "bad spec" "model spec" "$LSR" train --data data --model "conv:3:9:1:valid,dense:3"
+expect_error "wrong class count" "3 classes" "$LSR" train --data data --model "flatten,dense:5"
+expect_error "unwritable out" "--out" "$LSR" "${TRAIN[@]}" --out /nonexistent/m.safetensors
+expect_error "missing value" "needs a value" "$LSR" train --epochs
+expect_error "bad prior file" "--smoothing-prior" "$LSR" "${TRAIN[@]}" --smoothing 0.1 --smoothing-prior /nonexistent
+printf '1 2\n' > prior.txt
+expect_error "short prior file" "exactly 3 numbers" "$LSR" "${TRAIN[@]}" --smoothing 0.1 --smoothing-prior prior.txt
+expect_error "eval without model" "--model" "$LSR" eval --data data
+printf 'garbage' > junk.safetensors
+expect_error "eval of a corrupt file" "junk.safetensors" "$LSR" eval --model junk.safetensors --data data
+expect_error "attack eps" "--eps" "$LSR" attack --model junk.safetensors --eps 2
+expect_error "sweep list" "--smoothing" "$LSR" sweep --out sw --smoothing 0,x
+mkdir -p mism && cp data/* mism/ && printf '\x00\x00\x08\x01\x00\x00\x00\x05' > mism/train-labels-idx1-ubyte
+expect_error "count mismatch" "768 images but" "$LSR" "${TRAIN[@]}"  --data mism
+rm -rf mism
+if ls ./*.tmp.* data/*.tmp.* > /dev/null 2>&1; then bad "temporary files left behind"; else ok; fi
+
+# ---- a full run, then eval, calibrate, attack ----
+"$LSR" "${TRAIN[@]}" --val 96 --out full.safetensors --checkpoint full.ckpt --checkpoint-every 5 \
+    --metrics full.jsonl > /dev/null 2> err.txt || bad "uninterrupted run: $(cat err.txt)"
+[ -s full.safetensors ] && [ "$(wc -l < full.jsonl)" -eq 12 ] && ok || bad "run outputs"
+"$LSR" calibrate --model full.safetensors > /dev/null 2> err.txt && ok || bad "calibrate: $(cat err.txt)"
+"$LSR" eval --model full.safetensors --data data --json > eval.json 2> err.txt &&
+    grep -q '"temperature"' eval.json && grep -q '"ece"' eval.json && ok || bad "eval: $(cat err.txt)"
+"$LSR" attack --model full.safetensors --data data --eps 0.3 --json --save . > attack.json 2> err.txt &&
+    grep -q '"adv_accuracy"' attack.json && [ -s grid.svg ] && [ -s t10k-images-idx3-ubyte ] && ok ||
+    bad "attack: $(cat err.txt)"
+# the reference run for the resume checks: the same settings, uncalibrated
+"$LSR" "${TRAIN[@]}" --val 96 --out reference.safetensors > /dev/null 2>&1
+
+# ---- kill -9 at a random moment, then resume until done ----
+for trial in 1 2 3; do
+    rm -f k.safetensors k.ckpt
+    "$LSR" "${TRAIN[@]}" --val 96 --out k.safetensors --checkpoint k.ckpt --checkpoint-every 3 > /dev/null 2>&1 &
+    pid=$!
+    sleep "0.$((RANDOM % 4))$((RANDOM % 10))"
+    kill -9 $pid 2> /dev/null
+    wait $pid 2> /dev/null
+    for attempt in 1 2 3; do
+        [ -s k.safetensors ] && break
+        if [ -s k.ckpt ]; then "$LSR" train --resume k.ckpt --quiet > /dev/null 2> err.txt
+        else "$LSR" "${TRAIN[@]}" --val 96 --out k.safetensors --checkpoint k.ckpt --checkpoint-every 3 > /dev/null 2> err.txt; fi
+    done
+    cmp -s k.safetensors reference.safetensors && ok || bad "kill -9 trial $trial: resumed model differs ($(cat err.txt))"
+done
+
+# ---- SIGTERM: checkpoint, message, exit 143; resume ends identical ----
+rm -f s.safetensors s.ckpt
+"$LSR" "${TRAIN[@]}" --epochs 400 --val 96 --out s.safetensors --checkpoint s.ckpt > /dev/null 2> sig.txt &
+pid=$!
+sleep 0.5
+kill -TERM $pid
+wait $pid
+rc=$?
+[ $rc -eq 143 ] && grep -q "resume with 'lsr train --resume s.ckpt'" sig.txt && [ ! -e s.safetensors ] && ok ||
+    bad "SIGTERM: rc $rc, $(cat sig.txt)"
+"$LSR" train --resume s.ckpt --quiet > /dev/null 2> err.txt && [ -s s.safetensors ] && ok ||
+    bad "resume after SIGTERM: $(cat err.txt)"
+"$LSR" "${TRAIN[@]}" --epochs 400 --val 96 --out s-reference.safetensors > /dev/null 2>&1
+cmp -s s.safetensors s-reference.safetensors && ok || bad "SIGTERM: resumed model differs"
+expect_error "resume with other flags" "cannot be given" "$LSR" train --resume s.ckpt --epochs 3
+
+# ---- a write limit (a full disk): one line, old files intact, no temporaries ----
+cp full.safetensors before.safetensors
+( trap '' XFSZ; ulimit -f 8; exec "$LSR" "${TRAIN[@]}" --out full.safetensors ) > /dev/null 2> err.txt
+rc=$?
+[ $rc -ne 0 ] && [ "$(wc -l < err.txt)" -eq 1 ] && grep -q "full.safetensors" err.txt && ok ||
+    bad "full disk: rc $rc, $(cat err.txt)"
+cmp -s full.safetensors before.safetensors && ok || bad "full disk: the old model file changed"
+if ls ./full.safetensors.tmp.* > /dev/null 2>&1; then bad "full disk: temporary files left"; else ok; fi
+# temporaries of killed writers are cleared by the next write of the same file
+if ls ./k.ckpt.tmp.* ./k.safetensors.tmp.* > /dev/null 2>&1; then bad "stale temporaries of killed runs"; else ok; fi
+
+# ---- divergence: stop naming the step, or skip ----
+# three linear layers and a huge step: the logits overflow within a few steps
+DIVERGE=(--lr 1000 --optimizer sgd --momentum 0 --model "flatten,dense:64,dense:64,dense:3")
+expect_error "diverging run" "epoch 1 step" "$LSR" "${TRAIN[@]}" "${DIVERGE[@]}" --out diverged.safetensors
+[ ! -e diverged.safetensors ] && ok || bad "a diverged run wrote a model"
+"$LSR" "${TRAIN[@]}" "${DIVERGE[@]}" --on-nonfinite skip > /dev/null 2> err.txt && ok || bad "skip: $(cat err.txt)"
+"$LSR" train --data data --model "flatten,dense:64,dense:64,dense:3" --epochs 2 --batch 16 --lr 1000 --optimizer sgd \
+    --momentum 0 --on-nonfinite skip 2>&1 > /dev/null | grep -q "skipped" && ok || bad "skips are not counted"
+
+# ---- a tiny sweep, resumed ----
+"$LSR" sweep --data data --model "$MODEL" --smoothing 0,0.1 --seeds 2 --epochs 2 --val 96 --out sw --quiet > /dev/null 2> err.txt &&
+    [ -s sw/results.csv ] && grep -q "<svg" sw/report.html && ok || bad "sweep: $(cat err.txt)"
+"$LSR" sweep --data data --model "$MODEL" --smoothing 0,0.1 --seeds 2 --epochs 2 --val 96 --out sw --quiet > /dev/null 2> err.txt &&
+    [ "$(grep -c 'done before' err.txt)" -eq 4 ] && ok || bad "sweep resume: $(cat err.txt)"
+
+echo "$passed passed, $failed failed"
+[ $failed -eq 0 ]
