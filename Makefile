@@ -4,7 +4,7 @@ BUILD ?= build
 CMAKE_FLAGS ?=
 JOBS ?= $(shell nproc)
 
-.PHONY: all deps build test demo bench-loss bench-train install clean
+.PHONY: all deps build test demo bench-loss bench-train fuzz install clean
 
 all: build
 
@@ -33,6 +33,14 @@ bench-loss: build
 bench-train: build
 	@scripts/install-deps.sh bench data
 	LSR=$(BUILD)/lsr bench/bench_train.sh
+
+# make fuzz SECONDS=N: every libFuzzer harness for N seconds (clang 14)
+SECONDS ?= 60
+fuzz: deps
+	@scripts/install-deps.sh fuzz
+	@CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DLSR_FUZZ=ON -DLSR_BUILD_TESTS=OFF >/dev/null
+	@cmake --build build-fuzz -j$(JOBS)
+	@scripts/fuzz.sh $(SECONDS)
 
 install: build
 	cmake --install $(BUILD) $(if $(PREFIX),--prefix $(PREFIX))

@@ -1,3 +1,4 @@
+#define _POSIX_C_SOURCE 200809L
 /* make bench-loss: the fused loss against a plain copy of the same bytes
  * (the memory-bandwidth limit) and against PyTorch, in one run.
  *

@@ -2,13 +2,17 @@
 # Installs the Debian packages lsr needs, only those missing.
 #   scripts/install-deps.sh          build and tests (Fashion-MNIST included)
 #   scripts/install-deps.sh bench    also PyTorch, for the benchmarks
+#   scripts/install-deps.sh fuzz     also clang and libFuzzer
+#   scripts/install-deps.sh valgrind also valgrind
 set -eu
 need="cmake make gcc pkg-config libopenblas-dev zlib1g-dev libcjson-dev dataset-fashion-mnist"
 for extra in "$@"; do
     case "$extra" in
     bench) need="$need python3 python3-torch python3-numpy" ;;
+    fuzz) need="$need clang libclang-rt-14-dev libomp-dev" ;;
+    valgrind) need="$need valgrind" ;;
     data) ;; # always installed: the tests train on it
-    *) echo "install-deps.sh: unknown set '$extra' (build, bench, data)" >&2; exit 2 ;;
+    *) echo "install-deps.sh: unknown set '$extra' (bench, data, fuzz, valgrind)" >&2; exit 2 ;;
     esac
 done
 missing=""

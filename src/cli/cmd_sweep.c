@@ -29,32 +29,6 @@ typedef struct run_result {
     double seconds;
 } run_result;
 
-/* "0,0.05,0.1" -> values in [0, 1], sorted, distinct */
-static int parse_eps_list(const char *s, double *out, int *n, char *err) {
-    *n = 0;
-    const char *p = s;
-    while (*p) {
-        char *end;
-        errno = 0;
-        double v = strtod(p, &end);
-        if (end == p || errno || !(v >= 0 && v <= 1) || (*end && *end != ','))
-            return lsr_fail(err, "--smoothing: '%s' is not a comma-separated list of numbers in [0, 1]", s);
-        if (*n == MAX_EPS) return lsr_fail(err, "--smoothing: more than %d values", MAX_EPS);
-        out[(*n)++] = v;
-        p = *end ? end + 1 : end;
-        if (*end == ',' && !*p) return lsr_fail(err, "--smoothing: '%s' ends with a comma", s);
-    }
-    if (*n == 0) return lsr_fail(err, "--smoothing: empty list");
-    for (int i = 1; i < *n; i++) /* insertion sort */
-        for (int k = i; k > 0 && out[k] < out[k - 1]; k--) {
-            double t = out[k];
-            out[k] = out[k - 1];
-            out[k - 1] = t;
-        }
-    for (int i = 1; i < *n; i++)
-        if (out[i] == out[i - 1]) return lsr_fail(err, "--smoothing: %g appears twice", out[i]);
-    return 0;
-}
 
 static void run_name(char *buf, size_t size, double eps, int seed) {
     snprintf(buf, size, "eps%g-seed%d", eps, seed);
@@ -427,7 +401,7 @@ int lsr_cmd_sweep(int argc, char **argv) {
     train_job j;
     train_job_defaults(&j);
     j.val = val;
-    if (parse_eps_list(eps_arg, eps, &ne, err) || (!out_dir && lsr_fail(err, "--out DIR is required"))) {
+    if (lsr_parse_number_list(eps_arg, "--smoothing", 0.0, 1.0, eps, MAX_EPS, &ne, err) || (!out_dir && lsr_fail(err, "--out DIR is required"))) {
         free(rest);
         return cli_error("sweep", err);
     }

@@ -129,34 +129,6 @@ static int save_checkpoint(void *ctx, const lsr_model *m, const lsr_train_state 
     return lsr_checkpoint_save(j->checkpoint_path, m, st, j->command_json, j->err);
 }
 
-/* --smoothing-prior FILE: K non-negative numbers. */
-static int read_prior(const char *path, int k, float *prior, char *err) {
-    FILE *f = fopen(path, "r");
-    if (!f) return lsr_fail(err, "--smoothing-prior %s: cannot open", path);
-    int n = 0;
-    double v;
-    char sep[2];
-    while (n < k + 1) {
-        int r = fscanf(f, "%lf", &v);
-        if (r != 1) break;
-        if (n < k) prior[n] = (float)v;
-        n++;
-        if (fscanf(f, "%1[,;]", sep) < 0) break;
-    }
-    int trailing = !feof(f) && fscanf(f, " %1s", sep) == 1;
-    fclose(f);
-    if (n != k || trailing)
-        return lsr_fail(err, "--smoothing-prior %s: expected exactly %d numbers (one per class)", path, k);
-    double sum = 0;
-    for (int i = 0; i < k; i++) {
-        if (!(prior[i] >= 0.0f) || !isfinite(prior[i]))
-            return lsr_fail(err, "--smoothing-prior %s: value %d is %g, must be >= 0", path, i + 1, prior[i]);
-        sum += prior[i];
-    }
-    if (!(sum > 0)) return lsr_fail(err, "--smoothing-prior %s: the values sum to 0", path);
-    for (int i = 0; i < k; i++) prior[i] = (float)(prior[i] / sum); /* normalise */
-    return 0;
-}
 
 int train_job_parse(train_job *j, int argc, char **argv) {
     static const struct option opts[] = {
@@ -308,7 +280,7 @@ int train_job_run(train_job *j, const lsr_dataset *all, int classes, lsr_model *
         if (!strcmp(j->prior_arg, "data")) {
             for (int k = 0; k < classes; k++) prior[k] = 0;
             for (int64_t i = 0; i < train_set.n; i++) prior[train_set.y[i]] += 1.0f / (float)train_set.n;
-        } else if (read_prior(j->prior_arg, classes, prior, j->err)) {
+        } else if (lsr_prior_read(j->prior_arg, classes, prior, j->err)) {
             goto out;
         }
         j->s.loss.prior = prior;

@@ -175,3 +175,30 @@ double lsr_now(void) {
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
+
+int lsr_parse_number_list(const char *s, const char *flag, double min, double max, double *out,
+                          int capacity, int *n, char *err) {
+    *n = 0;
+    const char *p = s;
+    while (*p) {
+        char *end;
+        errno = 0;
+        double v = strtod(p, &end);
+        if (end == p || errno || !(v >= min && v <= max) || (*end && *end != ','))
+            return lsr_fail(err, "%s: '%s' is not a comma-separated list of numbers in [%g, %g]", flag, s, min, max);
+        if (*n == capacity) return lsr_fail(err, "%s: more than %d values", flag, capacity);
+        out[(*n)++] = v;
+        p = *end ? end + 1 : end;
+        if (*end == ',' && !*p) return lsr_fail(err, "%s: '%s' ends with a comma", flag, s);
+    }
+    if (*n == 0) return lsr_fail(err, "%s: empty list", flag);
+    for (int i = 1; i < *n; i++) /* insertion sort */
+        for (int k = i; k > 0 && out[k] < out[k - 1]; k--) {
+            double t = out[k];
+            out[k] = out[k - 1];
+            out[k - 1] = t;
+        }
+    for (int i = 1; i < *n; i++)
+        if (out[i] == out[i - 1]) return lsr_fail(err, "%s: %g appears twice", flag, out[i]);
+    return 0;
+}

@@ -47,4 +47,9 @@ int lsr_check_writable(const char *path, const char *what, char *err);
 
 double lsr_now(void); /* monotonic seconds */
 
+/* "0,0.05,0.1": numbers in [min, max], at most capacity, returned sorted;
+ * duplicates and empty items are refused.  flag names the list in errors. */
+int lsr_parse_number_list(const char *s, const char *flag, double min, double max, double *out,
+                          int capacity, int *n, char *err);
+
 #endif

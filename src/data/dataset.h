@@ -45,6 +45,10 @@ int lsr_dataset_split(lsr_dataset *train, lsr_dataset *val, const lsr_dataset *a
 int lsr_dataset_imbalance(lsr_dataset *d, double ratio, uint64_t seed, char *err);
 void lsr_dataset_free(lsr_dataset *d);
 
+/* Reads exactly k non-negative numbers (white space, comma or semicolon
+ * separated) from path into prior, normalised to sum to 1. */
+int lsr_prior_read(const char *path, int k, float *prior, char *err);
+
 /* Where Debian's dataset-fashion-mnist installs the files. */
 #define LSR_FASHION_MNIST_DIR "/usr/share/datasets/fashion-mnist"
 

@@ -27,7 +27,6 @@ static inline vec v_mul(vec a, vec b) { return _mm512_mul_ps(a, b); }
 static inline vec v_max(vec a, vec b) { return _mm512_max_ps(a, b); }
 static inline vec v_fma(vec a, vec b, vec c) { return _mm512_fmadd_ps(a, b, c); }
 static inline vec v_fmsub(vec a, vec b, vec c) { return _mm512_fmsub_ps(a, b, c); }
-static inline int v_any_gt(vec a, vec b) { return _mm512_cmp_ps_mask(a, b, _CMP_GT_OQ) != 0; }
 static inline float v_reduce_max(vec x) { return _mm512_reduce_max_ps(x); }
 static inline double v_reduce_sum(vec x) { return (double)_mm512_reduce_add_ps(x); }
 static inline void v_stream(float *p, vec x) { _mm512_stream_ps(p, x); }

@@ -77,7 +77,7 @@ static lsr_status reference(const loss_call *c) {
         }
         double sum_exp = 0.0;
         for (int64_t j = 0; j < k; j++) sum_exp += exp((double)z[j] - zmax);
-        const double lse = zmax + log(sum_exp);
+        const double log_sum = log(sum_exp), lse = zmax + log_sum;
 
         double coef_sum = 0.0, ce = 0.0, row_label_ce = 0.0, row_prior_ce = 0.0;
         int64_t target_class = y;
@@ -85,7 +85,9 @@ static lsr_status reference(const loss_call *c) {
             const double target_j = soft ? (double)t[j] : (j == y ? 1.0 : 0.0);
             const double u = smoothing_u(opt, k, j, target_j);
             const double w = opt->class_weights ? opt->class_weights[j] : 1.0;
-            const double neg_log_p = lse - (double)z[j];
+            /* -log p_j = lse - z_j, taken as (zmax - z_j) + log_sum so that the
+             * small log_sum is not lost against large logits */
+            const double neg_log_p = (zmax - (double)z[j]) + log_sum;
             coef[j] = w * ((1.0 - eps) * target_j + eps * u);
             coef_sum += coef[j];
             ce += coef[j] * neg_log_p;
@@ -106,7 +108,7 @@ static lsr_status reference(const loss_call *c) {
 
         label_ce += row_label_ce;
         prior_ce += row_prior_ce;
-        max_prob += exp(zmax - lse);
+        max_prob += exp(-log_sum);
         lse_sum += lse;
     }
     free(coef);

@@ -1,3 +1,4 @@
+#define _POSIX_C_SOURCE 200809L
 /* The sequential model: spec parsing, shapes, parameter layout,
  * initialisation, and the forward and backward passes over the layers. */
 #include <math.h>

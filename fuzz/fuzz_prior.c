@@ -1,0 +1,12 @@
+/* Smoothing prior files. */
+#include "data/dataset.h"
+#include "fuzz_input.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+    if (size < 1) return 0;
+    const int k = 1 + data[0] % 16;
+    float prior[16];
+    char err[LSR_ERR_LEN];
+    lsr_prior_read(fuzz_file("prior.txt", data + 1, size - 1), k, prior, err);
+    return 0;
+}
