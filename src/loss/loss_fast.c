@@ -81,7 +81,9 @@ static int row_begin(row_state *r, const loss_call *c, const loss_plan *p, int64
     memset(r, 0, sizeof *r);
     r->z = c->logits + i * c->stride;
     r->g = c->grad ? c->grad + i * c->stride : NULL;
-    if (i + 1 < c->n) r->next_z = r->z + c->stride;
+    /* prefetch two rows ahead while two rows, their exps and the next fit in L2 */
+    const int64_t ahead = c->k <= 65536 ? 2 : 1;
+    if (i + ahead < c->n) r->next_z = r->z + ahead * c->stride;
     const int64_t k = c->k;
     if (!p->soft) {
         const int64_t y = c->labels[i];
