@@ -107,9 +107,10 @@ done
 
 # ---- SIGTERM: checkpoint, message, exit 143; resume ends identical ----
 rm -f s.safetensors s.ckpt
-"$LSR" "${TRAIN[@]}" --epochs 400 --val 96 --out s.safetensors --checkpoint s.ckpt > /dev/null 2> sig.txt &
+"$LSR" "${TRAIN[@]}" --epochs 2000 --val 96 --out s.safetensors --checkpoint s.ckpt --checkpoint-every 50 \
+    > /dev/null 2> sig.txt &
 pid=$!
-sleep 0.5
+for i in $(seq 400); do [ -e s.ckpt ] && break; sleep 0.02; done # the run is under way
 kill -TERM $pid
 wait $pid
 rc=$?
@@ -117,7 +118,7 @@ rc=$?
     bad "SIGTERM: rc $rc, $(cat sig.txt)"
 "$LSR" train --resume s.ckpt --quiet > /dev/null 2> err.txt && [ -s s.safetensors ] && ok ||
     bad "resume after SIGTERM: $(cat err.txt)"
-"$LSR" "${TRAIN[@]}" --epochs 400 --val 96 --out s-reference.safetensors > /dev/null 2>&1
+"$LSR" "${TRAIN[@]}" --epochs 2000 --val 96 --out s-reference.safetensors > /dev/null 2>&1
 cmp -s s.safetensors s-reference.safetensors && ok || bad "SIGTERM: resumed model differs"
 expect_error "resume with other flags" "cannot be given" "$LSR" train --resume s.ckpt --epochs 3
 
