@@ -6,7 +6,8 @@
 
 #include "net.h"
 
-// col (B * OH * OW, K * K * C) from in (B, H, W, C)
+// col (B * OH * OW, K * K * C) from in (B, H, W, C); each kernel row of a
+// patch is one contiguous stretch of K * C input values, clipped at the edges
 static void im2col(float *col, const float *in, const lsr_layer *l, int batch) {
     const int H = l->in.h, W = l->in.w, C = l->in.c, OH = l->out.h, OW = l->out.w;
     const int K = l->kernel, S = l->stride;
@@ -16,16 +17,18 @@ static void im2col(float *col, const float *in, const lsr_layer *l, int batch) {
     for (int64_t r = 0; r < rows; r++) {
         const int b = (int)(r / (OH * OW)), oy = (int)(r / OW % OH), ox = (int)(r % OW);
         float *dst = col + (size_t)r * row_len;
-        for (int ky = 0; ky < K; ky++) {
+        const int ix0 = ox * S - l->pad_left;
+        const int kx_lo = ix0 < 0 ? -ix0 : 0, kx_hi = ix0 + K > W ? W - ix0 : K;
+        for (int ky = 0; ky < K; ky++, dst += (size_t)K * C) {
             const int iy = oy * S - l->pad_top + ky;
-            for (int kx = 0; kx < K; kx++, dst += C) {
-                const int ix = ox * S - l->pad_left + kx;
-                if (iy < 0 || iy >= H || ix < 0 || ix >= W)
-                    memset(dst, 0, (size_t)C * sizeof(float));
-                else
-                    memcpy(dst, in + (((size_t)b * H + iy) * W + ix) * C,
-                           (size_t)C * sizeof(float));
+            if (iy < 0 || iy >= H || kx_lo >= kx_hi) {
+                memset(dst, 0, (size_t)K * C * sizeof(float));
+                continue;
             }
+            if (kx_lo > 0) memset(dst, 0, (size_t)kx_lo * C * sizeof(float));
+            memcpy(dst + (size_t)kx_lo * C, in + (((size_t)b * H + iy) * W + ix0 + kx_lo) * C,
+                   (size_t)(kx_hi - kx_lo) * C * sizeof(float));
+            if (kx_hi < K) memset(dst + (size_t)kx_hi * C, 0, (size_t)(K - kx_hi) * C * sizeof(float));
         }
     }
 }
