@@ -24,5 +24,8 @@ void cli_print_metrics(const lsr_metrics *mt, int json, const char *title);
 
 /* One-line error and the exit status for it. */
 int cli_error(const char *cmd, const char *msg);
+/* The error for what getopt_long returned for an unknown flag or a missing
+ * value (optstring ":"). */
+int cli_flag_error(const char *cmd, int c, char **argv);
 
 #endif

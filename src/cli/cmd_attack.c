@@ -133,8 +133,7 @@ int lsr_cmd_attack(int argc, char **argv) {
                    "  another model (the control for gradient masking).  --save writes the\n"
                    "  adversarial images as IDX files and grid.svg.\n");
             return 0;
-        case ':': snprintf(err, sizeof err, "%s: needs a value", argv[optind - 1]); return cli_error("attack", err);
-        default: snprintf(err, sizeof err, "unknown flag '%s' (lsr attack --help)", argv[optind - 1]); return cli_error("attack", err);
+        default: return cli_flag_error("attack", c, argv);
         }
     }
     if (optind < argc) {

@@ -35,8 +35,7 @@ int lsr_cmd_calibrate(int argc, char **argv) {
                    "  examples held out by 'lsr train --val N' and stores it in FILE; lsr eval then\n"
                    "  reports the metrics before and after.  DIR defaults to the training data.\n");
             return 0;
-        case ':': snprintf(err, sizeof err, "%s: needs a value", argv[optind - 1]); return cli_error("calibrate", err);
-        default: snprintf(err, sizeof err, "unknown flag '%s' (lsr calibrate --help)", argv[optind - 1]); return cli_error("calibrate", err);
+        default: return cli_flag_error("calibrate", c, argv);
         }
     }
     if (optind < argc) {

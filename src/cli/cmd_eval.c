@@ -37,12 +37,7 @@ int lsr_cmd_eval(int argc, char **argv) {
                    "  on the test split of DIR (default " LSR_FASHION_MNIST_DIR ")\n",
                    LSR_CALIBRATION_BINS);
             return 0;
-        case ':':
-            snprintf(err, sizeof err, "%s: needs a value", argv[optind - 1]);
-            return cli_error("eval", err);
-        default:
-            snprintf(err, sizeof err, "unknown flag '%s' (lsr eval --help)", argv[optind - 1]);
-            return cli_error("eval", err);
+        default: return cli_flag_error("eval", c, argv);
         }
     }
     if (optind < argc) {

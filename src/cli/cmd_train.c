@@ -485,15 +485,8 @@ int lsr_cmd_train(int argc, char **argv) {
             fprintf(stderr, "lsr train: %s: stopped at epoch %d, step %lld; no --checkpoint was "
                             "given, so the run cannot be resumed\n",
                     strsignal(stop_signal), j.stopped_epoch, j.stopped_step);
-        status = 128 + stop_signal;
-        free(j.metrics_text);
-        free(j.command_json);
-        cJSON_Delete(j.resume_command);
-        lsr_model_free(&model);
-        lsr_dataset_free(&all);
-        lsr_dataset_free(&test);
-        lsr_dataset_free(&val_set);
-        return status;
+        status = 128 + stop_signal; /* not an error message: the run is safe */
+        goto out;
     }
     if (j.out) {
         if (train_job_save(&j, &model, j.out, 0.0, j.err)) goto out;
@@ -509,7 +502,7 @@ int lsr_cmd_train(int argc, char **argv) {
     }
     status = 0;
 out:
-    if (status) cli_error("train", j.err);
+    if (status == 1) cli_error("train", j.err);
     free(logits);
     free(j.metrics_text);
     free(j.command_json);

@@ -1,6 +1,7 @@
 /* lsr: train and evaluate classifiers with label-smoothing regularization. */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <getopt.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +21,13 @@ char *openblas_get_corename(void);
 int cli_error(const char *cmd, const char *msg) {
     fprintf(stderr, "lsr %s: %s\n", cmd, msg);
     return 1;
+}
+
+int cli_flag_error(const char *cmd, int c, char **argv) {
+    char msg[512];
+    if (c == ':') snprintf(msg, sizeof msg, "%s: needs a value", argv[optind - 1]);
+    else snprintf(msg, sizeof msg, "unknown flag '%s' (lsr %s --help)", argv[optind - 1], cmd);
+    return cli_error(cmd, msg);
 }
 
 int cli_int(const char *flag, const char *s, long long min, long long max, long long *out, char *err) {
