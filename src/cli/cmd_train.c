@@ -444,9 +444,13 @@ static void reload_metrics(train_job *j, int before_epoch) {
 int lsr_cmd_train(int argc, char **argv) {
     train_job j;
     train_job_defaults(&j);
-    if (train_job_parse(&j, argc, argv)) return cli_error("train", j.err);
+    lsr_dataset all = {0}, test = {0}, val_set = {0};
+    lsr_model model = {0};
+    float *logits = NULL;
+    int status = 1;
+    if (train_job_parse(&j, argc, argv)) goto out;
     if (j.resume_path) {
-        if (resume_flags(&j, argc, argv)) return cli_error("train", j.err);
+        if (resume_flags(&j, argc, argv)) goto out;
         /* the checkpoint's epoch, for the metrics file (the state is read later) */
         lsr_safetensors f;
         if (lsr_safetensors_open(&f, j.resume_path, "lsr-checkpoint-1", j.err) == 0) {
@@ -457,7 +461,7 @@ int lsr_cmd_train(int argc, char **argv) {
     } else {
         j.command_json = command_json(argc, argv);
     }
-    if (j.out && lsr_check_writable(j.out, "--out", j.err)) return cli_error("train", j.err);
+    if (j.out && lsr_check_writable(j.out, "--out", j.err)) goto out;
     cli_set_threads((int)j.threads);
     stop_signal = 0;
     j.stop = &stop_signal;
@@ -467,11 +471,7 @@ int lsr_cmd_train(int argc, char **argv) {
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
 
-    lsr_dataset all, test, val_set = {0};
-    if (lsr_data_load_dir(&all, &test, j.data_dir, j.err)) return cli_error("train", j.err);
-    int status = 1;
-    float *logits = NULL;
-    lsr_model model = {0};
+    if (lsr_data_load_dir(&all, &test, j.data_dir, j.err)) goto out;
     const int classes = all.classes > test.classes ? all.classes : test.classes;
     const int trained = train_job_run(&j, &all, classes, &model, &val_set);
     if (trained < 0) goto out;

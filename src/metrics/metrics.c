@@ -37,8 +37,9 @@ void lsr_metrics_compute(lsr_metrics *out, const float *logits, const int64_t *l
         top5 += above < 5;
         nll += lse - z[y] * inv_t;
         conf_sum += conf;
-        int bin = (int)ceil(conf * LSR_CALIBRATION_BINS) - 1; /* bins (b/15, (b+1)/15] */
-        if (bin < 0) bin = 0;
+        /* bins (b/15, (b+1)/15]; a NaN confidence (non-finite logits) goes to bin 0 */
+        const double scaled = ceil(conf * LSR_CALIBRATION_BINS);
+        int bin = scaled >= 1.0 ? (int)fmin(scaled, LSR_CALIBRATION_BINS) - 1 : 0;
         if (bin >= LSR_CALIBRATION_BINS) bin = LSR_CALIBRATION_BINS - 1;
         out->bin_count[bin]++;
         bin_conf[bin] += conf;
