@@ -34,7 +34,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     int64_t labels[8];
     for (int i = 0; i < 8 * 43; i++) {
         logits[i] = take_float(&p, end);
-        targets[i] = fabsf(take_float(&p, end));
+        const float t = fabsf(take_float(&p, end));
+        targets[i] = isfinite(t) ? t / (1.0f + t) : 1.0f; /* the domain the precision is for: [0, 1] */
     }
     double sum = 0;
     for (int j = 0; j < k; j++) sum += prior[j] = (float)(1 + (j * 7 + data[11]) % 5);

@@ -29,6 +29,39 @@ static int read_exact(gzFile f, void *buf, int64_t n, const char *path, const ch
     return 0;
 }
 
+/* Reads exactly n bytes into a buffer that grows with what actually
+ * arrives, so that a header announcing more data than the file holds costs
+ * no more memory than the file. */
+static int read_all(gzFile f, unsigned char **out, int64_t n, const char *path, const char *what,
+                    char *err) {
+    int64_t have = 0, capacity = n < (1 << 24) ? n : (1 << 24);
+    unsigned char *buf = malloc((size_t)(capacity ? capacity : 1));
+    if (!buf) return lsr_fail(err, "%s: out of memory for %s", path, what);
+    while (have < n) {
+        if (have == capacity) {
+            capacity = capacity * 2 < n ? capacity * 2 : n;
+            unsigned char *grown = realloc(buf, (size_t)capacity);
+            if (!grown) {
+                free(buf);
+                return lsr_fail(err, "%s: out of memory for %s", path, what);
+            }
+            buf = grown;
+        }
+        const int64_t want = capacity - have;
+        if (read_exact(f, buf + have, want, path, what, err)) {
+            /* say how much the header announced, not how much this chunk wanted */
+            free(buf);
+            if (strstr(err, "truncated"))
+                lsr_fail(err, "%s: truncated: %s needs %lld bytes, the file ends before", path, what,
+                         (long long)n);
+            return -1;
+        }
+        have += want;
+    }
+    *out = buf;
+    return 0;
+}
+
 /* Opens an IDX file and reads its header: ndim dimensions of ubyte data. */
 static int idx_open(gzFile *out, const char *path, int want_min_dims, int want_max_dims,
                     int64_t dims[4], int *ndim, char *err) {
@@ -104,17 +137,18 @@ int lsr_idx_load(lsr_dataset *d, const char *images_path, const char *labels_pat
     d->w = (int)di[2];
     d->c = ni == 4 ? (int)di[3] : 1;
     const int64_t per = (int64_t)d->h * d->w * d->c, total = d->n * per;
-    bytes = malloc((size_t)total);
+    if (read_all(fi, &bytes, total, images_path, "the pixel data", err)) goto fail;
+    if (idx_expect_end(fi, images_path, total, err)) goto fail;
     d->x = malloc((size_t)total * sizeof(float));
     d->y = malloc((size_t)d->n * sizeof(int64_t));
-    if (!bytes || !d->x || !d->y) {
+    if (!d->x || !d->y) {
         lsr_fail(err, "%s: out of memory for %lld values", images_path, (long long)total);
         goto fail;
     }
-    if (read_exact(fi, bytes, total, images_path, "the pixel data", err)) goto fail;
-    if (idx_expect_end(fi, images_path, total, err)) goto fail;
     for (int64_t i = 0; i < total; i++) d->x[i] = (float)bytes[i] * (1.0f / 255.0f);
-    if (read_exact(fl, bytes, d->n, labels_path, "the labels", err)) goto fail;
+    free(bytes);
+    bytes = NULL;
+    if (read_all(fl, &bytes, d->n, labels_path, "the labels", err)) goto fail;
     if (idx_expect_end(fl, labels_path, d->n, err)) goto fail;
     int max_label = 0;
     for (int64_t i = 0; i < d->n; i++) {

@@ -159,6 +159,9 @@ int lsr_model_init(lsr_model *m, const char *name_or_spec, lsr_shape input, int 
     if (last->units != classes)
         return lsr_fail(err, "model spec '%s' ends with dense:%d but the data has %d classes",
                         m->spec, last->units, classes);
+    if (m->n_params > LSR_MAX_PARAMS)
+        return lsr_fail(err, "model spec '%s': %zu parameters, more than the %lld lsr takes", m->spec,
+                        m->n_params, (long long)LSR_MAX_PARAMS);
     m->params = calloc(m->n_params, sizeof(float));
     m->grads = calloc(m->n_params, sizeof(float));
     if (!m->params || !m->grads) {

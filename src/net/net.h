@@ -11,6 +11,7 @@
 
 #define LSR_MAX_LAYERS 32
 #define LSR_SPEC_LEN 1024
+#define LSR_MAX_PARAMS ((size_t)1 << 30) /* 4 GiB of weights */
 
 typedef enum lsr_layer_kind {
     LSR_LAYER_DENSE,
