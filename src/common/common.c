@@ -127,13 +127,6 @@ int lsr_atomic_open(lsr_atomic_file *af, const char *path, char *err) {
     return 0;
 }
 
-void lsr_atomic_abort(lsr_atomic_file *af) {
-    if (af->f) fclose(af->f);
-    af->f = NULL;
-    if (af->tmp_path[0]) unlink(af->tmp_path);
-    af->tmp_path[0] = '\0';
-}
-
 int lsr_atomic_commit(lsr_atomic_file *af, char *err) {
     int failed = fflush(af->f) != 0 || ferror(af->f) || fsync(fileno(af->f)) != 0;
     int saved = errno;

@@ -38,8 +38,7 @@ typedef struct lsr_atomic_file {
     char tmp_path[4096];
 } lsr_atomic_file;
 int lsr_atomic_open(lsr_atomic_file *af, const char *path, char *err);
-int lsr_atomic_commit(lsr_atomic_file *af, char *err); /* closes */
-void lsr_atomic_abort(lsr_atomic_file *af);              /* closes, removes temporary */
+int lsr_atomic_commit(lsr_atomic_file *af, char *err); /* closes; on failure removes the temporary */
 
 /* Checks that a file could be created at path (its directory exists and is
  * writable), without creating it. */
