@@ -1,4 +1,5 @@
-/* Element-wise layers: ReLU and (inverted) dropout. */
+/* Element-wise layers: ReLU and (inverted) dropout.  Each may run in place
+ * (out == in, din == dout), as the model runs them. */
 #include "net.h"
 
 void lsr_relu_forward(float *out, const float *in, size_t n) {

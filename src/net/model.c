@@ -189,12 +189,28 @@ void lsr_model_init_params(lsr_model *m, lsr_init init, lsr_rng *rng) {
     }
 }
 
+/* ReLU, dropout and flatten work in place: their output buffer (and its
+ * gradient) is their input's. */
+static int works_in_place(const lsr_layer *l) {
+    return l->kind == LSR_LAYER_RELU || l->kind == LSR_LAYER_DROPOUT || l->kind == LSR_LAYER_FLATTEN;
+}
+
+static void free_activations(lsr_model *m) {
+    for (int i = 0; i <= LSR_MAX_LAYERS; i++) {
+        const int shared = i > 0 && m->acts[i] && m->acts[i] == m->acts[i - 1];
+        if (!shared) {
+            free(m->acts[i]);
+            free(m->dacts[i]);
+        }
+    }
+    for (int i = LSR_MAX_LAYERS; i >= 0; i--) m->acts[i] = m->dacts[i] = NULL;
+}
+
 void lsr_model_free(lsr_model *m) {
     free(m->params);
     free(m->grads);
+    free_activations(m);
     for (int i = 0; i <= LSR_MAX_LAYERS; i++) {
-        free(m->acts[i]);
-        free(m->dacts[i]);
         if (i < LSR_MAX_LAYERS) {
             free(m->pool_index[i]);
             free(m->dropout_mask[i]);
@@ -207,11 +223,15 @@ void lsr_model_free(lsr_model *m) {
 
 int lsr_model_reserve(lsr_model *m, int batch, char *err) {
     if (batch <= m->batch_capacity) return 0;
+    free_activations(m);
     for (int i = 0; i <= m->n_layers; i++) {
+        if (i > 0 && works_in_place(&m->layers[i - 1])) {
+            m->acts[i] = m->acts[i - 1];
+            m->dacts[i] = m->dacts[i - 1];
+            continue;
+        }
         const size_t n = (size_t)batch *
                          lsr_shape_size(i < m->n_layers ? m->layers[i].in : m->layers[i - 1].out);
-        free(m->acts[i]);
-        free(m->dacts[i]);
         m->acts[i] = malloc(n * sizeof(float));
         m->dacts[i] = malloc(n * sizeof(float));
         if (!m->acts[i] || !m->dacts[i]) goto oom;
@@ -309,9 +329,7 @@ void lsr_model_backward(lsr_model *m, const float *dlogits, int batch, int what)
                 lsr_dropout_backward(din, dout, m->dropout_mask[i], n,
                                      m->forward_training ? l->rate : 0.0f);
             break;
-        case LSR_LAYER_FLATTEN:
-            if (din) memcpy(din, dout, n * sizeof(float));
-            break;
+        case LSR_LAYER_FLATTEN: break; /* in place: din is dout */
         }
     }
 }
