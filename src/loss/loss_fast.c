@@ -1,6 +1,7 @@
-/* The fast loss.  Per row: pass 1 reads the logits from memory (max, the
- * sums the smoothing term needs, the non-finite check); pass 2 reads them
- * again from cache and writes exp(z - max) to a per-thread scratch row;
+/* The fast loss.  Per row: pass 1 reads the logits from memory (the max);
+ * pass 2 reads them again from cache, writes exp(z - max) to a per-thread
+ * scratch row and sums what the smoothing term needs (and so finds
+ * non-finite logits);
  * pass 3 turns the scratch row into the gradient, p * A - c, and writes it
  * once (with non-temporal stores when the gradient is large).  One exp per
  * logit, one read of the logits from memory, one write of the gradient.

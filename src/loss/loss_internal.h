@@ -34,9 +34,9 @@ lsr_status lsr__validate(loss_call *call, int soft, float *loss, float *grad,
                          const float *targets, int64_t n, int64_t k, int64_t stride,
                          const lsr_loss_options *options);
 
-/* Logits are processed in chunks of this many values; the pass-1 results of
- * the chunks are combined in order, so results do not depend on how chunks
- * are spread over threads. */
+/* Logits are processed in chunks of this many values; the per-chunk maxima
+ * and sums are combined in chunk order, so results do not depend on how
+ * chunks are spread over threads. */
 #define LSR_CHUNK 4096
 
 /* Pass-2 summary of one chunk of a row.  Sums of logits are of d = z - max,
