@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "lsr/loss.h"
+#include "../metrics/metrics.h"
 
 int lsr_fgsm(lsr_model *m, float *adv, const float *x, const int64_t *labels, int64_t n,
              float eps, int batch, char *err) {
@@ -25,16 +26,8 @@ int lsr_fgsm(lsr_model *m, float *adv, const float *x, const int64_t *labels, in
         const int b = (int)(n - first < batch ? n - first : batch);
         const float *xb = x + (size_t)first * d;
         const float *z = lsr_model_forward(m, xb, b, 0, NULL);
-        for (int i = 0; i < b; i++) {
-            if (labels) {
-                y[i] = labels[first + i];
-                continue;
-            }
-            int best = 0;
-            for (int j = 1; j < k; j++)
-                if (z[(size_t)i * k + j] > z[(size_t)i * k + best]) best = j;
-            y[i] = best;
-        }
+        if (labels) memcpy(y, labels + first, (size_t)b * sizeof(int64_t));
+        else lsr_top1(z, NULL, b, k, y); /* the model's own predictions */
         if (lsr_cross_entropy(NULL, dlogits, NULL, z, y, b, k, k, &o) != LSR_OK) {
             status = lsr_fail(err, "fgsm: %s", lsr_last_error());
             break;

@@ -23,14 +23,7 @@ static int64_t count_hits(lsr_model *m, const float *x, const int64_t *y, int64_
         free(logits);
         return -1;
     }
-    int64_t hits = 0;
-    for (int64_t i = 0; i < n; i++) {
-        int best = 0;
-        for (int j = 1; j < m->classes; j++)
-            if (logits[i * m->classes + j] > logits[i * m->classes + best]) best = j;
-        hits += best == y[i];
-        if (pred) pred[i] = best;
-    }
+    const int64_t hits = lsr_top1(logits, y, n, m->classes, pred);
     free(logits);
     return hits;
 }

@@ -134,17 +134,6 @@ static int load_result(const char *path, run_result *r) {
     return ok;
 }
 
-static int64_t argmax_hits(const float *logits, const int64_t *y, int64_t n, int k) {
-    int64_t hits = 0;
-    for (int64_t i = 0; i < n; i++) {
-        int best = 0;
-        for (int j = 1; j < k; j++)
-            if (logits[i * k + j] > logits[i * k + best]) best = j;
-        hits += best == y[i];
-    }
-    return hits;
-}
-
 /* FGSM accuracy of model on the first n test samples, crafted on crafter. */
 static double fgsm_accuracy(lsr_model *model, lsr_model *crafter, const lsr_dataset *test, int64_t n,
                             float eps, float *adv, float *logits, char *err) {
@@ -153,7 +142,7 @@ static double fgsm_accuracy(lsr_model *model, lsr_model *crafter, const lsr_data
     d.n = n;
     d.x = adv;
     if (lsr_predict(model, &d, logits, 256, err)) return NAN;
-    return (double)argmax_hits(logits, test->y, n, model->classes) / (double)n;
+    return (double)lsr_top1(logits, test->y, n, model->classes, NULL) / (double)n;
 }
 
 /* ---- the report ---- */

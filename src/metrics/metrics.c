@@ -3,6 +3,19 @@
 #include <math.h>
 #include <string.h>
 
+int64_t lsr_top1(const float *logits, const int64_t *labels, int64_t n, int k, int64_t *pred) {
+    int64_t hits = 0;
+    for (int64_t i = 0; i < n; i++) {
+        const float *z = logits + i * k;
+        int best = 0;
+        for (int j = 1; j < k; j++)
+            if (z[j] > z[best]) best = j;
+        if (pred) pred[i] = best;
+        if (labels) hits += best == labels[i];
+    }
+    return hits;
+}
+
 void lsr_metrics_compute(lsr_metrics *out, const float *logits, const int64_t *labels, int64_t n,
                          int k, double temperature) {
     memset(out, 0, sizeof *out);

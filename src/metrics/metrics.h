@@ -18,6 +18,10 @@ typedef struct lsr_metrics {
     double bin_confidence[LSR_CALIBRATION_BINS], bin_accuracy[LSR_CALIBRATION_BINS];
 } lsr_metrics;
 
+/* The first largest logit of each row into pred (n) (may be NULL); returns
+ * how many equal labels (n) (0 when labels is NULL).  logits (n, k). */
+int64_t lsr_top1(const float *logits, const int64_t *labels, int64_t n, int k, int64_t *pred);
+
 /* logits (n, k), labels (n) in [0, k); softmax(logits / temperature). */
 void lsr_metrics_compute(lsr_metrics *out, const float *logits, const int64_t *labels, int64_t n,
                          int k, double temperature);
