@@ -27,6 +27,9 @@ static int close_enough(double got, double want, double rel, double abs_tol) {
     return fabs(got - want) <= rel * fabs(want) + abs_tol;
 }
 
+static lsr_isa isas[3];
+static int isa_count;
+
 /* ---- one random problem ---- */
 typedef struct problem {
     int64_t n, k, stride;
@@ -207,8 +210,6 @@ static int compare(const problem *p, lsr_loss_options o, int in_place) {
     return ok;
 }
 
-static lsr_isa isas[3];
-static int isa_count;
 
 static void setup_isas(void) {
     lsr_isa best = lsr_isa_detect();
@@ -380,6 +381,23 @@ static void test_closed_forms(void) {
     lsr_cross_entropy(&loss, g, NULL, z, &y, 1, 10, 10, &o);
     CHECK(fabs(loss - (lse - z[3])) < 1e-6, "eps 0: %.7f vs %.7f", (double)loss, lse - z[3]);
     CHECK(fabs(g[3] - (exp(z[3] - lse) - 1.0)) < 1e-6, "eps 0 gradient %.7f", (double)g[3]);
+
+    /* eps = 1, "others": the target's own term is absent, so a target logit
+     * far below the rest must not cancel the others away (found by fuzzing). */
+    {
+        float zz[16] = {-2.6e38f};
+        int64_t y0 = 0;
+        lsr_loss_options d = lsr_loss_options_default();
+        d.smoothing = 1.0f;
+        d.convention = LSR_SMOOTHING_OTHERS;
+        for (int isa = 0; isa < isa_count; isa++) {
+            d.isa = isas[isa];
+            CHECK(lsr_cross_entropy(&loss, NULL, NULL, zz, &y0, 1, 16, 16, &d) == LSR_OK &&
+                      fabs(loss - log(15.0)) < 1e-5,
+                  "others with a far-away target, %s: %.7f, want ln 15 = %.7f",
+                  lsr_isa_name(d.isa), (double)loss, log(15.0));
+        }
+    }
 
     /* K = 1: the loss is 0 whatever the logit. */
     float one = 123.0f, g1;

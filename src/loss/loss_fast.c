@@ -189,9 +189,22 @@ static void row_after_pass2(row_state *r, const loss_call *c, const loss_plan *p
         const double a_t = r->a ? (double)r->a[r->target] : r->a_const;
         double smooth = r->a ? r->a_sum * L - s.dot_a : r->a_const * ((double)k * L - s.sum_z);
         double a_sum = r->a_sum;
-        if (p->others) { /* u[y] = 0 */
+        double others_sum = 0.0; /* OTHERS: sum over k != y of (lse - z_k) */
+        if (p->others) { /* u[y] = 0: take the target's term out of the sums */
             smooth -= a_t * nll_target;
             a_sum -= a_t;
+            others_sum = (double)k * L - s.sum_z - nll_target;
+            if (nll_target > 1e4 * (L + 1.0)) {
+                /* the target's term dwarfs the others and the subtraction would
+                 * cancel them away: add the others up directly instead */
+                smooth = others_sum = 0.0;
+                for (int64_t j = 0; j < k; j++) {
+                    if (j == r->target) continue;
+                    const double nll = ((double)r->max - (double)r->z[j]) + L;
+                    others_sum += nll;
+                    smooth += (r->a ? (double)r->a[j] : r->a_const) * nll;
+                }
+            }
         }
         ce = keep * r->w_target * nll_target + eps * smooth;
         label_ce = nll_target;
@@ -200,7 +213,7 @@ static void row_after_pass2(row_state *r, const loss_call *c, const loss_plan *p
         else if (!p->others)
             prior_ce = L - s.sum_z / (double)k;
         else
-            prior_ce = k > 1 ? ((double)k * L - s.sum_z - nll_target) / (double)(k - 1) : 0.0;
+            prior_ce = k > 1 ? others_sum / (double)(k - 1) : 0.0;
         coef_sum = keep * r->w_target + eps * a_sum;
         target_coef = keep * r->w_target + (p->others ? 0.0 : eps * a_t);
     } else {
