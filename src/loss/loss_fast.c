@@ -62,12 +62,12 @@ typedef struct row_state {
     int skip;            /* non-finite logits: no pass 3 */
     const float *z;
     float *g;
-    const float *a;      /* coefficients for passes 1 and 3, or NULL for a_const */
+    const float *a;      /* coefficients for passes 2 and 3, or NULL for a_const */
     const float *b;
     double a_const, a_sum, sum_t;
     double dot_prior;    /* soft targets with a prior: sum prior (z - z[0]) */
     int64_t target;      /* label, or argmax of the soft target */
-    const float *next_z; /* the next row's logits, to prefetch, or NULL */
+    const float *next_z; /* a later row's logits, to prefetch, or NULL */
     float z_target;
     double w_target;
     float max;
