@@ -418,7 +418,8 @@ int lsr_cmd_sweep(int argc, char **argv) {
     run_result *results = calloc((size_t)total, sizeof *results);
     float *logits = malloc((size_t)(test.n > j.val ? test.n : j.val) * classes * sizeof(float));
     float *adv = malloc((size_t)n_attack * (size_t)all.h * all.w * all.c * sizeof(float));
-    int status = 1, done = 0;
+    int status = 1, done = 0, trained = 0;
+    double trained_seconds = 0.0; /* for the sweep's ETA */
     if (!results || !logits || !adv) {
         snprintf(err, sizeof err, "out of memory");
         goto out;
@@ -433,8 +434,14 @@ int lsr_cmd_sweep(int argc, char **argv) {
                 fprintf(stderr, "[%d/%d] %s: done before, kept\n", done, total, name);
                 continue;
             }
-            char prefix[96];
-            snprintf(prefix, sizeof prefix, "[%d/%d %s] ", done + 1, total, name);
+            char prefix[128], eta[48] = "";
+            if (trained) {
+                const double left = trained_seconds / trained * (total - done);
+                snprintf(eta, sizeof eta, left < 90 ? ", sweep ETA %.0f s" : ", sweep ETA %.0f min",
+                         left < 90 ? left : left / 60.0);
+            }
+            snprintf(prefix, sizeof prefix, "[%d/%d %s%s] ", done + 1, total, name, eta);
+            const double run_start = lsr_now();
             j.prefix = prefix;
             j.s.loss.smoothing = (float)eps[e];
             j.s.seed = (uint64_t)seed;
@@ -478,6 +485,8 @@ int lsr_cmd_sweep(int argc, char **argv) {
             lsr_model_free(&model);
             if (failed) goto out;
             done++;
+            trained++;
+            trained_seconds += lsr_now() - run_start;
             fprintf(stderr, "%saccuracy %.4f  ECE %.4f -> %.4f (T %.3f)  FGSM %.4f  transfer %.4f\n", prefix,
                     r->plain.accuracy, r->plain.ece, r->scaled.ece, r->temperature, r->fgsm, r->transfer);
         }
