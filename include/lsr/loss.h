@@ -63,7 +63,7 @@ typedef enum lsr_status {
     LSR_ERROR_WEIGHT,         /* a class weight not finite or negative */
     LSR_ERROR_TARGET,         /* a soft target value not finite or negative */
     LSR_ERROR_OVERLAP,        /* an output overlaps an input (other than grad == logits) */
-    LSR_ERROR_NONFINITE,      /* a logit is NaN or infinite */
+    LSR_ERROR_NONFINITE,      /* a logit is NaN or infinite, or two differ by more than FLT_MAX */
     LSR_ERROR_OPTION,         /* an invalid option: enum value, z_loss, threads, ... */
     LSR_ERROR_UNSUPPORTED,    /* the requested instruction set is not available */
     LSR_ERROR_OUT_OF_MEMORY,  /* a scratch allocation failed */

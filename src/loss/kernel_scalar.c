@@ -18,7 +18,7 @@ static void pass_exp(chunk_sums *out, float *e, const float *z, int64_t len, flo
     chunk_sums r = {max, !isfinite(max), 0.0, 0.0, 0.0, 0.0};
     for (int64_t j = 0; j < len; j++) {
         const float d = z[j] - max, p = expf(d);
-        if (!isfinite(z[j])) r.nonfinite = 1;
+        if (!isfinite(d)) r.nonfinite = 1; /* a logit is not finite, or too far from the max */
         if (e) e[j] = p;
         r.sum_exp += p;
         r.sum_z += d;

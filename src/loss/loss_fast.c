@@ -472,8 +472,9 @@ static lsr_status run(const loss_call *c, const loss_plan *p) {
         c->stats->mean_lse = sum.lse / d;
     }
     if (sum.first_bad >= 0)
-        return lsr__fail(LSR_ERROR_NONFINITE, "logits row %lld has a NaN or infinite value",
-                         (long long)sum.first_bad);
+        return lsr__fail(LSR_ERROR_NONFINITE,
+                         "logits row %lld has a NaN or infinite value, or values too far apart "
+                         "for float", (long long)sum.first_bad);
     return LSR_OK;
 }
 

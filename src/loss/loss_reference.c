@@ -70,6 +70,9 @@ static lsr_status reference(const loss_call *c) {
             if (!isfinite(z[j])) finite = 0;
             if (z[j] > zmax) zmax = z[j];
         }
+        /* logits further apart than float can express are refused as well */
+        for (int64_t j = 0; j < k && finite; j++)
+            if (!isfinite(z[j] - (float)zmax)) finite = 0;
         if (!finite) {
             if (first_bad_row < 0) first_bad_row = i;
             if (c->loss && opt->reduction == LSR_REDUCTION_NONE) c->loss[i] = NAN;
@@ -126,8 +129,9 @@ static lsr_status reference(const loss_call *c) {
         c->stats->mean_lse = lse_sum / d;
     }
     if (first_bad_row >= 0)
-        return lsr__fail(LSR_ERROR_NONFINITE, "logits row %lld has a NaN or infinite value",
-                         (long long)first_bad_row);
+        return lsr__fail(LSR_ERROR_NONFINITE,
+                         "logits row %lld has a NaN or infinite value, or values too far apart "
+                         "for float", (long long)first_bad_row);
     return LSR_OK;
 }
 
