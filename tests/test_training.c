@@ -38,6 +38,16 @@ static lsr_train_settings settings(int epochs, int batch, float eps) {
     return s;
 }
 
+/* Test accuracy of m on d (whose labels are in [0, 10)). */
+static double test_accuracy(lsr_model *m, const lsr_dataset *d) {
+    float *logits = malloc((size_t)d->n * 10 * sizeof(float));
+    CHECK(lsr_predict(m, d, logits, 256, err) == 0, "%s", err);
+    lsr_metrics mt;
+    lsr_metrics_compute(&mt, logits, d->y, d->n, 10, 1.0);
+    free(logits);
+    return mt.accuracy;
+}
+
 static int subset(lsr_dataset *out, const lsr_dataset *in, int64_t n) {
     int64_t *idx = malloc((size_t)n * sizeof *idx);
     for (int64_t i = 0; i < n; i++) idx[i] = i;
@@ -67,13 +77,9 @@ int main(void) {
         lsr_train_settings s = settings(2, 32, 0.1f);
         CHECK(lsr_model_init(&m, "cleverhans-cnn", (lsr_shape){28, 28, 1}, 10, err) == 0, "%s", err);
         CHECK(lsr_train(&m, &small, &s, NULL, NULL, NULL, err) == 0, "train: %s", err);
-        float *logits = malloc((size_t)small_test.n * 10 * sizeof(float));
-        CHECK(lsr_predict(&m, &small_test, logits, 256, err) == 0, "%s", err);
-        lsr_metrics mt;
-        lsr_metrics_compute(&mt, logits, small_test.y, small_test.n, 10, 1.0);
-        printf("cleverhans-cnn, 256 steps on 4096 images: test accuracy %.4f (chance 0.1)\n", mt.accuracy);
-        CHECK(mt.accuracy > 0.70, "after 256 steps the test accuracy is only %.4f", mt.accuracy);
-        free(logits);
+        const double acc = test_accuracy(&m, &small_test);
+        printf("cleverhans-cnn, 256 steps on 4096 images: test accuracy %.4f (chance 0.1)\n", acc);
+        CHECK(acc > 0.70, "after 256 steps the test accuracy is only %.4f", acc);
         lsr_model_free(&m);
     }
 
@@ -116,13 +122,9 @@ int main(void) {
         s.init = LSR_INIT_HE;
         lsr_model_init(&m, "mlp", (lsr_shape){28, 28, 1}, 10, err);
         CHECK(lsr_train(&m, &small, &s, NULL, NULL, NULL, err) == 0, "%s", err);
-        float *logits = malloc((size_t)small_test.n * 10 * sizeof(float));
-        lsr_predict(&m, &small_test, logits, 500, err);
-        lsr_metrics mt;
-        lsr_metrics_compute(&mt, logits, small_test.y, small_test.n, 10, 1.0);
-        printf("mlp, 64 steps, data prior: test accuracy %.4f\n", mt.accuracy);
-        CHECK(mt.accuracy > 0.65, "mlp test accuracy %.4f", mt.accuracy);
-        free(logits);
+        const double acc = test_accuracy(&m, &small_test);
+        printf("mlp, 64 steps, data prior: test accuracy %.4f\n", acc);
+        CHECK(acc > 0.65, "mlp test accuracy %.4f", acc);
         lsr_model_free(&m);
     }
     lsr_dataset_free(&small);
