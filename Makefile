@@ -38,7 +38,7 @@ bench-train: build
 SECONDS ?= 60
 fuzz: deps
 	@scripts/install-deps.sh fuzz
-	@CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DLSR_FUZZ=ON -DLSR_BUILD_TESTS=OFF >/dev/null
+	@CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DLSR_FUZZ=ON -DLSR_ONEDNN=OFF -DLSR_BUILD_TESTS=OFF >/dev/null
 	@cmake --build build-fuzz -j$(JOBS)
 	@scripts/fuzz.sh $(SECONDS)
 

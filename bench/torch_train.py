@@ -3,9 +3,14 @@
 same model, initialisation scheme and settings as `lsr train`, for
 `make bench-train`.
 
-    torch_train.py DATA_DIR THREADS EPOCHS SMOOTHING [TRAIN_LIMIT]
+    torch_train.py DATA_DIR THREADS EPOCHS SMOOTHING [TRAIN_LIMIT] [bf16]
 prints:  seconds_per_epoch test_accuracy
+
+bf16: the training steps run under torch.autocast("cpu", bfloat16), PyTorch's
+mixed precision (fp32 parameters, bf16 convolutions), the counterpart of
+`lsr train --precision bf16`; evaluation stays fp32.
 """
+import contextlib
 import gzip
 import math
 import os
@@ -35,7 +40,9 @@ def find(d, name):
 
 
 data_dir, threads, epochs, eps = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
-limit = int(sys.argv[5]) if len(sys.argv) > 5 else None
+limit = int(sys.argv[5]) if len(sys.argv) > 5 and sys.argv[5] != "all" else None
+bf16 = len(sys.argv) > 6 and sys.argv[6] == "bf16"
+precision = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if bf16 else contextlib.nullcontext
 torch.set_num_threads(threads)
 torch.manual_seed(0)
 xtr = torch.tensor(read_idx(find(data_dir, "train-images-idx3-ubyte")), dtype=torch.float32)[:limit, None] / 255
@@ -64,7 +71,8 @@ for epoch in range(epochs):
     perm = torch.randperm(n)
     for i in range(0, n, 128):
         idx = perm[i:i + 128]
-        loss = F.cross_entropy(model(xtr[idx]), ytr[idx], label_smoothing=eps)
+        with precision():
+            loss = F.cross_entropy(model(xtr[idx]), ytr[idx], label_smoothing=eps)
         opt.zero_grad()
         loss.backward()
         opt.step()

@@ -5,7 +5,7 @@
 #   scripts/install-deps.sh fuzz     also clang and libFuzzer
 #   scripts/install-deps.sh valgrind also valgrind
 set -eu
-need="cmake make gcc pkg-config libopenblas-dev zlib1g-dev libcjson-dev dataset-fashion-mnist"
+need="cmake make gcc pkg-config libopenblas-dev libdnnl-dev zlib1g-dev libcjson-dev dataset-fashion-mnist"
 for extra in "$@"; do
     case "$extra" in
     bench) need="$need python3 python3-torch python3-numpy" ;;

@@ -63,6 +63,7 @@ expect_error "bad spec" "model spec" "$LSR" train --data data --model "conv:3:9:
 expect_error "wrong class count" "3 classes" "$LSR" train --data data --model "flatten,dense:5"
 expect_error "unwritable out" "--out" "$LSR" "${TRAIN[@]}" --out /nonexistent/m.safetensors
 expect_error "missing value" "needs a value" "$LSR" train --epochs
+expect_error "bad precision" "--precision" "$LSR" "${TRAIN[@]}" --precision fp16
 expect_error "bad prior file" "--smoothing-prior" "$LSR" "${TRAIN[@]}" --smoothing 0.1 --smoothing-prior /nonexistent
 printf '1 2\n' > prior.txt
 expect_error "short prior file" "exactly 3 numbers" "$LSR" "${TRAIN[@]}" --smoothing 0.1 --smoothing-prior prior.txt
@@ -86,6 +87,17 @@ if ls ./*.tmp.* data/*.tmp.* > /dev/null 2>&1; then bad "temporary files left be
 "$LSR" attack --model full.safetensors --data data --eps 0.3 --json --save . > attack.json 2> err.txt &&
     grep -q '"adv_accuracy"' attack.json && [ -s grid.svg ] && [ -s t10k-images-idx3-ubyte ] && ok ||
     bad "attack: $(cat err.txt)"
+# bf16 convolutions (where the CPU has AVX512_BF16): a run, reproducible,
+# marked in the model file; elsewhere a one-line refusal
+BF16=(train --data data --model "conv:4:3:2:same,relu,flatten,dense:3" --epochs 2 --batch 16
+      --seed 5 --quiet --precision bf16)
+if "$LSR" "${BF16[@]}" --out bf16-a.safetensors > /dev/null 2> err.txt; then
+    "$LSR" "${BF16[@]}" --out bf16-b.safetensors > /dev/null 2>&1
+    cmp -s bf16-a.safetensors bf16-b.safetensors && ok || bad "bf16: the same seed gave different models"
+    grep -q '"precision":"bf16"' bf16-a.safetensors && ok || bad "bf16: precision not in the metadata"
+else
+    [ "$(wc -l < err.txt)" -eq 1 ] && grep -q "AVX512_BF16" err.txt && ok || bad "bf16 refusal: $(cat err.txt)"
+fi
 # the reference run for the resume checks: the same settings, uncalibrated
 "$LSR" "${TRAIN[@]}" --val 96 --out reference.safetensors > /dev/null 2>&1
 

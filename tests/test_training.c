@@ -1,6 +1,6 @@
 /* Training on real data (Debian's Fashion-MNIST, which `make test` installs):
- * a short run must clearly learn, the same seed must give the same loss
- * sequence, and 1 and 2 threads must agree. */
+ * a short run must clearly learn, in fp32 and in bf16; the same seed must
+ * give the same loss sequence, and 1 and 2 threads must agree (fp32). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -70,17 +70,43 @@ int main(void) {
     subset(&small, &train, 4096);
     subset(&small_test, &test, 2000);
 
-    /* Learning: 256 steps of the tutorial CNN with eps = 0.1 on 4096 images. */
+    /* Learning: 256 steps of the tutorial CNN with eps = 0.1 on 4096 images,
+     * in fp32, then with bf16 convolutions (where the CPU has AVX512_BF16):
+     * as well as fp32, and the same seed twice gives the same losses. */
     {
         set_threads(2);
-        lsr_model m;
-        lsr_train_settings s = settings(2, 32, 0.1f);
-        CHECK(lsr_model_init(&m, "cleverhans-cnn", (lsr_shape){28, 28, 1}, 10, err) == 0, "%s", err);
-        CHECK(lsr_train(&m, &small, &s, NULL, NULL, NULL, err) == 0, "train: %s", err);
-        const double acc = test_accuracy(&m, &small_test);
-        printf("cleverhans-cnn, 256 steps on 4096 images: test accuracy %.4f (chance 0.1)\n", acc);
-        CHECK(acc > 0.70, "after 256 steps the test accuracy is only %.4f", acc);
-        lsr_model_free(&m);
+        double acc[2] = {0, 0};
+        float *trace[3] = {NULL, NULL, NULL};
+        const int steps = 2 * 4096 / 32;
+        for (int run = 0; run < 3; run++) {
+            const lsr_precision precision = run ? LSR_PRECISION_BF16 : LSR_PRECISION_FP32;
+            lsr_model m;
+            lsr_train_settings s = settings(2, 32, 0.1f);
+            trace[run] = calloc((size_t)steps, sizeof(float));
+            CHECK(lsr_model_init(&m, "cleverhans-cnn", (lsr_shape){28, 28, 1}, 10, err) == 0, "%s", err);
+            if (lsr_model_set_precision(&m, precision, err)) {
+                printf("bf16 training not checked: %s\n", err);
+                lsr_model_free(&m);
+                break;
+            }
+            CHECK(lsr_train(&m, &small, &s, NULL, NULL, trace[run], err) == 0, "train: %s", err);
+            CHECK(lsr_model_set_precision(&m, LSR_PRECISION_FP32, err) == 0, "%s", err);
+            if (run < 2) {
+                acc[run] = test_accuracy(&m, &small_test);
+                printf("cleverhans-cnn, %s, 256 steps on 4096 images: test accuracy %.4f (chance 0.1)\n",
+                       run ? "bf16" : "fp32", acc[run]);
+                CHECK(acc[run] > 0.70, "after 256 steps the test accuracy is only %.4f", acc[run]);
+            }
+            lsr_model_free(&m);
+        }
+        if (acc[1] > 0) {
+            CHECK(fabs(acc[1] - acc[0]) < 0.03, "bf16 %.4f and fp32 %.4f differ", acc[1], acc[0]);
+            CHECK(memcmp(trace[1], trace[2], (size_t)steps * sizeof(float)) == 0,
+                  "bf16: the same seed gave different loss sequences");
+            CHECK(memcmp(trace[0], trace[1], (size_t)steps * sizeof(float)) != 0,
+                  "bf16 training gave exactly the fp32 losses: it did not run in bf16");
+        }
+        for (int run = 0; run < 3; run++) free(trace[run]);
     }
 
     /* Reproducibility: the same seed twice, then 1 thread against 2. */

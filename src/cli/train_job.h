@@ -12,6 +12,7 @@ typedef struct train_job {
     double imbalance;
     const char *adv;
     int quiet, tty;
+    lsr_precision precision;
     lsr_train_settings s;
     /* progress and metrics */
     double last_draw;

@@ -2,35 +2,59 @@
  * The weight is (F, KH, KW, C); a row of the column matrix holds the
  * KH x KW x C input patch of one output position, so the output
  * (B * OH * OW, F) = col W^T is already channels last. */
+#include <stdlib.h>
 #include <string.h>
 
 #include "net.h"
 
-// col (B * OH * OW, K * K * C) from in (B, H, W, C); each kernel row of a
-// patch is one contiguous stretch of K * C input values, clipped at the edges
-static void im2col(float *col, const float *in, const lsr_layer *l, int batch) {
+// dst (K * K * C) = the patch of output row r: each kernel row of it is one
+// contiguous stretch of K * C input values, clipped at the image's edges
+static void patch(float *dst, const float *in, const lsr_layer *l, int64_t r) {
     const int H = l->in.h, W = l->in.w, C = l->in.c, OH = l->out.h, OW = l->out.w;
     const int K = l->kernel, S = l->stride;
-    const size_t row_len = (size_t)K * K * C;
-    const int64_t rows = (int64_t)batch * OH * OW;
-#pragma omp parallel for schedule(static)
-    for (int64_t r = 0; r < rows; r++) {
-        const int b = (int)(r / (OH * OW)), oy = (int)(r / OW % OH), ox = (int)(r % OW);
-        float *dst = col + (size_t)r * row_len;
-        const int ix0 = ox * S - l->pad_left;
-        const int kx_lo = ix0 < 0 ? -ix0 : 0, kx_hi = ix0 + K > W ? W - ix0 : K;
-        for (int ky = 0; ky < K; ky++, dst += (size_t)K * C) {
-            const int iy = oy * S - l->pad_top + ky;
-            if (iy < 0 || iy >= H || kx_lo >= kx_hi) {
-                memset(dst, 0, (size_t)K * C * sizeof(float));
-                continue;
-            }
-            if (kx_lo > 0) memset(dst, 0, (size_t)kx_lo * C * sizeof(float));
-            memcpy(dst + (size_t)kx_lo * C, in + (((size_t)b * H + iy) * W + ix0 + kx_lo) * C,
-                   (size_t)(kx_hi - kx_lo) * C * sizeof(float));
-            if (kx_hi < K) memset(dst + (size_t)kx_hi * C, 0, (size_t)(K - kx_hi) * C * sizeof(float));
+    const int b = (int)(r / (OH * OW)), oy = (int)(r / OW % OH), ox = (int)(r % OW);
+    const int ix0 = ox * S - l->pad_left;
+    const int lo = ix0 < 0 ? -ix0 : 0, hi = ix0 + K > W ? W - ix0 : K;
+    for (int ky = 0; ky < K; ky++, dst += (size_t)K * C) {
+        const int iy = oy * S - l->pad_top + ky;
+        if (iy < 0 || iy >= H || lo >= hi) {
+            memset(dst, 0, (size_t)K * C * sizeof(float));
+            continue;
         }
+        memset(dst, 0, (size_t)lo * C * sizeof(float));
+        memcpy(dst + (size_t)lo * C, in + (((size_t)b * H + iy) * W + ix0 + lo) * C,
+               (size_t)(hi - lo) * C * sizeof(float));
+        memset(dst + (size_t)hi * C, 0, (size_t)(K - hi) * C * sizeof(float));
     }
+}
+
+// col (B * OH * OW, K * K * C) from in (B, H, W, C)
+void lsr_conv2d_im2col(float *col, const float *in, const lsr_layer *l, int batch) {
+    const size_t row_len = (size_t)l->kernel * l->kernel * l->in.c;
+    const int64_t rows = (int64_t)batch * l->out.h * l->out.w;
+#pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < rows; r++) patch(col + (size_t)r * row_len, in, l, r);
+}
+
+// the same, rounded to bf16 by round; -1 when out of memory
+int lsr_conv2d_im2col_bf16(uint16_t *col, const float *in, const lsr_layer *l, int batch,
+                           lsr_bf16_rounding round) {
+    const size_t row_len = (size_t)l->kernel * l->kernel * l->in.c;
+    const int64_t rows = (int64_t)batch * l->out.h * l->out.w;
+    int failed = 0;
+#pragma omp parallel reduction(| : failed)
+    {
+        float *row = malloc(row_len * sizeof(float));
+        failed = !row;
+#pragma omp for schedule(static)
+        for (int64_t r = 0; r < rows; r++) {
+            if (!row) continue;
+            patch(row, in, l, r);
+            round(col + (size_t)r * row_len, row, row_len);
+        }
+        free(row);
+    }
+    return failed ? -1 : 0;
 }
 
 // din (B, H, W, C) = the sum of the patches in col; one sample per thread
@@ -59,12 +83,38 @@ static void col2im(float *din, const float *col, const lsr_layer *l, int batch) 
     }
 }
 
+// blocks of 128 columns, each summed down the rows in row order (vectors
+// across the columns), so the result does not depend on the thread count
+void lsr_bias_grad(float *dbias, const float *dout, int rows, int F) {
+    enum { BLOCK = 128 };
+    const int blocks = (F + BLOCK - 1) / BLOCK;
+#pragma omp parallel for schedule(static) if (blocks > 1)
+    for (int blk = 0; blk < blocks; blk++) {
+        const int f0 = blk * BLOCK, n = F - f0 < BLOCK ? F - f0 : BLOCK;
+        float acc[BLOCK] = {0};
+        for (int r = 0; r < rows; r++) {
+            const float *d = dout + (size_t)r * F + f0;
+            for (int f = 0; f < n; f++) acc[f] += d[f];
+        }
+        for (int f = 0; f < n; f++) dbias[f0 + f] += acc[f];
+    }
+}
+
+int lsr_conv2d_is_dense(const lsr_layer *l) {
+    return l->out.h == 1 && l->out.w == 1 && l->kernel == l->in.h && l->kernel == l->in.w &&
+           l->pad_top == 0 && l->pad_left == 0;
+}
+
 // out (B, OH, OW, F), in (B, H, W, C), weight (F, K, K, C), bias (F), col scratch
+// (unused when the kernel covers the whole input: then col would be in itself)
 void lsr_conv2d_forward(float *out, const float *in, const float *weight, const float *bias,
                         float *col, const lsr_layer *l, int batch) {
     const int F = l->units, row_len = l->kernel * l->kernel * l->in.c;
     const int rows = batch * l->out.h * l->out.w;
-    im2col(col, in, l, batch);
+    if (lsr_conv2d_is_dense(l))
+        col = (float *)in;
+    else
+        lsr_conv2d_im2col(col, in, l, batch);
 #pragma omp parallel for schedule(static)
     for (int r = 0; r < rows; r++)
         memcpy(out + (size_t)r * F, bias, (size_t)F * sizeof(float));
@@ -72,22 +122,18 @@ void lsr_conv2d_forward(float *out, const float *in, const float *weight, const 
 }
 
 // din (B, H, W, C) or NULL; dweight (F, K, K, C) and dbias (F) accumulated (NULL: skipped);
-// col as the forward left it
+// col as the forward left it, or (when lsr_conv2d_is_dense) the forward's input
 void lsr_conv2d_backward(float *din, float *dweight, float *dbias, const float *dout,
                          const float *col, const float *weight, float *dcol, const lsr_layer *l,
                          int batch) {
     const int F = l->units, row_len = l->kernel * l->kernel * l->in.c;
     const int rows = batch * l->out.h * l->out.w;
+    if (lsr_conv2d_is_dense(l)) dcol = din;
     if (dweight) {
         lsr_gemm(1, 0, F, row_len, rows, 1.0f, dout, F, col, row_len, 1.0f, dweight, row_len);
-#pragma omp parallel for schedule(static)
-        for (int f = 0; f < F; f++) {
-            float s = 0.0f;
-            for (int r = 0; r < rows; r++) s += dout[(size_t)r * F + f];
-            dbias[f] += s;
-        }
+        lsr_bias_grad(dbias, dout, rows, F);
     }
     if (!din) return;
     lsr_gemm(0, 0, rows, row_len, F, 1.0f, dout, F, weight, row_len, 0.0f, dcol, row_len);
-    col2im(din, dcol, l, batch);
+    if (dcol != din) col2im(din, dcol, l, batch);
 }

@@ -19,9 +19,7 @@ void lsr_dense_backward(float *din, float *dweight, float *dbias, const float *d
     if (dweight) {
         lsr_gemm(1, 0, out_size, in_size, batch, 1.0f, dout, out_size, in, in_size, 1.0f, dweight,
                  in_size);
-        for (int b = 0; b < batch; b++)
-            for (int o = 0; o < out_size; o++)
-                dbias[o] += dout[(size_t)b * out_size + o];
+        lsr_bias_grad(dbias, dout, batch, out_size);
     }
     if (din)
         lsr_gemm(0, 0, batch, in_size, out_size, 1.0f, dout, out_size, weight, in_size, 0.0f, din,

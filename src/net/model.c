@@ -218,10 +218,30 @@ void lsr_model_free(lsr_model *m) {
         }
     }
     free(m->dcol);
+    for (int i = 0; i < LSR_MAX_LAYERS; i++) lsr_conv_fast_free(m->conv_fast[i]);
     memset(m, 0, sizeof *m);
 }
 
+int lsr_model_set_precision(lsr_model *m, lsr_precision precision, char *err) {
+    for (int i = 0; i < LSR_MAX_LAYERS; i++) {
+        lsr_conv_fast_free(m->conv_fast[i]);
+        m->conv_fast[i] = NULL;
+    }
+    m->precision = LSR_PRECISION_FP32;
+    if (precision == LSR_PRECISION_FP32) return 0;
+    if (lsr_conv_fast_available(precision, err)) return -1;
+    for (int i = 0; i < m->n_layers; i++)
+        if (m->layers[i].kind == LSR_LAYER_CONV2D && !lsr_conv2d_is_dense(&m->layers[i]) &&
+            lsr_conv_fast_create(&m->conv_fast[i], precision, err))
+            return -1;
+    m->precision = precision;
+    return 0;
+}
+
 int lsr_model_reserve(lsr_model *m, int batch, char *err) {
+    for (int i = 0; i < m->n_layers; i++)
+        if (m->conv_fast[i] && lsr_conv_fast_prepare(m->conv_fast[i], &m->layers[i], batch, err))
+            return -1;
     if (batch <= m->batch_capacity) return 0;
     free_activations(m);
     for (int i = 0; i <= m->n_layers; i++) {
@@ -248,7 +268,7 @@ int lsr_model_reserve(lsr_model *m, int batch, char *err) {
             free(m->dropout_mask[i]);
             if (!(m->dropout_mask[i] = malloc(out))) goto oom;
         }
-        if (l->kind == LSR_LAYER_CONV2D) {
+        if (l->kind == LSR_LAYER_CONV2D && !lsr_conv2d_is_dense(l)) {
             size_t need = (size_t)batch * l->out.h * l->out.w * l->kernel * l->kernel * l->in.c;
             if (need > col) col = need;
             free(m->col[i]);
@@ -279,7 +299,9 @@ const float *lsr_model_forward(lsr_model *m, const float *x, int batch, int trai
             lsr_dense_forward(out, in, w, b, batch, (int)lsr_shape_size(l->in), l->units);
             break;
         case LSR_LAYER_CONV2D:
-            lsr_conv2d_forward(out, in, w, b, m->col[i], l, batch);
+            m->conv_fast_used[i] =
+                m->conv_fast[i] && lsr_conv_fast_forward(m->conv_fast[i], out, in, w, b, l, batch) == 0;
+            if (!m->conv_fast_used[i]) lsr_conv2d_forward(out, in, w, b, m->col[i], l, batch);
             break;
         case LSR_LAYER_MAXPOOL:
             lsr_maxpool_forward(out, m->pool_index[i], in, l, batch);
@@ -316,7 +338,12 @@ void lsr_model_backward(lsr_model *m, const float *dlogits, int batch, int what)
                                l->units);
             break;
         case LSR_LAYER_CONV2D:
-            lsr_conv2d_backward(din, dw, db, dout, m->col[i], w, m->dcol, l, batch);
+            if (m->conv_fast_used[i] &&
+                lsr_conv_fast_backward(m->conv_fast[i], din, dw, db, dout, w, l, batch) == 0)
+                break;
+            if (m->conv_fast_used[i]) lsr_conv2d_im2col(m->col[i], m->acts[i], l, batch);
+            lsr_conv2d_backward(din, dw, db, dout, lsr_conv2d_is_dense(l) ? m->acts[i] : m->col[i],
+                                w, m->dcol, l, batch);
             break;
         case LSR_LAYER_MAXPOOL:
             if (din) lsr_maxpool_backward(din, dout, m->pool_index[i], l, batch);

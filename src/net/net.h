@@ -6,6 +6,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "../common/common.h"
 
@@ -40,6 +41,17 @@ typedef struct lsr_layer {
     size_t bias_offset, bias_count;
 } lsr_layer;
 
+/* The arithmetic of the convolutions.  fp32: im2col + sgemm (conv2d.c).
+ * bf16: oneDNN's direct kernels on bf16-rounded inputs, weights and
+ * gradients with fp32 accumulation (conv2d_onednn.c); parameters and
+ * everything else stay fp32. */
+typedef enum lsr_precision {
+    LSR_PRECISION_FP32,
+    LSR_PRECISION_BF16,
+} lsr_precision;
+
+typedef struct lsr_conv_fast lsr_conv_fast;
+
 typedef enum lsr_init {
     LSR_INIT_CLEVERHANS, /* N(0, 1/fan_in), zero biases (cleverhans ModelBasicCNN) */
     LSR_INIT_HE,         /* N(0, 2/fan_in) */
@@ -63,6 +75,9 @@ typedef struct lsr_model {
     uint8_t *dropout_mask[LSR_MAX_LAYERS];
     float *col[LSR_MAX_LAYERS]; /* conv: the forward's im2col matrix, reused by the backward */
     float *dcol;                /* conv backward scratch, shared */
+    lsr_precision precision;
+    lsr_conv_fast *conv_fast[LSR_MAX_LAYERS]; /* conv in bf16: oneDNN state, else NULL */
+    uint8_t conv_fast_used[LSR_MAX_LAYERS];   /* the last forward of layer i went through it */
     int forward_training;       /* the last forward ran in training mode */
 } lsr_model;
 
@@ -75,6 +90,9 @@ int lsr_model_init(lsr_model *m, const char *name_or_spec, lsr_shape input, int 
 /* The default initialisation of a preset: cleverhans for cleverhans-cnn, He otherwise. */
 lsr_init lsr_model_default_init(const char *name_or_spec);
 void lsr_model_init_params(lsr_model *m, lsr_init init, lsr_rng *rng);
+/* Chooses the convolutions' arithmetic (before lsr_model_reserve); fails
+ * with a message when this build or CPU cannot do it. */
+int lsr_model_set_precision(lsr_model *m, lsr_precision precision, char *err);
 /* Sizes the batch buffers for batches of up to batch samples. */
 int lsr_model_reserve(lsr_model *m, int batch, char *err);
 void lsr_model_free(lsr_model *m);
@@ -108,9 +126,50 @@ void lsr_dense_backward(float *din, float *dweight, float *dbias, const float *d
  * dcol has the same size and is scratch. */
 void lsr_conv2d_forward(float *out, const float *in, const float *weight, const float *bias,
                         float *col, const lsr_layer *l, int batch);
+/* dbias (F) += the column sums of dout (rows, F) */
+void lsr_bias_grad(float *dbias, const float *dout, int rows, int F);
+/* A convolution whose kernel covers its whole unpadded input: a dense layer,
+ * whose im2col matrix is its input itself. */
+int lsr_conv2d_is_dense(const lsr_layer *l);
+/* col (B*OH*OW, K*K*C): the patches of in, as the forward computes them */
+void lsr_conv2d_im2col(float *col, const float *in, const lsr_layer *l, int batch);
+/* dst (n) = src (n) rounded to bf16 */
+typedef void (*lsr_bf16_rounding)(uint16_t *dst, const float *src, size_t n);
+int lsr_conv2d_im2col_bf16(uint16_t *col, const float *in, const lsr_layer *l, int batch,
+                           lsr_bf16_rounding round);
+
+/* bf16: the upper half of a float, rounded to nearest even (NaN stays NaN) */
+static inline uint16_t lsr_bf16_from_float(float f) {
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40u);
+    return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}
+static inline float lsr_bf16_to_float(uint16_t h) {
+    const uint32_t u = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+static inline void lsr_bf16_round(uint16_t *dst, const float *src, size_t n) {
+    for (size_t i = 0; i < n; i++) dst[i] = lsr_bf16_from_float(src[i]);
+}
 void lsr_conv2d_backward(float *din, float *dweight, float *dbias, const float *dout,
                          const float *col, const float *weight, float *dcol, const lsr_layer *l,
                          int batch);
+
+/* The same convolution by oneDNN (conv2d_onednn.c).  forward/backward
+ * return -1 when oneDNN fails (the caller then uses the im2col path);
+ * backward needs the forward of the same batch just before. */
+int lsr_conv_fast_available(lsr_precision precision, char *err);
+int lsr_conv_fast_create(lsr_conv_fast **c, lsr_precision precision, char *err);
+void lsr_conv_fast_free(lsr_conv_fast *c);
+/* Builds its kernels for batches of batch samples now, so that a failure is reported. */
+int lsr_conv_fast_prepare(lsr_conv_fast *c, const lsr_layer *l, int batch, char *err);
+int lsr_conv_fast_forward(lsr_conv_fast *c, float *out, const float *in, const float *weight,
+                          const float *bias, const lsr_layer *l, int batch);
+int lsr_conv_fast_backward(lsr_conv_fast *c, float *din, float *dweight, float *dbias,
+                           const float *dout, const float *weight, const lsr_layer *l, int batch);
 
 void lsr_maxpool_forward(float *out, int32_t *index, const float *in, const lsr_layer *l,
                          int batch);
