@@ -128,6 +128,11 @@ int main(int argc, char **argv) {
         printf("lsr %s\nloss kernels: %s\nBLAS: OpenBLAS, core %s%s\n", LSR_VERSION_STRING,
                lsr_isa_name(lsr_isa_detect()), cli_blas_core(),
                getenv("OPENBLAS_CORETYPE") ? " (set by OPENBLAS_CORETYPE)" : " (detected)");
+        char why[LSR_ERR_LEN];
+        if (lsr_conv_fast_available(LSR_PRECISION_BF16, why) == 0)
+            printf("--precision bf16: available (oneDNN)\n");
+        else
+            printf("--precision bf16: unavailable (%s)\n", why);
 #ifdef _OPENMP
         printf("threads: %d (OpenMP)\n", omp_get_num_procs());
 #endif
