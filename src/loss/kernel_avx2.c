@@ -63,4 +63,4 @@ static inline vec v_exp(vec x) {
 
 #include "row_kernel.inc"
 
-const row_kernels lsr__kernels_avx2 = {pass_max, pass_exp, pass_scale};
+const row_kernels lsr__kernels_avx2 = {pass_max, pass_exp, pass_scale, v_stream_fence};

@@ -336,6 +336,7 @@ static void process_row(const loss_call *c, const loss_plan *p, int64_t i,
     row_after_pass2(&r, c, p, i, rs->chunks, bt);
     if (r.skip || !r.g) return;
     for (int64_t ch = 0; ch < p->nchunks; ch++) row_pass3(&r, p, k, ch, rs->exps);
+    if (p->stream) p->kernels->stream_fence(); /* before row_end's plain store into the row */
     row_end(&r, p, rs->exps);
 }
 
@@ -363,6 +364,7 @@ static void process_small_rows(const loss_call *c, const loss_plan *p, int64_t f
     if (!c->grad) return;
     for (int64_t g = 0; g < count; g++)
         if (live[g]) row_pass3(&r[g], p, k, 0, rs[g].exps);
+    if (p->stream) p->kernels->stream_fence();
     for (int64_t g = 0; g < count; g++)
         if (live[g]) row_end(&r[g], p, rs[g].exps);
 }
@@ -380,8 +382,12 @@ static void process_row_shared(const loss_call *c, const loss_plan *p, int64_t i
     for (int64_t ch = 0; ch < nchunks; ch++) row_pass2(&r, p, k, ch, rs->chunks, rs->exps);
     row_after_pass2(&r, c, p, i, rs->chunks, bt);
     if (r.skip || !r.g) return;
-#pragma omp parallel for schedule(static) num_threads(c->threads)
-    for (int64_t ch = 0; ch < nchunks; ch++) row_pass3(&r, p, k, ch, rs->exps);
+#pragma omp parallel num_threads(c->threads)
+    {
+#pragma omp for schedule(static)
+        for (int64_t ch = 0; ch < nchunks; ch++) row_pass3(&r, p, k, ch, rs->exps);
+        if (p->stream) p->kernels->stream_fence(); /* each thread its own stores */
+    }
     row_end(&r, p, rs->exps);
 }
 

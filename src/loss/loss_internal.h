@@ -56,13 +56,19 @@ typedef struct chunk_sums {
  *   pass_exp    with d = z - max: e[k] = exp(d[k]) into e (NULL: not kept),
  *               and the sums of chunk_sums; prefetches next (len) unless NULL.
  *   pass_scale  g[k] = e[k] * scale_p - (a ? a[k] * a_scale : a_const);
- *               stream: non-temporal stores (g is not read back soon). */
+ *               stream: non-temporal stores (g is not read back soon).
+ *   stream_fence  orders the calling thread's non-temporal stores before
+ *               what it writes next: once per row (not per chunk, where the
+ *               wait for the write-combining buffers cost up to 10 %), and
+ *               by every thread that streamed, before another reads or
+ *               writes those rows. */
 typedef struct row_kernels {
     float (*pass_max)(const float *z, int64_t len);
     void (*pass_exp)(chunk_sums *out, float *e, const float *z, int64_t len, float max,
                      const float *a, const float *b, const float *next);
     void (*pass_scale)(float *g, const float *e, int64_t len, float scale_p, const float *a,
                        float a_scale, float a_const, int stream);
+    void (*stream_fence)(void);
 } row_kernels;
 
 extern const row_kernels lsr__kernels_scalar;
