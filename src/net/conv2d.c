@@ -2,6 +2,7 @@
  * The weight is (F, KH, KW, C); a row of the column matrix holds the
  * KH x KW x C input patch of one output position, so the output
  * (B * OH * OW, F) = col W^T is already channels last. */
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -15,16 +16,19 @@ static void patch(float *dst, const float *in, const lsr_layer *l, int64_t r) {
     const int b = (int)(r / (OH * OW)), oy = (int)(r / OW % OH), ox = (int)(r % OW);
     const int ix0 = ox * S - l->pad_left;
     const int lo = ix0 < 0 ? -ix0 : 0, hi = ix0 + K > W ? W - ix0 : K;
-    for (int ky = 0; ky < K; ky++, dst += (size_t)K * C) {
+    const int span = K * C, short_span = span <= 64; /* short: plain loops beat the calls */
+    for (int ky = 0; ky < K; ky++, dst += span) {
         const int iy = oy * S - l->pad_top + ky;
-        if (iy < 0 || iy >= H || lo >= hi) {
-            memset(dst, 0, (size_t)K * C * sizeof(float));
+        const int a = iy < 0 || iy >= H || lo >= hi ? span : lo * C, z = a == span ? span : hi * C;
+        /* in[off + j] lines up with dst[j]; it is read for j in [a, z) only */
+        const ptrdiff_t off = (((ptrdiff_t)b * H + iy) * W + ix0) * C;
+        if (short_span) {
+            for (int j = 0; j < span; j++) dst[j] = j >= a && j < z ? in[off + j] : 0.0f;
             continue;
         }
-        memset(dst, 0, (size_t)lo * C * sizeof(float));
-        memcpy(dst + (size_t)lo * C, in + (((size_t)b * H + iy) * W + ix0 + lo) * C,
-               (size_t)(hi - lo) * C * sizeof(float));
-        memset(dst + (size_t)hi * C, 0, (size_t)(K - hi) * C * sizeof(float));
+        memset(dst, 0, (size_t)a * sizeof(float));
+        if (a < z) memcpy(dst + a, in + off + a, (size_t)(z - a) * sizeof(float));
+        memset(dst + z, 0, (size_t)(span - z) * sizeof(float));
     }
 }
 
