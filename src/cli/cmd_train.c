@@ -209,9 +209,16 @@ int train_job_parse(train_job *j, int argc, char **argv) {
             else return lsr_fail(j->err, "--on-nonfinite: '%s' is not stop or skip", optarg);
             break;
         case OPT_PRECISION:
-            if (!strcmp(optarg, "fp32")) j->precision = LSR_PRECISION_FP32;
-            else if (!strcmp(optarg, "bf16")) j->precision = LSR_PRECISION_BF16;
-            else return lsr_fail(j->err, "--precision: '%s' is not fp32 or bf16", optarg);
+            if (!strcmp(optarg, "fp32")) {
+                j->precision = LSR_PRECISION_FP32;
+            } else if (!strcmp(optarg, "bf16")) {
+                char why[LSR_ERR_LEN];
+                if (lsr_conv_fast_available(LSR_PRECISION_BF16, why))
+                    return lsr_fail(j->err, "--precision bf16: %s", why);
+                j->precision = LSR_PRECISION_BF16;
+            } else {
+                return lsr_fail(j->err, "--precision: '%s' is not fp32 or bf16", optarg);
+            }
             break;
         case OPT_HELP: train_usage(stdout); exit(0);
         case ':': return lsr_fail(j->err, "%s: needs a value", argv[optind - 1]);

@@ -25,7 +25,7 @@
 
 int lsr_conv_fast_available(lsr_precision precision, char *err) {
     (void)precision;
-    return lsr_fail(err, "this lsr was built without oneDNN, needed for --precision bf16");
+    return lsr_fail(err, "bf16 convolutions need oneDNN, and this lsr was built without it");
 }
 int lsr_conv_fast_create(lsr_conv_fast **c, lsr_precision precision, char *err) {
     *c = NULL;
@@ -225,7 +225,7 @@ int lsr_conv_fast_create(lsr_conv_fast **out, lsr_precision precision, char *err
 int lsr_conv_fast_available(lsr_precision precision, char *err) {
     if (precision != LSR_PRECISION_BF16) return lsr_fail(err, "oneDNN convolutions are bf16 only");
     if (dnnl_get_effective_cpu_isa() < dnnl_cpu_isa_avx512_core_bf16)
-        return lsr_fail(err, "--precision bf16 needs a CPU with AVX512_BF16 (this one has not)");
+        return lsr_fail(err, "bf16 convolutions need a CPU with AVX512_BF16, and this one has not");
     return init_engine(err);
 }
 
