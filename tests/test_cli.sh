@@ -95,6 +95,21 @@ if "$LSR" "${BF16[@]}" --out bf16-a.safetensors > /dev/null 2> err.txt; then
     "$LSR" "${BF16[@]}" --out bf16-b.safetensors > /dev/null 2>&1
     cmp -s bf16-a.safetensors bf16-b.safetensors && ok || bad "bf16: the same seed gave different models"
     grep -q '"precision":"bf16"' bf16-a.safetensors && ok || bad "bf16: precision not in the metadata"
+    # kill -9 in the middle, resume: the model of the uninterrupted run
+    "$LSR" "${BF16[@]}" --epochs 2000 --out bf16-ref.safetensors > /dev/null 2>&1
+    rm -f bk.safetensors bk.ckpt
+    "$LSR" "${BF16[@]}" --epochs 2000 --out bk.safetensors --checkpoint bk.ckpt --checkpoint-every 1000 > /dev/null 2>&1 &
+    pid=$!
+    for i in $(seq 400); do [ -e bk.ckpt ] && break; sleep 0.01; done # under way
+    sleep "0.$((RANDOM % 3))$((RANDOM % 10))"
+    kill -9 $pid 2> /dev/null
+    wait $pid 2> /dev/null
+    for attempt in 1 2 3; do
+        [ -s bk.safetensors ] && break
+        if [ -s bk.ckpt ]; then "$LSR" train --resume bk.ckpt --quiet > /dev/null 2> err.txt
+        else "$LSR" "${BF16[@]}" --epochs 2000 --out bk.safetensors --checkpoint bk.ckpt --checkpoint-every 1000 > /dev/null 2> err.txt; fi
+    done
+    cmp -s bk.safetensors bf16-ref.safetensors && ok || bad "bf16 kill -9: resumed model differs ($(cat err.txt))"
 else
     [ "$(wc -l < err.txt)" -eq 1 ] && grep -q -- "--precision bf16" err.txt && ok || bad "bf16 refusal: $(cat err.txt)"
 fi
