@@ -15,7 +15,6 @@
  * last, shorter batch of an epoch; evaluation batches); oneDNN's own
  * primitive cache makes a rebuild to a shape seen before cheap. */
 #include <stdint.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -189,12 +188,6 @@ static int build(lsr_conv_fast *c, const lsr_layer *l, int batch, char *err) {
         wrap(&c->din, &src4, NULL) ||
         dnnl_memory_create(&c->w_bwd, w_bwd, engine, DNNL_MEMORY_ALLOCATE))
         goto fail;
-    if (getenv("LSR_VERBOSE_CONV")) {
-        const char *name = "?";
-        dnnl_primitive_desc_query(bwd_data_pd, dnnl_query_impl_info_str, 0, &name);
-        fprintf(stderr, "conv %dx%dx%d -> %d k%d s%d batch %d: backward data by %s\n", l->in.h,
-                l->in.w, l->in.c, F, l->kernel, l->stride, batch, name);
-    }
     dnnl_primitive_desc_destroy(fwd_hint);
     dnnl_primitive_desc_destroy(bwd_data_pd);
     dnnl_primitive_desc_destroy(reorder_pd);
