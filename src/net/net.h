@@ -42,9 +42,9 @@ typedef struct lsr_layer {
 } lsr_layer;
 
 /* The arithmetic of the convolutions.  fp32: im2col + sgemm (conv2d.c).
- * bf16: oneDNN's direct kernels on bf16-rounded inputs, weights and
- * gradients with fp32 accumulation (conv2d_onednn.c); parameters and
- * everything else stay fp32. */
+ * bf16: the same products on bf16-rounded patches, weights and gradients
+ * with fp32 sums, by oneDNN (conv2d_onednn.c); parameters and everything
+ * else stay fp32. */
 typedef enum lsr_precision {
     LSR_PRECISION_FP32,
     LSR_PRECISION_BF16,
@@ -90,8 +90,9 @@ int lsr_model_init(lsr_model *m, const char *name_or_spec, lsr_shape input, int 
 /* The default initialisation of a preset: cleverhans for cleverhans-cnn, He otherwise. */
 lsr_init lsr_model_default_init(const char *name_or_spec);
 void lsr_model_init_params(lsr_model *m, lsr_init init, lsr_rng *rng);
-/* Chooses the convolutions' arithmetic (before lsr_model_reserve); fails
- * with a message when this build or CPU cannot do it. */
+/* Chooses the convolutions' arithmetic; fails with a message when this
+ * build or CPU cannot do it.  Call it before lsr_model_reserve, which then
+ * builds the bf16 kernels for the batch size and reports their failure. */
 int lsr_model_set_precision(lsr_model *m, lsr_precision precision, char *err);
 /* Sizes the batch buffers for batches of up to batch samples. */
 int lsr_model_reserve(lsr_model *m, int batch, char *err);
@@ -138,7 +139,9 @@ typedef void (*lsr_bf16_rounding)(uint16_t *dst, const float *src, size_t n);
 int lsr_conv2d_im2col_bf16(uint16_t *col, const float *in, const lsr_layer *l, int batch,
                            lsr_bf16_rounding round);
 
-/* bf16: the upper half of a float, rounded to nearest even (NaN stays NaN) */
+/* bf16: the upper half of a float, rounded to nearest even (NaN stays NaN).
+ * The fast path converts with the CPU's instruction, which also flushes
+ * denormals to zero. */
 static inline uint16_t lsr_bf16_from_float(float f) {
     uint32_t u;
     memcpy(&u, &f, sizeof u);
@@ -151,9 +154,7 @@ static inline float lsr_bf16_to_float(uint16_t h) {
     memcpy(&f, &u, sizeof f);
     return f;
 }
-static inline void lsr_bf16_round(uint16_t *dst, const float *src, size_t n) {
-    for (size_t i = 0; i < n; i++) dst[i] = lsr_bf16_from_float(src[i]);
-}
+
 void lsr_conv2d_backward(float *din, float *dweight, float *dbias, const float *dout,
                          const float *col, const float *weight, float *dcol, const lsr_layer *l,
                          int batch);
