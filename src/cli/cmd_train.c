@@ -280,6 +280,15 @@ void train_job_defaults(train_job *j) {
     j->tty = isatty(fileno(stderr));
 }
 
+// for the run's header line
+static const char *precision_words(lsr_precision precision, const lsr_model *m) {
+    if (precision == LSR_PRECISION_FP32) return "fp32";
+    for (int i = 0; i < m->n_layers; i++)
+        if (m->layers[i].kind == LSR_LAYER_CONV2D && !lsr_conv2d_is_dense(&m->layers[i]))
+            return "bf16 convolutions";
+    return "fp32 (bf16 asked, but the model has no convolution it applies to)";
+}
+
 int train_job_run(train_job *j, const lsr_dataset *all, int classes, lsr_model *model,
                   lsr_dataset *val_set) {
     lsr_dataset train_set = {0};
@@ -311,7 +320,7 @@ int train_job_run(train_job *j, const lsr_dataset *all, int classes, lsr_model *
                 j->s.loss.prior ? "prior " : "", j->s.loss.prior ? j->prior_arg
                 : (j->s.loss.convention == LSR_SMOOTHING_ALL ? "all" : "others"),
                 j->s.epochs, j->s.batch, cli_threads(),
-                j->precision == LSR_PRECISION_BF16 ? "bf16 convolutions" : "fp32", cli_blas_core());
+                precision_words(j->precision, model), cli_blas_core());
     j->model = model;
     j->val_set = val_set;
     j->training_samples = train_set.n;
