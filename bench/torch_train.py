@@ -3,7 +3,7 @@
 same model, initialisation scheme and settings as `lsr train`, for
 `make bench-train`.
 
-    torch_train.py DATA_DIR THREADS EPOCHS SMOOTHING [TRAIN_LIMIT] [bf16]
+    torch_train.py DATA_DIR THREADS EPOCHS SMOOTHING [TRAIN_LIMIT|all] [fp32|bf16] [SEED]
 prints:  seconds_per_epoch test_accuracy
 
 bf16: the training steps run under torch.autocast("cpu", bfloat16), PyTorch's
@@ -44,7 +44,7 @@ limit = int(sys.argv[5]) if len(sys.argv) > 5 and sys.argv[5] != "all" else None
 bf16 = len(sys.argv) > 6 and sys.argv[6] == "bf16"
 precision = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if bf16 else contextlib.nullcontext
 torch.set_num_threads(threads)
-torch.manual_seed(0)
+torch.manual_seed(int(sys.argv[7]) if len(sys.argv) > 7 else 0)
 xtr = torch.tensor(read_idx(find(data_dir, "train-images-idx3-ubyte")), dtype=torch.float32)[:limit, None] / 255
 ytr = torch.tensor(read_idx(find(data_dir, "train-labels-idx1-ubyte")), dtype=torch.int64)[:limit]
 xte = torch.tensor(read_idx(find(data_dir, "t10k-images-idx3-ubyte")), dtype=torch.float32)[:, None] / 255
