@@ -53,6 +53,28 @@ expect_error() {
         bad "$what: rc $rc, stderr: $(cat err.txt)"; fi
 }
 
+# kill_resume OUT CKPT WAIT ARGS...: runs lsr ARGS --out OUT --checkpoint CKPT,
+# kills it with -9 at a random moment (WAIT 1: once CKPT exists), then resumes
+# from CKPT (or starts again when none was written) until OUT exists
+kill_resume() {
+    local out=$1 ckpt=$2 wait_ckpt=$3
+    shift 3
+    rm -f "$out" "$ckpt"
+    "$LSR" "$@" --out "$out" --checkpoint "$ckpt" > /dev/null 2>&1 &
+    local pid=$!
+    if [ "$wait_ckpt" = 1 ]; then
+        for i in $(seq 400); do [ -e "$ckpt" ] && break; sleep 0.01; done # under way
+    fi
+    sleep "0.$((RANDOM % 4))$((RANDOM % 10))"
+    kill -9 $pid 2> /dev/null
+    wait $pid 2> /dev/null
+    for attempt in 1 2 3; do
+        [ -s "$out" ] && break
+        if [ -s "$ckpt" ]; then "$LSR" train --resume "$ckpt" --quiet > /dev/null 2> err.txt
+        else "$LSR" "$@" --out "$out" --checkpoint "$ckpt" > /dev/null 2> err.txt; fi
+    done
+}
+
 # ---- bad input ----
 expect_error "unknown flag" "--frobnicate" "$LSR" train --frobnicate
 expect_error "unknown command" "frob" "$LSR" frob
@@ -97,18 +119,7 @@ if "$LSR" "${BF16[@]}" --out bf16-a.safetensors > /dev/null 2> err.txt; then
     grep -q '"precision":"bf16"' bf16-a.safetensors && ok || bad "bf16: precision not in the metadata"
     # kill -9 in the middle, resume: the model of the uninterrupted run
     "$LSR" "${BF16[@]}" --epochs 2000 --out bf16-ref.safetensors > /dev/null 2>&1
-    rm -f bk.safetensors bk.ckpt
-    "$LSR" "${BF16[@]}" --epochs 2000 --out bk.safetensors --checkpoint bk.ckpt --checkpoint-every 1000 > /dev/null 2>&1 &
-    pid=$!
-    for i in $(seq 400); do [ -e bk.ckpt ] && break; sleep 0.01; done # under way
-    sleep "0.$((RANDOM % 3))$((RANDOM % 10))"
-    kill -9 $pid 2> /dev/null
-    wait $pid 2> /dev/null
-    for attempt in 1 2 3; do
-        [ -s bk.safetensors ] && break
-        if [ -s bk.ckpt ]; then "$LSR" train --resume bk.ckpt --quiet > /dev/null 2> err.txt
-        else "$LSR" "${BF16[@]}" --epochs 2000 --out bk.safetensors --checkpoint bk.ckpt --checkpoint-every 1000 > /dev/null 2> err.txt; fi
-    done
+    kill_resume bk.safetensors bk.ckpt 1 "${BF16[@]}" --epochs 2000 --checkpoint-every 1000
     cmp -s bk.safetensors bf16-ref.safetensors && ok || bad "bf16 kill -9: resumed model differs ($(cat err.txt))"
 else
     [ "$(wc -l < err.txt)" -eq 1 ] && grep -q -- "--precision bf16" err.txt && ok || bad "bf16 refusal: $(cat err.txt)"
@@ -118,17 +129,7 @@ fi
 
 # ---- kill -9 at a random moment, then resume until done ----
 for trial in 1 2 3; do
-    rm -f k.safetensors k.ckpt
-    "$LSR" "${TRAIN[@]}" --val 96 --out k.safetensors --checkpoint k.ckpt --checkpoint-every 3 > /dev/null 2>&1 &
-    pid=$!
-    sleep "0.$((RANDOM % 4))$((RANDOM % 10))"
-    kill -9 $pid 2> /dev/null
-    wait $pid 2> /dev/null
-    for attempt in 1 2 3; do
-        [ -s k.safetensors ] && break
-        if [ -s k.ckpt ]; then "$LSR" train --resume k.ckpt --quiet > /dev/null 2> err.txt
-        else "$LSR" "${TRAIN[@]}" --val 96 --out k.safetensors --checkpoint k.ckpt --checkpoint-every 3 > /dev/null 2> err.txt; fi
-    done
+    kill_resume k.safetensors k.ckpt 0 "${TRAIN[@]}" --val 96 --checkpoint-every 3
     cmp -s k.safetensors reference.safetensors && ok || bad "kill -9 trial $trial: resumed model differs ($(cat err.txt))"
 done
 

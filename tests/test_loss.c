@@ -168,9 +168,11 @@ static int compare(const problem *p, lsr_loss_options o, int in_place) {
     }
     if (ok) {
         /* per element 1e-4 relative, or absolutely 1e-6 of the largest
-         * entry (p - q' cancels to rounding noise) plus 1e-7 of one row's
-         * weight in the reduction (entries that are 0 exactly; class
-         * weights reach 2, unnormalised soft targets sum to about 2) */
+         * entry (p - q' cancels to rounding noise) plus about 1 ulp of one
+         * row's largest coefficient, 1e-7 x (1/N for mean) x (2, the
+         * largest class weight) x (2, margin for soft rows): with K = 1
+         * every entry is 0 exactly, and only rounding is left, e.g. 3e-8
+         * at N = 5 with weights and soft targets */
         double row_scale = o.reduction == LSR_REDUCTION_MEAN && p->n ? 1.0 / (double)p->n : 1.0;
         if (o.class_weights) row_scale *= 2.0;
         if (p->soft) row_scale *= 2.0;

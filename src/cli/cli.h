@@ -27,5 +27,7 @@ int cli_error(const char *cmd, const char *msg);
 /* The error for what getopt_long returned for an unknown flag or a missing
  * value (optstring ":"). */
 int cli_flag_error(const char *cmd, int c, char **argv);
+/* The error for a word left after the flags. */
+int cli_argument_error(const char *cmd, const char *arg);
 
 #endif

@@ -129,10 +129,7 @@ int lsr_cmd_attack(int argc, char **argv) {
         default: return cli_flag_error("attack", c, argv);
         }
     }
-    if (optind < argc) {
-        snprintf(err, sizeof err, "unexpected argument '%s'", argv[optind]);
-        return cli_error("attack", err);
-    }
+    if (optind < argc) return cli_argument_error("attack", argv[optind]);
     if (!model_path) return cli_error("attack", "--model FILE is required");
     if (save_dir) {
         struct stat st;

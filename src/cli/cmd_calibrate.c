@@ -38,10 +38,7 @@ int lsr_cmd_calibrate(int argc, char **argv) {
         default: return cli_flag_error("calibrate", c, argv);
         }
     }
-    if (optind < argc) {
-        snprintf(err, sizeof err, "unexpected argument '%s'", argv[optind]);
-        return cli_error("calibrate", err);
-    }
+    if (optind < argc) return cli_argument_error("calibrate", argv[optind]);
     if (!model_path) return cli_error("calibrate", "--model FILE is required");
     if (lsr_check_writable(model_path, "--model", err)) return cli_error("calibrate", err);
     cli_set_threads((int)threads);

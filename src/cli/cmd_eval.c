@@ -40,10 +40,7 @@ int lsr_cmd_eval(int argc, char **argv) {
         default: return cli_flag_error("eval", c, argv);
         }
     }
-    if (optind < argc) {
-        snprintf(err, sizeof err, "unexpected argument '%s'", argv[optind]);
-        return cli_error("eval", err);
-    }
+    if (optind < argc) return cli_argument_error("eval", argv[optind]);
     if (!model_path) return cli_error("eval", "--model FILE is required");
     cli_set_threads((int)threads);
     lsr_model model;

@@ -30,6 +30,12 @@ int cli_flag_error(const char *cmd, int c, char **argv) {
     return cli_error(cmd, msg);
 }
 
+int cli_argument_error(const char *cmd, const char *arg) {
+    char msg[512];
+    snprintf(msg, sizeof msg, "unexpected argument '%s'", arg);
+    return cli_error(cmd, msg);
+}
+
 int cli_int(const char *flag, const char *s, long long min, long long max, long long *out, char *err) {
     char *end;
     errno = 0;

@@ -257,7 +257,10 @@ static void row_pass3(const row_state *r, const loss_plan *p, int64_t k, int64_t
                            r->a ? r->a + off : NULL, r->a_scale, r->a_const_scaled, p->stream);
 }
 
+/* After pass 3.  Orders this thread's streamed stores of the row first:
+ * before the plain store below, and before any other thread reads them. */
 static void row_end(const row_state *r, const loss_plan *p, const float *exps) {
+    if (p->stream) p->kernels->stream_fence();
     if (p->soft) return;
     /* The label's entry p_y A - c_y in double: pass 3 left out (1 - eps) w_y. */
     const double pt = (double)exps[r->target] * r->inv_sum_exp;
@@ -337,7 +340,6 @@ static void process_row(const loss_call *c, const loss_plan *p, int64_t i,
     row_after_pass2(&r, c, p, i, rs->chunks, bt);
     if (r.skip || !r.g) return;
     for (int64_t ch = 0; ch < p->nchunks; ch++) row_pass3(&r, p, k, ch, rs->exps);
-    if (p->stream) p->kernels->stream_fence(); /* before row_end's plain store into the row */
     row_end(&r, p, rs->exps);
 }
 
@@ -365,7 +367,6 @@ static void process_small_rows(const loss_call *c, const loss_plan *p, int64_t f
     if (!c->grad) return;
     for (int64_t g = 0; g < count; g++)
         if (live[g]) row_pass3(&r[g], p, k, 0, rs[g].exps);
-    if (p->stream) p->kernels->stream_fence();
     for (int64_t g = 0; g < count; g++)
         if (live[g]) row_end(&r[g], p, rs[g].exps);
 }
@@ -393,7 +394,6 @@ static void process_rows_pipelined(const loss_call *c, const loss_plan *p, int64
             if (pending >= 0) row_pass3(&r[pending], p, k, ch, rs[pending].exps);
         }
         if (pending >= 0) {
-            if (p->stream) p->kernels->stream_fence();
             row_end(&r[pending], p, rs[pending].exps);
             pending = -1;
         }
@@ -404,7 +404,6 @@ static void process_rows_pipelined(const loss_call *c, const loss_plan *p, int64
     }
     if (pending >= 0) {
         for (int64_t ch = 0; ch < nchunks; ch++) row_pass3(&r[pending], p, k, ch, rs[pending].exps);
-        if (p->stream) p->kernels->stream_fence();
         row_end(&r[pending], p, rs[pending].exps);
     }
 }
@@ -426,7 +425,7 @@ static void process_row_shared(const loss_call *c, const loss_plan *p, int64_t i
     {
 #pragma omp for schedule(static)
         for (int64_t ch = 0; ch < nchunks; ch++) row_pass3(&r, p, k, ch, rs->exps);
-        if (p->stream) p->kernels->stream_fence(); /* each thread its own stores */
+        if (p->stream) p->kernels->stream_fence(); /* row_end fences only this thread */
     }
     row_end(&r, p, rs->exps);
 }

@@ -3,14 +3,13 @@
  * KH x KW x C input patch of one output position, so the output
  * (B * OH * OW, F) = col W^T is already channels last. */
 #include <stddef.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "net.h"
 
-// dst (K * K * C) = the patch of output row r: each kernel row of it is one
-// contiguous stretch of K * C input values, clipped at the image's edges
-static void patch(float *dst, const float *in, const lsr_layer *l, int64_t r) {
+// each kernel row of a patch is one contiguous stretch of K * C input
+// values, clipped at the image's edges
+void lsr_conv2d_patch(float *dst, const float *in, const lsr_layer *l, int64_t r) {
     const int H = l->in.h, W = l->in.w, C = l->in.c, OH = l->out.h, OW = l->out.w;
     const int K = l->kernel, S = l->stride;
     const int b = (int)(r / (OH * OW)), oy = (int)(r / OW % OH), ox = (int)(r % OW);
@@ -37,28 +36,7 @@ void lsr_conv2d_im2col(float *col, const float *in, const lsr_layer *l, int batc
     const size_t row_len = (size_t)l->kernel * l->kernel * l->in.c;
     const int64_t rows = (int64_t)batch * l->out.h * l->out.w;
 #pragma omp parallel for schedule(static)
-    for (int64_t r = 0; r < rows; r++) patch(col + (size_t)r * row_len, in, l, r);
-}
-
-// the same, rounded to bf16 by round; -1 when out of memory
-int lsr_conv2d_im2col_bf16(uint16_t *col, const float *in, const lsr_layer *l, int batch,
-                           lsr_bf16_rounding round) {
-    const size_t row_len = (size_t)l->kernel * l->kernel * l->in.c;
-    const int64_t rows = (int64_t)batch * l->out.h * l->out.w;
-    int failed = 0;
-#pragma omp parallel reduction(| : failed)
-    {
-        float *row = malloc(row_len * sizeof(float));
-        failed = !row;
-#pragma omp for schedule(static)
-        for (int64_t r = 0; r < rows; r++) {
-            if (!row) continue;
-            patch(row, in, l, r);
-            round(col + (size_t)r * row_len, row, row_len);
-        }
-        free(row);
-    }
-    return failed ? -1 : 0;
+    for (int64_t r = 0; r < rows; r++) lsr_conv2d_patch(col + (size_t)r * row_len, in, l, r);
 }
 
 // din (B, H, W, C) = the sum of the patches in col; one sample per thread

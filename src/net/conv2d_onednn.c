@@ -55,8 +55,6 @@ static dnnl_stream_t stream;
 
 struct lsr_conv_fast {
     int batch; /* the primitives below are for this batch size; 0: none */
-    int rows;  /* batch * OH * OW */
-    int patch; /* K * K * C */
     dnnl_primitive_t fwd;         /* out = col w^T + bias (matmul) */
     dnnl_primitive_t bwd_weights; /* dweight += dout^T col (matmul, summing) */
     dnnl_primitive_t bwd_data;    /* din from dout and w (convolution) */
@@ -96,6 +94,10 @@ static int init_engine(char *err) {
     return 0;
 }
 
+/* the im2col matrix of a batch: rows (output positions) by patch (K K C) */
+static int rows_of(const lsr_layer *l, int batch) { return batch * l->out.h * l->out.w; }
+static int patch_of(const lsr_layer *l) { return l->kernel * l->kernel * l->in.c; }
+
 static int md2(dnnl_memory_desc_t *md, int64_t a, int64_t b, dnnl_data_type_t dt, dnnl_format_tag_t tag) {
     const dnnl_dims_t dims = {a, b};
     return dnnl_memory_desc_init_by_tag(md, 2, dims, dt, tag) != dnnl_success;
@@ -128,9 +130,7 @@ static int wrap(dnnl_memory_t *m, const dnnl_memory_desc_t *md, void *data) {
 // builds every primitive and buffer for batches of exactly batch samples
 static int build(lsr_conv_fast *c, const lsr_layer *l, int batch, char *err) {
     release(c);
-    const int F = l->units;
-    c->rows = batch * l->out.h * l->out.w;
-    c->patch = l->kernel * l->kernel * l->in.c;
+    const int F = l->units, rows = rows_of(l, batch), patch = patch_of(l);
     const int pad_bottom = (l->out.h - 1) * l->stride + l->kernel - l->in.h - l->pad_top;
     const int pad_right = (l->out.w - 1) * l->stride + l->kernel - l->in.w - l->pad_left;
     const dnnl_dims_t src_dims = {batch, l->in.c, l->in.h, l->in.w};
@@ -144,16 +144,16 @@ static int build(lsr_conv_fast *c, const lsr_layer *l, int batch, char *err) {
     dnnl_primitive_desc_t fwd_hint = NULL, bwd_data_pd = NULL, reorder_pd = NULL;
     dnnl_convolution_desc_t desc;
     const char *what = "allocate its buffers";
-    c->col_data = malloc((size_t)c->rows * c->patch * sizeof(uint16_t));
-    c->w_low_data = malloc((size_t)F * c->patch * sizeof(uint16_t));
-    c->dout_low_data = malloc((size_t)c->rows * F * sizeof(uint16_t));
+    c->col_data = malloc((size_t)rows * patch * sizeof(uint16_t));
+    c->w_low_data = malloc((size_t)F * patch * sizeof(uint16_t));
+    c->dout_low_data = malloc((size_t)rows * F * sizeof(uint16_t));
     if (!c->col_data || !c->w_low_data || !c->dout_low_data) goto fail;
     what = "describe the convolution";
-    if (md2(&col, c->rows, c->patch, dnnl_bf16, dnnl_ab) ||
-        md2(&w_low, c->patch, F, dnnl_bf16, dnnl_ba) || /* w (F, patch) as its transpose */
-        md2(&bias, 1, F, dnnl_f32, dnnl_ab) || md2(&out, c->rows, F, dnnl_f32, dnnl_ab) ||
-        md2(&dout_t, F, c->rows, dnnl_bf16, dnnl_ba) || /* dout (rows, F), transposed */
-        md2(&dweight, F, c->patch, dnnl_f32, dnnl_ab) ||
+    if (md2(&col, rows, patch, dnnl_bf16, dnnl_ab) ||
+        md2(&w_low, patch, F, dnnl_bf16, dnnl_ba) || /* w (F, patch) as its transpose */
+        md2(&bias, 1, F, dnnl_f32, dnnl_ab) || md2(&out, rows, F, dnnl_f32, dnnl_ab) ||
+        md2(&dout_t, F, rows, dnnl_bf16, dnnl_ba) || /* dout (rows, F), transposed */
+        md2(&dweight, F, patch, dnnl_f32, dnnl_ab) ||
         dnnl_memory_desc_init_by_tag(&src4, 4, src_dims, dnnl_f32, dnnl_nhwc) ||
         dnnl_memory_desc_init_by_tag(&w_user4, 4, w_dims, dnnl_f32, dnnl_ohwi) ||
         dnnl_memory_desc_init_by_tag(&w_any4, 4, w_dims, dnnl_bf16, dnnl_format_tag_any) ||
@@ -252,6 +252,28 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) static void roun
     }
 }
 
+/* col = im2col(in) rounded: each patch is built in fp32 (conv2d.c's
+ * lsr_conv2d_patch) in a per-thread row, then rounded into col; -1 when
+ * out of memory */
+static int im2col_bf16(uint16_t *col, const float *in, const lsr_layer *l, int batch) {
+    const size_t patch = (size_t)patch_of(l);
+    const int64_t rows = rows_of(l, batch);
+    int failed = 0;
+#pragma omp parallel reduction(| : failed)
+    {
+        float *row = malloc(patch * sizeof(float));
+        failed = !row;
+#pragma omp for schedule(static)
+        for (int64_t r = 0; r < rows; r++) {
+            if (!row) continue;
+            lsr_conv2d_patch(row, in, l, r);
+            round_bf16(col + (size_t)r * patch, row, patch);
+        }
+        free(row);
+    }
+    return failed ? -1 : 0;
+}
+
 static void round_all(uint16_t *dst, const float *src, size_t n) {
 #pragma omp parallel for schedule(static) if (n > 65536)
     for (size_t i = 0; i < n; i += 4096) round_bf16(dst + i, src + i, n - i < 4096 ? n - i : 4096);
@@ -261,8 +283,8 @@ int lsr_conv_fast_forward(lsr_conv_fast *c, float *out, const float *in, const f
                           const float *bias, const lsr_layer *l, int batch) {
     c->have_col = 0;
     if (c->batch != batch && build(c, l, batch, NULL)) return -1;
-    if (lsr_conv2d_im2col_bf16(c->col_data, in, l, batch, round_bf16)) return -1;
-    round_all(c->w_low_data, weight, (size_t)l->units * c->patch);
+    if (im2col_bf16(c->col_data, in, l, batch)) return -1;
+    round_all(c->w_low_data, weight, (size_t)l->units * patch_of(l));
     dnnl_memory_set_data_handle(c->bias, (void *)bias);
     dnnl_memory_set_data_handle(c->out, out);
     const dnnl_exec_arg_t args[] = {{DNNL_ARG_SRC, c->col},
@@ -277,8 +299,8 @@ int lsr_conv_fast_forward(lsr_conv_fast *c, float *out, const float *in, const f
 int lsr_conv_fast_backward(lsr_conv_fast *c, float *din, float *dweight, float *dbias,
                            const float *dout, const float *weight, const lsr_layer *l, int batch) {
     if (c->batch != batch || !c->have_col) return -1;
-    const int F = l->units;
-    round_all(c->dout_low_data, dout, (size_t)c->rows * F);
+    const int F = l->units, rows = rows_of(l, batch);
+    round_all(c->dout_low_data, dout, (size_t)rows * F);
     if (din) { /* first: it may fail, and nothing has been added to the gradients yet */
         dnnl_memory_set_data_handle(c->w_user, (void *)weight);
         dnnl_memory_set_data_handle(c->din, din);
@@ -294,7 +316,7 @@ int lsr_conv_fast_backward(lsr_conv_fast *c, float *din, float *dweight, float *
                                         {DNNL_ARG_WEIGHTS, c->col},
                                         {DNNL_ARG_DST, c->dweight}};
         if (run(c->bwd_weights, 3, args)) return -2;
-        lsr_bias_grad(dbias, dout, c->rows, F);
+        lsr_bias_grad(dbias, dout, rows, F);
     }
     return 0;
 }

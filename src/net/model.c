@@ -227,7 +227,6 @@ int lsr_model_set_precision(lsr_model *m, lsr_precision precision, char *err) {
         lsr_conv_fast_free(m->conv_fast[i]);
         m->conv_fast[i] = NULL;
     }
-    m->precision = LSR_PRECISION_FP32;
     if (precision == LSR_PRECISION_FP32) return 0;
     if (lsr_conv_fast_available(precision, err)) return -1;
     /* a convolution that is a dense layer stays one fp32 GEMM: it measured
@@ -236,7 +235,6 @@ int lsr_model_set_precision(lsr_model *m, lsr_precision precision, char *err) {
         if (m->layers[i].kind == LSR_LAYER_CONV2D && !lsr_conv2d_is_dense(&m->layers[i]) &&
             lsr_conv_fast_create(&m->conv_fast[i], precision, err))
             return -1;
-    m->precision = precision;
     return 0;
 }
 

@@ -75,7 +75,6 @@ typedef struct lsr_model {
     uint8_t *dropout_mask[LSR_MAX_LAYERS];
     float *col[LSR_MAX_LAYERS]; /* conv: the forward's im2col matrix, reused by the backward */
     float *dcol;                /* conv backward scratch, shared */
-    lsr_precision precision;
     lsr_conv_fast *conv_fast[LSR_MAX_LAYERS]; /* conv in bf16: oneDNN state, else NULL */
     uint8_t conv_fast_used[LSR_MAX_LAYERS];   /* the last forward of layer i went through it */
     int forward_training;       /* the last forward ran in training mode */
@@ -134,10 +133,8 @@ void lsr_bias_grad(float *dbias, const float *dout, int rows, int F);
 int lsr_conv2d_is_dense(const lsr_layer *l);
 /* col (B*OH*OW, K*K*C): the patches of in, as the forward computes them */
 void lsr_conv2d_im2col(float *col, const float *in, const lsr_layer *l, int batch);
-/* dst (n) = src (n) rounded to bf16 */
-typedef void (*lsr_bf16_rounding)(uint16_t *dst, const float *src, size_t n);
-int lsr_conv2d_im2col_bf16(uint16_t *col, const float *in, const lsr_layer *l, int batch,
-                           lsr_bf16_rounding round);
+/* dst (K*K*C) = row r of that matrix: the patch of one output position */
+void lsr_conv2d_patch(float *dst, const float *in, const lsr_layer *l, int64_t r);
 
 /* bf16: the upper half of a float, rounded to nearest even (NaN stays NaN).
  * The fast path converts with the CPU's instruction, which also flushes
