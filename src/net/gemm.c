@@ -1,58 +1,106 @@
-/* sgemm with the threads of OpenMP: the BLAS runs single-threaded and each
- * OpenMP thread multiplies its own band of C.  The BLAS's own threads and
- * OpenMP's would otherwise fight over the same cores between layers. */
-#include <cblas.h>
-
+/* sgemm in fixed tiles, so that every result is the same for any thread count
+ * and any BLAS kernel family.
+ *
+ * C is cut into tiles of LSR_GEMM_TILE_M x LSR_GEMM_TILE_N (the last row and
+ * column of tiles are smaller); K is never cut.  Each tile is one call of a
+ * single-threaded sgemm whose sizes and offsets depend only on (M, N, K),
+ * never on the thread count: threads only choose which tiles they run.  A
+ * kernel that treats a tile's edge rows differently from its inner rows (as
+ * OpenBLAS's Haswell, Zen and Sandybridge kernels do) therefore still gives
+ * each element of C the same sequence of operations with 1, 2 or 64 threads.
+ *
+ * The sgemm is oneDNN's where lsr is built with it: it picks its kernel from
+ * the CPU itself (OpenBLAS's can be overridden by OPENBLAS_CORETYPE, and
+ * Haswell's kernels run at half the speed of the AVX-512 ones on AVX-512
+ * CPUs), and measured as fast as OpenBLAS's best on the trainer's shapes.
+ * Without oneDNN it is OpenBLAS's, made single-threaded. */
 #include "net.h"
+
+#ifdef LSR_HAVE_ONEDNN
+#include <oneapi/dnnl/dnnl.h>
+#else
+#include <cblas.h>
+void openblas_set_num_threads(int);
+#endif
 
 #ifdef _OPENMP
 #include <omp.h>
 #endif
 
-void openblas_set_num_threads(int);
+enum { LSR_GEMM_TILE_M = 128, LSR_GEMM_TILE_N = 256 };
 
-void lsr_gemm_init(void) { openblas_set_num_threads(1); }
+void lsr_gemm_init(void) {
+#ifndef LSR_HAVE_ONEDNN
+    openblas_set_num_threads(1); /* the tiles are the threads' work */
+#endif
+}
 
-/* C (M, N) = alpha op(A) op(B) + beta C, row-major; op is a transpose when
- * trans_a / trans_b.  Bands of C's rows (or of its columns when M is the
- * smaller side) go to the threads; each element is computed by one call,
- * with the same inner order whatever the thread count. */
+const char *lsr_gemm_backend(void) {
+#ifdef LSR_HAVE_ONEDNN
+    return "oneDNN sgemm (its kernel chosen from the CPU)";
+#else
+    return "OpenBLAS sgemm";
+#endif
+}
+
+/* One tile, single-threaded: C (m, n) = alpha op(A) op(B) + beta C. */
+static void gemm_tile(int trans_a, int trans_b, int m, int n, int K, float alpha, const float *A,
+                      int lda, const float *B, int ldb, float beta, float *C, int ldc) {
+#ifdef LSR_HAVE_ONEDNN
+    /* row-major, like cblas; the arguments were checked by lsr_gemm's caller
+     * (every shape is the network's own), so the status is always success */
+    (void)dnnl_sgemm(trans_a ? 'T' : 'N', trans_b ? 'T' : 'N', m, n, K, alpha, A, lda, B, ldb, beta,
+                     C, ldc);
+#else
+    cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
+                trans_b ? CblasTrans : CblasNoTrans, m, n, K, alpha, A, lda, B, ldb, beta, C, ldc);
+#endif
+}
+
 void lsr_gemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A, int lda,
               const float *B, int ldb, float beta, float *C, int ldc) {
-    const CBLAS_TRANSPOSE ta = trans_a ? CblasTrans : CblasNoTrans;
-    const CBLAS_TRANSPOSE tb = trans_b ? CblasTrans : CblasNoTrans;
-    int threads = 1;
+    if (M <= 0 || N <= 0) return;
+    const int tiles_m = (M + LSR_GEMM_TILE_M - 1) / LSR_GEMM_TILE_M;
+    const int tiles_n = (N + LSR_GEMM_TILE_N - 1) / LSR_GEMM_TILE_N;
+    const int tiles = tiles_m * tiles_n;
+    /* Too little work to share (the same tiles, one thread): a parallel
+     * region costs more than it saves below ~1 MFLOP. */
+    const int parallel = tiles > 1 && (double)M * N * K >= 1e6
 #ifdef _OPENMP
-    threads = omp_in_parallel() ? 1 : omp_get_max_threads();
+                         && !omp_in_parallel()
 #endif
-    if (threads == 1 || (double)M * N * K < 2e6) {
-        cblas_sgemm(CblasRowMajor, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-        return;
-    }
-    const int split_rows = M >= N;
-    const int extent = split_rows ? M : N;
-    const int quantum = 16;
-#pragma omp parallel num_threads(threads)
+        ;
+#pragma omp parallel if (parallel)
     {
-        int t = 0, nt = 1;
 #ifdef _OPENMP
-        t = omp_get_thread_num();
-        nt = omp_get_num_threads();
+        /* oneDNN's sgemm uses omp_get_max_threads() threads: one per tile */
+        omp_set_num_threads(1);
 #endif
-        const int blocks = (extent + quantum - 1) / quantum;
-        const int first = (int)((long)blocks * t / nt) * quantum;
-        int last = (int)((long)blocks * (t + 1) / nt) * quantum;
-        if (last > extent) last = extent;
-        if (first < last) {
-            if (split_rows) {
-                const float *a = trans_a ? A + first : A + (size_t)first * lda;
-                cblas_sgemm(CblasRowMajor, ta, tb, last - first, N, K, alpha, a, lda, B, ldb, beta,
-                            C + (size_t)first * ldc, ldc);
-            } else {
-                const float *b = trans_b ? B + (size_t)first * ldb : B + first;
-                cblas_sgemm(CblasRowMajor, ta, tb, M, last - first, K, alpha, A, lda, b, ldb, beta,
-                            C + first, ldc);
-            }
+#pragma omp for schedule(static)
+        for (int t = 0; t < tiles; t++) {
+            const int i0 = (t / tiles_n) * LSR_GEMM_TILE_M, j0 = (t % tiles_n) * LSR_GEMM_TILE_N;
+            const int m = M - i0 < LSR_GEMM_TILE_M ? M - i0 : LSR_GEMM_TILE_M;
+            const int n = N - j0 < LSR_GEMM_TILE_N ? N - j0 : LSR_GEMM_TILE_N;
+            const float *a = trans_a ? A + i0 : A + (size_t)i0 * lda;
+            const float *b = trans_b ? B + (size_t)j0 * ldb : B + j0;
+            gemm_tile(trans_a, trans_b, m, n, K, alpha, a, lda, b, ldb, beta,
+                      C + (size_t)i0 * ldc + j0, ldc);
         }
     }
+}
+
+/* The specification: each element a plain sum over k in double, rounded once. */
+void lsr_gemm_reference(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A,
+                        int lda, const float *B, int ldb, float beta, float *C, int ldc) {
+    for (int i = 0; i < M; i++)
+        for (int j = 0; j < N; j++) {
+            double s = 0;
+            for (int k = 0; k < K; k++) {
+                const double a = trans_a ? A[(size_t)k * lda + i] : A[(size_t)i * lda + k];
+                const double b = trans_b ? B[(size_t)j * ldb + k] : B[(size_t)k * ldb + j];
+                s += a * b;
+            }
+            float *c = &C[(size_t)i * ldc + j];
+            *c = (float)(alpha * s + (beta == 0.0f ? 0.0 : (double)beta * *c));
+        }
 }

@@ -110,11 +110,20 @@ void lsr_model_backward(lsr_model *m, const float *dlogits, int batch, int what)
 void lsr_model_zero_grads(lsr_model *m);
 
 /* ---- matrix products (gemm.c) ---- */
-/* Makes the BLAS single-threaded: lsr_gemm spreads work over OpenMP threads. */
+/* Makes the BLAS single-threaded (without oneDNN): lsr_gemm spreads its
+ * tiles over OpenMP threads.  Called by lsr_gemm itself; harmless to repeat. */
 void lsr_gemm_init(void);
-/* C (M, N) = alpha op(A) op(B) + beta C, row-major, like cblas_sgemm. */
+/* The sgemm lsr_gemm runs, in words (for --version and logs). */
+const char *lsr_gemm_backend(void);
+/* C (M, N) = alpha op(A) op(B) + beta C, row-major, like cblas_sgemm.  C is
+ * computed in fixed tiles, one single-threaded sgemm call each, K never
+ * split: the result is bit-identical for any thread count. */
 void lsr_gemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A, int lda,
               const float *B, int ldb, float beta, float *C, int ldc);
+/* The same product, each element summed over k in double: the specification
+ * that tests hold lsr_gemm to. */
+void lsr_gemm_reference(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A,
+                        int lda, const float *B, int ldb, float beta, float *C, int ldc);
 
 /* ---- the layers ---- */
 void lsr_dense_forward(float *out, const float *in, const float *weight, const float *bias,
