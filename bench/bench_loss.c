@@ -34,6 +34,7 @@ static double now(void) {
 
 /* memcpy split over the threads, as the loss splits its rows */
 static void parallel_copy(float *dst, const float *src, size_t count, int threads) {
+    (void)threads; /* unused without OpenMP */
 #pragma omp parallel num_threads(threads)
     {
         int t = 0, nt = 1;

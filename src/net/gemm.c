@@ -65,11 +65,9 @@ void lsr_gemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const 
     const int tiles = tiles_m * tiles_n;
     /* Too little work to share (the same tiles, one thread): a parallel
      * region costs more than it saves below ~1 MFLOP. */
-    const int parallel = tiles > 1 && (double)M * N * K >= 1e6
 #ifdef _OPENMP
-                         && !omp_in_parallel()
+    const int parallel = tiles > 1 && (double)M * N * K >= 1e6 && !omp_in_parallel();
 #endif
-        ;
 #pragma omp parallel if (parallel)
     {
 #ifdef _OPENMP
