@@ -16,6 +16,13 @@ torch.manual_seed(1234)
 out_path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "loss_torch.txt")
 
 
+def float32(v):
+    """v rounded to float, as lsr takes the smoothing: PyTorch would take a
+    Python float as a double, 1 - 0.999 differs from 1 - (float)0.999 by
+    1.3e-5 relatively, and at logit gaps of 1e4 that shows."""
+    return torch.tensor(v, dtype=torch.float32).item()
+
+
 def floats(t):
     return " ".join("%.9g" % v for v in t.reshape(-1).tolist())
 
@@ -26,6 +33,7 @@ for k, n in [(1, 3), (2, 4), (5, 7), (10, 16), (37, 9)]:
     for eps, weighted, ignore, reduction, soft in itertools.product(
         [0.0, 0.1, 0.37, 1.0], [False, True], ["none", "default", "class1"],
         ["mean", "sum", "none"], [False, True]):
+        eps = float32(eps)
         if soft and ignore != "none":
             continue  # PyTorch refuses ignore_index with probability targets
         logits = (torch.randn(n, k) * 3).double().float()
@@ -52,11 +60,99 @@ for k, n in [(1, 3), (2, 4), (5, 7), (10, 16), (37, 9)]:
                                reduction=reduction, label_smoothing=eps)
         loss.sum().backward()
         red = {"mean": 0, "sum": 1, "none": 2}[reduction]
-        lines.append("case %d %d %d %.9g %d %d %d" % (n, k, red, eps, int(weighted),
-                                                    ignore_index, int(soft)))
+        lines.append("case %d %d %d %.9g %d %d %d 0" % (n, k, red, eps, int(weighted),
+                                                      ignore_index, int(soft)))
         lines.append("logits " + floats(logits))
         lines.append("target " + (floats(target) if soft else " ".join(str(int(v)) for v in target)))
         lines.append("weight " + (floats(weight) if weighted else "-"))
+        lines.append("loss " + floats(loss.detach().reshape(-1)))
+        lines.append("grad " + floats(x.grad))
+        count += 1
+
+
+# Issue 9, defect 10: target logits up to 1e4 below the row's max, around 0
+# and +-3000 (so that z - max rounds in float), the other logits close
+# together; the "all" convention (conv 0, PyTorch's label_smoothing) and the
+# "others" convention (conv 1: PyTorch with the equivalent dense target
+# (1 - eps) q + eps (1 - q) / (K - 1), label_smoothing 0; for labels with
+# class weights and the mean, lsr divides by the weights of the labels as
+# PyTorch's class-index mean does, so the sum is divided by them here).
+# Row 0 of K = 2 is the issue's [-1000.1234, 2999.5678] with label 0; every
+# fifth row has the target at the max and another class far below.
+def gap_rows(n, k):
+    logits = torch.empty(n, k)
+    labels = torch.empty(n, dtype=torch.long)
+    far = torch.empty(n, dtype=torch.long)
+    for i in range(n):
+        gap = [1e4, 1e3, 1e2, 10.0, 1.0, 0.0][i % 6] * (0.5 + 0.5 * torch.rand(()).item())
+        offset = [0.0, 3000.0, -3000.0][i % 3] + torch.randn(()).item()
+        noise = [0.01, 1.0, 3.0][(i // 6) % 3]
+        row = (offset + noise * torch.randn(k).double())
+        y = int(torch.randint(0, k, ()).item())
+        f = y
+        if i % 5 == 4 and k > 1:
+            f = (y + 1 + int(torch.randint(0, k - 1, ()).item())) % k
+            row[y] = offset + noise * 4.0
+        row = row.float().double()
+        if k > 1:
+            row[f] = max(row[j].item() for j in range(k) if j != f) - gap
+        if k == 2 and i == 0:
+            row = torch.tensor([-1000.1234, 2999.5678]).double()
+            y = f = 0
+        logits[i] = row.float()
+        labels[i] = y
+        far[i] = f
+    return logits, labels, far
+
+
+def soft_rows(n, k, far):
+    target = torch.empty(n, k)
+    for i in range(n):
+        if i % 3 == 0:
+            row = torch.zeros(k)
+            row[far[i]] = 1.0
+        elif i % 3 == 1:
+            row = torch.full((k,), 0.1 / max(k - 1, 1))
+            row[far[i]] = 0.9
+        else:
+            row = torch.rand(k)
+        target[i] = row / row.sum()
+    return target
+
+
+for k, n in [(2, 6), (3, 6), (10, 8), (37, 6)]:
+    for eps, weights, reduction, conv, soft in itertools.product(
+        [0.0, 0.1, 0.999, 1.0], ["none", "random", "zeros"], ["mean", "sum", "none"],
+        [0, 1], [False, True]):
+        eps = float32(eps)
+        logits, labels, far = gap_rows(n, k)
+        target = soft_rows(n, k, far) if soft else labels
+        weight = None
+        if weights == "random":
+            weight = (torch.rand(k) * 2).float()
+        elif weights == "zeros":
+            weight = torch.tensor([2.208 if j % 2 == 0 else 0.0 for j in range(k)])
+        label_weight_sum = float(n) if weight is None else weight[labels].double().sum().item()
+        if not soft and reduction == "mean" and label_weight_sum == 0:
+            continue  # PyTorch gives NaN; lsr documents 0
+        x = logits.clone().requires_grad_(True)
+        if conv == 0:
+            loss = F.cross_entropy(x, target, weight=weight, reduction=reduction,
+                                   label_smoothing=eps)
+        else:
+            q = target if soft else F.one_hot(labels, k).float()
+            dense = (1 - eps) * q + eps * (1 - q) / (k - 1)
+            if not soft and reduction == "mean":
+                loss = F.cross_entropy(x, dense, weight=weight, reduction="sum") / label_weight_sum
+            else:
+                loss = F.cross_entropy(x, dense, weight=weight, reduction=reduction)
+        loss.sum().backward()
+        red = {"mean": 0, "sum": 1, "none": 2}[reduction]
+        lines.append("case %d %d %d %.9g %d %d %d %d" % (n, k, red, eps, int(weight is not None),
+                                                       -100, int(soft), conv))
+        lines.append("logits " + floats(logits))
+        lines.append("target " + (floats(target) if soft else " ".join(str(int(v)) for v in target)))
+        lines.append("weight " + (floats(weight) if weight is not None else "-"))
         lines.append("loss " + floats(loss.detach().reshape(-1)))
         lines.append("grad " + floats(x.grad))
         count += 1

@@ -112,9 +112,18 @@ static const char *describe(const problem *p, const lsr_loss_options *o, int in_
     return buf;
 }
 
+/* Bounds on |fast - reference| of the loss and the statistics, as
+ * rel |reference| + abs; abs of a reduced loss covers all rows.  NULL in
+ * compare_tol: 2e-5 and 2e-6. */
+typedef struct tolerance {
+    double loss_rel, loss_abs, stat_rel, stat_abs;
+} tolerance;
+
 /* Fast against reference for one problem and option set; also checks that
  * 1 and 2 threads give bit-identical results. Returns 1 when all agree. */
-static int compare(const problem *p, lsr_loss_options o, int in_place) {
+static int compare_tol(const problem *p, lsr_loss_options o, int in_place, const tolerance *tol) {
+    static const tolerance fixed = {2e-5, 2e-6, 2e-5, 2e-6};
+    if (!tol) tol = &fixed;
     const size_t cells = (size_t)(p->n ? p->n : 1) * (size_t)p->stride;
     const size_t nloss = o.reduction == LSR_REDUCTION_NONE ? (size_t)(p->n ? p->n : 1) : 1;
     float *g_ref = malloc(cells * sizeof(float)), *g_fast = malloc(cells * sizeof(float));
@@ -161,7 +170,7 @@ static int compare(const problem *p, lsr_loss_options o, int in_place) {
     if (st_ref || st_fast || st_fast1) ok = 0;
 
     for (size_t i = 0; ok && i < nloss_out; i++) {
-        int good = close_enough(l_fast[i], l_ref[i], 2e-5, 2e-6);
+        int good = close_enough(l_fast[i], l_ref[i], tol->loss_rel, tol->loss_abs);
         CHECK(good, "%s: loss[%zu] fast %.8g ref %.8g", what, i, (double)l_fast[i],
               (double)l_ref[i]);
         ok &= good;
@@ -191,10 +200,11 @@ static int compare(const problem *p, lsr_loss_options o, int in_place) {
     }
     if (ok) {
         int good = s_fast.valid_rows == s_ref.valid_rows && s_fast.top1_hits == s_ref.top1_hits &&
-                   close_enough(s_fast.label_ce, s_ref.label_ce, 2e-5, 2e-6) &&
-                   close_enough(s_fast.prior_ce, s_ref.prior_ce, 2e-5, 2e-6) &&
-                   close_enough(s_fast.mean_max_prob, s_ref.mean_max_prob, 2e-5, 2e-6) &&
-                   close_enough(s_fast.mean_lse, s_ref.mean_lse, 2e-5, 2e-6);
+                   close_enough(s_fast.label_ce, s_ref.label_ce, tol->stat_rel, tol->stat_abs) &&
+                   close_enough(s_fast.prior_ce, s_ref.prior_ce, tol->stat_rel, tol->stat_abs) &&
+                   close_enough(s_fast.mean_max_prob, s_ref.mean_max_prob, tol->stat_rel,
+                                tol->stat_abs) &&
+                   close_enough(s_fast.mean_lse, s_ref.mean_lse, tol->stat_rel, tol->stat_abs);
         CHECK(good,
               "%s: stats fast (%lld %lld %.8g %.8g %.8g %.8g) ref (%lld %lld %.8g %.8g %.8g %.8g)",
               what, (long long)s_fast.valid_rows, (long long)s_fast.top1_hits, s_fast.label_ce,
@@ -217,6 +227,10 @@ static int compare(const problem *p, lsr_loss_options o, int in_place) {
     free(l_fast);
     free(l_fast1);
     return ok;
+}
+
+static int compare(const problem *p, lsr_loss_options o, int in_place) {
+    return compare_tol(p, o, in_place, NULL);
 }
 
 
@@ -335,6 +349,124 @@ static void test_large_logits(void) {
         }
         problem_free(&p);
     }
+}
+
+/* Rows whose target's logit lies up to 1e4 below the row's max (a
+ * confident wrong answer), around 0 and +-3000 so that z - max rounds in
+ * float, with the other logits close together: where the "others"
+ * convention must not form its sum as (all classes) - (the target's term).
+ * Row 0 of K = 2 is issue 9's: [-1000.1234, 2999.5678], label 0.  Every
+ * fifth row has the target at the max and another class far below.  Soft
+ * rows put all, 0.9, or a random share of the mass on that class.
+ * weights_kind 2 gives 2.208 to even and 0 to odd classes ([2.208, 0]). */
+static void gap_problem_init(problem *p, int64_t n, int64_t k, int soft, int weights_kind) {
+    static const double gaps[6] = {1e4, 1e3, 1e2, 10.0, 1.0, 0.0};
+    static const double offsets[3] = {0.0, 3000.0, -3000.0}, noises[3] = {0.01, 1.0, 3.0};
+    problem_init(p, n, k, 0, soft, 1.0, 0.0, 0);
+    for (int64_t i = 0; i < n; i++) {
+        float *z = p->logits + i * k, *t = p->targets + i * k;
+        const double gap = gaps[i % 6] * (0.5 + 0.5 * rng_uniform());
+        const double offset = offsets[i % 3] + rng_normal(), noise = noises[(i / 6) % 3];
+        for (int64_t j = 0; j < k; j++) z[j] = (float)(offset + noise * rng_normal());
+        const int64_t y = rng_below(k);
+        int64_t far = y;
+        if (i % 5 == 4 && k > 1) {
+            far = (y + 1 + rng_below(k - 1)) % k;
+            z[y] = (float)(offset + noise * 4.0); /* the max, or close to it */
+        }
+        float max = -INFINITY;
+        for (int64_t j = 0; j < k; j++)
+            if (j != far && z[j] > max) max = z[j];
+        if (k > 1) z[far] = (float)((double)max - gap);
+        if (k == 2 && i == 0) {
+            z[0] = -1000.1234f;
+            z[1] = 2999.5678f;
+        }
+        p->labels[i] = k == 2 && i == 0 ? 0 : y;
+        const int64_t mass = k == 2 && i == 0 ? 0 : far;
+        double sum = 0.0;
+        for (int64_t j = 0; j < k; j++) {
+            double v = 0.0;
+            if (i % 3 == 0) v = j == mass ? 1.0 : 0.0;
+            else if (i % 3 == 1) v = j == mass ? 0.9 : (k > 1 ? 0.1 / (double)(k - 1) : 0.0);
+            else v = rng_uniform();
+            t[j] = (float)v;
+            sum += v;
+        }
+        for (int64_t j = 0; j < k; j++) t[j] = (float)(t[j] / sum);
+    }
+    for (int64_t j = 0; j < k; j++)
+        p->weights[j] = weights_kind == 2 ? (j % 2 ? 0.0f : 2.208f) : p->weights[j];
+}
+
+/* The rounding that the fast loss may commit, from its arithmetic (u = 2^-24,
+ * the float unit roundoff):
+ *   - the longest chain of float additions of a pass-2 sum: ceil(K'/8)
+ *     (AVX2 with coefficient vectors: one 8-lane accumulator; K' = K up
+ *     to a chunk of LSR_CHUNK, chunks are combined in double) plus 4 (three
+ *     levels of lane reduction and the two accumulators): n;
+ *   - each term lse - z_k >= 0 is fl(z_k - max) (u) and L = log sum exp:
+ *     the exps are within 3 ulp, the float sum within n u, then the float
+ *     conversion and logf: |L^ - L| <= (n + 5) u = E_L absolutely;
+ *   - a sum of non-negative terms so formed is within (n + 2) u of its
+ *     value relatively, E_L per unit of coefficient absolutely; the
+ *     "others" sums twice that (the bound in loss_fast.c), soft targets'
+ *     three times; the result's rounding to float adds u.
+ * So the row loss is within R = 3 (n + 2) u + u relatively and, with
+ * coefficients summing to at most w_max per row, 3 w_max E_L absolutely;
+ * a reduced loss sums those over its rows (times the mean's divisor) and
+ * the statistics, means per row, are within R and 3 E_L. */
+static tolerance gap_tolerance(const problem *p, const lsr_loss_options *o) {
+    const double u = ldexp(1.0, -24);
+    const int64_t kc = p->k < 4096 ? p->k : 4096;
+    const double n_chain = (double)((kc + 7) / 8) + 4.0, e_l = (n_chain + 5.0) * u;
+    double w_max = 1.0, weight_sum = 0.0;
+    if (o->class_weights)
+        for (int64_t j = 0; j < p->k; j++) w_max = fmax(w_max, o->class_weights[j]);
+    for (int64_t i = 0; i < p->n; i++)
+        weight_sum += o->class_weights && !p->soft ? o->class_weights[p->labels[i]] : 1.0;
+    const double row_abs = 3.0 * w_max * e_l;
+    tolerance t;
+    t.loss_rel = t.stat_rel = 3.0 * (n_chain + 2.0) * u + u;
+    t.stat_abs = 3.0 * e_l;
+    if (o->reduction == LSR_REDUCTION_NONE) t.loss_abs = row_abs;
+    else if (o->reduction == LSR_REDUCTION_SUM) t.loss_abs = (double)p->n * row_abs;
+    else t.loss_abs = weight_sum > 0.0 ? (double)p->n * row_abs / weight_sum : 0.0;
+    return t;
+}
+
+/* Issue 9, defect 10: logit gaps up to 1e4 over convention (all, others,
+ * prior) x eps (0, 0.1, 0.999, 1) x reduction x class weights (none,
+ * random, zeros) x labels and soft targets x every ISA, against the
+ * reference with the tolerance above. */
+static void test_large_gaps(void) {
+    static const int64_t ks[] = {2, 3, 10, 1000};
+    static const float eps_values[] = {0.0f, 0.1f, 0.999f, 1.0f};
+    int failures = 0, cases = 0;
+    for (size_t a = 0; a < sizeof ks / sizeof ks[0]; a++)
+        for (int soft = 0; soft <= 1; soft++)
+            for (int weights_kind = 0; weights_kind < 3; weights_kind++) {
+                problem p;
+                gap_problem_init(&p, 12, ks[a], soft, weights_kind);
+                for (int conv = 0; conv < 3; conv++)
+                    for (int e = 0; e < 4; e++)
+                        for (int red = 0; red < 3; red++)
+                            for (int isa = 0; isa < isa_count; isa++) {
+                                lsr_loss_options o = lsr_loss_options_default();
+                                o.convention = conv == 1 ? LSR_SMOOTHING_OTHERS : LSR_SMOOTHING_ALL;
+                                o.prior = conv == 2 ? p.prior : NULL;
+                                o.smoothing = eps_values[e];
+                                o.reduction = (lsr_reduction)red;
+                                o.class_weights = weights_kind ? p.weights : NULL;
+                                o.isa = isas[isa];
+                                o.threads = 2;
+                                const tolerance tol = gap_tolerance(&p, &o);
+                                cases++;
+                                if (!compare_tol(&p, o, (int)((red + isa) % 2), &tol)) failures++;
+                            }
+                problem_free(&p);
+            }
+    printf("large logit gaps: %d cases, %d disagreements\n", cases, failures);
 }
 
 /* Central differences of the reference loss against the fast gradient. */
@@ -638,6 +770,7 @@ int main(void) {
     test_bad_input();
     test_finite_differences();
     test_large_logits();
+    test_large_gaps();
     test_all_combinations();
     test_random_shapes();
     test_streaming_gradient();

@@ -158,6 +158,67 @@ static void row_pass2(const row_state *r, const loss_plan *p, int64_t k, int64_t
                          r->b ? r->b + off : NULL, r->next_z ? r->next_z + off : NULL);
 }
 
+/* The "others" convention leaves the target's own term out: with
+ * n_k = lse - z_k = L - d_k >= 0 (d = z - max, L = log sum exp d),
+ *     O = sum_{k != y} n_k = T - n_y,  T = sum_k n_k = K L - sum_k d_k,
+ * and likewise O_a = T_a - a_y n_y with T_a = sum_k a_k n_k, a_k >= 0.
+ * T is formed from the float sums of pass 2, so it carries an error
+ * |T^ - T| <= delta T + K e_L: delta from the rounding of d_k = fl(z_k - max)
+ * and of the float accumulation of sum d_k, e_L the absolute error of L
+ * (float sum of exps, logf): the error that the "all" convention's term
+ * eps/K T carries and is tested for.  n_y = (max - z_y) + L is formed in
+ * double from the floats, exact but for e_L.  The subtraction
+ * O^ = T^ - n_y (in double, 1e-16) then keeps the whole error of T^, which
+ * relative to O is delta (O + n_y) / O and has no bound when the target's
+ * logit lies far below the max and its term dwarfs the others' (K = 2,
+ * z = [-1000.1234, 2999.5678], y = 0: T^ carries the rounding of
+ * fl(-3999.6912), 1.2e-4, against O = L = log(1 + e^-3999.7) = 0).
+ *
+ * So O^ is kept only when n_y <= O^.  Then, with E = |O^ - O| <= delta T +
+ * K e_L:  T = O + n_y <= O + O^ <= 2 O + E, so T <= (2 O + K e_L) / (1 - delta)
+ * and
+ *     E <= (2 delta O + K e_L) / (1 - delta):
+ * relatively at most twice the error of the "all" convention's sum, and
+ * absolutely K e_L, as there.  The same argument holds for O_a with a_y n_y
+ * (smooth, the weighted case), and, with a third delta from
+ * label_ce^ = sum_k t_k n_k (t_k >= 0), for the soft targets'
+ * sum_k (1 - t_k) n_k.
+ * Otherwise (n_y > O^: for K = 2 every row whose target is not the max,
+ * so K = 2 always takes this way, for its one other term; for large K
+ * only where the target's n_y exceeds the sum of the K - 1 others', so
+ * rarely that the extra pass over the row costs nothing measurable) the
+ * other classes are added up directly in double, each term n_k >= 0
+ * formed from the float logits to double's 1e-16 (soft: terms
+ * (1 - t_k) n_k, as the definition has them): nothing cancels beyond what
+ * the definition itself does.  The gradient does not use O. */
+static void others_direct(const row_state *r, int64_t k, double L, double *others_sum,
+                          double *smooth) {
+    if (k == 2) { /* one other class, no loop: K = 2 takes this way for every row */
+        const int64_t j = 1 - r->target;
+        const double nll = ((double)r->max - (double)r->z[j]) + L;
+        *others_sum = nll;
+        *smooth = (r->a ? (double)r->a[j] : r->a_const) * nll;
+        return;
+    }
+    double o = 0.0, sm = 0.0;
+    for (int64_t j = 0; j < k; j++) {
+        if (j == r->target) continue;
+        const double nll = ((double)r->max - (double)r->z[j]) + L;
+        o += nll;
+        sm += (r->a ? (double)r->a[j] : r->a_const) * nll;
+    }
+    *others_sum = o;
+    *smooth = sm;
+}
+
+/* Soft targets t (r->b): sum_j (1 - t_j)(lse - z_j), directly in double. */
+static double soft_others_direct(const row_state *r, int64_t k, double L) {
+    double o = 0.0;
+    for (int64_t j = 0; j < k; j++)
+        o += (1.0 - (double)r->b[j]) * (((double)r->max - (double)r->z[j]) + L);
+    return o;
+}
+
 /* After pass 2: the row's loss and statistics, and the pass-3 factors; or
  * skip the row when a logit is not finite.  With d = z - max and
  * L = lse - max = log sum exp(d): sum_k a_k (lse - z_k) = L sum_k a_k - dot_a. */
@@ -192,20 +253,14 @@ static void row_after_pass2(row_state *r, const loss_call *c, const loss_plan *p
         double a_sum = r->a_sum;
         double others_sum = 0.0; /* OTHERS: sum over k != y of (lse - z_k) */
         if (p->others) { /* u[y] = 0: take the target's term out of the sums */
-            smooth -= a_t * nll_target;
+            const double a_nll = a_t * nll_target;
+            others_sum = ((double)k * L - s.sum_z) - nll_target;
+            smooth -= a_nll;
             a_sum -= a_t;
-            others_sum = (double)k * L - s.sum_z - nll_target;
-            if (nll_target > 1e4 * (L + 1.0)) {
-                /* the target's term dwarfs the others and the subtraction would
-                 * cancel them away: add the others up directly instead */
-                smooth = others_sum = 0.0;
-                for (int64_t j = 0; j < k; j++) {
-                    if (j == r->target) continue;
-                    const double nll = ((double)r->max - (double)r->z[j]) + L;
-                    others_sum += nll;
-                    smooth += (r->a ? (double)r->a[j] : r->a_const) * nll;
-                }
-            }
+            /* see others_direct; K = 2 always (a branch on the data would
+             * be mispredicted on half the rows, and is costlier than it) */
+            if (k == 2 || nll_target > others_sum || a_nll > smooth)
+                others_direct(r, k, L, &others_sum, &smooth);
         }
         ce = keep * r->w_target * nll_target + eps * smooth;
         label_ce = nll_target;
@@ -224,8 +279,14 @@ static void row_after_pass2(row_state *r, const loss_call *c, const loss_plan *p
             prior_ce = p->prior_sum * (lse - (double)r->z[0]) - r->dot_prior;
         else if (!p->others)
             prior_ce = L - s.sum_z / (double)k;
-        else
-            prior_ce = k > 1 ? ((double)k * L - s.sum_z - label_ce) / (double)(k - 1) : 0.0;
+        else if (k > 1) {
+            /* sum_j (1 - t_j)(lse - z_j): the all-classes sum less label_ce */
+            double others = ((double)k * L - s.sum_z) - label_ce;
+            if (k == 2 || label_ce > others) /* see others_direct */
+                others = soft_others_direct(r, k, L);
+            prior_ce = others / (double)(k - 1);
+        } else
+            prior_ce = 0.0;
         coef_sum = r->a_sum;
         target_coef = 0.0;
     }
