@@ -71,11 +71,9 @@ static int save(const lsr_model *m, const char *dir, const char *what, int64_t k
  * step), m->grads the gradient of the step just taken. */
 static int on_checkpoint(void *ctx, const lsr_model *m, const lsr_train_state *st) {
     run *r = ctx;
-    if (st->epoch > r->epochs_recorded + 1) {
-        fprintf(stderr, "lsr_steps: epoch %d's order was never seen (one step per epoch: give a "
-                        "larger --train-limit)\n", r->epochs_recorded + 1);
-        return -1;
-    }
+    if (st->epoch > r->epochs_recorded + 1)
+        return lsr_fail(r->err, "epoch %d's order was never seen (one step per epoch: give a "
+                                "larger --train-limit)", r->epochs_recorded + 1);
     if (st->epoch == r->epochs_recorded + 1) {
         for (int64_t i = 0; i < st->n; i++)
             fprintf(r->order, i ? " %lld" : "%lld", (long long)st->order[i]);
@@ -86,10 +84,8 @@ static int on_checkpoint(void *ctx, const lsr_model *m, const lsr_train_state *s
         if (r->save_at[i] == r->taken) {
             memcpy(r->grads.params, m->grads, m->n_params * sizeof(float));
             if (save(m, r->dir, "params", r->taken, r->err) ||
-                save(&r->grads, r->dir, "grads", r->taken, r->err)) {
-                fprintf(stderr, "lsr_steps: %s\n", r->err);
+                save(&r->grads, r->dir, "grads", r->taken, r->err))
                 return -1;
-            }
         }
     return 0;
 }
