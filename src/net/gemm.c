@@ -1,5 +1,5 @@
-/* sgemm in fixed tiles, so that every result is the same for any thread count
- * and any BLAS kernel family.
+/* sgemm in fixed tiles, so that every result is the same for any thread
+ * count (and, with oneDNN, whatever OPENBLAS_CORETYPE says).
  *
  * C is cut into tiles of LSR_GEMM_TILE_M x LSR_GEMM_TILE_N (the last row and
  * column of tiles are smaller); K is never cut.  Each tile is one call of a
@@ -13,14 +13,20 @@
  * the CPU itself (OpenBLAS's can be overridden by OPENBLAS_CORETYPE, and
  * Haswell's kernels run at half the speed of the AVX-512 ones on AVX-512
  * CPUs), and measured as fast as OpenBLAS's best on the trainer's shapes.
- * Without oneDNN it is OpenBLAS's, made single-threaded. */
+ * Without oneDNN it is OpenBLAS's, made single-threaded: then the bits do
+ * depend on the OpenBLAS kernel family (each family sums in its own order),
+ * though still not on the thread count.  Neither is promised across CPUs.
+ *
+ * What is not done: K is never split, so a product with a small C and a
+ * long K (a convolution's weight gradient with few filters) is one tile on
+ * one thread; splitting K into fixed chunks summed in a fixed order would
+ * keep the promise and scale further. */
 #include "net.h"
 
+#include <cblas.h>
+#include <pthread.h>
 #ifdef LSR_HAVE_ONEDNN
 #include <oneapi/dnnl/dnnl.h>
-#else
-#include <cblas.h>
-void openblas_set_num_threads(int);
 #endif
 
 #ifdef _OPENMP
@@ -29,17 +35,20 @@ void openblas_set_num_threads(int);
 
 enum { LSR_GEMM_TILE_M = 128, LSR_GEMM_TILE_N = 256 };
 
+void openblas_set_num_threads(int);
+
+static void blas_single_threaded(void) { openblas_set_num_threads(1); }
+
 void lsr_gemm_init(void) {
-#ifndef LSR_HAVE_ONEDNN
-    openblas_set_num_threads(1); /* the tiles are the threads' work */
-#endif
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, blas_single_threaded); /* the tiles are the threads' work */
 }
 
 const char *lsr_gemm_backend(void) {
 #ifdef LSR_HAVE_ONEDNN
-    return "oneDNN sgemm (its kernel chosen from the CPU)";
+    return "oneDNN sgemm (its kernel chosen from the CPU), fixed 128 x 256 tiles";
 #else
-    return "OpenBLAS sgemm";
+    return "OpenBLAS sgemm, fixed 128 x 256 tiles";
 #endif
 }
 
@@ -47,19 +56,29 @@ const char *lsr_gemm_backend(void) {
 static void gemm_tile(int trans_a, int trans_b, int m, int n, int K, float alpha, const float *A,
                       int lda, const float *B, int ldb, float beta, float *C, int ldc) {
 #ifdef LSR_HAVE_ONEDNN
-    /* row-major, like cblas; the arguments were checked by lsr_gemm's caller
-     * (every shape is the network's own), so the status is always success */
-    (void)dnnl_sgemm(trans_a ? 'T' : 'N', trans_b ? 'T' : 'N', m, n, K, alpha, A, lda, B, ldb, beta,
-                     C, ldc);
-#else
+    /* row-major, like cblas.  It fails only when it cannot allocate its
+     * packing buffers: then OpenBLAS computes the tile (right, if not
+     * necessarily the same bits) rather than leave C unchanged. */
+    if (dnnl_sgemm(trans_a ? 'T' : 'N', trans_b ? 'T' : 'N', m, n, K, alpha, A, lda, B, ldb, beta,
+                   C, ldc) == dnnl_success)
+        return;
+#endif
+    lsr_gemm_init();
     cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
                 trans_b ? CblasTrans : CblasNoTrans, m, n, K, alpha, A, lda, B, ldb, beta, C, ldc);
-#endif
 }
 
 void lsr_gemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A, int lda,
               const float *B, int ldb, float beta, float *C, int ldc) {
     if (M <= 0 || N <= 0) return;
+    if (K <= 0) { /* C = beta C, as cblas does (oneDNN would leave C alone) */
+        for (int i = 0; i < M; i++)
+            for (int j = 0; j < N; j++) {
+                float *c = &C[(size_t)i * ldc + j];
+                *c = beta == 0.0f ? 0.0f : beta * *c;
+            }
+        return;
+    }
     const int tiles_m = (M + LSR_GEMM_TILE_M - 1) / LSR_GEMM_TILE_M;
     const int tiles_n = (N + LSR_GEMM_TILE_N - 1) / LSR_GEMM_TILE_N;
     const int tiles = tiles_m * tiles_n;

@@ -110,8 +110,8 @@ void lsr_model_backward(lsr_model *m, const float *dlogits, int batch, int what)
 void lsr_model_zero_grads(lsr_model *m);
 
 /* ---- matrix products (gemm.c) ---- */
-/* Makes the BLAS single-threaded (without oneDNN): lsr_gemm spreads its
- * tiles over OpenMP threads.  Called by lsr_gemm itself; harmless to repeat. */
+/* Makes OpenBLAS single-threaded, once: lsr_gemm spreads its tiles over
+ * OpenMP threads.  lsr_gemm calls it before it first uses OpenBLAS. */
 void lsr_gemm_init(void);
 /* The sgemm lsr_gemm runs, in words (for --version and logs). */
 const char *lsr_gemm_backend(void);
