@@ -110,6 +110,11 @@ if ls ./*.tmp.* data/*.tmp.* > /dev/null 2>&1; then bad "temporary files left be
 if [ -n "$SHIM" ]; then
     # flatten works in place: no memcpy of a buffer onto itself
     "${SHIM_RUN[@]}" "$LSR" "${TRAIN[@]}" --epochs 1 > /dev/null 2> err.txt && ok || bad "flatten: rc $?, $(cat err.txt)"
+    # out of memory while recording an epoch's metrics: an error, not a stop on a signal
+    SHIM_FAIL_REALLOC=1 "${SHIM_RUN[@]}" "$LSR" "${TRAIN[@]}" --epochs 2 --metrics oom.jsonl > /dev/null 2> err.txt
+    rc=$?
+    [ $rc -eq 1 ] && [ "$(wc -l < err.txt)" -eq 1 ] && grep -q "out of memory" err.txt && [ ! -e oom.jsonl ] && ok ||
+        bad "out of memory in the metrics: rc $rc, $(cat err.txt)"
 fi
 
 # ---- a full run, then eval, calibrate, attack ----

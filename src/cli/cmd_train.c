@@ -83,14 +83,19 @@ static int epoch_done(void *ctx, const lsr_train_progress *p) {
     train_job *j = ctx;
     if (j->tty && !j->quiet) fputc('\n', stderr);
     double val_acc = NAN;
+    /* a failure here stops the run with j->err set: an error, not a stop on
+     * request (lsr_train returns 1 for both) */
     if (j->val_set && j->val_set->n > 0) {
         float *logits = malloc((size_t)j->val_set->n * j->model->classes * sizeof(float));
+        if (!logits) return lsr_fail(j->err, "out of memory for the validation logits");
         lsr_metrics mt;
-        if (logits && !lsr_predict(j->model, j->val_set, logits, 256, j->err)) {
+        const int failed = lsr_predict(j->model, j->val_set, logits, 256, j->err);
+        if (!failed) {
             lsr_metrics_compute(&mt, logits, j->val_set->y, j->val_set->n, j->model->classes, 1.0);
             val_acc = mt.accuracy;
         }
         free(logits);
+        if (failed) return -1;
     }
     if (!j->quiet)
     {
@@ -113,7 +118,7 @@ static int epoch_done(void *ctx, const lsr_train_progress *p) {
                                  p->epoch, (long long)p->step, p->loss, p->label_ce, p->prior_ce,
                                  p->accuracy, val, p->seconds, p->samples / p->seconds);
         char *grown = realloc(j->metrics_text, j->metrics_len + (size_t)len + 1);
-        if (!grown) return 1;
+        if (!grown) return lsr_fail(j->err, "--metrics %s: out of memory", j->metrics_path);
         j->metrics_text = grown;
         memcpy(j->metrics_text + j->metrics_len, line, (size_t)len + 1);
         j->metrics_len += (size_t)len;
