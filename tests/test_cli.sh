@@ -116,6 +116,14 @@ if [ -n "$SHIM" ]; then
     [ $rc -eq 1 ] && [ "$(wc -l < err.txt)" -eq 1 ] && grep -q "out of memory" err.txt && [ ! -e oom.jsonl ] && ok ||
         bad "out of memory in the metrics: rc $rc, $(cat err.txt)"
 fi
+# --smoothing-prior data on 60,000 examples: the class frequencies sum to 1
+# (summed as 1/n in float they drifted past the loss's 1e-4 tolerance)
+mkdir -p big
+awk 'BEGIN { for (i = 0; i < 60000; i++) printf "%d,%d\n", i % 2, i % 2 }' > big/train.csv
+awk 'BEGIN { for (i = 0; i < 20; i++) printf "%d,%d\n", i % 2, i % 2 }' > big/test.csv
+"$LSR" train --data big --model flatten,dense:2 --epochs 1 --batch 4096 --smoothing 0.1 --smoothing-prior data \
+    --quiet > /dev/null 2> err.txt && ok || bad "--smoothing-prior data on 60,000 examples: $(cat err.txt)"
+rm -rf big
 
 # ---- a full run, then eval, calibrate, attack ----
 "$LSR" "${TRAIN[@]}" --val 96 --out full.safetensors --checkpoint full.ckpt --checkpoint-every 5 \
