@@ -2,8 +2,10 @@
 # The lsr command end to end on tiny generated data: bad input gives one
 # line naming the flag or file and leaves no output behind; kill -9 at a
 # random step and SIGTERM never lose the run (resume ends byte-identical to
-# an uninterrupted run); a write limit (full disk) leaves the old files
-# intact; a diverging run stops naming its epoch and step.
+# an uninterrupted run, also when the run's own command is given again with
+# --resume added); a write limit (full disk) leaves the old files intact; a
+# diverging run stops naming its epoch and step; a sweep keeps one
+# checkpoint per run.
 #   test_cli.sh path/to/lsr
 set -u
 LSR=$(realpath "$1")
@@ -170,11 +172,19 @@ wait $pid
 rc=$?
 [ $rc -eq 143 ] && grep -q "resume with 'lsr train --resume s.ckpt'" sig.txt && [ ! -e s.safetensors ] && ok ||
     bad "SIGTERM: rc $rc, $(cat sig.txt)"
-"$LSR" train --resume s.ckpt --quiet > /dev/null 2> err.txt && [ -s s.safetensors ] && ok ||
-    bad "resume after SIGTERM: $(cat err.txt)"
+# up-arrow: the run's own command with --resume added
+S_RUN=("${TRAIN[@]}" --epochs 2000 --val 96 --out s.safetensors --checkpoint s.ckpt --checkpoint-every 50)
+"$LSR" "${S_RUN[@]}" --resume s.ckpt > /dev/null 2> err.txt && [ -s s.safetensors ] && ok ||
+    bad "resume after SIGTERM with the run's command: $(cat err.txt)"
 "$LSR" "${TRAIN[@]}" --epochs 2000 --val 96 --out s-reference.safetensors > /dev/null 2>&1
 cmp -s s.safetensors s-reference.safetensors && ok || bad "SIGTERM: resumed model differs"
-expect_error "resume with other flags" "cannot be given" "$LSR" train --resume s.ckpt --epochs 3
+# the data by its absolute path, a flag at its default value, --threads=N: the same run
+"$LSR" "${S_RUN[@]}" --data "$PWD/data/" --lr 0.001 --resume s.ckpt --threads=1 > /dev/null 2> err.txt && ok ||
+    bad "resume with equivalent flags: $(cat err.txt)"
+expect_error "resume with another value" "--epochs is 3 here but 2000 in the checkpoint" \
+    "$LSR" train --resume s.ckpt --epochs 3
+expect_error "resume with another path" "--out is other.safetensors here but s.safetensors" \
+    "$LSR" "${S_RUN[@]}" --out other.safetensors --resume s.ckpt
 
 # ---- a write limit (a full disk): one line, old files intact, no temporaries ----
 # (lsr itself must survive SIGXFSZ: the test does not ignore it for it)
