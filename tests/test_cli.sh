@@ -213,5 +213,37 @@ expect_error "diverging run" "epoch 1 step" "$LSR" "${TRAIN[@]}" "${DIVERGE[@]}"
 "$LSR" sweep --data data --model "$MODEL" --smoothing 0,0.1 --seeds 2 --epochs 2 --val 96 --out sw --quiet > /dev/null 2> err.txt &&
     [ "$(grep -c 'done before' err.txt)" -eq 4 ] && ok || bad "sweep resume: $(cat err.txt)"
 
+# ---- sweeps: one checkpoint per run, seeds from --seed on ----
+SWC=(sweep --data data --model "$MODEL" --smoothing 0,0.1 --seeds 2 --seed 5 --epochs 2 --val 96 --quiet)
+"$LSR" "${SWC[@]}" --out swc --checkpoint swc.ckpt > /dev/null 2> err.txt && ok ||
+    bad "sweep --checkpoint: rc $?, $(cat err.txt)"
+for run in eps0-seed5 eps0.1-seed5 eps0-seed6 eps0.1-seed6; do
+    [ -s swc-$run.ckpt ] && [ -s swc/runs/$run.safetensors ] && ok || bad "sweep --checkpoint: no checkpoint for $run"
+done
+[ "$(cut -d, -f2 swc/results.csv | tail -n +2 | tr '\n' ' ')" = "5 5 6 6 " ] && ok ||
+    bad "sweep --seed 5: seeds $(cut -d, -f2 swc/results.csv | tr '\n' ' ')"
+expect_error "sweep --resume" "run the same lsr sweep command again" \
+    "$LSR" "${SWC[@]}" --out swc --resume swc-eps0-seed5.ckpt
+expect_error "train --resume of a sweep's run" "lsr sweep's run eps0-seed5" "$LSR" train --resume swc-eps0-seed5.ckpt
+# kill -9 in a sweep's run: the same command goes on from that run's checkpoint
+SWK=(sweep --data data --model "$MODEL" --smoothing 0.1 --seeds 1 --epochs 300 --val 96)
+"$LSR" "${SWK[@]}" --out swk-reference --quiet > /dev/null 2>&1
+"$LSR" "${SWK[@]}" --out swk --checkpoint swk.ckpt --checkpoint-every 40 --quiet > /dev/null 2>&1 &
+pid=$!
+for i in $(seq 400); do [ -e swk-eps0.1-seed0.ckpt ] && break; sleep 0.01; done # under way
+sleep "0.0$((RANDOM % 10))"
+kill -9 $pid 2> /dev/null
+wait $pid 2> /dev/null
+if [ -s swk/runs/eps0.1-seed0.json ] || [ ! -s swk-eps0.1-seed0.ckpt ]; then
+    bad "sweep kill -9: not killed in the middle of its run"
+else
+    expect_error "sweep: a checkpoint of other settings" "swk-eps0.1-seed0.ckpt: holds a run with other settings" \
+        "$LSR" "${SWK[@]}" --epochs 301 --out swk --checkpoint swk.ckpt --checkpoint-every 40 --quiet
+    "$LSR" "${SWK[@]}" --out swk --checkpoint swk.ckpt --checkpoint-every 40 > /dev/null 2> err.txt &&
+        grep -q "resuming at epoch" err.txt && ok || bad "sweep kill -9: not resumed: $(tail -n 3 err.txt)"
+    cmp -s swk/runs/eps0.1-seed0.safetensors swk-reference/runs/eps0.1-seed0.safetensors && ok ||
+        bad "sweep kill -9: the resumed run's model differs"
+fi
+
 echo "$passed passed, $failed failed"
 [ $failed -eq 0 ]

@@ -524,6 +524,16 @@ static int resume_flags(train_job *j, int argc, char **argv) {
     cJSON *a = cJSON_Parse(command);
     free(command);
     const int n = cJSON_IsArray(a) ? cJSON_GetArraySize(a) : -1;
+    const cJSON *first = n > 0 ? cJSON_GetArrayItem(a, 0) : NULL;
+    if (cJSON_IsString(first) && strncmp(first->valuestring, "--", 2) != 0) {
+        /* a run of lsr sweep (its own settings and outputs): the sweep resumes it */
+        const char *run = first->valuestring;
+        if (!strncmp(run, "sweep:", 6)) run += 6;
+        lsr_fail(j->err, "--resume %s: the checkpoint of lsr sweep's run %.100s: run the same "
+                         "lsr sweep command again to resume it", path, run);
+        cJSON_Delete(a);
+        return -1;
+    }
     char **args = n >= 0 ? calloc((size_t)n + 2, sizeof *args) : NULL;
     if (!args) {
         cJSON_Delete(a);
