@@ -213,7 +213,7 @@ expect_error "diverging run" "epoch 1 step" "$LSR" "${TRAIN[@]}" "${DIVERGE[@]}"
 "$LSR" sweep --data data --model "$MODEL" --smoothing 0,0.1 --seeds 2 --epochs 2 --val 96 --out sw --quiet > /dev/null 2> err.txt &&
     [ "$(grep -c 'done before' err.txt)" -eq 4 ] && ok || bad "sweep resume: $(cat err.txt)"
 
-# ---- sweeps: one checkpoint per run, seeds from --seed on ----
+# ---- sweeps: one checkpoint per run, seeds from --seed on, a default --val that fits ----
 SWC=(sweep --data data --model "$MODEL" --smoothing 0,0.1 --seeds 2 --seed 5 --epochs 2 --val 96 --quiet)
 "$LSR" "${SWC[@]}" --out swc --checkpoint swc.ckpt > /dev/null 2> err.txt && ok ||
     bad "sweep --checkpoint: rc $?, $(cat err.txt)"
@@ -244,6 +244,8 @@ else
     cmp -s swk/runs/eps0.1-seed0.safetensors swk-reference/runs/eps0.1-seed0.safetensors && ok ||
         bad "sweep kill -9: the resumed run's model differs"
 fi
+"$LSR" sweep --data data --model "$MODEL" --smoothing 0 --seeds 1 --epochs 1 --out swv --quiet > /dev/null 2> err.txt &&
+    grep -q "holding out 76 of the 768 training examples" err.txt && ok || bad "sweep's default --val: $(cat err.txt)"
 
 echo "$passed passed, $failed failed"
 [ $failed -eq 0 ]

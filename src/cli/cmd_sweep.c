@@ -368,7 +368,7 @@ static int write_report(const char *dir, const run_result *r, int nr, const doub
 
 int lsr_cmd_sweep(int argc, char **argv) {
     const char *out_dir = NULL, *eps_arg = "0,0.05,0.1,0.2";
-    long long seeds = 3, attack_limit = 2000, val = 5000;
+    long long seeds = 3, attack_limit = 2000;
     double attack_eps = 0.3;
     char err[LSR_ERR_LEN];
     /* lsr sweep's own flags; everything else goes to lsr train's parser */
@@ -385,7 +385,8 @@ int lsr_cmd_sweep(int argc, char **argv) {
                    "  trains every (eps, seed) (default eps 0,0.05,0.1,0.2 and 3 seeds), evaluates each\n"
                    "  on the test split (accuracy, top-5, NLL, ECE, MCE, Brier, FGSM and transfer FGSM\n"
                    "  from the eps = 0 model, before and after temperature scaling on --val N held-out\n"
-                   "  examples, default 5000), and writes DIR/results.csv and DIR/report.html.\n"
+                   "  examples, default 10 %% of the training set, at most 5000), and writes\n"
+                   "  DIR/results.csv and DIR/report.html.\n"
                    "  --seed S: the runs take seeds S, S+1, ..., S+N-1 (default 0).\n"
                    "  Finished runs are kept in DIR/runs: run the same command again to resume.\n"
                    "  --checkpoint F: each run keeps its own checkpoint, F with -eps<E>-seed<S> before\n"
@@ -419,7 +420,6 @@ int lsr_cmd_sweep(int argc, char **argv) {
     int ne;
     train_job j;
     train_job_defaults(&j);
-    j.val = val;
     if (lsr_parse_number_list(eps_arg, "--smoothing", 0.0, 1.0, eps, MAX_EPS, &ne, err) || (!out_dir && lsr_fail(err, "--out DIR is required"))) {
         free(rest);
         return cli_error("sweep", err);
@@ -431,8 +431,7 @@ int lsr_cmd_sweep(int argc, char **argv) {
     if (!parsed && j.s.seed > (uint64_t)(INT_MAX - MAX_SEEDS))
         parsed = lsr_fail(j.err, "--seed %llu: at most %d in a sweep (its runs take seeds S to S+N-1)",
                           (unsigned long long)j.s.seed, INT_MAX - MAX_SEEDS);
-    if (!parsed && !val_given) j.val = val;
-    if (!parsed && j.val <= 0)
+    if (!parsed && val_given && j.val <= 0)
         parsed = lsr_fail(j.err, "--val must hold out examples for temperature scaling");
     if (!parsed && (j.out || j.metrics_path))
         parsed = lsr_fail(j.err, "--out is the sweep's directory; --metrics is not taken");
@@ -460,6 +459,13 @@ int lsr_cmd_sweep(int argc, char **argv) {
     if (lsr_data_load_dir(&all, &test, j.data_dir, err)) {
         free(rest);
         return cli_error("sweep", err);
+    }
+    if (!val_given) { /* fits any training set: 10 %, at most 5000 */
+        const int64_t n = j.train_limit > 0 && j.train_limit < all.n ? j.train_limit : all.n;
+        j.val = n / 10 < 5000 ? (n / 10 > 0 ? n / 10 : 1) : 5000;
+        fprintf(stderr, "lsr sweep: holding out %lld of the %lld training examples for temperature "
+                        "scaling (--val N; by default 10 %%, at most 5000)\n",
+                (long long)j.val, (long long)n);
     }
     const int classes = all.classes > test.classes ? all.classes : test.classes;
     const int64_t n_attack = attack_limit < test.n ? attack_limit : test.n;
