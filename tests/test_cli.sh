@@ -2,11 +2,14 @@
 # The lsr command end to end on tiny generated data: bad input gives one
 # line naming the flag or file and leaves no output behind; kill -9 at a
 # random step and SIGTERM never lose the run (resume ends byte-identical to
-# an uninterrupted run); a write limit (full disk) leaves the old files
-# intact; a diverging run stops naming its epoch and step.
+# an uninterrupted run, also when the run's own command is given again with
+# --resume added); a write limit (full disk) leaves the old files intact; a
+# diverging run stops naming its epoch and step; a sweep keeps one
+# checkpoint per run.
 #   test_cli.sh path/to/lsr
 set -u
 LSR=$(realpath "$1")
+SHIM_SOURCE=$(dirname "$(realpath "$0")")/cli_shim.c
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 cd "$work"
@@ -53,6 +56,14 @@ expect_error() {
         bad "$what: rc $rc, stderr: $(cat err.txt)"; fi
 }
 
+# LD_PRELOAD=$SHIM (tests/cli_shim.c), where a C compiler is at hand: lsr's
+# memcpy onto an overlapping buffer exits 97; SHIM_FAIL_REALLOC=1: its
+# realloc calls fail (under AddressSanitizer too, whose runtime then comes second)
+SHIM=""
+if ${CC:-cc} -O0 -fno-builtin -shared -fPIC -o shim.so "$SHIM_SOURCE" -ldl 2> /dev/null; then SHIM=$PWD/shim.so
+else echo "note: no C compiler (cc): the memcpy and out-of-memory checks are skipped" >&2; fi
+SHIM_RUN=(env "ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}verify_asan_link_order=0" "LD_PRELOAD=$SHIM")
+
 # kill_resume OUT CKPT WAIT ARGS...: runs lsr ARGS --out OUT --checkpoint CKPT,
 # kills it with -9 at a random moment (WAIT 1: once CKPT exists), then resumes
 # from CKPT (or starts again when none was written) until OUT exists
@@ -98,6 +109,23 @@ mkdir -p mism && cp data/* mism/ && printf '\x00\x00\x08\x01\x00\x00\x00\x05' > 
 expect_error "count mismatch" "768 images but" "$LSR" "${TRAIN[@]}"  --data mism
 rm -rf mism
 if ls ./*.tmp.* data/*.tmp.* > /dev/null 2>&1; then bad "temporary files left behind"; else ok; fi
+if [ -n "$SHIM" ]; then
+    # flatten works in place: no memcpy of a buffer onto itself
+    "${SHIM_RUN[@]}" "$LSR" "${TRAIN[@]}" --epochs 1 > /dev/null 2> err.txt && ok || bad "flatten: rc $?, $(cat err.txt)"
+    # out of memory while recording an epoch's metrics: an error, not a stop on a signal
+    SHIM_FAIL_REALLOC=1 "${SHIM_RUN[@]}" "$LSR" "${TRAIN[@]}" --epochs 2 --metrics oom.jsonl > /dev/null 2> err.txt
+    rc=$?
+    [ $rc -eq 1 ] && [ "$(wc -l < err.txt)" -eq 1 ] && grep -q "out of memory" err.txt && [ ! -e oom.jsonl ] && ok ||
+        bad "out of memory in the metrics: rc $rc, $(cat err.txt)"
+fi
+# --smoothing-prior data on 60,000 examples: the class frequencies sum to 1
+# (summed as 1/n in float they drifted past the loss's 1e-4 tolerance)
+mkdir -p big
+awk 'BEGIN { for (i = 0; i < 60000; i++) printf "%d,%d\n", i % 2, i % 2 }' > big/train.csv
+awk 'BEGIN { for (i = 0; i < 20; i++) printf "%d,%d\n", i % 2, i % 2 }' > big/test.csv
+"$LSR" train --data big --model flatten,dense:2 --epochs 1 --batch 4096 --smoothing 0.1 --smoothing-prior data \
+    --quiet > /dev/null 2> err.txt && ok || bad "--smoothing-prior data on 60,000 examples: $(cat err.txt)"
+rm -rf big
 
 # ---- a full run, then eval, calibrate, attack ----
 "$LSR" "${TRAIN[@]}" --val 96 --out full.safetensors --checkpoint full.ckpt --checkpoint-every 5 \
@@ -144,17 +172,26 @@ wait $pid
 rc=$?
 [ $rc -eq 143 ] && grep -q "resume with 'lsr train --resume s.ckpt'" sig.txt && [ ! -e s.safetensors ] && ok ||
     bad "SIGTERM: rc $rc, $(cat sig.txt)"
-"$LSR" train --resume s.ckpt --quiet > /dev/null 2> err.txt && [ -s s.safetensors ] && ok ||
-    bad "resume after SIGTERM: $(cat err.txt)"
+# up-arrow: the run's own command with --resume added
+S_RUN=("${TRAIN[@]}" --epochs 2000 --val 96 --out s.safetensors --checkpoint s.ckpt --checkpoint-every 50)
+"$LSR" "${S_RUN[@]}" --resume s.ckpt > /dev/null 2> err.txt && [ -s s.safetensors ] && ok ||
+    bad "resume after SIGTERM with the run's command: $(cat err.txt)"
 "$LSR" "${TRAIN[@]}" --epochs 2000 --val 96 --out s-reference.safetensors > /dev/null 2>&1
 cmp -s s.safetensors s-reference.safetensors && ok || bad "SIGTERM: resumed model differs"
-expect_error "resume with other flags" "cannot be given" "$LSR" train --resume s.ckpt --epochs 3
+# the data by its absolute path, a flag at its default value, --threads=N: the same run
+"$LSR" "${S_RUN[@]}" --data "$PWD/data/" --lr 0.001 --resume s.ckpt --threads=1 > /dev/null 2> err.txt && ok ||
+    bad "resume with equivalent flags: $(cat err.txt)"
+expect_error "resume with another value" "--epochs is 3 here but 2000 in the checkpoint" \
+    "$LSR" train --resume s.ckpt --epochs 3
+expect_error "resume with another path" "--out is other.safetensors here but s.safetensors" \
+    "$LSR" "${S_RUN[@]}" --out other.safetensors --resume s.ckpt
 
 # ---- a write limit (a full disk): one line, old files intact, no temporaries ----
+# (lsr itself must survive SIGXFSZ: the test does not ignore it for it)
 cp full.safetensors before.safetensors
-( trap '' XFSZ; ulimit -f 8; exec "$LSR" "${TRAIN[@]}" --out full.safetensors ) > /dev/null 2> err.txt
+( ulimit -f 8; exec "$LSR" "${TRAIN[@]}" --out full.safetensors ) > /dev/null 2> err.txt
 rc=$?
-[ $rc -ne 0 ] && [ "$(wc -l < err.txt)" -eq 1 ] && grep -q "full.safetensors" err.txt && ok ||
+[ $rc -eq 1 ] && [ "$(wc -l < err.txt)" -eq 1 ] && grep -q "full.safetensors" err.txt && ok ||
     bad "full disk: rc $rc, $(cat err.txt)"
 cmp -s full.safetensors before.safetensors && ok || bad "full disk: the old model file changed"
 if ls ./full.safetensors.tmp.* > /dev/null 2>&1; then bad "full disk: temporary files left"; else ok; fi
@@ -175,6 +212,40 @@ expect_error "diverging run" "epoch 1 step" "$LSR" "${TRAIN[@]}" "${DIVERGE[@]}"
     [ -s sw/results.csv ] && grep -q "<svg" sw/report.html && ok || bad "sweep: $(cat err.txt)"
 "$LSR" sweep --data data --model "$MODEL" --smoothing 0,0.1 --seeds 2 --epochs 2 --val 96 --out sw --quiet > /dev/null 2> err.txt &&
     [ "$(grep -c 'done before' err.txt)" -eq 4 ] && ok || bad "sweep resume: $(cat err.txt)"
+
+# ---- sweeps: one checkpoint per run, seeds from --seed on, a default --val that fits ----
+SWC=(sweep --data data --model "$MODEL" --smoothing 0,0.1 --seeds 2 --seed 5 --epochs 2 --val 96 --quiet)
+"$LSR" "${SWC[@]}" --out swc --checkpoint swc.ckpt > /dev/null 2> err.txt && ok ||
+    bad "sweep --checkpoint: rc $?, $(cat err.txt)"
+for run in eps0-seed5 eps0.1-seed5 eps0-seed6 eps0.1-seed6; do
+    [ -s swc-$run.ckpt ] && [ -s swc/runs/$run.safetensors ] && ok || bad "sweep --checkpoint: no checkpoint for $run"
+done
+[ "$(cut -d, -f2 swc/results.csv | tail -n +2 | tr '\n' ' ')" = "5 5 6 6 " ] && ok ||
+    bad "sweep --seed 5: seeds $(cut -d, -f2 swc/results.csv | tr '\n' ' ')"
+expect_error "sweep --resume" "run the same lsr sweep command again" \
+    "$LSR" "${SWC[@]}" --out swc --resume swc-eps0-seed5.ckpt
+expect_error "train --resume of a sweep's run" "lsr sweep's run eps0-seed5" "$LSR" train --resume swc-eps0-seed5.ckpt
+# kill -9 in a sweep's run: the same command goes on from that run's checkpoint
+SWK=(sweep --data data --model "$MODEL" --smoothing 0.1 --seeds 1 --epochs 300 --val 96)
+"$LSR" "${SWK[@]}" --out swk-reference --quiet > /dev/null 2>&1
+"$LSR" "${SWK[@]}" --out swk --checkpoint swk.ckpt --checkpoint-every 40 --quiet > /dev/null 2>&1 &
+pid=$!
+for i in $(seq 400); do [ -e swk-eps0.1-seed0.ckpt ] && break; sleep 0.01; done # under way
+sleep "0.0$((RANDOM % 10))"
+kill -9 $pid 2> /dev/null
+wait $pid 2> /dev/null
+if [ -s swk/runs/eps0.1-seed0.json ] || [ ! -s swk-eps0.1-seed0.ckpt ]; then
+    bad "sweep kill -9: not killed in the middle of its run"
+else
+    expect_error "sweep: a checkpoint of other settings" "swk-eps0.1-seed0.ckpt: holds a run with other settings" \
+        "$LSR" "${SWK[@]}" --epochs 301 --out swk --checkpoint swk.ckpt --checkpoint-every 40 --quiet
+    "$LSR" "${SWK[@]}" --out swk --checkpoint swk.ckpt --checkpoint-every 40 > /dev/null 2> err.txt &&
+        grep -q "resuming at epoch" err.txt && ok || bad "sweep kill -9: not resumed: $(tail -n 3 err.txt)"
+    cmp -s swk/runs/eps0.1-seed0.safetensors swk-reference/runs/eps0.1-seed0.safetensors && ok ||
+        bad "sweep kill -9: the resumed run's model differs"
+fi
+"$LSR" sweep --data data --model "$MODEL" --smoothing 0 --seeds 1 --epochs 1 --out swv --quiet > /dev/null 2> err.txt &&
+    grep -q "holding out 76 of the 768 training examples" err.txt && ok || bad "sweep's default --val: $(cat err.txt)"
 
 echo "$passed passed, $failed failed"
 [ $failed -eq 0 ]

@@ -6,6 +6,7 @@
 #define _GNU_SOURCE
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,6 +33,31 @@ typedef struct run_result {
 
 static void run_name(char *buf, size_t size, double eps, int seed) {
     snprintf(buf, size, "eps%g-seed%d", eps, seed);
+}
+
+/* --checkpoint F: each run keeps its own, F with -NAME before the
+ * extension (run.ckpt: run-eps0.1-seed2.ckpt) */
+static void run_checkpoint(char *buf, size_t size, const char *base, const char *name) {
+    const char *slash = strrchr(base, '/'), *file = slash ? slash + 1 : base;
+    const char *dot = strrchr(file, '.');
+    if (!dot || dot == file) dot = file + strlen(file);
+    snprintf(buf, size, "%.*s-%s%s", (int)(dot - base), base, name, dot);
+}
+
+/* The run's checkpoint: 1 if it holds this very run (resume from it), 0 if
+ * there is none, -1 (err) if it holds another run or cannot be read. */
+static int run_checkpoint_matches(const char *path, const char *command, char *err) {
+    if (access(path, F_OK) != 0) return 0;
+    lsr_model m;
+    lsr_train_state st;
+    char *stored = NULL;
+    if (lsr_checkpoint_load(path, &m, &st, NULL, -1, &stored, err)) return -1;
+    lsr_model_free(&m);
+    const int same = !strcmp(stored, command);
+    free(stored);
+    if (same) return 1;
+    return lsr_fail(err, "--checkpoint %s: holds a run with other settings; remove it, or give "
+                         "another --checkpoint", path);
 }
 
 static cJSON *number_array(const double *v, int n) {
@@ -342,7 +368,7 @@ static int write_report(const char *dir, const run_result *r, int nr, const doub
 
 int lsr_cmd_sweep(int argc, char **argv) {
     const char *out_dir = NULL, *eps_arg = "0,0.05,0.1,0.2";
-    long long seeds = 3, attack_limit = 2000, val = 5000;
+    long long seeds = 3, attack_limit = 2000;
     double attack_eps = 0.3;
     char err[LSR_ERR_LEN];
     /* lsr sweep's own flags; everything else goes to lsr train's parser */
@@ -359,8 +385,13 @@ int lsr_cmd_sweep(int argc, char **argv) {
                    "  trains every (eps, seed) (default eps 0,0.05,0.1,0.2 and 3 seeds), evaluates each\n"
                    "  on the test split (accuracy, top-5, NLL, ECE, MCE, Brier, FGSM and transfer FGSM\n"
                    "  from the eps = 0 model, before and after temperature scaling on --val N held-out\n"
-                   "  examples, default 5000), and writes DIR/results.csv and DIR/report.html.\n"
-                   "  Finished runs are kept in DIR/runs: run the same command again to resume.\n");
+                   "  examples, default 10 %% of the training set, at most 5000), and writes\n"
+                   "  DIR/results.csv and DIR/report.html.\n"
+                   "  --seed S: the runs take seeds S, S+1, ..., S+N-1 (default 0).\n"
+                   "  Finished runs are kept in DIR/runs: run the same command again to resume.\n"
+                   "  --checkpoint F: each run keeps its own checkpoint, F with -eps<E>-seed<S> before\n"
+                   "  the extension, and the same command run again goes on from it (--resume is not\n"
+                   "  taken).\n");
             free(rest);
             return 0;
         }
@@ -389,44 +420,80 @@ int lsr_cmd_sweep(int argc, char **argv) {
     int ne;
     train_job j;
     train_job_defaults(&j);
-    j.val = val;
     if (lsr_parse_number_list(eps_arg, "--smoothing", 0.0, 1.0, eps, MAX_EPS, &ne, err) || (!out_dir && lsr_fail(err, "--out DIR is required"))) {
         free(rest);
         return cli_error("sweep", err);
     }
     int parsed = train_job_parse(&j, nrest, rest);
-    free(rest);
-    if (parsed) return cli_error("sweep", j.err);
-    if (!val_given) j.val = val;
-    if (j.val <= 0) return cli_error("sweep", "--val must hold out examples for temperature scaling");
-    if (j.out || j.metrics_path) return cli_error("sweep", "--out is the sweep's directory; --metrics is not taken");
+    if (!parsed && j.resume_path)
+        parsed = lsr_fail(j.err, "--resume is not taken: run the same lsr sweep command again (with "
+                                 "--checkpoint F, each unfinished run goes on from its own checkpoint)");
+    if (!parsed && j.s.seed > (uint64_t)(INT_MAX - MAX_SEEDS))
+        parsed = lsr_fail(j.err, "--seed %llu: at most %d in a sweep (its runs take seeds S to S+N-1)",
+                          (unsigned long long)j.s.seed, INT_MAX - MAX_SEEDS);
+    if (!parsed && val_given && j.val <= 0)
+        parsed = lsr_fail(j.err, "--val must hold out examples for temperature scaling");
+    if (!parsed && (j.out || j.metrics_path))
+        parsed = lsr_fail(j.err, "--out is the sweep's directory; --metrics is not taken");
+    if (parsed) {
+        free(rest);
+        return cli_error("sweep", j.err);
+    }
+    const int base_seed = (int)j.s.seed;
+    const char *checkpoint_base = j.checkpoint_path;
     char runs[4200], path[4300], name[64];
     snprintf(runs, sizeof runs, "%s/runs", out_dir);
     if ((mkdir(out_dir, 0777) != 0 && errno != EEXIST) || (mkdir(runs, 0777) != 0 && errno != EEXIST)) {
         snprintf(err, sizeof err, "--out %s: cannot create the directory: %s", out_dir, strerror(errno));
+        free(rest);
         return cli_error("sweep", err);
     }
     snprintf(path, sizeof path, "%s/probe", runs);
-    if (lsr_check_writable(path, "--out", err)) return cli_error("sweep", err);
+    if (lsr_check_writable(path, "--out", err)) {
+        free(rest);
+        return cli_error("sweep", err);
+    }
     cli_set_threads((int)j.threads);
 
     lsr_dataset all, test;
-    if (lsr_data_load_dir(&all, &test, j.data_dir, err)) return cli_error("sweep", err);
+    if (lsr_data_load_dir(&all, &test, j.data_dir, err)) {
+        free(rest);
+        return cli_error("sweep", err);
+    }
+    if (!val_given) { /* fits any training set: 10 %, at most 5000 */
+        const int64_t n = j.train_limit > 0 && j.train_limit < all.n ? j.train_limit : all.n;
+        j.val = n / 10 < 5000 ? (n / 10 > 0 ? n / 10 : 1) : 5000;
+        fprintf(stderr, "lsr sweep: holding out %lld of the %lld training examples for temperature "
+                        "scaling (--val N; by default 10 %%, at most 5000)\n",
+                (long long)j.val, (long long)n);
+    }
     const int classes = all.classes > test.classes ? all.classes : test.classes;
     const int64_t n_attack = attack_limit < test.n ? attack_limit : test.n;
     const int total = ne * (int)seeds;
     run_result *results = calloc((size_t)total, sizeof *results);
     float *logits = malloc((size_t)(test.n > j.val ? test.n : j.val) * classes * sizeof(float));
     float *adv = malloc((size_t)n_attack * (size_t)all.h * all.w * all.c * sizeof(float));
+    /* a run's flags, stored in its checkpoint: the sweep's lsr train flags
+     * and the run's own, after them */
+    char **run_args = calloc((size_t)nrest + 6, sizeof *run_args);
+    char run_eps[32], run_seed[32], run_val[32], checkpoint[4300];
     int status = 1, done = 0, trained = 0;
     double trained_seconds = 0.0; /* for the sweep's ETA */
-    if (!results || !logits || !adv) {
+    if (!results || !logits || !adv || !run_args) {
         snprintf(err, sizeof err, "out of memory");
         goto out;
     }
-    for (int seed = 0; seed < seeds; seed++)
+    memcpy(run_args, rest, (size_t)nrest * sizeof *run_args);
+    run_args[nrest] = "--smoothing";
+    run_args[nrest + 1] = run_eps;
+    run_args[nrest + 2] = "--seed";
+    run_args[nrest + 3] = run_seed;
+    run_args[nrest + 4] = "--val";
+    run_args[nrest + 5] = run_val;
+    snprintf(run_val, sizeof run_val, "%lld", (long long)j.val);
+    for (int seed = base_seed; seed < base_seed + seeds; seed++)
         for (int e = 0; e < ne; e++) {
-            run_result *r = &results[seed * ne + e];
+            run_result *r = &results[(seed - base_seed) * ne + e];
             run_name(name, sizeof name, eps[e], seed);
             snprintf(path, sizeof path, "%s/%s.json", runs, name);
             if (load_result(path, r) && r->eps == eps[e] && r->seed == seed) {
@@ -445,6 +512,24 @@ int lsr_cmd_sweep(int argc, char **argv) {
             j.prefix = prefix;
             j.s.loss.smoothing = (float)eps[e];
             j.s.seed = (uint64_t)seed;
+            char tag[96];
+            snprintf(run_eps, sizeof run_eps, "%g", eps[e]);
+            snprintf(run_seed, sizeof run_seed, "%d", seed);
+            snprintf(tag, sizeof tag, "sweep:%s", name);
+            free(j.command_json);
+            j.command_json = train_job_command(nrest + 6, run_args, tag);
+            if (!j.command_json) {
+                snprintf(err, sizeof err, "out of memory");
+                goto out;
+            }
+            j.resume_path = NULL;
+            if (checkpoint_base) {
+                run_checkpoint(checkpoint, sizeof checkpoint, checkpoint_base, name);
+                j.checkpoint_path = checkpoint;
+                const int found = run_checkpoint_matches(checkpoint, j.command_json, err);
+                if (found < 0) goto out;
+                if (found) j.resume_path = checkpoint;
+            }
             lsr_model model;
             lsr_dataset val_set;
             if (train_job_run(&j, &all, classes, &model, &val_set)) {
@@ -501,6 +586,9 @@ out:
     free(results);
     free(logits);
     free(adv);
+    free(run_args);
+    free(rest);
+    free(j.command_json);
     free(j.metrics_text);
     lsr_dataset_free(&all);
     lsr_dataset_free(&test);

@@ -46,8 +46,9 @@ static void train_usage(FILE *f) {
         "  --quiet                 no progress display\n"
         "  --checkpoint FILE       keep the whole training state in FILE (atomically), every\n"
         "  --checkpoint-every N    N steps (default 200) and when interrupted (SIGINT, SIGTERM)\n"
-        "  --resume FILE           go on from a checkpoint with the run's own settings (only\n"
-        "                          --threads and --quiet may be given with it)\n"
+        "  --resume FILE           go on from a checkpoint with the run's own settings: alone,\n"
+        "                          or added to the run's command (every flag given must have\n"
+        "                          the run's value; --threads and --quiet may differ)\n"
         "  --on-nonfinite stop|skip  a NaN or infinite loss or gradient stops the run (default)\n"
         "                          or skips the batch\n");
 }
@@ -83,14 +84,19 @@ static int epoch_done(void *ctx, const lsr_train_progress *p) {
     train_job *j = ctx;
     if (j->tty && !j->quiet) fputc('\n', stderr);
     double val_acc = NAN;
+    /* a failure here stops the run with j->err set: an error, not a stop on
+     * request (lsr_train returns 1 for both) */
     if (j->val_set && j->val_set->n > 0) {
         float *logits = malloc((size_t)j->val_set->n * j->model->classes * sizeof(float));
+        if (!logits) return lsr_fail(j->err, "out of memory for the validation logits");
         lsr_metrics mt;
-        if (logits && !lsr_predict(j->model, j->val_set, logits, 256, j->err)) {
+        const int failed = lsr_predict(j->model, j->val_set, logits, 256, j->err);
+        if (!failed) {
             lsr_metrics_compute(&mt, logits, j->val_set->y, j->val_set->n, j->model->classes, 1.0);
             val_acc = mt.accuracy;
         }
         free(logits);
+        if (failed) return -1;
     }
     if (!j->quiet)
     {
@@ -113,7 +119,7 @@ static int epoch_done(void *ctx, const lsr_train_progress *p) {
                                  p->epoch, (long long)p->step, p->loss, p->label_ce, p->prior_ce,
                                  p->accuracy, val, p->seconds, p->samples / p->seconds);
         char *grown = realloc(j->metrics_text, j->metrics_len + (size_t)len + 1);
-        if (!grown) return 1;
+        if (!grown) return lsr_fail(j->err, "--metrics %s: out of memory", j->metrics_path);
         j->metrics_text = grown;
         memcpy(j->metrics_text + j->metrics_len, line, (size_t)len + 1);
         j->metrics_len += (size_t)len;
@@ -134,29 +140,44 @@ static int save_checkpoint(void *ctx, const lsr_model *m, const lsr_train_state 
 }
 
 
+static const struct option opts[] = {
+    {"data", required_argument, 0, OPT_DATA}, {"model", required_argument, 0, OPT_MODEL},
+    {"epochs", required_argument, 0, OPT_EPOCHS}, {"batch", required_argument, 0, OPT_BATCH},
+    {"seed", required_argument, 0, OPT_SEED}, {"threads", required_argument, 0, OPT_THREADS},
+    {"optimizer", required_argument, 0, OPT_OPTIMIZER}, {"lr", required_argument, 0, OPT_LR},
+    {"momentum", required_argument, 0, OPT_MOMENTUM}, {"nesterov", no_argument, 0, OPT_NESTEROV},
+    {"weight-decay", required_argument, 0, OPT_WD}, {"init", required_argument, 0, OPT_INIT},
+    {"schedule", required_argument, 0, OPT_SCHEDULE}, {"step-size", required_argument, 0, OPT_STEP_SIZE},
+    {"gamma", required_argument, 0, OPT_GAMMA}, {"warmup", required_argument, 0, OPT_WARMUP},
+    {"smoothing", required_argument, 0, OPT_SMOOTHING},
+    {"smoothing-convention", required_argument, 0, OPT_CONVENTION},
+    {"smoothing-prior", required_argument, 0, OPT_PRIOR}, {"z-loss", required_argument, 0, OPT_ZLOSS},
+    {"train-limit", required_argument, 0, OPT_LIMIT}, {"val", required_argument, 0, OPT_VAL},
+    {"out", required_argument, 0, OPT_OUT}, {"metrics", required_argument, 0, OPT_METRICS},
+    {"quiet", no_argument, 0, OPT_QUIET}, {"imbalance", required_argument, 0, OPT_IMBALANCE},
+    {"adv", required_argument, 0, OPT_ADV}, {"adv-eps", required_argument, 0, OPT_ADV_EPS},
+    {"adv-weight", required_argument, 0, OPT_ADV_WEIGHT},
+    {"checkpoint", required_argument, 0, OPT_CHECKPOINT},
+    {"checkpoint-every", required_argument, 0, OPT_CHECKPOINT_EVERY},
+    {"resume", required_argument, 0, OPT_RESUME}, {"on-nonfinite", required_argument, 0, OPT_NONFINITE},
+    {"precision", required_argument, 0, OPT_PRECISION},
+    {"help", no_argument, 0, OPT_HELP}, {0, 0, 0, 0}};
+
+static const struct option *find_opt(int c) {
+    for (const struct option *o = opts; o->name; o++)
+        if (o->val == c) return o;
+    return NULL;
+}
+
+/* "--name" of an option of opts, "" for others */
+static const char *opt_name(int c) {
+    static char name[64];
+    const struct option *o = find_opt(c);
+    snprintf(name, sizeof name, "%s%s", o ? "--" : "", o ? o->name : "");
+    return name;
+}
+
 int train_job_parse(train_job *j, int argc, char **argv) {
-    static const struct option opts[] = {
-        {"data", required_argument, 0, OPT_DATA}, {"model", required_argument, 0, OPT_MODEL},
-        {"epochs", required_argument, 0, OPT_EPOCHS}, {"batch", required_argument, 0, OPT_BATCH},
-        {"seed", required_argument, 0, OPT_SEED}, {"threads", required_argument, 0, OPT_THREADS},
-        {"optimizer", required_argument, 0, OPT_OPTIMIZER}, {"lr", required_argument, 0, OPT_LR},
-        {"momentum", required_argument, 0, OPT_MOMENTUM}, {"nesterov", no_argument, 0, OPT_NESTEROV},
-        {"weight-decay", required_argument, 0, OPT_WD}, {"init", required_argument, 0, OPT_INIT},
-        {"schedule", required_argument, 0, OPT_SCHEDULE}, {"step-size", required_argument, 0, OPT_STEP_SIZE},
-        {"gamma", required_argument, 0, OPT_GAMMA}, {"warmup", required_argument, 0, OPT_WARMUP},
-        {"smoothing", required_argument, 0, OPT_SMOOTHING},
-        {"smoothing-convention", required_argument, 0, OPT_CONVENTION},
-        {"smoothing-prior", required_argument, 0, OPT_PRIOR}, {"z-loss", required_argument, 0, OPT_ZLOSS},
-        {"train-limit", required_argument, 0, OPT_LIMIT}, {"val", required_argument, 0, OPT_VAL},
-        {"out", required_argument, 0, OPT_OUT}, {"metrics", required_argument, 0, OPT_METRICS},
-        {"quiet", no_argument, 0, OPT_QUIET}, {"imbalance", required_argument, 0, OPT_IMBALANCE},
-        {"adv", required_argument, 0, OPT_ADV}, {"adv-eps", required_argument, 0, OPT_ADV_EPS},
-        {"adv-weight", required_argument, 0, OPT_ADV_WEIGHT},
-        {"checkpoint", required_argument, 0, OPT_CHECKPOINT},
-        {"checkpoint-every", required_argument, 0, OPT_CHECKPOINT_EVERY},
-        {"resume", required_argument, 0, OPT_RESUME}, {"on-nonfinite", required_argument, 0, OPT_NONFINITE},
-        {"precision", required_argument, 0, OPT_PRECISION},
-        {"help", no_argument, 0, OPT_HELP}, {0, 0, 0, 0}};
     lsr_train_settings *s = &j->s;
     long long v;
     double d;
@@ -164,9 +185,8 @@ int train_job_parse(train_job *j, int argc, char **argv) {
     optind = 1;
     int c;
     while ((c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
-        char name[64] = "";
-        for (const struct option *o = opts; o->name; o++)
-            if (o->val == c) snprintf(name, sizeof name, "--%s", o->name);
+        char name[64];
+        snprintf(name, sizeof name, "%s", opt_name(c));
         switch (c) {
         case OPT_DATA: j->data_dir = optarg; break;
         case OPT_MODEL: j->model_name = optarg; break;
@@ -304,8 +324,14 @@ int train_job_run(train_job *j, const lsr_dataset *all, int classes, lsr_model *
         prior = malloc((size_t)classes * sizeof(float));
         if (!prior) { snprintf(j->err, sizeof j->err, "out of memory"); goto out; }
         if (!strcmp(j->prior_arg, "data")) {
-            for (int k = 0; k < classes; k++) prior[k] = 0;
-            for (int64_t i = 0; i < train_set.n; i++) prior[train_set.y[i]] += 1.0f / (float)train_set.n;
+            /* counted in integers: summing 1/n in float drifts past the loss's
+             * 1e-4 tolerance on the sum from about 30,000 examples */
+            int64_t *count = calloc((size_t)classes, sizeof *count);
+            if (!count) { snprintf(j->err, sizeof j->err, "out of memory"); goto out; }
+            for (int64_t i = 0; i < train_set.n; i++) count[train_set.y[i]]++;
+            for (int k = 0; k < classes; k++)
+                prior[k] = (float)((double)count[k] / (double)(train_set.n ? train_set.n : 1));
+            free(count);
         } else if (lsr_prior_read(j->prior_arg, classes, prior, j->err)) {
             goto out;
         }
@@ -388,36 +414,108 @@ int train_job_save(const train_job *j, const lsr_model *model, const char *path,
 static volatile int stop_signal;
 static void on_signal(int sig) { stop_signal = sig; }
 
-/* The flags of the run as a JSON array, without those a resume may change. */
-static char *command_json(int argc, char **argv) {
+char *train_job_command(int argc, char **argv, const char *tag) {
     cJSON *a = cJSON_CreateArray();
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--threads") && i + 1 < argc) {
-            i++;
-            continue;
-        }
-        if (!strcmp(argv[i], "--quiet")) continue;
-        cJSON_AddItemToArray(a, cJSON_CreateString(argv[i]));
+    if (!a) return NULL;
+    if (tag) cJSON_AddItemToArray(a, cJSON_CreateString(tag));
+    opterr = 0;
+    optind = 0; /* a full restart of getopt: this argv may have been parsed before */
+    int c;
+    while ((c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
+        const struct option *o = find_opt(c);
+        if (!o || c == OPT_THREADS || c == OPT_QUIET || c == OPT_RESUME) continue;
+        cJSON_AddItemToArray(a, cJSON_CreateString(opt_name(c)));
+        if (o->has_arg) cJSON_AddItemToArray(a, cJSON_CreateString(optarg));
     }
     char *s = cJSON_PrintUnformatted(a);
     cJSON_Delete(a);
     return s;
 }
 
-/* lsr train --resume FILE [--threads T] [--quiet]: the stored flags, plus those. */
-static int resume_flags(train_job *j, int argc, char **argv) {
-    const char *path = j->resume_path;
-    long long threads = j->threads;
-    int quiet = j->quiet;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--resume") || !strcmp(argv[i], "--threads")) {
-            i++;
-            continue;
-        }
-        if (strcmp(argv[i], "--quiet") != 0)
-            return lsr_fail(j->err, "--resume takes the settings stored in %s; '%s' cannot be "
-                                    "given with it (only --threads and --quiet)", path, argv[i]);
+/* path made absolute (of a file that need not exist yet: through its
+ * directory), so that data and data/.. spellings of one file compare equal */
+static void absolute_path(const char *path, char *buf, size_t size) {
+    char *real = realpath(path, NULL);
+    if (!real) {
+        char dir[4096] = ".";
+        const char *slash = strrchr(path, '/'), *base = slash ? slash + 1 : path;
+        if (slash) snprintf(dir, sizeof dir, "%.*s", slash == path ? 1 : (int)(slash - path), path);
+        char *real_dir = realpath(dir, NULL);
+        if (real_dir) snprintf(buf, size, "%s/%s", real_dir, base);
+        else snprintf(buf, size, "%s", path);
+        free(real_dir);
+        return;
     }
+    snprintf(buf, size, "%s", real);
+    free(real);
+}
+
+/* The value a flag has in j, after defaults: exact (absolute paths, every
+ * digit of a float) to compare, else as a person would write it. */
+static void flag_value(const train_job *j, int c, int exact, char *buf, size_t size) {
+    const lsr_train_settings *s = &j->s;
+    const char *path = NULL, *word = NULL;
+    double real = NAN;
+    long long integer = 0;
+    switch (c) {
+    case OPT_DATA: path = j->data_dir; break;
+    case OPT_MODEL: word = j->model_name; break;
+    case OPT_EPOCHS: integer = s->epochs; break;
+    case OPT_BATCH: integer = s->batch; break;
+    case OPT_SEED: integer = (long long)s->seed; break;
+    case OPT_OPTIMIZER:
+        word = s->optimizer.kind == LSR_OPTIMIZER_SGD ? "sgd"
+               : s->optimizer.kind == LSR_OPTIMIZER_ADAMW ? "adamw" : "adam";
+        break;
+    case OPT_LR: real = s->optimizer.lr; break;
+    case OPT_MOMENTUM: real = s->optimizer.momentum; break;
+    case OPT_NESTEROV: word = s->optimizer.nesterov ? "given" : "not given"; break;
+    case OPT_WD: real = s->optimizer.weight_decay; break;
+    case OPT_INIT:
+        word = s->init == LSR_INIT_HE ? "he" : s->init == LSR_INIT_GLOROT ? "glorot" : "cleverhans";
+        break;
+    case OPT_SCHEDULE:
+        word = s->optimizer.schedule == LSR_SCHEDULE_STEP ? "step"
+               : s->optimizer.schedule == LSR_SCHEDULE_COSINE ? "cosine" : "constant";
+        break;
+    case OPT_STEP_SIZE: integer = s->optimizer.step_size; break;
+    case OPT_GAMMA: real = s->optimizer.gamma; break;
+    case OPT_WARMUP: integer = s->optimizer.warmup; break;
+    case OPT_SMOOTHING: real = s->loss.smoothing; break;
+    case OPT_CONVENTION: word = s->loss.convention == LSR_SMOOTHING_ALL ? "all" : "others"; break;
+    case OPT_PRIOR:
+        if (!j->prior_arg || !strcmp(j->prior_arg, "uniform") || !strcmp(j->prior_arg, "data"))
+            word = j->prior_arg ? j->prior_arg : "uniform";
+        else
+            path = j->prior_arg;
+        break;
+    case OPT_ZLOSS: real = s->loss.z_loss; break;
+    case OPT_LIMIT: integer = j->train_limit; break;
+    case OPT_VAL: integer = j->val; break;
+    case OPT_OUT: path = j->out; word = "none"; break;
+    case OPT_METRICS: path = j->metrics_path; word = "none"; break;
+    case OPT_IMBALANCE: real = j->imbalance > 1 ? j->imbalance : 1.0; break;
+    case OPT_ADV: word = j->adv ? "fgsm" : "none"; break;
+    case OPT_ADV_EPS: real = s->adv_eps; break;
+    case OPT_ADV_WEIGHT: real = s->adv_weight; break;
+    case OPT_CHECKPOINT: path = j->checkpoint_path; word = "none"; break;
+    case OPT_CHECKPOINT_EVERY: integer = s->checkpoint_every; break;
+    case OPT_NONFINITE: word = s->skip_nonfinite ? "skip" : "stop"; break;
+    case OPT_PRECISION: word = j->precision == LSR_PRECISION_BF16 ? "bf16" : "fp32"; break;
+    default: word = ""; break;
+    }
+    if (path && exact) absolute_path(path, buf, size);
+    else if (path || word) snprintf(buf, size, "%s", path ? path : word);
+    else if (!isnan(real)) snprintf(buf, size, exact ? "%.9g" : "%g", real);
+    else snprintf(buf, size, "%lld", integer);
+}
+
+/* lsr train --resume FILE [the run's flags]: the stored flags; any flag
+ * given as well must have the stored run's value, except --threads and
+ * --quiet, which a resume may change. */
+static int resume_flags(train_job *j, int argc, char **argv) {
+    const train_job given = *j;
+    const char *path = j->resume_path;
     lsr_model m;
     lsr_train_state st;
     char *command = NULL;
@@ -426,6 +524,16 @@ static int resume_flags(train_job *j, int argc, char **argv) {
     cJSON *a = cJSON_Parse(command);
     free(command);
     const int n = cJSON_IsArray(a) ? cJSON_GetArraySize(a) : -1;
+    const cJSON *first = n > 0 ? cJSON_GetArrayItem(a, 0) : NULL;
+    if (cJSON_IsString(first) && strncmp(first->valuestring, "--", 2) != 0) {
+        /* a run of lsr sweep (its own settings and outputs): the sweep resumes it */
+        const char *run = first->valuestring;
+        if (!strncmp(run, "sweep:", 6)) run += 6;
+        lsr_fail(j->err, "--resume %s: the checkpoint of lsr sweep's run %.100s: run the same "
+                         "lsr sweep command again to resume it", path, run);
+        cJSON_Delete(a);
+        return -1;
+    }
     char **args = n >= 0 ? calloc((size_t)n + 2, sizeof *args) : NULL;
     if (!args) {
         cJSON_Delete(a);
@@ -441,6 +549,22 @@ static int resume_flags(train_job *j, int argc, char **argv) {
     train_job_defaults(j);
     int r = ok ? train_job_parse(j, n + 1, args) : lsr_fail(j->err, "--resume %s: malformed command", path);
     free(args);
+    /* every flag given with --resume: the value the stored run has */
+    opterr = 0;
+    optind = 0;
+    int c;
+    while (!r && (c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
+        if (c == OPT_THREADS || c == OPT_QUIET || c == OPT_RESUME) continue;
+        char here[4200], there[4200];
+        flag_value(&given, c, 1, here, sizeof here);
+        flag_value(j, c, 1, there, sizeof there);
+        if (strcmp(here, there) != 0) {
+            flag_value(&given, c, 0, here, sizeof here);
+            flag_value(j, c, 0, there, sizeof there);
+            r = lsr_fail(j->err, "--resume %s: %s is %.200s here but %.200s in the checkpoint's run "
+                                 "(leave it out to keep the run's value)", path, opt_name(c), here, there);
+        }
+    }
     if (r) {
         cJSON_Delete(a);
         return -1;
@@ -448,8 +572,8 @@ static int resume_flags(train_job *j, int argc, char **argv) {
     j->command_json = cJSON_PrintUnformatted(a);
     j->resume_command = a; /* j's strings point into it */
     j->resume_path = path;
-    j->threads = threads;
-    j->quiet = quiet;
+    j->threads = given.threads;
+    j->quiet = given.quiet;
     return 0;
 }
 
@@ -489,8 +613,9 @@ int lsr_cmd_train(int argc, char **argv) {
             reload_metrics(&j, e ? atoi(e) : 1);
             lsr_safetensors_close(&f);
         }
-    } else {
-        j.command_json = command_json(argc, argv);
+    } else if (!(j.command_json = train_job_command(argc, argv, NULL))) {
+        snprintf(j.err, sizeof j.err, "out of memory");
+        goto out;
     }
     if (j.out && lsr_check_writable(j.out, "--out", j.err)) goto out;
     cli_set_threads((int)j.threads);

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -121,6 +122,10 @@ static void usage(FILE *f) {
 }
 
 int main(int argc, char **argv) {
+    /* a file-size limit (ulimit -f) must fail the write with EFBIG, so that
+     * the error path names the file and removes the temporary, instead of
+     * killing the process */
+    signal(SIGXFSZ, SIG_IGN);
     fix_blas_core(argv);
     if (argc < 2) {
         usage(stderr);

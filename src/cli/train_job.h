@@ -39,6 +39,11 @@ int train_job_parse(train_job *j, int argc, char **argv);
  * val_set gets the held-out examples. */
 int train_job_run(train_job *j, const lsr_dataset *all, int classes, lsr_model *model,
                   lsr_dataset *val_set);
+/* lsr train's flags in argv as a JSON array of "--name" and value strings
+ * (getopt's spellings made canonical), without --threads, --quiet and
+ * --resume, which a resume may change; tag, if not NULL, first.  What a
+ * checkpoint stores.  NULL: out of memory. */
+char *train_job_command(int argc, char **argv, const char *tag);
 /* Writes the model with the run's settings in its metadata (temperature if > 0). */
 int train_job_save(const train_job *j, const lsr_model *model, const char *path, double temperature,
                    char *err);

@@ -14,6 +14,8 @@
 
 int lsr_checkpoint_save(const char *path, const lsr_model *m, const lsr_train_state *st,
                         const char *command_json, char *err) {
+    /* a checkpoint without its command line could not be resumed */
+    if (!command_json) return lsr_fail(err, "%s: no command line to store in the checkpoint", path);
     lsr_metadata md = {0};
     lsr_metadata_set(&md, "format", CHECKPOINT_FORMAT);
     lsr_metadata_set(&md, "architecture", "%s", m->spec);

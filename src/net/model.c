@@ -312,9 +312,7 @@ const float *lsr_model_forward(lsr_model *m, const float *x, int batch, int trai
         case LSR_LAYER_DROPOUT:
             lsr_dropout_forward(out, m->dropout_mask[i], in, n, l->rate, training, rng);
             break;
-        case LSR_LAYER_FLATTEN:
-            memcpy(out, in, n * sizeof(float));
-            break;
+        case LSR_LAYER_FLATTEN: break; /* in place: out is in (lsr_model_reserve) */
         }
     }
     m->forward_training = training;
