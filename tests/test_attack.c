@@ -146,7 +146,7 @@ static void test_cleverhans_gate(void) {
     float *adv = malloc((size_t)n_test * 784 * sizeof(float));
     double clean_acc[2], fgsm_acc[2];
     float *trace[3];
-    const int steps = 2 * (5000 + 127) / 128;
+    const int steps = 2 * ((5000 + 127) / 128); /* 2 epochs of ceil(5000 / 128) batches */
     for (int run = 0; run < 3; run++) {
         const int adversarial = run >= 1;
         lsr_model m;
@@ -164,8 +164,11 @@ static void test_cleverhans_gate(void) {
             s.adv_eps = 0.3f;
             s.adv_weight = 0.5f;
         }
-        trace[run] = calloc((size_t)steps, sizeof(float));
+        trace[run] = calloc((size_t)steps + 1, sizeof(float));
+        trace[run][steps] = -1.0f; /* a sentinel: the count of steps must be exact */
         CHECK(lsr_train(&m, &train, &s, NULL, NULL, trace[run], err) == 0, "%s", err);
+        CHECK(trace[run][steps] == -1.0f && trace[run][steps - 1] > 0,
+              "the trace of %d steps is not exactly the run's length", steps);
         if (run < 2) {
             clean_acc[run] = accuracy(&m, test.x, test.y, n_test);
             lsr_fgsm(&m, adv, test.x, NULL, n_test, 0.3f, 250, err);

@@ -340,13 +340,13 @@ int train_job_run(train_job *j, const lsr_dataset *all, int classes, lsr_model *
     j->s.loss.threads = cli_threads();
     if (!j->quiet)
         fprintf(stderr, "%slsr train: %s, %lld training / %lld validation samples of %dx%dx%d, %d classes\n"
-                        "model %s (%zu parameters), eps %g (%s%s), %d epochs, batch %d, %d threads, %s, BLAS core %s\n",
+                        "model %s (%zu parameters), eps %g (%s%s), %d epochs, batch %d, %d threads, %s, GEMMs by %s\n",
                 j->prefix, j->data_dir, (long long)train_set.n, (long long)val_set->n, input.h,
                 input.w, input.c, classes, model->spec, model->n_params, (double)j->s.loss.smoothing,
                 j->s.loss.prior ? "prior " : "", j->s.loss.prior ? j->prior_arg
                 : (j->s.loss.convention == LSR_SMOOTHING_ALL ? "all" : "others"),
                 j->s.epochs, j->s.batch, cli_threads(),
-                precision_words(j->precision, model), cli_blas_core());
+                precision_words(j->precision, model), lsr_gemm_backend());
     j->model = model;
     j->val_set = val_set;
     j->training_samples = train_set.n;

@@ -95,6 +95,9 @@ void cli_print_metrics(const lsr_metrics *mt, int json, const char *title) {
  * its SSE3 kernels, 4x slower.  The core type is read when the library
  * loads, so lsr sets it and starts itself again, once. */
 static void fix_blas_core(char **argv) {
+#ifdef LSR_HAVE_ONEDNN
+    (void)argv; /* the GEMMs are oneDNN's, which reads the CPU itself */
+#else
     if (getenv("OPENBLAS_CORETYPE") || getenv("LSR_NO_BLAS_FIX")) return;
     const char *core = openblas_get_corename();
     if (!core || (strcasecmp(core, "prescott") && strcasecmp(core, "core2") &&
@@ -108,6 +111,7 @@ static void fix_blas_core(char **argv) {
     setenv("OPENBLAS_CORETYPE", want, 1);
     execv("/proc/self/exe", argv);
     /* exec failed: go on with the slow kernels */
+#endif
 }
 
 static void usage(FILE *f) {
@@ -136,9 +140,16 @@ int main(int argc, char **argv) {
         return 0;
     }
     if (!strcmp(argv[1], "--version")) {
-        printf("lsr %s\nloss kernels: %s\nBLAS: OpenBLAS, core %s%s\n", LSR_VERSION_STRING,
-               lsr_isa_name(lsr_isa_detect()), cli_blas_core(),
-               getenv("OPENBLAS_CORETYPE") ? " (set by OPENBLAS_CORETYPE)" : " (detected)");
+        printf("lsr %s\nloss kernels: %s\nGEMM: %s\n", LSR_VERSION_STRING,
+               lsr_isa_name(lsr_isa_detect()), lsr_gemm_backend());
+        printf("OpenBLAS: core %s%s%s\n", cli_blas_core(),
+               getenv("OPENBLAS_CORETYPE") ? " (set by OPENBLAS_CORETYPE)" : " (detected)",
+#ifdef LSR_HAVE_ONEDNN
+               ", a fallback only (for a GEMM oneDNN cannot run)"
+#else
+               ""
+#endif
+        );
         char why[LSR_ERR_LEN];
         if (lsr_conv_fast_available(LSR_PRECISION_BF16, why) == 0)
             printf("--precision bf16: available (oneDNN)\n");

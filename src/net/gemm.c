@@ -46,7 +46,16 @@ void lsr_gemm_init(void) {
 
 const char *lsr_gemm_backend(void) {
 #ifdef LSR_HAVE_ONEDNN
-    return "oneDNN sgemm (its kernel chosen from the CPU), fixed 128 x 256 tiles";
+    switch (dnnl_get_effective_cpu_isa()) { /* the most the CPU (or ONEDNN_MAX_CPU_ISA) allows */
+    case dnnl_cpu_isa_avx512_core_amx: return "oneDNN sgemm, AVX-512 (AMX CPU), fixed 128 x 256 tiles";
+    case dnnl_cpu_isa_avx512_core_bf16: return "oneDNN sgemm, AVX-512 (BF16 CPU), fixed 128 x 256 tiles";
+    case dnnl_cpu_isa_avx512_core_vnni: return "oneDNN sgemm, AVX-512 (VNNI CPU), fixed 128 x 256 tiles";
+    case dnnl_cpu_isa_avx512_core: return "oneDNN sgemm, AVX-512, fixed 128 x 256 tiles";
+    case dnnl_cpu_isa_avx2_vnni:
+    case dnnl_cpu_isa_avx2: return "oneDNN sgemm, AVX2, fixed 128 x 256 tiles";
+    case dnnl_cpu_isa_avx: return "oneDNN sgemm, AVX, fixed 128 x 256 tiles";
+    default: return "oneDNN sgemm, fixed 128 x 256 tiles";
+    }
 #else
     return "OpenBLAS sgemm, fixed 128 x 256 tiles";
 #endif
