@@ -47,9 +47,16 @@ static void parallel_copy(float *dst, const float *src, size_t count, int thread
     }
 }
 
+/* Debian's PyTorch lives in /usr/bin/python3; another python3 may come first
+ * on the PATH without it.  PYTHON overrides. */
+static const char *python(void) {
+    const char *py = getenv("PYTHON");
+    return py && *py ? py : "/usr/bin/python3";
+}
+
 static double torch_seconds(long n, long k, int threads, int repeats) {
-    char cmd[512];
-    snprintf(cmd, sizeof cmd, "/usr/bin/python3 %s/torch_loss.py %ld %ld %d %d 2>/dev/null",
+    char cmd[768];
+    snprintf(cmd, sizeof cmd, "'%s' %s/torch_loss.py %ld %ld %d %d 2>/dev/null", python(),
              LSR_BENCH_DIR, n, k, threads, repeats);
     FILE *p = popen(cmd, "r");
     if (!p) return NAN;
@@ -68,6 +75,15 @@ int main(int argc, char **argv) {
         else {
             fprintf(stderr, "bench_loss: unknown argument '%s'\n", argv[i]);
             return 2;
+        }
+    }
+    if (use_torch) { /* one clear line before minutes of timing */
+        char cmd[600];
+        snprintf(cmd, sizeof cmd, "'%s' -c 'import torch' >/dev/null 2>&1", python());
+        if (system(cmd) != 0) {
+            fprintf(stderr, "bench_loss: %s cannot import torch (install python3-torch, set PYTHON "
+                            "to an interpreter that has it, or pass --no-torch)\n", python());
+            return 1;
         }
     }
     static const long shapes[][2] = {{65536, 10}, {8192, 1000}, {4096, 32000}, {1024, 128256}};
@@ -134,7 +150,7 @@ int main(int argc, char **argv) {
         free(grad);
         free(labels);
     }
-    if (failed) fprintf(stderr, "bench_loss: PyTorch run failed (is python3-torch installed?)\n");
+    if (failed) fprintf(stderr, "bench_loss: a PyTorch run with %s failed\n", python());
     printf("min-vs-copy %.2f min-speedup-vs-torch %.1f\n", min_vs_copy, min_vs_torch);
     return failed;
 }
