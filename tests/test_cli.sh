@@ -115,7 +115,7 @@ if [ -n "$SHIM" ]; then
     # out of memory while recording an epoch's metrics: an error, not a stop on a signal
     SHIM_FAIL_REALLOC=1 "${SHIM_RUN[@]}" "$LSR" "${TRAIN[@]}" --epochs 2 --metrics oom.jsonl > /dev/null 2> err.txt
     rc=$?
-    [ $rc -eq 1 ] && [ "$(wc -l < err.txt)" -eq 1 ] && grep -q "out of memory" err.txt && [ ! -e oom.jsonl ] && ok ||
+    [ $rc -eq 1 ] && [ "$(wc -l < err.txt)" -eq 1 ] && grep -q -- "--metrics oom.jsonl: out of memory" err.txt && [ ! -e oom.jsonl ] && ok ||
         bad "out of memory in the metrics: rc $rc, $(cat err.txt)"
 fi
 # --smoothing-prior data on 60,000 examples: the class frequencies sum to 1
@@ -246,6 +246,11 @@ else
 fi
 "$LSR" sweep --data data --model "$MODEL" --smoothing 0 --seeds 1 --epochs 1 --out swv --quiet > /dev/null 2> err.txt &&
     grep -q "holding out 76 of the 768 training examples" err.txt && ok || bad "sweep's default --val: $(cat err.txt)"
+# the sweep's flags in any spelling getopt takes: --val=N is not replaced by
+# the default, --smoothing=LIST and --seeds=N are the sweep's
+"$LSR" sweep --data data --model "$MODEL" --smoothing=0 --seeds=1 --epochs 1 --val=96 --out swv2 --quiet > /dev/null 2> err.txt &&
+    ! grep -q "holding out" err.txt && [ "$(ls swv2/runs/*.safetensors | wc -l)" -eq 1 ] && ok ||
+    bad "sweep --val=96 --smoothing=0 --seeds=1: $(cat err.txt)"
 
 echo "$passed passed, $failed failed"
 [ $failed -eq 0 ]

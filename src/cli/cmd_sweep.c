@@ -373,7 +373,7 @@ int lsr_cmd_sweep(int argc, char **argv) {
     char err[LSR_ERR_LEN];
     /* lsr sweep's own flags; everything else goes to lsr train's parser */
     char **rest = calloc((size_t)argc + 1, sizeof *rest);
-    int nrest = 0, val_given = 0;
+    int nrest = 0;
     if (!rest) return cli_error("sweep", "out of memory");
     rest[nrest++] = argv[0];
     for (int i = 1; i < argc; i++) {
@@ -395,21 +395,28 @@ int lsr_cmd_sweep(int argc, char **argv) {
             free(rest);
             return 0;
         }
-        if ((!strcmp(a, "--out") || !strcmp(a, "--smoothing") || !strcmp(a, "--seeds") ||
-             !strcmp(a, "--attack-eps") || !strcmp(a, "--attack-limit")) && !has_value) {
+        /* the sweep's own flags, as "--flag VALUE" or "--flag=VALUE" */
+        static const char *const own[] = {"--out", "--smoothing", "--seeds", "--attack-eps", "--attack-limit"};
+        int which = -1;
+        const char *value = NULL;
+        for (int f = 0; f < 5 && which < 0; f++) {
+            const size_t len = strlen(own[f]);
+            if (!strcmp(a, own[f])) which = f, value = has_value ? argv[++i] : NULL;
+            else if (!strncmp(a, own[f], len) && a[len] == '=') which = f, value = a + len + 1;
+        }
+        if (which >= 0 && !value) {
             snprintf(err, sizeof err, "%s: needs a value", a);
             free(rest);
             return cli_error("sweep", err);
         }
         int bad = 0;
-        if (!strcmp(a, "--out")) out_dir = argv[++i];
-        else if (!strcmp(a, "--smoothing")) eps_arg = argv[++i];
-        else if (!strcmp(a, "--seeds")) bad = cli_int("--seeds", argv[++i], 1, MAX_SEEDS, &seeds, err);
-        else if (!strcmp(a, "--attack-eps")) bad = cli_float("--attack-eps", argv[++i], 0, 1, &attack_eps, err);
-        else if (!strcmp(a, "--attack-limit")) bad = cli_int("--attack-limit", argv[++i], 1, INT64_MAX, &attack_limit, err);
-        else {
-            if (!strcmp(a, "--val")) val_given = 1;
-            rest[nrest++] = argv[i];
+        switch (which) {
+        case 0: out_dir = value; break;
+        case 1: eps_arg = value; break;
+        case 2: bad = cli_int("--seeds", value, 1, MAX_SEEDS, &seeds, err); break;
+        case 3: bad = cli_float("--attack-eps", value, 0, 1, &attack_eps, err); break;
+        case 4: bad = cli_int("--attack-limit", value, 1, INT64_MAX, &attack_limit, err); break;
+        default: rest[nrest++] = argv[i];
         }
         if (bad) {
             free(rest);
@@ -431,6 +438,7 @@ int lsr_cmd_sweep(int argc, char **argv) {
     if (!parsed && j.s.seed > (uint64_t)(INT_MAX - MAX_SEEDS))
         parsed = lsr_fail(j.err, "--seed %llu: at most %d in a sweep (its runs take seeds S to S+N-1)",
                           (unsigned long long)j.s.seed, INT_MAX - MAX_SEEDS);
+    const int val_given = j.val_given;
     if (!parsed && val_given && j.val <= 0)
         parsed = lsr_fail(j.err, "--val must hold out examples for temperature scaling");
     if (!parsed && (j.out || j.metrics_path))

@@ -209,7 +209,7 @@ int train_job_parse(train_job *j, int argc, char **argv) {
         case OPT_PRIOR: j->prior_arg = optarg; break;
         case OPT_ZLOSS: if (cli_float(name, optarg, 0, 1e3, &d, j->err)) return -1; s->loss.z_loss = (float)d; break;
         case OPT_LIMIT: if (cli_int(name, optarg, 1, INT64_MAX, &j->train_limit, j->err)) return -1; break;
-        case OPT_VAL: if (cli_int(name, optarg, 0, INT64_MAX, &j->val, j->err)) return -1; break;
+        case OPT_VAL: if (cli_int(name, optarg, 0, INT64_MAX, &j->val, j->err)) return -1; j->val_given = 1; break;
         case OPT_OUT: j->out = optarg; break;
         case OPT_METRICS: j->metrics_path = optarg; break;
         case OPT_QUIET: j->quiet = 1; break;

@@ -9,6 +9,7 @@ typedef struct train_job {
     const char *data_dir, *model_name, *prior_arg, *out, *metrics_path, *convention_name;
     const char *optimizer_name, *schedule_name, *init_name;
     long long threads, train_limit, val;
+    int val_given; /* --val was on the command line, in any spelling */
     double imbalance;
     const char *adv;
     int quiet, tty;
