@@ -157,7 +157,6 @@ int main(int argc, char **argv) {
 #ifdef _OPENMP
     omp_set_num_threads(threads);
 #endif
-    lsr_gemm_init();
     s.loss.threads = threads;
     s.init = lsr_model_default_init(model_name);
 

@@ -196,7 +196,6 @@ static void test_cleverhans_gate(void) {
 }
 
 int main(void) {
-    lsr_gemm_init();
     test_closed_form();
     test_adversarial_step();
     test_cleverhans_gate();

@@ -58,7 +58,6 @@ static int subset(lsr_dataset *out, const lsr_dataset *in, int64_t n) {
 }
 
 int main(void) {
-    lsr_gemm_init();
     lsr_dataset train, test, small, small_test;
     if (lsr_data_load_dir(&train, &test, LSR_FASHION_MNIST_DIR, err)) {
         fprintf(stderr, "%s (make test installs dataset-fashion-mnist)\n", err);

@@ -14,7 +14,7 @@ int lsr_cmd_sweep(int argc, char **argv);
 /* Parses a whole-string number in [min, max] for flag, or explains. */
 int cli_int(const char *flag, const char *s, long long min, long long max, long long *out, char *err);
 int cli_float(const char *flag, const char *s, double min, double max, double *out, char *err);
-/* Applies --threads to OpenMP and the BLAS (0: every core). */
+/* Applies --threads to OpenMP (0: every core); lsr_gemm shares its tiles over those threads. */
 void cli_set_threads(int threads);
 int cli_threads(void);
 const char *cli_blas_core(void);

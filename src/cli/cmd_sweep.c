@@ -399,7 +399,7 @@ int lsr_cmd_sweep(int argc, char **argv) {
         static const char *const own[] = {"--out", "--smoothing", "--seeds", "--attack-eps", "--attack-limit"};
         int which = -1;
         const char *value = NULL;
-        for (int f = 0; f < 5 && which < 0; f++) {
+        for (int f = 0; f < (int)(sizeof own / sizeof own[0]) && which < 0; f++) {
             const size_t len = strlen(own[f]);
             if (!strcmp(a, own[f])) which = f, value = has_value ? argv[++i] : NULL;
             else if (!strncmp(a, own[f], len) && a[len] == '=') which = f, value = a + len + 1;

@@ -185,8 +185,7 @@ int train_job_parse(train_job *j, int argc, char **argv) {
     optind = 1;
     int c;
     while ((c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
-        char name[64];
-        snprintf(name, sizeof name, "%s", opt_name(c));
+        const char *name = opt_name(c);
         switch (c) {
         case OPT_DATA: j->data_dir = optarg; break;
         case OPT_MODEL: j->model_name = optarg; break;

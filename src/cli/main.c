@@ -66,7 +66,6 @@ void cli_set_threads(int threads) {
 #else
     threads = 1;
 #endif
-    lsr_gemm_init(); /* the BLAS single-threaded; lsr_gemm uses OpenMP's threads */
     thread_count = threads;
 }
 

@@ -25,6 +25,7 @@
 
 #include <cblas.h>
 #include <pthread.h>
+#include <stdio.h>
 #ifdef LSR_HAVE_ONEDNN
 #include <oneapi/dnnl/dnnl.h>
 #endif
@@ -39,26 +40,34 @@ void openblas_set_num_threads(int);
 
 static void blas_single_threaded(void) { openblas_set_num_threads(1); }
 
-void lsr_gemm_init(void) {
+/* OpenBLAS single-threaded, once, before its first use: the tiles are the
+ * threads' work. */
+static void blas_init(void) {
     static pthread_once_t once = PTHREAD_ONCE_INIT;
-    pthread_once(&once, blas_single_threaded); /* the tiles are the threads' work */
+    pthread_once(&once, blas_single_threaded);
 }
 
 const char *lsr_gemm_backend(void) {
+    static char words[96];
+    const char *isa = "";
 #ifdef LSR_HAVE_ONEDNN
     switch (dnnl_get_effective_cpu_isa()) { /* the most the CPU (or ONEDNN_MAX_CPU_ISA) allows */
-    case dnnl_cpu_isa_avx512_core_amx: return "oneDNN sgemm, AVX-512 (AMX CPU), fixed 128 x 256 tiles";
-    case dnnl_cpu_isa_avx512_core_bf16: return "oneDNN sgemm, AVX-512 (BF16 CPU), fixed 128 x 256 tiles";
-    case dnnl_cpu_isa_avx512_core_vnni: return "oneDNN sgemm, AVX-512 (VNNI CPU), fixed 128 x 256 tiles";
-    case dnnl_cpu_isa_avx512_core: return "oneDNN sgemm, AVX-512, fixed 128 x 256 tiles";
+    case dnnl_cpu_isa_avx512_core_amx: isa = ", AVX-512 (AMX CPU)"; break;
+    case dnnl_cpu_isa_avx512_core_bf16: isa = ", AVX-512 (BF16 CPU)"; break;
+    case dnnl_cpu_isa_avx512_core_vnni: isa = ", AVX-512 (VNNI CPU)"; break;
+    case dnnl_cpu_isa_avx512_core: isa = ", AVX-512"; break;
     case dnnl_cpu_isa_avx2_vnni:
-    case dnnl_cpu_isa_avx2: return "oneDNN sgemm, AVX2, fixed 128 x 256 tiles";
-    case dnnl_cpu_isa_avx: return "oneDNN sgemm, AVX, fixed 128 x 256 tiles";
-    default: return "oneDNN sgemm, fixed 128 x 256 tiles";
+    case dnnl_cpu_isa_avx2: isa = ", AVX2"; break;
+    case dnnl_cpu_isa_avx: isa = ", AVX"; break;
+    default: break;
     }
+    const char *library = "oneDNN";
 #else
-    return "OpenBLAS sgemm, fixed 128 x 256 tiles";
+    const char *library = "OpenBLAS";
 #endif
+    snprintf(words, sizeof words, "%s sgemm%s, fixed %d x %d tiles", library, isa, LSR_GEMM_TILE_M,
+             LSR_GEMM_TILE_N);
+    return words;
 }
 
 /* One tile, single-threaded: C (m, n) = alpha op(A) op(B) + beta C. */
@@ -72,7 +81,7 @@ static void gemm_tile(int trans_a, int trans_b, int m, int n, int K, float alpha
                    C, ldc) == dnnl_success)
         return;
 #endif
-    lsr_gemm_init();
+    blas_init();
     cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
                 trans_b ? CblasTrans : CblasNoTrans, m, n, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }

@@ -110,9 +110,6 @@ void lsr_model_backward(lsr_model *m, const float *dlogits, int batch, int what)
 void lsr_model_zero_grads(lsr_model *m);
 
 /* ---- matrix products (gemm.c) ---- */
-/* Makes OpenBLAS single-threaded, once: lsr_gemm spreads its tiles over
- * OpenMP threads.  lsr_gemm calls it before it first uses OpenBLAS. */
-void lsr_gemm_init(void);
 /* The sgemm lsr_gemm runs, in words (for --version and logs). */
 const char *lsr_gemm_backend(void);
 /* C (M, N) = alpha op(A) op(B) + beta C, row-major, like cblas_sgemm.  C is
