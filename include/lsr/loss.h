@@ -48,6 +48,14 @@ extern "C" {
 
 #define LSR_VERSION_STRING "0.1.0"
 
+/* What the shared library exports: the functions declared in the lsr headers, and
+ * nothing else (the library is built with -fvisibility=hidden). */
+#if defined(__GNUC__)
+#define LSR_API __attribute__((visibility("default")))
+#else
+#define LSR_API
+#endif
+
 /* The largest class count accepted (K); the smallest is 1. */
 #define LSR_MAX_CLASSES (1 << 24)
 /* The default ignore_index, as in PyTorch. */
@@ -67,15 +75,21 @@ typedef enum lsr_status {
     LSR_ERROR_OPTION,         /* an invalid option: enum value, z_loss, threads, ... */
     LSR_ERROR_UNSUPPORTED,    /* the requested instruction set is not available */
     LSR_ERROR_OUT_OF_MEMORY,  /* a scratch allocation failed */
+    /* lsr/train.h */
+    LSR_ERROR_IO,             /* a file could not be opened, read or written */
+    LSR_ERROR_FORMAT,         /* a file is not what its format requires (IDX, CSV,
+                                 safetensors, model, checkpoint) */
+    LSR_ERROR_MISMATCH,       /* model, data, checkpoint or settings do not fit each other */
+    LSR_STOPPED,              /* lsr_train stopped on request (not an error) */
     LSR_STATUS_COUNT
 } lsr_status;
 
 /* A short constant name for a status, e.g. "LSR_ERROR_LABEL". */
-const char *lsr_status_name(lsr_status status);
+LSR_API const char *lsr_status_name(lsr_status status);
 
 /* The message of the last failed call on this thread ("" if none). The
  * string is owned by the library and valid until the next call. */
-const char *lsr_last_error(void);
+LSR_API const char *lsr_last_error(void);
 
 typedef enum lsr_smoothing_convention {
     LSR_SMOOTHING_ALL = 0,    /* eps/K to every class, target 1 - eps + eps/K */
@@ -121,7 +135,7 @@ typedef struct lsr_loss_options {
 
 /* Defaults: eps 0, ALL, no prior, no weights, ignore_index -100, MEAN,
  * z_loss 0, threads 0, ISA auto. */
-lsr_loss_options lsr_loss_options_default(void);
+LSR_API lsr_loss_options lsr_loss_options_default(void);
 
 /* Per-call statistics, all over the non-ignored rows. */
 typedef struct lsr_loss_stats {
@@ -135,9 +149,9 @@ typedef struct lsr_loss_stats {
 } lsr_loss_stats;
 
 /* The ISA that LSR_ISA_AUTO selects on this CPU. */
-lsr_isa lsr_isa_detect(void);
+LSR_API lsr_isa lsr_isa_detect(void);
 /* "scalar", "avx2", "avx512" or "auto". */
-const char *lsr_isa_name(lsr_isa isa);
+LSR_API const char *lsr_isa_name(lsr_isa isa);
 
 /*
  * Fused forward and backward of the label-smoothed cross-entropy with
@@ -158,7 +172,7 @@ const char *lsr_isa_name(lsr_isa isa);
  * their grad rows untouched, the reduced loss (or those rows' losses) is
  * NaN, and lsr_last_error() names the first such row.
  */
-lsr_status lsr_cross_entropy(float *loss, float *grad, lsr_loss_stats *stats,
+LSR_API lsr_status lsr_cross_entropy(float *loss, float *grad, lsr_loss_stats *stats,
                              const float *logits, const int64_t *labels, int64_t n,
                              int64_t k, int64_t stride,
                              const lsr_loss_options *options);
@@ -168,7 +182,7 @@ lsr_status lsr_cross_entropy(float *loss, float *grad, lsr_loss_stats *stats,
  * targets: targets is (N, stride), values finite and >= 0 (rows need not sum
  * to 1).  ignore_index is not accepted (only the default value).
  */
-lsr_status lsr_cross_entropy_soft(float *loss, float *grad, lsr_loss_stats *stats,
+LSR_API lsr_status lsr_cross_entropy_soft(float *loss, float *grad, lsr_loss_stats *stats,
                                   const float *logits, const float *targets, int64_t n,
                                   int64_t k, int64_t stride,
                                   const lsr_loss_options *options);
@@ -178,11 +192,11 @@ lsr_status lsr_cross_entropy_soft(float *loss, float *grad, lsr_loss_stats *stat
  * single-threaded.  They are the specification the fast ones are tested
  * against; use them to check, not to train.
  */
-lsr_status lsr_cross_entropy_reference(float *loss, float *grad, lsr_loss_stats *stats,
+LSR_API lsr_status lsr_cross_entropy_reference(float *loss, float *grad, lsr_loss_stats *stats,
                                        const float *logits, const int64_t *labels,
                                        int64_t n, int64_t k, int64_t stride,
                                        const lsr_loss_options *options);
-lsr_status lsr_cross_entropy_soft_reference(float *loss, float *grad,
+LSR_API lsr_status lsr_cross_entropy_soft_reference(float *loss, float *grad,
                                             lsr_loss_stats *stats, const float *logits,
                                             const float *targets, int64_t n, int64_t k,
                                             int64_t stride,
