@@ -11,12 +11,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     snprintf(images, sizeof images, "%s", fuzz_file("images", data + 1, cut - 1));
     snprintf(labels, sizeof labels, "%s", fuzz_file("labels", data + cut, size - cut));
     lsr_dataset d;
-    char err[LSR_ERR_LEN];
-    if (lsr_idx_load(&d, images, labels, err) == 0) lsr_dataset_free(&d);
+    if (lsr_dataset_load_idx(&d, images, labels) == LSR_OK) lsr_dataset_free(&d);
     /* the same images through gzip */
     gzFile g = gzopen(images, "wb");
     gzwrite(g, data + 1, (unsigned)(cut - 1));
     gzclose(g);
-    if (lsr_idx_load(&d, images, labels, err) == 0) lsr_dataset_free(&d);
+    if (lsr_dataset_load_idx(&d, images, labels) == LSR_OK) lsr_dataset_free(&d);
     return 0;
 }

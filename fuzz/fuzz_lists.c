@@ -9,8 +9,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     s[size] = '\0';
     double v[8];
     int n;
-    char err[LSR_ERR_LEN];
-    if (lsr_parse_number_list(s, "--smoothing", 0.0, 1.0, v, 8, &n, err) == 0)
+    if (lsr_parse_number_list(s, "--smoothing", 0.0, 1.0, v, 8, &n) == LSR_OK)
         for (int i = 1; i < n; i++)
             if (!(v[i - 1] < v[i]) || v[i] > 1.0 || v[0] < 0.0) abort();
     return 0;

@@ -6,7 +6,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (size < 1) return 0;
     const int k = 1 + data[0] % 16;
     float prior[16];
-    char err[LSR_ERR_LEN];
-    lsr_prior_read(fuzz_file("prior.txt", data + 1, size - 1), k, prior, err);
+    lsr_prior_read(prior, fuzz_file("prior.txt", data + 1, size - 1), k);
     return 0;
 }

@@ -9,9 +9,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     spec[size - 2] = '\0';
     const lsr_shape input = {1 + data[0] % 12, 1 + data[1] % 12, 1 + (data[0] >> 4) % 3};
     lsr_model m;
-    char err[LSR_ERR_LEN];
-    if (lsr_model_init(&m, spec, input, 1 + data[1] % 5, err)) return 0;
-    if (m.n_params < (1 << 18) && lsr_model_reserve(&m, 2, err) == 0) {
+    if (lsr_model_init(&m, spec, input, 1 + data[1] % 5)) return 0;
+    if (m.n_params < (1 << 18) && lsr_model_reserve(&m, 2) == LSR_OK) {
         lsr_rng rng;
         lsr_rng_seed(&rng, 1);
         lsr_model_init_params(&m, LSR_INIT_HE, &rng);
@@ -20,6 +19,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         const float *z = lsr_model_forward(&m, x, 2, 1, &rng);
         lsr_model_backward(&m, z, 2, LSR_GRAD_PARAMS | LSR_GRAD_INPUT);
     }
-    lsr_model_free(&m);
+    lsr_model_clear(&m);
     return 0;
 }

@@ -150,8 +150,9 @@ LSR_API int lsr_model_classes(const lsr_model *m);
 LSR_API size_t lsr_model_param_count(const lsr_model *m);
 /* The architecture as a spec string (presets expanded). */
 LSR_API const char *lsr_model_spec(const lsr_model *m);
-/* The model's temperature for calibrated probabilities, softmax(z / T): 1,
- * or what lsr_model_set_temperature or the model file set (lsr calibrate). */
+/* The temperature T of the model's calibrated probabilities softmax(z / T),
+ * as lsr_model_set_temperature or the model file set it (lsr calibrate
+ * fits it); 0 when none was set. */
 LSR_API double lsr_model_temperature(const lsr_model *m);
 LSR_API lsr_status lsr_model_set_temperature(lsr_model *m, double temperature); /* > 0 */
 

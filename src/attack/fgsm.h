@@ -10,7 +10,7 @@
 /* adv (n, D) from x (n, D); labels (n) or NULL for the model's predictions.
  * Uses the model in evaluation mode, batch samples at a time; leaves the
  * model's parameter gradients as they were.  adv may equal x. */
-int lsr_fgsm(lsr_model *m, float *adv, const float *x, const int64_t *labels, int64_t n,
-             float eps, int batch, char *err);
+lsr_status lsr_fgsm(lsr_model *m, float *adv, const float *x, const int64_t *labels, int64_t n,
+             float eps, int batch);
 
 #endif

@@ -14,16 +14,6 @@
 #include <time.h>
 #include <unistd.h>
 
-int lsr_fail(char *err, const char *fmt, ...) {
-    if (err) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, LSR_ERR_LEN, fmt, ap);
-        va_end(ap);
-    }
-    return -1;
-}
-
 static uint64_t splitmix64(uint64_t *x) {
     uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
@@ -107,14 +97,14 @@ static void remove_stale_temporaries(const char *path) {
     closedir(d);
 }
 
-int lsr_atomic_open(lsr_atomic_file *af, const char *path, char *err) {
+lsr_status lsr_atomic_open(lsr_atomic_file *af, const char *path) {
     memset(af, 0, sizeof *af);
-    if (strlen(path) + 32 >= sizeof af->path) return lsr_fail(err, "%s: path too long", path);
+    if (strlen(path) + 32 >= sizeof af->path) return lsr__fail(LSR_ERROR_OPTION, "%s: path too long", path);
     remove_stale_temporaries(path);
     snprintf(af->path, sizeof af->path, "%s", path);
     snprintf(af->tmp_path, sizeof af->tmp_path, "%s.tmp.%ld.XXXXXX", path, (long)getpid());
     int fd = mkstemp(af->tmp_path);
-    if (fd < 0) return lsr_fail(err, "%s: cannot create: %s", path, strerror(errno));
+    if (fd < 0) return lsr__fail(LSR_ERROR_IO, "%s: cannot create: %s", path, strerror(errno));
     const mode_t mask = umask(0); /* mkstemp makes 0600; give the file the usual mode */
     umask(mask);
     fchmod(fd, 0666 & ~mask);
@@ -122,12 +112,12 @@ int lsr_atomic_open(lsr_atomic_file *af, const char *path, char *err) {
     if (!af->f) {
         close(fd);
         unlink(af->tmp_path);
-        return lsr_fail(err, "%s: cannot open: %s", path, strerror(errno));
+        return lsr__fail(LSR_ERROR_IO, "%s: cannot open: %s", path, strerror(errno));
     }
     return 0;
 }
 
-int lsr_atomic_commit(lsr_atomic_file *af, char *err) {
+lsr_status lsr_atomic_commit(lsr_atomic_file *af) {
     int failed = fflush(af->f) != 0 || ferror(af->f) || fsync(fileno(af->f)) != 0;
     int saved = errno;
     if (fclose(af->f) != 0 && !failed) {
@@ -137,12 +127,12 @@ int lsr_atomic_commit(lsr_atomic_file *af, char *err) {
     af->f = NULL;
     if (failed) {
         unlink(af->tmp_path);
-        return lsr_fail(err, "%s: write failed: %s", af->path, strerror(saved));
+        return lsr__fail(LSR_ERROR_IO, "%s: write failed: %s", af->path, strerror(saved));
     }
     if (rename(af->tmp_path, af->path) != 0) {
         saved = errno;
         unlink(af->tmp_path);
-        return lsr_fail(err, "%s: cannot rename into place: %s", af->path, strerror(saved));
+        return lsr__fail(LSR_ERROR_IO, "%s: cannot rename into place: %s", af->path, strerror(saved));
     }
     char dir[4096];
     directory_of(af->path, dir, sizeof dir);
@@ -154,11 +144,11 @@ int lsr_atomic_commit(lsr_atomic_file *af, char *err) {
     return 0;
 }
 
-int lsr_check_writable(const char *path, const char *what, char *err) {
+lsr_status lsr_check_writable(const char *path, const char *what) {
     char dir[4096];
     directory_of(path, dir, sizeof dir);
     if (access(dir, W_OK | X_OK) != 0)
-        return lsr_fail(err, "%s %s: directory '%s' is not writable: %s", what, path, dir,
+        return lsr__fail(LSR_ERROR_IO, "%s %s: directory '%s' is not writable: %s", what, path, dir,
                         strerror(errno));
     return 0;
 }
@@ -169,8 +159,8 @@ double lsr_now(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-int lsr_parse_number_list(const char *s, const char *flag, double min, double max, double *out,
-                          int capacity, int *n, char *err) {
+lsr_status lsr_parse_number_list(const char *s, const char *flag, double min, double max, double *out,
+                          int capacity, int *n) {
     *n = 0;
     const char *p = s;
     while (*p) {
@@ -178,13 +168,13 @@ int lsr_parse_number_list(const char *s, const char *flag, double min, double ma
         errno = 0;
         double v = strtod(p, &end);
         if (end == p || errno || !(v >= min && v <= max) || (*end && *end != ','))
-            return lsr_fail(err, "%s: '%s' is not a comma-separated list of numbers in [%g, %g]", flag, s, min, max);
-        if (*n == capacity) return lsr_fail(err, "%s: more than %d values", flag, capacity);
+            return lsr__fail(LSR_ERROR_OPTION, "%s: '%s' is not a comma-separated list of numbers in [%g, %g]", flag, s, min, max);
+        if (*n == capacity) return lsr__fail(LSR_ERROR_OPTION, "%s: more than %d values", flag, capacity);
         out[(*n)++] = v;
         p = *end ? end + 1 : end;
-        if (*end == ',' && !*p) return lsr_fail(err, "%s: '%s' ends with a comma", flag, s);
+        if (*end == ',' && !*p) return lsr__fail(LSR_ERROR_OPTION, "%s: '%s' ends with a comma", flag, s);
     }
-    if (*n == 0) return lsr_fail(err, "%s: empty list", flag);
+    if (*n == 0) return lsr__fail(LSR_ERROR_OPTION, "%s: empty list", flag);
     for (int i = 1; i < *n; i++) /* insertion sort */
         for (int k = i; k > 0 && out[k] < out[k - 1]; k--) {
             double t = out[k];
@@ -192,6 +182,6 @@ int lsr_parse_number_list(const char *s, const char *flag, double min, double ma
             out[k - 1] = t;
         }
     for (int i = 1; i < *n; i++)
-        if (out[i] == out[i - 1]) return lsr_fail(err, "%s: %g appears twice", flag, out[i]);
+        if (out[i] == out[i - 1]) return lsr__fail(LSR_ERROR_OPTION, "%s: %g appears twice", flag, out[i]);
     return 0;
 }

@@ -7,14 +7,26 @@
 #include <stdint.h>
 #include <stdio.h>
 
-/* Every fallible function of the trainer returns 0 on success or -1 after
- * writing a one-line message (naming the file, flag or argument) to err. */
-#define LSR_ERR_LEN 512
-int lsr_fail(char *err, const char *fmt, ...)
+#include "lsr/train.h"
+
+/* The library's one error convention (lsr/loss.h): every fallible function
+ * returns an lsr_status, after recording a one-line message naming the file,
+ * setting or argument for lsr_last_error().  lsr__fail records the message
+ * (it may quote lsr_last_error() itself, to add context) and returns status. */
+lsr_status lsr__fail(lsr_status status, const char *fmt, ...)
 #if defined(__GNUC__)
     __attribute__((format(printf, 2, 3)))
 #endif
     ;
+/* The status of this thread's last lsr__fail: what a function returns when
+ * a call it made failed and it only passes the failure on after cleaning up. */
+lsr_status lsr__failed(void);
+/* Returns the status of expr from the calling function if it is an error. */
+#define LSR_TRY(expr)                                                                              \
+    do {                                                                                           \
+        const lsr_status lsr_try_status_ = (expr);                                                 \
+        if (lsr_try_status_ != LSR_OK) return lsr_try_status_;                                    \
+    } while (0)
 
 /* xoshiro256** seeded by splitmix64: small, fast, and its whole state can be
  * saved. */
@@ -37,18 +49,18 @@ typedef struct lsr_atomic_file {
     char path[4096];
     char tmp_path[4096];
 } lsr_atomic_file;
-int lsr_atomic_open(lsr_atomic_file *af, const char *path, char *err);
-int lsr_atomic_commit(lsr_atomic_file *af, char *err); /* closes; on failure removes the temporary */
+lsr_status lsr_atomic_open(lsr_atomic_file *af, const char *path);
+lsr_status lsr_atomic_commit(lsr_atomic_file *af); /* closes; on failure removes the temporary */
 
 /* Checks that a file could be created at path (its directory exists and is
  * writable), without creating it. */
-int lsr_check_writable(const char *path, const char *what, char *err);
+lsr_status lsr_check_writable(const char *path, const char *what);
 
 double lsr_now(void); /* monotonic seconds */
 
 /* "0,0.05,0.1": numbers in [min, max], at most capacity, returned sorted;
  * duplicates and empty items are refused.  flag names the list in errors. */
-int lsr_parse_number_list(const char *s, const char *flag, double min, double max, double *out,
-                          int capacity, int *n, char *err);
+lsr_status lsr_parse_number_list(const char *s, const char *flag, double min, double max, double *out,
+                          int capacity, int *n);
 
 #endif

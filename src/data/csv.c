@@ -32,10 +32,10 @@ static int parse_number(const char *s, double *out) {
     return *end == '\0' && isfinite(*out);
 }
 
-int lsr_csv_load(lsr_dataset *d, const char *path, char *err) {
+lsr_status lsr_dataset_load_csv(lsr_dataset *d, const char *path) {
     memset(d, 0, sizeof *d);
     FILE *f = fopen(path, "r");
-    if (!f) return lsr_fail(err, "%s: %s", path, strerror(errno));
+    if (!f) return lsr__fail(LSR_ERROR_IO, "%s: %s", path, strerror(errno));
     char *line = NULL;
     size_t cap = 0;
     ssize_t len;
@@ -45,7 +45,7 @@ int lsr_csv_load(lsr_dataset *d, const char *path, char *err) {
     int columns = 0, max_label = 0;
     if (!fields) {
         fclose(f);
-        return lsr_fail(err, "%s: out of memory", path);
+        return lsr__fail(LSR_ERROR_OUT_OF_MEMORY, "%s: out of memory", path);
     }
     while ((len = getline(&line, &cap, f)) > 0) {
         line_no++;
@@ -54,24 +54,24 @@ int lsr_csv_load(lsr_dataset *d, const char *path, char *err) {
         double label;
         if (!parse_number(fields[0], &label)) {
             if (line_no == 1) continue; /* header */
-            lsr_fail(err, "%s:%lld: the label '%s' is not a number", path, (long long)line_no,
+            lsr__fail(LSR_ERROR_FORMAT, "%s:%lld: the label '%s' is not a number", path, (long long)line_no,
                      fields[0]);
             goto fail;
         }
         if (columns == 0) {
             if (nf < 2) {
-                lsr_fail(err, "%s:%lld: needs a label and at least one feature", path,
+                lsr__fail(LSR_ERROR_FORMAT, "%s:%lld: needs a label and at least one feature", path,
                          (long long)line_no);
                 goto fail;
             }
             columns = nf;
         } else if (nf != columns) {
-            lsr_fail(err, "%s:%lld: %d columns, the first row had %d", path, (long long)line_no,
+            lsr__fail(LSR_ERROR_FORMAT, "%s:%lld: %d columns, the first row had %d", path, (long long)line_no,
                      nf, columns);
             goto fail;
         }
         if (label < 0 || label != floor(label) || label > 65535) {
-            lsr_fail(err, "%s:%lld: label %g is not an integer in [0, 65535]", path,
+            lsr__fail(LSR_ERROR_FORMAT, "%s:%lld: label %g is not an integer in [0, 65535]", path,
                      (long long)line_no, label);
             goto fail;
         }
@@ -82,14 +82,14 @@ int lsr_csv_load(lsr_dataset *d, const char *path, char *err) {
             if (x) d->x = x;
             if (y) d->y = y;
             if (!x || !y) {
-                lsr_fail(err, "%s: out of memory at line %lld", path, (long long)line_no);
+                lsr__fail(LSR_ERROR_OUT_OF_MEMORY, "%s: out of memory at line %lld", path, (long long)line_no);
                 goto fail;
             }
         }
         for (int j = 1; j < columns; j++) {
             double v;
             if (!parse_number(fields[j], &v)) {
-                lsr_fail(err, "%s:%lld: column %d '%s' is not a finite number", path,
+                lsr__fail(LSR_ERROR_FORMAT, "%s:%lld: column %d '%s' is not a finite number", path,
                          (long long)line_no, j + 1, fields[j]);
                 goto fail;
             }
@@ -100,11 +100,11 @@ int lsr_csv_load(lsr_dataset *d, const char *path, char *err) {
         rows++;
     }
     if (ferror(f)) {
-        lsr_fail(err, "%s: read error: %s", path, strerror(errno));
+        lsr__fail(LSR_ERROR_IO, "%s: read error: %s", path, strerror(errno));
         goto fail;
     }
     if (rows == 0) {
-        lsr_fail(err, "%s: no data rows", path);
+        lsr__fail(LSR_ERROR_FORMAT, "%s: no data rows", path);
         goto fail;
     }
     free(line);
@@ -121,7 +121,7 @@ fail:
     free(fields);
     fclose(f);
     lsr_dataset_free(d);
-    return -1;
+    return lsr__failed();
 }
 
 /* dir/name, or dir/name.gz, whichever exists. */
@@ -132,45 +132,45 @@ static int find_file(char *out, size_t size, const char *dir, const char *name) 
     return access(out, F_OK) == 0;
 }
 
-int lsr_data_load_dir(lsr_dataset *train, lsr_dataset *test, const char *dir, char *err) {
+lsr_status lsr_dataset_load_dir(lsr_dataset *train, lsr_dataset *test, const char *dir) {
     struct stat st;
-    if (stat(dir, &st) != 0) return lsr_fail(err, "--data %s: %s", dir, strerror(errno));
-    if (!S_ISDIR(st.st_mode)) return lsr_fail(err, "--data %s: not a directory", dir);
+    if (stat(dir, &st) != 0) return lsr__fail(LSR_ERROR_IO, "--data %s: %s", dir, strerror(errno));
+    if (!S_ISDIR(st.st_mode)) return lsr__fail(LSR_ERROR_FORMAT, "--data %s: not a directory", dir);
     char img[4096], lab[4096];
     if (find_file(img, sizeof img, dir, "train-images-idx3-ubyte")) {
         if (!find_file(lab, sizeof lab, dir, "train-labels-idx1-ubyte"))
-            return lsr_fail(err, "--data %s: train-labels-idx1-ubyte[.gz] is missing", dir);
-        if (lsr_idx_load(train, img, lab, err)) return -1;
+            return lsr__fail(LSR_ERROR_FORMAT, "--data %s: train-labels-idx1-ubyte[.gz] is missing", dir);
+        if (lsr_dataset_load_idx(train, img, lab)) return lsr__failed();
         if (!test) return 0;
         if (!find_file(img, sizeof img, dir, "t10k-images-idx3-ubyte") ||
             !find_file(lab, sizeof lab, dir, "t10k-labels-idx1-ubyte")) {
             lsr_dataset_free(train);
-            return lsr_fail(err, "--data %s: t10k-images-idx3-ubyte[.gz] or "
+            return lsr__fail(LSR_ERROR_FORMAT, "--data %s: t10k-images-idx3-ubyte[.gz] or "
                                  "t10k-labels-idx1-ubyte[.gz] is missing", dir);
         }
-        if (lsr_idx_load(test, img, lab, err)) {
+        if (lsr_dataset_load_idx(test, img, lab)) {
             lsr_dataset_free(train);
-            return -1;
+            return lsr__failed();
         }
     } else {
         snprintf(img, sizeof img, "%s/train.csv", dir);
         if (access(img, F_OK) != 0)
-            return lsr_fail(err, "--data %s: neither train-images-idx3-ubyte[.gz] nor train.csv "
+            return lsr__fail(LSR_ERROR_FORMAT, "--data %s: neither train-images-idx3-ubyte[.gz] nor train.csv "
                                  "is there", dir);
-        if (lsr_csv_load(train, img, err)) return -1;
+        if (lsr_dataset_load_csv(train, img)) return lsr__failed();
         if (!test) return 0;
         snprintf(img, sizeof img, "%s/test.csv", dir);
-        if (lsr_csv_load(test, img, err)) {
+        if (lsr_dataset_load_csv(test, img)) {
             lsr_dataset_free(train);
-            return -1;
+            return lsr__failed();
         }
     }
     if (test->h != train->h || test->w != train->w || test->c != train->c) {
-        lsr_fail(err, "--data %s: test samples are %dx%dx%d, training samples %dx%dx%d", dir,
+        lsr__fail(LSR_ERROR_FORMAT, "--data %s: test samples are %dx%dx%d, training samples %dx%dx%d", dir,
                  test->h, test->w, test->c, train->h, train->w, train->c);
         lsr_dataset_free(train);
         lsr_dataset_free(test);
-        return -1;
+        return lsr__failed();
     }
     return 0;
 }

@@ -1,5 +1,5 @@
 /* Datasets: MNIST-layout IDX files (plain or .gz) and CSV, loaded into one
- * float array of samples in (H, W, C) order. */
+ * float array of samples in (H, W, C) order (lsr_dataset, lsr/train.h). */
 #ifndef LSR_DATASET_H
 #define LSR_DATASET_H
 
@@ -7,49 +7,41 @@
 
 #include "../common/common.h"
 
-typedef struct lsr_dataset {
-    int64_t n;       /* samples */
-    int h, w, c;     /* sample shape; CSV rows are 1 x features x 1 */
-    int classes;     /* largest label + 1 */
-    float *x;        /* (n, h * w * c); IDX pixels scaled to [0, 1] */
-    int64_t *y;      /* (n) labels in [0, classes) */
-} lsr_dataset;
 
 /* Reads an images file (IDX ubyte, 3 or 4 dimensions) and its labels file
  * (IDX ubyte, 1 dimension), each plain or gzip-compressed. Checks the magic
  * numbers, the dimensions, that both hold the same count, and that each
  * file holds exactly the bytes its header announces. */
-int lsr_idx_load(lsr_dataset *d, const char *images_path, const char *labels_path, char *err);
+lsr_status lsr_dataset_load_idx(lsr_dataset *d, const char *images_path, const char *labels_path);
 
 /* Reads a CSV file whose first column is an integer label and whose other
  * columns are numbers; a first line that does not parse is taken as a
  * header.  Every row must have the same number of columns. */
-int lsr_csv_load(lsr_dataset *d, const char *path, char *err);
+lsr_status lsr_dataset_load_csv(lsr_dataset *d, const char *path);
 
 /* Loads the training and test splits from a directory holding either the
  * four MNIST files (train-images-idx3-ubyte, train-labels-idx1-ubyte,
  * t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte, each optionally .gz) or
  * train.csv and test.csv.  test may be NULL. */
-int lsr_data_load_dir(lsr_dataset *train, lsr_dataset *test, const char *dir, char *err);
+lsr_status lsr_dataset_load_dir(lsr_dataset *train, lsr_dataset *test, const char *dir);
 
 /* dst gets copies of src's samples at idx[0..n). */
-int lsr_dataset_subset(lsr_dataset *dst, const lsr_dataset *src, const int64_t *idx, int64_t n,
-                       char *err);
+lsr_status lsr_dataset_subset(lsr_dataset *dst, const lsr_dataset *src, const int64_t *idx, int64_t n);
 /* The first limit samples of all (0: all of them), val_count of which, drawn
  * with seed, go to val and the rest, in order, to train.  The same
  * arguments always give the same split. */
-int lsr_dataset_split(lsr_dataset *train, lsr_dataset *val, const lsr_dataset *all, int64_t limit,
-                      int64_t val_count, uint64_t seed, char *err);
+lsr_status lsr_dataset_split(lsr_dataset *train, lsr_dataset *val, const lsr_dataset *all, int64_t limit,
+                      int64_t val_count, uint64_t seed);
 /* Keeps ratio^(-c/(K-1)) of class c's samples (seeded): class 0 keeps all,
  * the last class 1/ratio. */
-int lsr_dataset_imbalance(lsr_dataset *d, double ratio, uint64_t seed, char *err);
+lsr_status lsr_dataset_imbalance(lsr_dataset *d, double ratio, uint64_t seed);
 void lsr_dataset_free(lsr_dataset *d);
 
 /* Reads exactly k non-negative numbers (white space, comma or semicolon
  * separated) from path into prior, normalised to sum to 1. */
-int lsr_prior_read(const char *path, int k, float *prior, char *err);
+lsr_status lsr_prior_read(float *prior, const char *path, int k);
+/* prior (k): the frequencies of labels, counted in integers. */
+lsr_status lsr_prior_from_labels(float *prior, const int64_t *labels, int64_t n, int k);
 
-/* Where Debian's dataset-fashion-mnist installs the files. */
-#define LSR_FASHION_MNIST_DIR "/usr/share/datasets/fashion-mnist"
 
 #endif

@@ -2,13 +2,33 @@
  * white space, commas or semicolons, normalised to sum to 1. */
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 #include "dataset.h"
 
+lsr_status lsr_prior_from_labels(float *prior, const int64_t *labels, int64_t n, int k) {
+    if (k < 1) return lsr__fail(LSR_ERROR_SIZE, "prior: k = %d classes, must be >= 1", k);
+    /* counted in integers: summing 1/n in float drifts past the loss's 1e-4
+     * tolerance on the sum from about 30,000 examples */
+    int64_t *count = calloc((size_t)k, sizeof *count);
+    if (!count) return lsr__fail(LSR_ERROR_OUT_OF_MEMORY, "prior: out of memory for %d classes", k);
+    for (int64_t i = 0; i < n; i++) {
+        if (labels[i] < 0 || labels[i] >= k) {
+            free(count);
+            return lsr__fail(LSR_ERROR_LABEL, "prior: label %lld of sample %lld is outside [0, %d)",
+                             (long long)labels[i], (long long)i, k);
+        }
+        count[labels[i]]++;
+    }
+    for (int c = 0; c < k; c++) prior[c] = (float)((double)count[c] / (double)(n ? n : 1));
+    free(count);
+    return LSR_OK;
+}
+
 /* --smoothing-prior FILE: K non-negative numbers. */
-int lsr_prior_read(const char *path, int k, float *prior, char *err) {
+lsr_status lsr_prior_read(float *prior, const char *path, int k) {
     FILE *f = fopen(path, "r");
-    if (!f) return lsr_fail(err, "--smoothing-prior %s: cannot open", path);
+    if (!f) return lsr__fail(LSR_ERROR_IO, "--smoothing-prior %s: cannot open", path);
     int n = 0;
     double v;
     char sep[2];
@@ -22,14 +42,14 @@ int lsr_prior_read(const char *path, int k, float *prior, char *err) {
     int trailing = !feof(f) && fscanf(f, " %1s", sep) == 1;
     fclose(f);
     if (n != k || trailing)
-        return lsr_fail(err, "--smoothing-prior %s: expected exactly %d numbers (one per class)", path, k);
+        return lsr__fail(LSR_ERROR_FORMAT, "--smoothing-prior %s: expected exactly %d numbers (one per class)", path, k);
     double sum = 0;
     for (int i = 0; i < k; i++) {
         if (!(prior[i] >= 0.0f) || !isfinite(prior[i]))
-            return lsr_fail(err, "--smoothing-prior %s: value %d is %g, must be >= 0", path, i + 1, prior[i]);
+            return lsr__fail(LSR_ERROR_FORMAT, "--smoothing-prior %s: value %d is %g, must be >= 0", path, i + 1, prior[i]);
         sum += prior[i];
     }
-    if (!(sum > 0)) return lsr_fail(err, "--smoothing-prior %s: the values sum to 0", path);
+    if (!(sum > 0)) return lsr__fail(LSR_ERROR_FORMAT, "--smoothing-prior %s: the values sum to 0", path);
     for (int i = 0; i < k; i++) prior[i] = (float)(prior[i] / sum); /* normalise */
     return 0;
 }

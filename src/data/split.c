@@ -6,8 +6,7 @@
 
 #include "dataset.h"
 
-int lsr_dataset_subset(lsr_dataset *dst, const lsr_dataset *src, const int64_t *idx, int64_t n,
-                       char *err) {
+lsr_status lsr_dataset_subset(lsr_dataset *dst, const lsr_dataset *src, const int64_t *idx, int64_t n) {
     *dst = *src;
     dst->n = n;
     const size_t per = (size_t)src->h * (size_t)src->w * (size_t)src->c;
@@ -17,44 +16,43 @@ int lsr_dataset_subset(lsr_dataset *dst, const lsr_dataset *src, const int64_t *
         free(dst->x);
         free(dst->y);
         memset(dst, 0, sizeof *dst);
-        return lsr_fail(err, "out of memory for a subset of %lld samples", (long long)n);
+        return lsr__fail(LSR_ERROR_OUT_OF_MEMORY, "out of memory for a subset of %lld samples", (long long)n);
     }
     for (int64_t i = 0; i < n; i++) {
         memcpy(dst->x + (size_t)i * per, src->x + (size_t)idx[i] * per, per * sizeof(float));
         dst->y[i] = src->y[idx[i]];
     }
-    return 0;
+    return LSR_OK;
 }
 
-int lsr_dataset_split(lsr_dataset *train, lsr_dataset *val, const lsr_dataset *all, int64_t limit,
-                      int64_t val_count, uint64_t seed, char *err) {
+lsr_status lsr_dataset_split(lsr_dataset *train, lsr_dataset *val, const lsr_dataset *all, int64_t limit,
+                      int64_t val_count, uint64_t seed) {
     memset(train, 0, sizeof *train);
     memset(val, 0, sizeof *val);
     const int64_t n = limit > 0 && limit < all->n ? limit : all->n;
     if (val_count >= n)
-        return lsr_fail(err, "--val %lld: leaves no training examples of %lld", (long long)val_count,
+        return lsr__fail(LSR_ERROR_OPTION, "--val %lld: leaves no training examples of %lld", (long long)val_count,
                         (long long)n);
     int64_t *idx = malloc((size_t)(n ? n : 1) * sizeof *idx);
-    if (!idx) return lsr_fail(err, "out of memory");
+    if (!idx) return lsr__fail(LSR_ERROR_OUT_OF_MEMORY, "out of memory");
     for (int64_t i = 0; i < n; i++) idx[i] = i;
     if (val_count) {
         lsr_rng r;
         lsr_rng_seed(&r, seed ^ 0x7a11da7eull);
         lsr_rng_shuffle(&r, idx, n);
     }
-    int e = lsr_dataset_subset(train, all, idx, n - val_count, err) ||
-            lsr_dataset_subset(val, all, idx + (n - val_count), val_count, err);
+    lsr_status st = lsr_dataset_subset(train, all, idx, n - val_count);
+    if (st == LSR_OK) st = lsr_dataset_subset(val, all, idx + (n - val_count), val_count);
     free(idx);
-    if (e) {
+    if (st != LSR_OK) {
         lsr_dataset_free(train);
         lsr_dataset_free(val);
-        return -1;
     }
-    return 0;
+    return st;
 }
 
-int lsr_dataset_imbalance(lsr_dataset *d, double ratio, uint64_t seed, char *err) {
-    if (!(ratio >= 1.0)) return lsr_fail(err, "--imbalance %g: must be >= 1", ratio);
+lsr_status lsr_dataset_imbalance(lsr_dataset *d, double ratio, uint64_t seed) {
+    if (!(ratio >= 1.0)) return lsr__fail(LSR_ERROR_OPTION, "--imbalance %g: must be >= 1", ratio);
     const int k = d->classes;
     const size_t slots = d->n > 0 ? (size_t)d->n : 1;
     int64_t *order = malloc(slots * sizeof *order);
@@ -63,7 +61,7 @@ int lsr_dataset_imbalance(lsr_dataset *d, double ratio, uint64_t seed, char *err
         free(order);
         free(count);
         free(kept);
-        return lsr_fail(err, "out of memory");
+        return lsr__fail(LSR_ERROR_OUT_OF_MEMORY, "out of memory");
     }
     for (int64_t i = 0; i < d->n; i++) {
         order[i] = i;
@@ -88,20 +86,20 @@ int lsr_dataset_imbalance(lsr_dataset *d, double ratio, uint64_t seed, char *err
         free(order);
         free(count);
         free(kept);
-        return lsr_fail(err, "out of memory");
+        return lsr__fail(LSR_ERROR_OUT_OF_MEMORY, "out of memory");
     }
     for (int64_t i = 0; i < m; i++) keep[order[i]] = 1;
     int64_t j = 0;
     for (int64_t i = 0; i < d->n; i++)
         if (keep[i]) order[j++] = i;
     lsr_dataset sub;
-    int e = lsr_dataset_subset(&sub, d, order, m, err);
+    const lsr_status st = lsr_dataset_subset(&sub, d, order, m);
     free(order);
     free(count);
     free(kept);
     free(keep);
-    if (e) return -1;
+    if (st != LSR_OK) return st;
     lsr_dataset_free(d);
     *d = sub;
-    return 0;
+    return LSR_OK;
 }

@@ -2,6 +2,7 @@
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "loss_internal.h"
 
@@ -9,15 +10,21 @@
 #include <omp.h>
 #endif
 
-static _Thread_local char last_error[256];
+static _Thread_local char last_error[1024];
+static _Thread_local lsr_status last_status;
 
 lsr_status lsr__fail(lsr_status status, const char *fmt, ...) {
+    char message[sizeof last_error]; /* fmt's arguments may quote last_error itself */
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(last_error, sizeof last_error, fmt, ap);
+    vsnprintf(message, sizeof message, fmt, ap);
     va_end(ap);
+    memcpy(last_error, message, sizeof last_error);
+    last_status = status;
     return status;
 }
+
+lsr_status lsr__failed(void) { return last_status; }
 
 void lsr__clear_error(void) { last_error[0] = '\0'; }
 
@@ -38,6 +45,10 @@ const char *lsr_status_name(lsr_status status) {
         [LSR_ERROR_OPTION] = "LSR_ERROR_OPTION",
         [LSR_ERROR_UNSUPPORTED] = "LSR_ERROR_UNSUPPORTED",
         [LSR_ERROR_OUT_OF_MEMORY] = "LSR_ERROR_OUT_OF_MEMORY",
+        [LSR_ERROR_IO] = "LSR_ERROR_IO",
+        [LSR_ERROR_FORMAT] = "LSR_ERROR_FORMAT",
+        [LSR_ERROR_MISMATCH] = "LSR_ERROR_MISMATCH",
+        [LSR_STOPPED] = "LSR_STOPPED",
     };
     if ((unsigned)status >= LSR_STATUS_COUNT) return "LSR_STATUS_UNKNOWN";
     return names[status];

@@ -3,6 +3,8 @@
 #include <math.h>
 #include <string.h>
 
+#include "../common/common.h"
+
 int64_t lsr_top1(const float *logits, const int64_t *labels, int64_t n, int k, int64_t *pred) {
     int64_t hits = 0;
     for (int64_t i = 0; i < n; i++) {
@@ -16,11 +18,31 @@ int64_t lsr_top1(const float *logits, const int64_t *labels, int64_t n, int k, i
     return hits;
 }
 
-void lsr_metrics_compute(lsr_metrics *out, const float *logits, const int64_t *labels, int64_t n,
-                         int k, double temperature) {
+/* The arguments every metric needs, checked. */
+static lsr_status check_inputs(const char *who, const float *logits, const int64_t *labels,
+                               int64_t n, int k) {
+    if (n < 0 || k < 1)
+        return lsr__fail(LSR_ERROR_SIZE, "%s: n = %lld, k = %d", who, (long long)n, k);
+    if (n > 0 && (!logits || !labels))
+        return lsr__fail(LSR_ERROR_NULL_ARGUMENT, "%s: logits or labels is NULL", who);
+    for (int64_t i = 0; i < n; i++)
+        if (labels[i] < 0 || labels[i] >= k)
+            return lsr__fail(LSR_ERROR_LABEL, "%s: label %lld of row %lld is outside [0, %d)", who,
+                             (long long)labels[i], (long long)i, k);
+    return LSR_OK;
+}
+
+LSR_API lsr_status lsr_metrics_compute(lsr_metrics *out, const float *logits,
+                                       const int64_t *labels, int64_t n, int k,
+                                       double temperature) {
+    if (!out) return lsr__fail(LSR_ERROR_NULL_ARGUMENT, "lsr_metrics_compute: out is NULL");
+    LSR_TRY(check_inputs("lsr_metrics_compute", logits, labels, n, k));
+    if (!(temperature > 0) || !isfinite(temperature))
+        return lsr__fail(LSR_ERROR_OPTION, "lsr_metrics_compute: temperature = %g: must be > 0",
+                         temperature);
     memset(out, 0, sizeof *out);
     out->n = n;
-    if (n == 0) return;
+    if (n == 0) return LSR_OK;
     double hits = 0, top5 = 0, nll = 0, brier = 0, conf_sum = 0;
     double bin_conf[LSR_CALIBRATION_BINS] = {0}, bin_hits[LSR_CALIBRATION_BINS] = {0};
     const double inv_t = 1.0 / temperature;
@@ -73,6 +95,7 @@ void lsr_metrics_compute(lsr_metrics *out, const float *logits, const int64_t *l
         out->ece += c / (double)n * gap;
         if (gap > out->mce) out->mce = gap;
     }
+    return LSR_OK;
 }
 
 static double mean_nll(const float *logits, const int64_t *labels, int64_t n, int k, double t) {
@@ -88,7 +111,10 @@ static double mean_nll(const float *logits, const int64_t *labels, int64_t n, in
     return total / (double)(n ? n : 1);
 }
 
-double lsr_fit_temperature(const float *logits, const int64_t *labels, int64_t n, int k) {
+LSR_API lsr_status lsr_temperature_fit(double *temperature, const float *logits,
+                                       const int64_t *labels, int64_t n, int k) {
+    if (!temperature) return lsr__fail(LSR_ERROR_NULL_ARGUMENT, "lsr_temperature_fit: temperature is NULL");
+    LSR_TRY(check_inputs("lsr_temperature_fit", logits, labels, n, k));
     /* NLL(T) is unimodal in log T for the cases that matter; golden-section search */
     const double g = 0.5 * (sqrt(5.0) - 1.0);
     double a = log(0.01), b = log(100.0);
@@ -109,5 +135,6 @@ double lsr_fit_temperature(const float *logits, const int64_t *labels, int64_t n
             fd = mean_nll(logits, labels, n, k, exp(d));
         }
     }
-    return exp(0.5 * (a + b));
+    *temperature = exp(0.5 * (a + b));
+    return LSR_OK;
 }

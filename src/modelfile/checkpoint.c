@@ -3,41 +3,48 @@
  * stopped, in a safetensors file: the parameters (lsr's own layout), the
  * optimizer's moments, the sample order of the epoch in progress, and in
  * the metadata the epoch, step, optimizer step count, random-generator
- * state and the run's command line. */
+ * state, the run's settings (settings_record.c) and the caller's note. */
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "../train/train.h"
 #include "modelfile.h"
 
-#define CHECKPOINT_FORMAT "lsr-checkpoint-1"
+#define CHECKPOINT_FORMAT "lsr-checkpoint-2"
 
-int lsr_checkpoint_save(const char *path, const lsr_model *m, const lsr_train_state *st,
-                        const char *command_json, char *err) {
-    /* a checkpoint without its command line could not be resumed */
-    if (!command_json) return lsr_fail(err, "%s: no command line to store in the checkpoint", path);
-    lsr_metadata md = {0};
-    lsr_metadata_set(&md, "format", CHECKPOINT_FORMAT);
-    lsr_metadata_set(&md, "architecture", "%s", m->spec);
-    lsr_metadata_set(&md, "classes", "%d", m->classes);
-    lsr_metadata_set(&md, "input_shape", "%d,%d,%d", m->input.h, m->input.w, m->input.c);
-    lsr_metadata_set(&md, "epoch", "%d", st->epoch);
-    lsr_metadata_set(&md, "step", "%lld", (long long)st->step);
-    lsr_metadata_set(&md, "optimizer_steps", "%lld", (long long)st->opt.t);
-    lsr_metadata_set(&md, "skipped", "%lld", (long long)st->skipped);
-    lsr_metadata_set(&md, "rng", "%016" PRIx64 "%016" PRIx64 "%016" PRIx64 "%016" PRIx64,
+LSR_API lsr_status lsr_checkpoint_save(const char *path, const lsr_model *m,
+                                       const lsr_train_state *st, const lsr_train_settings *s,
+                                       const char *note) {
+    if (!path || !m || !st || !s)
+        return lsr__fail(LSR_ERROR_NULL_ARGUMENT, "lsr_checkpoint_save: an argument is NULL");
+    if (note && strlen(note) >= LSR_TEXT_MAX)
+        return lsr__fail(LSR_ERROR_OPTION, "%s: the note is longer than %d bytes", path,
+                         LSR_TEXT_MAX - 1);
+    static _Thread_local lsr_metadata metadata; /* 70 KB: not on the stack */
+    lsr_metadata *md = &metadata;
+    memset(md, 0, sizeof *md);
+    lsr_metadata_set(md, "format", CHECKPOINT_FORMAT);
+    lsr_metadata_set(md, "architecture", "%s", m->spec);
+    lsr_metadata_set(md, "classes", "%d", m->classes);
+    lsr_metadata_set(md, "input_shape", "%d,%d,%d", m->input.h, m->input.w, m->input.c);
+    lsr_settings_to_metadata(md, s);
+    lsr_metadata_set(md, "epoch", "%d", st->epoch);
+    lsr_metadata_set(md, "step", "%lld", (long long)st->step);
+    lsr_metadata_set(md, "samples", "%lld", (long long)st->n);
+    lsr_metadata_set(md, "optimizer_steps", "%lld", (long long)st->opt.t);
+    lsr_metadata_set(md, "skipped", "%lld", (long long)st->skipped);
+    lsr_metadata_set(md, "rng", "%016" PRIx64 "%016" PRIx64 "%016" PRIx64 "%016" PRIx64,
                      st->rng.s[0], st->rng.s[1], st->rng.s[2], st->rng.s[3]);
-    lsr_metadata_set(&md, "command", "%s", command_json);
-    if (strlen(command_json) >= LSR_META_VALUE)
-        return lsr_fail(err, "%s: the command line is too long to store", path);
+    lsr_metadata_set(md, "note", "%s", note ? note : "");
     const int64_t n = (int64_t)m->n_params;
     lsr_tensor t[4] = {
-        {"params", "F32", 1, {n}, m->params, m->n_params * sizeof(float)},
-        {"optimizer_m", "F32", 1, {n}, st->opt.m, m->n_params * sizeof(float)},
-        {"order", "I64", 1, {st->n}, st->order, (size_t)st->n * sizeof(int64_t)},
-        {"optimizer_v", "F32", 1, {n}, st->opt.v, m->n_params * sizeof(float)},
+        {"params", "F32", 1, {n, 0, 0, 0}, m->params, m->n_params * sizeof(float)},
+        {"optimizer_m", "F32", 1, {n, 0, 0, 0}, st->opt.m, m->n_params * sizeof(float)},
+        {"order", "I64", 1, {st->n, 0, 0, 0}, st->order, (size_t)st->n * sizeof(int64_t)},
+        {"optimizer_v", "F32", 1, {n, 0, 0, 0}, st->opt.v, m->n_params * sizeof(float)},
     };
-    return lsr_safetensors_write(path, &md, t, st->opt.v ? 4 : 3, err);
+    return lsr_safetensors_write(path, md, t, st->opt.v ? 4 : 3);
 }
 
 static int parse_int64(const lsr_metadata *md, const char *key, int64_t min, int64_t *out) {
@@ -50,72 +57,92 @@ static int parse_int64(const lsr_metadata *md, const char *key, int64_t min, int
     return 1;
 }
 
-int lsr_checkpoint_load(const char *path, lsr_model *m, lsr_train_state *st,
-                        const lsr_optimizer_settings *opt_settings, int64_t n_samples,
-                        char **command_json, char *err) {
-    memset(st, 0, sizeof *st);
-    memset(m, 0, sizeof *m);
-    *command_json = NULL;
-    lsr_safetensors f;
-    if (lsr_safetensors_open(&f, path, CHECKPOINT_FORMAT, err)) return -1;
-    int64_t epoch, step, t, skipped;
-    const char *rng = lsr_metadata_get(&f.md, "rng"), *command = lsr_metadata_get(&f.md, "command");
-    if (!parse_int64(&f.md, "epoch", 1, &epoch) || !parse_int64(&f.md, "step", 0, &step) ||
-        !parse_int64(&f.md, "optimizer_steps", 0, &t) || !parse_int64(&f.md, "skipped", 0, &skipped) ||
-        !rng || strlen(rng) != 64 || !command) {
-        lsr_fail(err, "%s: the checkpoint's metadata is incomplete", path);
-        goto fail;
-    }
+/* st: the state f's metadata and tensors hold, for m trained with s. */
+static lsr_status read_state(lsr_train_state *st, lsr_safetensors *f, lsr_model *m,
+                             const lsr_train_settings *s) {
+    const char *path = f->path;
+    int64_t epoch, step, t, skipped, n;
+    const char *rng = lsr_metadata_get(&f->md, "rng");
+    if (!parse_int64(&f->md, "epoch", 1, &epoch) || !parse_int64(&f->md, "step", 0, &step) ||
+        !parse_int64(&f->md, "optimizer_steps", 0, &t) ||
+        !parse_int64(&f->md, "skipped", 0, &skipped) || !parse_int64(&f->md, "samples", 0, &n) ||
+        !rng || strlen(rng) != 64)
+        return lsr__fail(LSR_ERROR_FORMAT, "%s: the checkpoint's metadata is incomplete", path);
     for (int i = 0; i < 4; i++) {
-        char part[17];
+        char part[17], *end;
         memcpy(part, rng + 16 * i, 16);
         part[16] = '\0';
-        char *end;
         st->rng.s[i] = strtoull(part, &end, 16);
-        if (*end) {
-            lsr_fail(err, "%s: the checkpoint's rng state is malformed", path);
-            goto fail;
-        }
+        if (*end)
+            return lsr__fail(LSR_ERROR_FORMAT, "%s: the checkpoint's rng state is malformed", path);
     }
-    if (lsr_model_from_metadata(m, &f.md, path, err)) goto fail;
-    if (n_samples >= 0) {
-        if (lsr_optimizer_init(&st->opt, opt_settings, m->n_params, err)) goto fail;
-        st->opt.t = t;
-        st->epoch = (int)epoch;
-        st->step = step;
-        st->skipped = skipped;
-        st->n = n_samples;
-        st->order = malloc((size_t)(n_samples ? n_samples : 1) * sizeof(int64_t));
-        if (!st->order) {
-            lsr_fail(err, "%s: out of memory", path);
-            goto fail;
-        }
-        const int64_t np = (int64_t)m->n_params;
-        if (lsr_safetensors_get(&f, "params", "F32", &np, 1, m->params, err) ||
-            lsr_safetensors_get(&f, "optimizer_m", "F32", &np, 1, st->opt.m, err) ||
-            lsr_safetensors_get(&f, "order", "I64", &n_samples, 1, st->order, err) ||
-            (st->opt.v && lsr_safetensors_get(&f, "optimizer_v", "F32", &np, 1, st->opt.v, err)) ||
-            lsr_safetensors_check_complete(&f, err))
-            goto fail;
-        for (int64_t i = 0; i < n_samples; i++)
-            if (st->order[i] < 0 || st->order[i] >= n_samples) {
-                lsr_fail(err, "%s: the sample order holds %lld, outside [0, %lld)", path,
-                         (long long)st->order[i], (long long)n_samples);
-                goto fail;
-            }
-    }
-    *command_json = strdup(command);
+    const lsr_optimizer_settings os = lsr_train_optimizer_settings(s, n);
+    LSR_TRY(lsr_optimizer_init(&st->opt, &os, m->n_params));
+    st->opt.t = t;
+    st->epoch = (int)epoch;
+    st->step = step;
+    st->skipped = skipped;
+    st->n = n;
+    st->order = malloc((size_t)(n ? n : 1) * sizeof(int64_t));
+    if (!st->order) return lsr__fail(LSR_ERROR_OUT_OF_MEMORY, "%s: out of memory", path);
+    const int64_t np = (int64_t)m->n_params;
+    LSR_TRY(lsr_safetensors_get(f, "params", "F32", &np, 1, m->params));
+    LSR_TRY(lsr_safetensors_get(f, "optimizer_m", "F32", &np, 1, st->opt.m));
+    LSR_TRY(lsr_safetensors_get(f, "order", "I64", &n, 1, st->order));
+    if (st->opt.v) LSR_TRY(lsr_safetensors_get(f, "optimizer_v", "F32", &np, 1, st->opt.v));
+    LSR_TRY(lsr_safetensors_check_complete(f));
+    for (int64_t i = 0; i < n; i++)
+        if (st->order[i] < 0 || st->order[i] >= n)
+            return lsr__fail(LSR_ERROR_FORMAT, "%s: the sample order holds %lld, outside [0, %lld)",
+                             path, (long long)st->order[i], (long long)n);
+    return LSR_OK;
+}
+
+/* Opens path as a checkpoint; one of an older format is named as such. */
+static lsr_status open_checkpoint(lsr_safetensors *f, const char *path) {
+    const lsr_status st = lsr_safetensors_open(f, path, CHECKPOINT_FORMAT);
+    if (st == LSR_OK || !strstr(lsr_last_error(), "'lsr-checkpoint-1'")) return st;
+    return lsr__fail(LSR_ERROR_FORMAT,
+                     "%s: a checkpoint of format lsr-checkpoint-1 (an older lsr, whose settings "
+                     "were a command line); this lsr reads " CHECKPOINT_FORMAT
+                     ": start the run again", path);
+}
+
+LSR_API lsr_status lsr_checkpoint_load(lsr_model **m_out, lsr_train_state **st_out,
+                                       lsr_train_settings *s_out, char **note_out,
+                                       const char *path) {
+    if (!path) return lsr__fail(LSR_ERROR_NULL_ARGUMENT, "lsr_checkpoint_load: path is NULL");
+    if (m_out) *m_out = NULL;
+    if (st_out) *st_out = NULL;
+    if (note_out) *note_out = NULL;
+    lsr_safetensors f;
+    LSR_TRY(open_checkpoint(&f, path));
+    lsr_train_settings s;
+    int found;
+    lsr_model *m = calloc(1, sizeof *m);
+    lsr_train_state *st = m_out || st_out ? calloc(1, sizeof *st) : NULL; /* m's parameters */
+    const char *note = lsr_metadata_get(&f.md, "note");
+    char *note_copy = note_out ? strdup(note ? note : "") : NULL;
+    lsr_status status = LSR_OK;
+    if (!m || ((m_out || st_out) && !st) || (note_out && !note_copy))
+        status = lsr__fail(LSR_ERROR_OUT_OF_MEMORY, "%s: out of memory", path);
+    if (!status) status = lsr_settings_from_metadata(&s, &found, &f.md, path);
+    if (!status && !found)
+        status = lsr__fail(LSR_ERROR_FORMAT, "%s: the checkpoint holds no training settings", path);
+    if (!status) status = lsr_model_from_metadata(m, &f.md, path);
+    if (!status && st) status = read_state(st, &f, m, &s);
     lsr_safetensors_close(&f);
-    if (!*command_json) {
-        lsr_fail(err, "%s: out of memory", path);
-        lsr_train_state_free(st);
+    if (status) {
         lsr_model_free(m);
-        return -1;
+        lsr_train_state_free(st);
+        free(note_copy);
+        return status;
     }
-    return 0;
-fail:
-    lsr_safetensors_close(&f);
-    lsr_train_state_free(st);
-    lsr_model_free(m);
-    return -1;
+    if (s_out) *s_out = s;
+    if (st_out) *st_out = st;
+    else lsr_train_state_free(st);
+    if (note_out) *note_out = note_copy;
+    if (m_out) *m_out = m;
+    else lsr_model_free(m);
+    return LSR_OK;
 }

@@ -10,7 +10,7 @@
 #include "../net/net.h"
 #include "../train/train.h"
 
-#define LSR_META_MAX 48
+#define LSR_META_MAX 64
 #define LSR_META_KEY 64
 #define LSR_META_VALUE 1024
 
@@ -39,12 +39,7 @@ typedef struct lsr_tensor {
 } lsr_tensor;
 
 /* Writes a safetensors file atomically (temporary file, fsync, rename). */
-int lsr_safetensors_write(const char *path, const lsr_metadata *md, const lsr_tensor *t, int n,
-                          char *err);
-
-/* Writes atomically: the file appears complete or not at all. The keys
- * format, architecture, classes and input_shape are set from the model. */
-int lsr_model_save(const lsr_model *m, lsr_metadata *md, const char *path, char *err);
+lsr_status lsr_safetensors_write(const char *path, const lsr_metadata *md, const lsr_tensor *t, int n);
 
 /* Reading: a file's header and metadata (whose "format" must be format),
  * then its tensors one by one, each checked for dtype, shape, byte range and
@@ -60,43 +55,25 @@ typedef struct lsr_safetensors {
     int tensors_read;
     size_t bytes_read;
 } lsr_safetensors;
-int lsr_safetensors_open(lsr_safetensors *f, const char *path, const char *format, char *err);
-int lsr_safetensors_get(lsr_safetensors *f, const char *name, const char *dtype,
-                        const int64_t *shape, int dims, void *dst, char *err);
-int lsr_safetensors_check_complete(const lsr_safetensors *f, char *err);
+lsr_status lsr_safetensors_open(lsr_safetensors *f, const char *path, const char *format);
+lsr_status lsr_safetensors_get(lsr_safetensors *f, const char *name, const char *dtype,
+                        const int64_t *shape, int dims, void *dst);
+lsr_status lsr_safetensors_check_complete(const lsr_safetensors *f);
 void lsr_safetensors_close(lsr_safetensors *f);
 /* Builds the (uninitialised) model that metadata's architecture,
  * classes and input_shape describe. */
-int lsr_model_from_metadata(lsr_model *m, const lsr_metadata *md, const char *path, char *err);
+lsr_status lsr_model_from_metadata(lsr_model *m, const lsr_metadata *md, const char *path);
 
-/* Reads and validates a file written by lsr_model_save: the header, every
- * tensor's dtype, shape and byte range, and the file's length; builds the
- * model it describes.  md may be NULL. */
-int lsr_model_load(lsr_model *m, lsr_metadata *md, const char *path, char *err);
-
-/* Writes a checkpoint of a run: m's parameters, st, and the run's command
- * line (a JSON array of its arguments), atomically. */
-int lsr_checkpoint_save(const char *path, const lsr_model *m, const lsr_train_state *st,
-                        const char *command_json, char *err);
-/* Reads a checkpoint: with n_samples < 0 only the command line (m is built
- * but not filled); otherwise also m's parameters and st, whose optimizer is
- * set up with opt_settings and whose order must hold n_samples entries.
- * *command_json is malloc'd. */
-int lsr_checkpoint_load(const char *path, lsr_model *m, lsr_train_state *st,
-                        const lsr_optimizer_settings *opt_settings, int64_t n_samples,
-                        char **command_json, char *err);
-
-/* Writes a checkpoint of a run: m's parameters, st, and the run's command
- * line (a JSON array of its arguments), atomically. */
-int lsr_checkpoint_save(const char *path, const lsr_model *m, const lsr_train_state *st,
-                        const char *command_json, char *err);
-/* Reads a checkpoint: with n_samples < 0 only the command line (m is built
- * but not filled); otherwise also m's parameters and st, whose optimizer is
- * set up with opt_settings and whose order must hold n_samples entries.
- * *command_json is malloc'd. */
-int lsr_checkpoint_load(const char *path, lsr_model *m, lsr_train_state *st,
-                        const lsr_optimizer_settings *opt_settings, int64_t n_samples,
-                        char **command_json, char *err);
-
+/* The training settings in metadata (settings_record.c): one string entry
+ * per setting, under the names docs/model-format.md lists, and
+ * "settings_version".  Reading starts from lsr_train_settings_default();
+ * *found tells whether md held any setting (old files may hold none). */
+#define LSR_SETTINGS_VERSION 1
+void lsr_settings_to_metadata(lsr_metadata *md, const lsr_train_settings *s);
+lsr_status lsr_settings_from_metadata(lsr_train_settings *s, int *found, const lsr_metadata *md,
+                                      const char *path);
+/* The metadata key of the first setting in which a and b differ, or NULL. */
+const char *lsr_settings_first_difference(const lsr_train_settings *a,
+                                          const lsr_train_settings *b);
 
 #endif

@@ -62,8 +62,7 @@ static void layer_name(char *buf, size_t size, int i, const char *what) {
     snprintf(buf, size, "layers.%d.%s", i, what);
 }
 
-int lsr_safetensors_write(const char *path, const lsr_metadata *md, const lsr_tensor *t, int n,
-                          char *err) {
+lsr_status lsr_safetensors_write(const char *path, const lsr_metadata *md, const lsr_tensor *t, int n) {
     cJSON *root = cJSON_CreateObject();
     cJSON *meta = cJSON_AddObjectToObject(root, "__metadata__");
     for (int i = 0; i < md->n; i++) cJSON_AddStringToObject(meta, md->key[i], md->value[i]);
@@ -80,13 +79,13 @@ int lsr_safetensors_write(const char *path, const lsr_metadata *md, const lsr_te
     }
     char *header = cJSON_PrintUnformatted(root);
     cJSON_Delete(root);
-    if (!header) return lsr_fail(err, "%s: out of memory for the header", path);
+    if (!header) return lsr__fail(LSR_ERROR_OUT_OF_MEMORY, "%s: out of memory for the header", path);
     const size_t header_len = strlen(header);
     const size_t padded = (header_len + 7) / 8 * 8; /* data aligned to 8 bytes, padded with spaces */
     lsr_atomic_file af;
-    if (lsr_atomic_open(&af, path, err)) {
+    if (lsr_atomic_open(&af, path)) {
         free(header);
-        return -1;
+        return lsr__failed();
     }
     unsigned char len_le[8];
     for (int k = 0; k < 8; k++) len_le[k] = (unsigned char)((uint64_t)padded >> (8 * k));
@@ -95,10 +94,19 @@ int lsr_safetensors_write(const char *path, const lsr_metadata *md, const lsr_te
     for (size_t p = header_len; p < padded; p++) fputc(' ', af.f);
     free(header);
     for (int i = 0; i < n; i++) fwrite(t[i].data, 1, t[i].bytes, af.f); /* little-endian hosts */
-    return lsr_atomic_commit(&af, err);
+    return lsr_atomic_commit(&af);
 }
 
-int lsr_model_save(const lsr_model *m, lsr_metadata *md, const char *path, char *err) {
+LSR_API lsr_status lsr_model_save(const lsr_model *m, const char *path) {
+    if (!m || !path) return lsr__fail(LSR_ERROR_NULL_ARGUMENT, "lsr_model_save: m or path is NULL");
+    static _Thread_local lsr_metadata metadata; /* 70 KB: not on the stack */
+    lsr_metadata *md = &metadata;
+    memset(md, 0, sizeof *md);
+    if (m->has_settings) {
+        lsr_settings_to_metadata(md, &m->settings);
+        lsr_metadata_set(md, "training_samples", "%lld", (long long)m->training_samples);
+    }
+    if (m->temperature > 0) lsr_metadata_set(md, "temperature", "%.6f", m->temperature);
     lsr_metadata_set(md, "format", LSR_FORMAT_NAME);
     lsr_metadata_set(md, "architecture", "%s", m->spec);
     lsr_metadata_set(md, "classes", "%d", m->classes);
@@ -106,13 +114,14 @@ int lsr_model_save(const lsr_model *m, lsr_metadata *md, const char *path, char 
     lsr_tensor t[2 * LSR_MAX_LAYERS];
     float *permuted[LSR_MAX_LAYERS] = {0};
     char names[2 * LSR_MAX_LAYERS][32];
-    int n = 0, status = 0;
+    int n = 0;
+    lsr_status status = LSR_OK;
     for (int i = 0; i < m->n_layers; i++) {
         const lsr_layer *l = &m->layers[i];
         if (!l->weight_count) continue;
         permuted[i] = malloc(l->weight_count * sizeof(float));
         if (!permuted[i]) {
-            status = lsr_fail(err, "%s: out of memory", path);
+            status = lsr__fail(LSR_ERROR_OUT_OF_MEMORY, "%s: out of memory", path);
             goto out;
         }
         for (size_t j = 0; j < l->weight_count; j++)
@@ -126,29 +135,29 @@ int lsr_model_save(const lsr_model *m, lsr_metadata *md, const char *path, char 
                             l->bias_count * sizeof(float)};
         n++;
     }
-    status = lsr_safetensors_write(path, md, t, n, err);
+    status = lsr_safetensors_write(path, md, t, n);
 out:
     for (int i = 0; i < LSR_MAX_LAYERS; i++) free(permuted[i]);
     return status;
 }
 
-static int read_file(const char *path, unsigned char **data, size_t *size, char *err) {
+static lsr_status read_file(const char *path, unsigned char **data, size_t *size) {
     struct stat st;
-    if (stat(path, &st) != 0) return lsr_fail(err, "%s: %s", path, strerror(errno));
-    if (!S_ISREG(st.st_mode)) return lsr_fail(err, "%s: not a regular file", path);
+    if (stat(path, &st) != 0) return lsr__fail(LSR_ERROR_IO, "%s: %s", path, strerror(errno));
+    if (!S_ISREG(st.st_mode)) return lsr__fail(LSR_ERROR_IO, "%s: not a regular file", path);
     FILE *f = fopen(path, "rb");
-    if (!f) return lsr_fail(err, "%s: %s", path, strerror(errno));
+    if (!f) return lsr__fail(LSR_ERROR_OUT_OF_MEMORY, "%s: %s", path, strerror(errno));
     *size = (size_t)st.st_size;
     *data = malloc(*size ? *size : 1);
     if (!*data) {
         fclose(f);
-        return lsr_fail(err, "%s: out of memory for %zu bytes", path, *size);
+        return lsr__fail(LSR_ERROR_OUT_OF_MEMORY, "%s: out of memory for %zu bytes", path, *size);
     }
     size_t got = fread(*data, 1, *size, f);
     fclose(f);
     if (got != *size) {
         free(*data);
-        return lsr_fail(err, "%s: read %zu of %zu bytes", path, got, *size);
+        return lsr__fail(LSR_ERROR_FORMAT, "%s: read %zu of %zu bytes", path, got, *size);
     }
     return 0;
 }
@@ -159,37 +168,37 @@ void lsr_safetensors_close(lsr_safetensors *f) {
     memset(f, 0, sizeof *f);
 }
 
-int lsr_safetensors_open(lsr_safetensors *f, const char *path, const char *format, char *err) {
+lsr_status lsr_safetensors_open(lsr_safetensors *f, const char *path, const char *format) {
     memset(f, 0, sizeof *f);
     f->path = path;
-    if (read_file(path, &f->file, &f->size, err)) return -1;
+    if (read_file(path, &f->file, &f->size)) return lsr__failed();
     uint64_t header_len = 0;
     if (f->size < 8) {
-        lsr_fail(err, "%s: truncated: %zu bytes, not a safetensors file", path, f->size);
+        lsr__fail(LSR_ERROR_FORMAT, "%s: truncated: %zu bytes, not a safetensors file", path, f->size);
         goto fail;
     }
     for (int b = 0; b < 8; b++) header_len |= (uint64_t)f->file[b] << (8 * b);
     if (header_len < 2 || header_len > HEADER_MAX || header_len > f->size - 8) {
-        lsr_fail(err, "%s: header length %llu does not fit a %zu-byte file: truncated or not "
+        lsr__fail(LSR_ERROR_FORMAT, "%s: header length %llu does not fit a %zu-byte file: truncated or not "
                       "a safetensors file", path, (unsigned long long)header_len, f->size);
         goto fail;
     }
     cJSON *root = cJSON_ParseWithLength((const char *)f->file + 8, (size_t)header_len);
     f->root = root;
     if (!cJSON_IsObject(root)) {
-        lsr_fail(err, "%s: the header is not a JSON object", path);
+        lsr__fail(LSR_ERROR_FORMAT, "%s: the header is not a JSON object", path);
         goto fail;
     }
     const cJSON *meta = cJSON_GetObjectItemCaseSensitive(root, "__metadata__");
     if (!cJSON_IsObject(meta)) {
-        lsr_fail(err, "%s: no __metadata__: not written by lsr", path);
+        lsr__fail(LSR_ERROR_FORMAT, "%s: no __metadata__: not written by lsr", path);
         goto fail;
     }
     for (const cJSON *it = meta->child; it; it = it->next)
         if (cJSON_IsString(it) && it->string) lsr_metadata_set(&f->md, it->string, "%s", it->valuestring);
     const char *found = lsr_metadata_get(&f->md, "format");
     if (!found || strcmp(found, format) != 0) {
-        lsr_fail(err, "%s: metadata format is '%s', expected '%s'", path, found ? found : "", format);
+        lsr__fail(LSR_ERROR_FORMAT, "%s: metadata format is '%s', expected '%s'", path, found ? found : "", format);
         goto fail;
     }
     f->data = f->file + 8 + header_len;
@@ -197,25 +206,25 @@ int lsr_safetensors_open(lsr_safetensors *f, const char *path, const char *forma
     return 0;
 fail:
     lsr_safetensors_close(f);
-    return -1;
+    return lsr__failed();
 }
 
-int lsr_safetensors_get(lsr_safetensors *f, const char *name, const char *dtype,
-                        const int64_t *shape, int dims, void *dst, char *err) {
+lsr_status lsr_safetensors_get(lsr_safetensors *f, const char *name, const char *dtype,
+                        const int64_t *shape, int dims, void *dst) {
     const cJSON *t = cJSON_GetObjectItemCaseSensitive((const cJSON *)f->root, name);
     const char *path = f->path;
-    if (!cJSON_IsObject(t)) return lsr_fail(err, "%s: tensor %s is missing", path, name);
+    if (!cJSON_IsObject(t)) return lsr__fail(LSR_ERROR_FORMAT, "%s: tensor %s is missing", path, name);
     const cJSON *dt = cJSON_GetObjectItemCaseSensitive(t, "dtype");
     if (!cJSON_IsString(dt) || strcmp(dt->valuestring, dtype) != 0)
-        return lsr_fail(err, "%s: tensor %s is not %s", path, name, dtype);
+        return lsr__fail(LSR_ERROR_FORMAT, "%s: tensor %s is not %s", path, name, dtype);
     const cJSON *sh = cJSON_GetObjectItemCaseSensitive(t, "shape");
     if (!cJSON_IsArray(sh) || cJSON_GetArraySize(sh) != dims)
-        return lsr_fail(err, "%s: tensor %s should have %d dimensions", path, name, dims);
+        return lsr__fail(LSR_ERROR_FORMAT, "%s: tensor %s should have %d dimensions", path, name, dims);
     size_t count = 1;
     for (int d = 0; d < dims; d++) {
         const cJSON *v = cJSON_GetArrayItem(sh, d);
         if (!cJSON_IsNumber(v) || v->valuedouble != (double)shape[d])
-            return lsr_fail(err, "%s: tensor %s dimension %d should be %lld", path, name, d,
+            return lsr__fail(LSR_ERROR_FORMAT, "%s: tensor %s dimension %d should be %lld", path, name, d,
                             (long long)shape[d]);
         count *= (size_t)shape[d];
     }
@@ -226,27 +235,27 @@ int lsr_safetensors_get(lsr_safetensors *f, const char *name, const char *dtype,
     if (!cJSON_IsNumber(b) || !cJSON_IsNumber(e) || b->valuedouble < 0 ||
         e->valuedouble - b->valuedouble != (double)bytes ||
         b->valuedouble != (double)(size_t)b->valuedouble)
-        return lsr_fail(err, "%s: tensor %s has bad data_offsets", path, name);
+        return lsr__fail(LSR_ERROR_FORMAT, "%s: tensor %s has bad data_offsets", path, name);
     const size_t begin = (size_t)b->valuedouble, end = (size_t)e->valuedouble;
     if (end > f->data_size)
-        return lsr_fail(err, "%s: truncated: tensor %s ends at byte %zu of a %zu-byte data section",
+        return lsr__fail(LSR_ERROR_FORMAT, "%s: truncated: tensor %s ends at byte %zu of a %zu-byte data section",
                         path, name, end, f->data_size);
     memcpy(dst, f->data + begin, bytes);
     if (elem == 4)
         for (size_t j = 0; j < count; j++)
             if (!isfinite(((float *)dst)[j]))
-                return lsr_fail(err, "%s: tensor %s holds a NaN or infinity", path, name);
+                return lsr__fail(LSR_ERROR_FORMAT, "%s: tensor %s holds a NaN or infinity", path, name);
     f->tensors_read++;
     f->bytes_read += bytes;
     return 0;
 }
 
-int lsr_safetensors_check_complete(const lsr_safetensors *f, char *err) {
+lsr_status lsr_safetensors_check_complete(const lsr_safetensors *f) {
     const int entries = cJSON_GetArraySize((const cJSON *)f->root) - 1; /* less __metadata__ */
     if (entries != f->tensors_read)
-        return lsr_fail(err, "%s: %d tensors in the header, %d expected", f->path, entries, f->tensors_read);
+        return lsr__fail(LSR_ERROR_FORMAT, "%s: %d tensors in the header, %d expected", f->path, entries, f->tensors_read);
     if (f->bytes_read != f->data_size)
-        return lsr_fail(err, "%s: the data section has %zu bytes, the tensors %zu", f->path,
+        return lsr__fail(LSR_ERROR_FORMAT, "%s: the data section has %zu bytes, the tensors %zu", f->path,
                         f->data_size, f->bytes_read);
     return 0;
 }
@@ -256,26 +265,23 @@ static int parse_shape(const char *s, lsr_shape *out) {
            out->c > 0 && (int64_t)out->h * out->w * out->c <= (1 << 26);
 }
 
-int lsr_model_from_metadata(lsr_model *m, const lsr_metadata *md, const char *path, char *err) {
+lsr_status lsr_model_from_metadata(lsr_model *m, const lsr_metadata *md, const char *path) {
     const char *arch = lsr_metadata_get(md, "architecture"), *classes = lsr_metadata_get(md, "classes");
     const char *shape = lsr_metadata_get(md, "input_shape");
     lsr_shape input;
     if (!arch || !classes || !shape || atoi(classes) < 1 || !parse_shape(shape, &input))
-        return lsr_fail(err, "%s: metadata lacks a valid architecture, classes or input_shape", path);
-    if (lsr_model_init(m, arch, input, atoi(classes), err)) {
-        char inner[LSR_ERR_LEN];
-        snprintf(inner, sizeof inner, "%s", err);
-        return lsr_fail(err, "%s: %.400s", path, inner);
-    }
+        return lsr__fail(LSR_ERROR_FORMAT, "%s: metadata lacks a valid architecture, classes or input_shape", path);
+    if (lsr_model_init(m, arch, input, atoi(classes)))
+        return lsr__fail(LSR_ERROR_FORMAT, "%s: %.400s", path, lsr_last_error());
     return 0;
 }
 
-int lsr_model_load(lsr_model *m, lsr_metadata *md_out, const char *path, char *err) {
-    memset(m, 0, sizeof *m);
+/* m: the model of path, with its settings and temperature. */
+static lsr_status model_read(lsr_model *m, const char *path) {
     lsr_safetensors f;
     float *tmp = NULL;
-    if (lsr_safetensors_open(&f, path, LSR_FORMAT_NAME, err)) return -1;
-    if (lsr_model_from_metadata(m, &f.md, path, err)) goto fail;
+    LSR_TRY(lsr_safetensors_open(&f, path, LSR_FORMAT_NAME));
+    if (lsr_model_from_metadata(m, &f.md, path)) goto fail;
     for (int i = 0; i < m->n_layers; i++) {
         const lsr_layer *l = &m->layers[i];
         if (!l->weight_count) continue;
@@ -285,24 +291,50 @@ int lsr_model_load(lsr_model *m, lsr_metadata *md_out, const char *path, char *e
         free(tmp);
         tmp = malloc(l->weight_count * sizeof(float));
         if (!tmp) {
-            lsr_fail(err, "%s: out of memory", path);
+            lsr__fail(LSR_ERROR_OUT_OF_MEMORY, "%s: out of memory", path);
             goto fail;
         }
         layer_name(name, sizeof name, i, "weight");
-        if (lsr_safetensors_get(&f, name, "F32", wshape, dims, tmp, err)) goto fail;
+        if (lsr_safetensors_get(&f, name, "F32", wshape, dims, tmp)) goto fail;
         for (size_t j = 0; j < l->weight_count; j++)
             m->params[l->weight_offset + j] = tmp[torch_index(l, j)];
         layer_name(name, sizeof name, i, "bias");
-        if (lsr_safetensors_get(&f, name, "F32", bshape, 1, m->params + l->bias_offset, err)) goto fail;
+        if (lsr_safetensors_get(&f, name, "F32", bshape, 1, m->params + l->bias_offset)) goto fail;
     }
-    if (lsr_safetensors_check_complete(&f, err)) goto fail;
+    if (lsr_safetensors_check_complete(&f)) goto fail;
+    if (lsr_settings_from_metadata(&m->settings, &m->has_settings, &f.md, path)) goto fail;
+    const char *samples = lsr_metadata_get(&f.md, "training_samples");
+    const char *temperature = lsr_metadata_get(&f.md, "temperature");
+    m->training_samples = samples ? strtoll(samples, NULL, 10) : 0;
+    if (temperature) {
+        char *end;
+        m->temperature = strtod(temperature, &end);
+        if (end == temperature || *end || !(m->temperature > 0) || !isfinite(m->temperature)) {
+            lsr__fail(LSR_ERROR_FORMAT, "%s: metadata temperature is '%.40s', not a number > 0",
+                      path, temperature);
+            goto fail;
+        }
+    }
     free(tmp);
-    if (md_out) *md_out = f.md;
     lsr_safetensors_close(&f);
-    return 0;
+    return LSR_OK;
 fail:
     free(tmp);
     lsr_safetensors_close(&f);
-    lsr_model_free(m);
-    return -1;
+    lsr_model_clear(m);
+    return lsr__failed();
+}
+
+LSR_API lsr_status lsr_model_load(lsr_model **out, const char *path) {
+    if (!out || !path) return lsr__fail(LSR_ERROR_NULL_ARGUMENT, "lsr_model_load: out or path is NULL");
+    *out = NULL;
+    lsr_model *m = calloc(1, sizeof *m);
+    if (!m) return lsr__fail(LSR_ERROR_OUT_OF_MEMORY, "%s: out of memory", path);
+    const lsr_status st = model_read(m, path);
+    if (st != LSR_OK) {
+        free(m);
+        return st;
+    }
+    *out = m;
+    return LSR_OK;
 }

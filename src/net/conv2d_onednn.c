@@ -22,18 +22,18 @@
 
 #ifndef LSR_HAVE_ONEDNN
 
-int lsr_conv_fast_available(lsr_precision precision, char *err) {
+lsr_status lsr_conv_fast_available(lsr_precision precision) {
     (void)precision;
-    return lsr_fail(err, "bf16 convolutions need oneDNN, and this lsr was built without it");
+    return lsr__fail(LSR_ERROR_UNSUPPORTED, "bf16 convolutions need oneDNN, and this lsr was built without it");
 }
-int lsr_conv_fast_create(lsr_conv_fast **c, lsr_precision precision, char *err) {
+lsr_status lsr_conv_fast_create(lsr_conv_fast **c, lsr_precision precision) {
     *c = NULL;
-    return lsr_conv_fast_available(precision, err);
+    return lsr_conv_fast_available(precision);
 }
 void lsr_conv_fast_free(lsr_conv_fast *c) { (void)c; }
-int lsr_conv_fast_prepare(lsr_conv_fast *c, const lsr_layer *l, int batch, char *err) {
+lsr_status lsr_conv_fast_prepare(lsr_conv_fast *c, const lsr_layer *l, int batch) {
     (void)c, (void)l, (void)batch;
-    return lsr_fail(err, "this lsr was built without oneDNN");
+    return lsr__fail(LSR_ERROR_UNSUPPORTED, "this lsr was built without oneDNN");
 }
 int lsr_conv_fast_forward(lsr_conv_fast *c, float *out, const float *in, const float *weight,
                           const float *bias, const lsr_layer *l, int batch) {
@@ -86,11 +86,11 @@ static void release(lsr_conv_fast *c) {
     c->have_col = 0;
 }
 
-static int init_engine(char *err) {
+static lsr_status init_engine(void) {
     if (engine) return 0;
     if (dnnl_engine_create(&engine, dnnl_cpu, 0) != dnnl_success ||
         dnnl_stream_create(&stream, engine, dnnl_stream_default_flags) != dnnl_success)
-        return lsr_fail(err, "oneDNN: cannot create a CPU engine");
+        return lsr__fail(LSR_ERROR_IO, "oneDNN: cannot create a CPU engine");
     return 0;
 }
 
@@ -128,7 +128,7 @@ static int wrap(dnnl_memory_t *m, const dnnl_memory_desc_t *md, void *data) {
 }
 
 // builds every primitive and buffer for batches of exactly batch samples
-static int build(lsr_conv_fast *c, const lsr_layer *l, int batch, char *err) {
+static lsr_status build(lsr_conv_fast *c, const lsr_layer *l, int batch) {
     release(c);
     const int F = l->units, rows = rows_of(l, batch), patch = patch_of(l);
     const int pad_bottom = (l->out.h - 1) * l->stride + l->kernel - l->in.h - l->pad_top;
@@ -198,28 +198,28 @@ fail:
     if (bwd_data_pd) dnnl_primitive_desc_destroy(bwd_data_pd);
     if (reorder_pd) dnnl_primitive_desc_destroy(reorder_pd);
     release(c);
-    return lsr_fail(err, "oneDNN: cannot %s (bf16, %dx%dx%d -> %d filters %dx%d stride %d, batch %d)",
+    return lsr__fail(LSR_ERROR_UNSUPPORTED, "oneDNN: cannot %s (bf16, %dx%dx%d -> %d filters %dx%d stride %d, batch %d)",
                     what, l->in.h, l->in.w, l->in.c, F, l->kernel, l->kernel, l->stride, batch);
 }
 
-int lsr_conv_fast_prepare(lsr_conv_fast *c, const lsr_layer *l, int batch, char *err) {
-    return c->batch == batch ? 0 : build(c, l, batch, err);
+lsr_status lsr_conv_fast_prepare(lsr_conv_fast *c, const lsr_layer *l, int batch) {
+    return c->batch == batch ? 0 : build(c, l, batch);
 }
 
-int lsr_conv_fast_create(lsr_conv_fast **out, lsr_precision precision, char *err) {
+lsr_status lsr_conv_fast_create(lsr_conv_fast **out, lsr_precision precision) {
     *out = NULL;
-    if (lsr_conv_fast_available(precision, err)) return -1;
+    if (lsr_conv_fast_available(precision)) return lsr__failed();
     lsr_conv_fast *c = calloc(1, sizeof *c);
-    if (!c) return lsr_fail(err, "out of memory");
+    if (!c) return lsr__fail(LSR_ERROR_OUT_OF_MEMORY, "out of memory");
     *out = c;
     return 0;
 }
 
-int lsr_conv_fast_available(lsr_precision precision, char *err) {
-    if (precision != LSR_PRECISION_BF16) return lsr_fail(err, "oneDNN convolutions are bf16 only");
+lsr_status lsr_conv_fast_available(lsr_precision precision) {
+    if (precision != LSR_PRECISION_BF16) return lsr__fail(LSR_ERROR_UNSUPPORTED, "oneDNN convolutions are bf16 only");
     if (dnnl_get_effective_cpu_isa() < dnnl_cpu_isa_avx512_core_bf16)
-        return lsr_fail(err, "bf16 convolutions need a CPU with AVX512_BF16, and this one has not");
-    return init_engine(err);
+        return lsr__fail(LSR_ERROR_UNSUPPORTED, "bf16 convolutions need a CPU with AVX512_BF16, and this one has not");
+    return init_engine();
 }
 
 void lsr_conv_fast_free(lsr_conv_fast *c) {
@@ -282,7 +282,7 @@ static void round_all(uint16_t *dst, const float *src, size_t n) {
 int lsr_conv_fast_forward(lsr_conv_fast *c, float *out, const float *in, const float *weight,
                           const float *bias, const lsr_layer *l, int batch) {
     c->have_col = 0;
-    if (c->batch != batch && build(c, l, batch, NULL)) return -1;
+    if (c->batch != batch && build(c, l, batch)) return -1;
     if (im2col_bf16(c->col_data, in, l, batch)) return -1;
     round_all(c->w_low_data, weight, (size_t)l->units * patch_of(l));
     dnnl_memory_set_data_handle(c->bias, (void *)bias);

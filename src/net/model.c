@@ -17,9 +17,6 @@ static const struct {
                "dense:120,relu,dense:84,relu,dense:%d"},
 };
 
-lsr_init lsr_model_default_init(const char *name_or_spec) {
-    return strcmp(name_or_spec, "cleverhans-cnn") == 0 ? LSR_INIT_CLEVERHANS : LSR_INIT_HE;
-}
 
 /* Parses "a:b:c" integer fields after the layer name; returns the count. */
 static int parse_ints(const char *s, int *v, int max) {
@@ -34,9 +31,9 @@ static int parse_ints(const char *s, int *v, int max) {
     return *s == '\0' || *s == ':' ? n : -1;
 }
 
-static int add_layer(lsr_model *m, const char *tok, lsr_shape *shape, char *err) {
+static lsr_status add_layer(lsr_model *m, const char *tok, lsr_shape *shape) {
     if (m->n_layers == LSR_MAX_LAYERS)
-        return lsr_fail(err, "model spec: more than %d layers", LSR_MAX_LAYERS);
+        return lsr__fail(LSR_ERROR_OPTION, "model spec: more than %d layers", LSR_MAX_LAYERS);
     lsr_layer *l = &m->layers[m->n_layers];
     memset(l, 0, sizeof *l);
     l->in = *shape;
@@ -45,12 +42,12 @@ static int add_layer(lsr_model *m, const char *tok, lsr_shape *shape, char *err)
         const char *pad = strrchr(tok, ':');
         char head[64];
         size_t head_len = (size_t)(pad - tok);
-        if (head_len >= sizeof head) return lsr_fail(err, "model spec: bad layer '%s'", tok);
+        if (head_len >= sizeof head) return lsr__fail(LSR_ERROR_OPTION, "model spec: bad layer '%s'", tok);
         memcpy(head, tok, head_len);
         head[head_len] = '\0';
         if (parse_ints(head + 4, v, 3) != 3 ||
             (strcmp(pad + 1, "same") && strcmp(pad + 1, "valid")))
-            return lsr_fail(err, "model spec: '%s' is not conv:FILTERS:KERNEL:STRIDE:same|valid",
+            return lsr__fail(LSR_ERROR_OPTION, "model spec: '%s' is not conv:FILTERS:KERNEL:STRIDE:same|valid",
                             tok);
         l->kind = LSR_LAYER_CONV2D;
         l->units = v[0];
@@ -66,8 +63,7 @@ static int add_layer(lsr_model *m, const char *tok, lsr_shape *shape, char *err)
             l->pad_left = pad_w > 0 ? pad_w / 2 : 0;
         } else {
             if (l->kernel > shape->h || l->kernel > shape->w)
-                return lsr_fail(err,
-                                "model spec: '%s' needs an input of at least %dx%d, it gets %dx%d",
+                return lsr__fail(LSR_ERROR_OPTION, "model spec: '%s' needs an input of at least %dx%d, it gets %dx%d",
                                 tok, l->kernel, l->kernel, shape->h, shape->w);
             l->out.h = (shape->h - l->kernel) / l->stride + 1;
             l->out.w = (shape->w - l->kernel) / l->stride + 1;
@@ -77,18 +73,18 @@ static int add_layer(lsr_model *m, const char *tok, lsr_shape *shape, char *err)
         l->bias_count = (size_t)l->units;
     } else if (strncmp(tok, "maxpool:", 8) == 0) {
         if (parse_ints(tok + 7, v, 2) != 2)
-            return lsr_fail(err, "model spec: '%s' is not maxpool:KERNEL:STRIDE", tok);
+            return lsr__fail(LSR_ERROR_OPTION, "model spec: '%s' is not maxpool:KERNEL:STRIDE", tok);
         l->kind = LSR_LAYER_MAXPOOL;
         l->kernel = v[0];
         l->stride = v[1];
         if (l->kernel > shape->h || l->kernel > shape->w)
-            return lsr_fail(err, "model spec: '%s' is larger than its %dx%d input", tok, shape->h,
+            return lsr__fail(LSR_ERROR_OPTION, "model spec: '%s' is larger than its %dx%d input", tok, shape->h,
                             shape->w);
         l->out = (lsr_shape){(shape->h - l->kernel) / l->stride + 1,
                              (shape->w - l->kernel) / l->stride + 1, shape->c};
     } else if (strncmp(tok, "dense:", 6) == 0) {
         if (parse_ints(tok + 5, v, 1) != 1)
-            return lsr_fail(err, "model spec: '%s' is not dense:UNITS", tok);
+            return lsr__fail(LSR_ERROR_OPTION, "model spec: '%s' is not dense:UNITS", tok);
         l->kind = LSR_LAYER_DENSE;
         l->units = v[0];
         l->out = (lsr_shape){1, 1, v[0]};
@@ -101,7 +97,7 @@ static int add_layer(lsr_model *m, const char *tok, lsr_shape *shape, char *err)
         char *end;
         double r = strtod(tok + 8, &end);
         if (end == tok + 8 || *end || !(r >= 0.0 && r < 1.0))
-            return lsr_fail(err, "model spec: '%s' is not dropout:RATE with RATE in [0, 1)", tok);
+            return lsr__fail(LSR_ERROR_OPTION, "model spec: '%s' is not dropout:RATE with RATE in [0, 1)", tok);
         l->kind = LSR_LAYER_DROPOUT;
         l->rate = (float)r;
         l->out = *shape;
@@ -109,13 +105,12 @@ static int add_layer(lsr_model *m, const char *tok, lsr_shape *shape, char *err)
         l->kind = LSR_LAYER_FLATTEN;
         l->out = (lsr_shape){1, 1, (int)lsr_shape_size(*shape)};
     } else {
-        return lsr_fail(err,
-                        "model spec: unknown layer '%s' (conv, maxpool, dense, relu, "
+        return lsr__fail(LSR_ERROR_OPTION, "model spec: unknown layer '%s' (conv, maxpool, dense, relu, "
                         "dropout, flatten)",
                         tok);
     }
     if (lsr_shape_size(l->out) == 0 || lsr_shape_size(l->out) > ((size_t)1 << 26))
-        return lsr_fail(err, "model spec: '%s' gives an output of %dx%dx%d", tok, l->out.h,
+        return lsr__fail(LSR_ERROR_OPTION, "model spec: '%s' gives an output of %dx%dx%d", tok, l->out.h,
                         l->out.w, l->out.c);
     l->weight_offset = m->n_params;
     l->bias_offset = m->n_params + l->weight_count;
@@ -125,8 +120,7 @@ static int add_layer(lsr_model *m, const char *tok, lsr_shape *shape, char *err)
     return 0;
 }
 
-int lsr_model_init(lsr_model *m, const char *name_or_spec, lsr_shape input, int classes,
-                   char *err) {
+lsr_status lsr_model_init(lsr_model *m, const char *name_or_spec, lsr_shape input, int classes) {
     memset(m, 0, sizeof *m);
     m->input = input;
     m->classes = classes;
@@ -138,40 +132,45 @@ int lsr_model_init(lsr_model *m, const char *name_or_spec, lsr_shape input, int 
         }
     if (spec == name_or_spec) {
         if (strlen(spec) >= sizeof m->spec)
-            return lsr_fail(err, "model spec: longer than %d characters", LSR_SPEC_LEN - 1);
+            return lsr__fail(LSR_ERROR_OPTION, "model spec: longer than %d characters", LSR_SPEC_LEN - 1);
         snprintf(m->spec, sizeof m->spec, "%s", spec);
     }
     if (input.h < 1 || input.w < 1 || input.c < 1)
-        return lsr_fail(err, "model: input shape %dx%dx%d", input.h, input.w, input.c);
-    if (classes < 1) return lsr_fail(err, "model: %d classes", classes);
+        return lsr__fail(LSR_ERROR_OPTION, "model: input shape %dx%dx%d", input.h, input.w, input.c);
+    if (classes < 1) return lsr__fail(LSR_ERROR_OPTION, "model: %d classes", classes);
 
     char buf[LSR_SPEC_LEN];
     snprintf(buf, sizeof buf, "%s", m->spec);
     lsr_shape shape = input;
     char *save = NULL;
     for (char *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save))
-        if (add_layer(m, tok, &shape, err)) return -1;
-    if (m->n_layers == 0) return lsr_fail(err, "model spec '%s': no layers", m->spec);
+        if (add_layer(m, tok, &shape)) return lsr__failed();
+    if (m->n_layers == 0) return lsr__fail(LSR_ERROR_OPTION, "model spec '%s': no layers", m->spec);
     const lsr_layer *last = &m->layers[m->n_layers - 1];
     if (last->kind != LSR_LAYER_DENSE)
-        return lsr_fail(err, "model spec '%s': the last layer must be dense:%d (the logits)",
+        return lsr__fail(LSR_ERROR_OPTION, "model spec '%s': the last layer must be dense:%d (the logits)",
                         m->spec, classes);
     if (last->units != classes)
-        return lsr_fail(err, "model spec '%s' ends with dense:%d but the data has %d classes",
+        return lsr__fail(LSR_ERROR_OPTION, "model spec '%s' ends with dense:%d but the data has %d classes",
                         m->spec, last->units, classes);
     if (m->n_params > LSR_MAX_PARAMS)
-        return lsr_fail(err, "model spec '%s': %zu parameters, more than the %lld lsr takes", m->spec,
+        return lsr__fail(LSR_ERROR_OPTION, "model spec '%s': %zu parameters, more than the %lld lsr takes", m->spec,
                         m->n_params, (long long)LSR_MAX_PARAMS);
     m->params = calloc(m->n_params, sizeof(float));
     m->grads = calloc(m->n_params, sizeof(float));
     if (!m->params || !m->grads) {
-        lsr_model_free(m);
-        return lsr_fail(err, "model: out of memory for %zu parameters", m->n_params);
+        lsr_model_clear(m);
+        return lsr__fail(LSR_ERROR_OUT_OF_MEMORY, "model: out of memory for %zu parameters", m->n_params);
     }
     return 0;
 }
 
 void lsr_model_init_params(lsr_model *m, lsr_init init, lsr_rng *rng) {
+    if (init == LSR_INIT_DEFAULT) { /* cleverhans-cnn's own, He for the rest */
+        char cleverhans[LSR_SPEC_LEN];
+        snprintf(cleverhans, sizeof cleverhans, presets[0].spec, m->classes);
+        init = strcmp(m->spec, cleverhans) == 0 ? LSR_INIT_CLEVERHANS : LSR_INIT_HE;
+    }
     for (int i = 0; i < m->n_layers; i++) {
         const lsr_layer *l = &m->layers[i];
         if (!l->weight_count) continue;
@@ -206,7 +205,7 @@ static void free_activations(lsr_model *m) {
     for (int i = LSR_MAX_LAYERS; i >= 0; i--) m->acts[i] = m->dacts[i] = NULL;
 }
 
-void lsr_model_free(lsr_model *m) {
+void lsr_model_clear(lsr_model *m) {
     free(m->params);
     free(m->grads);
     free_activations(m);
@@ -222,26 +221,26 @@ void lsr_model_free(lsr_model *m) {
     memset(m, 0, sizeof *m);
 }
 
-int lsr_model_set_precision(lsr_model *m, lsr_precision precision, char *err) {
+lsr_status lsr_model_set_precision(lsr_model *m, lsr_precision precision) {
     for (int i = 0; i < LSR_MAX_LAYERS; i++) {
         lsr_conv_fast_free(m->conv_fast[i]);
         m->conv_fast[i] = NULL;
     }
     if (precision == LSR_PRECISION_FP32) return 0;
-    if (lsr_conv_fast_available(precision, err)) return -1;
+    if (lsr_conv_fast_available(precision)) return lsr__failed();
     /* a convolution that is a dense layer stays one fp32 GEMM: it measured
      * no faster in bf16 (cleverhans-cnn's third layer) */
     for (int i = 0; i < m->n_layers; i++)
         if (m->layers[i].kind == LSR_LAYER_CONV2D && !lsr_conv2d_is_dense(&m->layers[i]) &&
-            lsr_conv_fast_create(&m->conv_fast[i], precision, err))
-            return -1;
+            lsr_conv_fast_create(&m->conv_fast[i], precision))
+            return lsr__failed();
     return 0;
 }
 
-int lsr_model_reserve(lsr_model *m, int batch, char *err) {
+lsr_status lsr_model_reserve(lsr_model *m, int batch) {
     for (int i = 0; i < m->n_layers; i++)
-        if (m->conv_fast[i] && lsr_conv_fast_prepare(m->conv_fast[i], &m->layers[i], batch, err))
-            return -1;
+        if (m->conv_fast[i] && lsr_conv_fast_prepare(m->conv_fast[i], &m->layers[i], batch))
+            return lsr__failed();
     if (batch <= m->batch_capacity) return 0;
     free_activations(m);
     for (int i = 0; i <= m->n_layers; i++) {
@@ -282,7 +281,7 @@ int lsr_model_reserve(lsr_model *m, int batch, char *err) {
     return 0;
 oom:
     m->batch_capacity = 0;
-    return lsr_fail(err, "model: out of memory for batches of %d", batch);
+    return lsr__fail(LSR_ERROR_OUT_OF_MEMORY, "model: out of memory for batches of %d", batch);
 }
 
 const float *lsr_model_forward(lsr_model *m, const float *x, int batch, int training,
@@ -360,3 +359,41 @@ void lsr_model_backward(lsr_model *m, const float *dlogits, int batch, int what)
 }
 
 void lsr_model_zero_grads(lsr_model *m) { memset(m->grads, 0, m->n_params * sizeof(float)); }
+
+LSR_API lsr_status lsr_model_create(lsr_model **out, const char *name_or_spec, int h, int w, int c,
+                                    int classes) {
+    if (!out || !name_or_spec)
+        return lsr__fail(LSR_ERROR_NULL_ARGUMENT, "lsr_model_create: out or name_or_spec is NULL");
+    *out = NULL;
+    lsr_model *m = calloc(1, sizeof *m);
+    if (!m) return lsr__fail(LSR_ERROR_OUT_OF_MEMORY, "model: out of memory");
+    const lsr_shape input = {h, w, c};
+    const lsr_status st = lsr_model_init(m, name_or_spec, input, classes);
+    if (st != LSR_OK) {
+        free(m);
+        return st;
+    }
+    *out = m;
+    return LSR_OK;
+}
+
+LSR_API void lsr_model_free(lsr_model *m) {
+    if (!m) return;
+    lsr_model_clear(m);
+    free(m);
+}
+
+LSR_API int lsr_model_classes(const lsr_model *m) { return m->classes; }
+LSR_API size_t lsr_model_param_count(const lsr_model *m) { return m->n_params; }
+LSR_API const char *lsr_model_spec(const lsr_model *m) { return m->spec; }
+LSR_API double lsr_model_temperature(const lsr_model *m) { return m->temperature; }
+LSR_API const lsr_train_settings *lsr_model_settings(const lsr_model *m) {
+    return m->has_settings ? &m->settings : NULL;
+}
+
+LSR_API lsr_status lsr_model_set_temperature(lsr_model *m, double temperature) {
+    if (!(temperature > 0) || !isfinite(temperature))
+        return lsr__fail(LSR_ERROR_OPTION, "temperature = %g: must be finite and > 0", temperature);
+    m->temperature = temperature;
+    return LSR_OK;
+}

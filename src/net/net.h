@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "../common/common.h"
+#include "lsr/train.h"
 
 #define LSR_MAX_LAYERS 32
 #define LSR_SPEC_LEN 1024
@@ -41,24 +42,15 @@ typedef struct lsr_layer {
     size_t bias_offset, bias_count;
 } lsr_layer;
 
-/* The arithmetic of the convolutions.  fp32: im2col + sgemm (conv2d.c).
- * bf16: the same products on bf16-rounded patches, weights and gradients
- * with fp32 sums, by oneDNN (conv2d_onednn.c); parameters and everything
- * else stay fp32. */
-typedef enum lsr_precision {
-    LSR_PRECISION_FP32,
-    LSR_PRECISION_BF16,
-} lsr_precision;
-
+/* lsr_precision (lsr/train.h): fp32 convolutions are im2col + sgemm
+ * (conv2d.c); bf16 ones the same products on bf16-rounded patches, weights
+ * and gradients with fp32 sums, by oneDNN (conv2d_onednn.c); parameters and
+ * everything else stay fp32. */
 typedef struct lsr_conv_fast lsr_conv_fast;
 
-typedef enum lsr_init {
-    LSR_INIT_CLEVERHANS, /* N(0, 1/fan_in), zero biases (cleverhans ModelBasicCNN) */
-    LSR_INIT_HE,         /* N(0, 2/fan_in) */
-    LSR_INIT_GLOROT,     /* U(-a, a), a = sqrt(6 / (fan_in + fan_out)) */
-} lsr_init;
 
-typedef struct lsr_model {
+/* lsr_model of lsr/train.h */
+struct lsr_model {
     int n_layers;
     lsr_layer layers[LSR_MAX_LAYERS];
     lsr_shape input;
@@ -78,24 +70,30 @@ typedef struct lsr_model {
     lsr_conv_fast *conv_fast[LSR_MAX_LAYERS]; /* conv in bf16: oneDNN state, else NULL */
     uint8_t conv_fast_used[LSR_MAX_LAYERS];   /* the last forward of layer i went through it */
     int forward_training;       /* the last forward ran in training mode */
-} lsr_model;
+    /* what the model was trained with (lsr_train, or its file) */
+    int has_settings;
+    lsr_train_settings settings;
+    int64_t training_samples;
+    double temperature; /* fitted by lsr calibrate, or 0: none */
+};
 
 /* "cleverhans-cnn", "mlp" and "lenet5" expand to a spec; anything else is
  * taken as a spec string: comma-separated layers
  *   conv:FILTERS:KERNEL:STRIDE:same|valid   maxpool:KERNEL:STRIDE
  *   dense:UNITS   relu   dropout:RATE   flatten
  * whose last layer must be dense with as many units as classes. */
-int lsr_model_init(lsr_model *m, const char *name_or_spec, lsr_shape input, int classes, char *err);
-/* The default initialisation of a preset: cleverhans for cleverhans-cnn, He otherwise. */
-lsr_init lsr_model_default_init(const char *name_or_spec);
+lsr_status lsr_model_init(lsr_model *m, const char *name_or_spec, lsr_shape input, int classes);
+/* Initialises the parameters; LSR_INIT_DEFAULT is the preset's: cleverhans
+ * for cleverhans-cnn's architecture, He otherwise. */
 void lsr_model_init_params(lsr_model *m, lsr_init init, lsr_rng *rng);
 /* Chooses the convolutions' arithmetic; fails with a message when this
  * build or CPU cannot do it.  Call it before lsr_model_reserve, which then
  * builds the bf16 kernels for the batch size and reports their failure. */
-int lsr_model_set_precision(lsr_model *m, lsr_precision precision, char *err);
+lsr_status lsr_model_set_precision(lsr_model *m, lsr_precision precision);
 /* Sizes the batch buffers for batches of up to batch samples. */
-int lsr_model_reserve(lsr_model *m, int batch, char *err);
-void lsr_model_free(lsr_model *m);
+lsr_status lsr_model_reserve(lsr_model *m, int batch);
+/* Frees what lsr_model_init allocated (not m itself) and zeroes m. */
+void lsr_model_clear(lsr_model *m);
 
 /* x (B, input) -> logits (B, classes), returned (owned by the model).
  * training enables dropout, drawing its masks from rng. */
@@ -165,11 +163,11 @@ void lsr_conv2d_backward(float *din, float *dweight, float *dbias, const float *
 /* The same convolution by oneDNN (conv2d_onednn.c).  forward/backward
  * return -1 when oneDNN fails (the caller then uses the im2col path);
  * backward needs the forward of the same batch just before. */
-int lsr_conv_fast_available(lsr_precision precision, char *err);
-int lsr_conv_fast_create(lsr_conv_fast **c, lsr_precision precision, char *err);
+lsr_status lsr_conv_fast_available(lsr_precision precision);
+lsr_status lsr_conv_fast_create(lsr_conv_fast **c, lsr_precision precision);
 void lsr_conv_fast_free(lsr_conv_fast *c);
 /* Builds its kernels for batches of batch samples now, so that a failure is reported. */
-int lsr_conv_fast_prepare(lsr_conv_fast *c, const lsr_layer *l, int batch, char *err);
+lsr_status lsr_conv_fast_prepare(lsr_conv_fast *c, const lsr_layer *l, int batch);
 int lsr_conv_fast_forward(lsr_conv_fast *c, float *out, const float *in, const float *weight,
                           const float *bias, const lsr_layer *l, int batch);
 int lsr_conv_fast_backward(lsr_conv_fast *c, float *din, float *dweight, float *dbias,

@@ -18,7 +18,7 @@ lsr_optimizer_settings lsr_optimizer_defaults(void) {
     return s;
 }
 
-int lsr_optimizer_init(lsr_optimizer *o, const lsr_optimizer_settings *s, size_t n, char *err) {
+lsr_status lsr_optimizer_init(lsr_optimizer *o, const lsr_optimizer_settings *s, size_t n) {
     memset(o, 0, sizeof *o);
     o->s = *s;
     o->n = n;
@@ -26,7 +26,7 @@ int lsr_optimizer_init(lsr_optimizer *o, const lsr_optimizer_settings *s, size_t
     o->v = s->kind == LSR_OPTIMIZER_SGD ? NULL : calloc(n ? n : 1, sizeof(float));
     if (!o->m || (s->kind != LSR_OPTIMIZER_SGD && !o->v)) {
         lsr_optimizer_free(o);
-        return lsr_fail(err, "optimizer: out of memory for %zu parameters", n);
+        return lsr__fail(LSR_ERROR_OUT_OF_MEMORY, "optimizer: out of memory for %zu parameters", n);
     }
     return 0;
 }

@@ -7,23 +7,9 @@
 #include <stdint.h>
 
 #include "../common/common.h"
+#include "lsr/train.h"
 
-typedef enum lsr_optimizer_kind { LSR_OPTIMIZER_SGD, LSR_OPTIMIZER_ADAM, LSR_OPTIMIZER_ADAMW } lsr_optimizer_kind;
-typedef enum lsr_schedule_kind { LSR_SCHEDULE_CONSTANT, LSR_SCHEDULE_STEP, LSR_SCHEDULE_COSINE } lsr_schedule_kind;
-
-typedef struct lsr_optimizer_settings {
-    lsr_optimizer_kind kind;
-    float lr;
-    float momentum;      /* SGD */
-    int nesterov;        /* SGD */
-    float weight_decay;  /* SGD and Adam: L2 added to the gradient; AdamW: decoupled */
-    float beta1, beta2, eps; /* Adam, AdamW */
-    lsr_schedule_kind schedule;
-    int64_t step_size;   /* STEP: multiply by gamma every step_size steps */
-    float gamma;
-    int64_t warmup;      /* linear warm-up over this many steps */
-    int64_t total_steps; /* COSINE: decays to 0 over this many steps */
-} lsr_optimizer_settings;
+/* lsr_optimizer_settings: lsr/train.h */
 
 lsr_optimizer_settings lsr_optimizer_defaults(void); /* Adam, lr 1e-3, PyTorch's betas and eps */
 
@@ -35,7 +21,7 @@ typedef struct lsr_optimizer {
     float *v;            /* (n) second moment (Adam) */
 } lsr_optimizer;
 
-int lsr_optimizer_init(lsr_optimizer *o, const lsr_optimizer_settings *s, size_t n, char *err);
+lsr_status lsr_optimizer_init(lsr_optimizer *o, const lsr_optimizer_settings *s, size_t n);
 void lsr_optimizer_free(lsr_optimizer *o);
 /* The learning rate the next step uses. */
 double lsr_optimizer_lr(const lsr_optimizer *o);

@@ -1,27 +1,118 @@
 #include "train.h"
 
 #include "../attack/fgsm.h"
+#include "../metrics/metrics.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-int lsr_check_model_data(const lsr_model *m, const lsr_dataset *d, const char *what, char *err) {
-    if (d->h != m->input.h || d->w != m->input.w || d->c != m->input.c)
-        return lsr_fail(err, "%s: samples are %dx%dx%d but the model takes %dx%dx%d", what, d->h,
-                        d->w, d->c, m->input.h, m->input.w, m->input.c);
-    for (int64_t i = 0; i < d->n; i++)
-        if (d->y[i] < 0 || d->y[i] >= m->classes)
-            return lsr_fail(err, "%s: sample %lld has label %lld but the model has %d classes",
-                            what, (long long)i, (long long)d->y[i], m->classes);
-    return 0;
+LSR_API lsr_train_settings lsr_train_settings_default(void) {
+    lsr_train_settings s;
+    memset(&s, 0, sizeof s);
+    s.epochs = 6;
+    s.batch = 128;
+    s.init = LSR_INIT_DEFAULT;
+    s.precision = LSR_PRECISION_FP32;
+    s.optimizer = lsr_optimizer_defaults();
+    s.loss = lsr_loss_options_default();
+    s.prior_source = LSR_PRIOR_UNIFORM;
+    s.imbalance = 1.0;
+    return s;
 }
 
-void lsr_train_state_free(lsr_train_state *st) {
+/* a finite value in [min, max], or a message naming the setting */
+static lsr_status in_range(const char *name, double v, double min, double max) {
+    if (!(v >= min && v <= max))
+        return lsr__fail(LSR_ERROR_OPTION, "settings.%s = %g: must be in [%g, %g]", name, v, min,
+                         max);
+    return LSR_OK;
+}
+
+lsr_status lsr_train_settings_check(const lsr_train_settings *s) {
+    const lsr_optimizer_settings *o = &s->optimizer;
+    LSR_TRY(in_range("epochs", s->epochs, 1, 1e6));
+    LSR_TRY(in_range("batch", s->batch, 1, 1 << 20));
+    LSR_TRY(in_range("init", s->init, LSR_INIT_DEFAULT, LSR_INIT_GLOROT));
+    LSR_TRY(in_range("precision", s->precision, LSR_PRECISION_FP32, LSR_PRECISION_BF16));
+    LSR_TRY(in_range("optimizer.kind", o->kind, LSR_OPTIMIZER_SGD, LSR_OPTIMIZER_ADAMW));
+    LSR_TRY(in_range("optimizer.lr", o->lr, 0, 1e6));
+    LSR_TRY(in_range("optimizer.momentum", o->momentum, 0, 1));
+    LSR_TRY(in_range("optimizer.weight_decay", o->weight_decay, 0, 1e6));
+    LSR_TRY(in_range("optimizer.beta1", o->beta1, 0, 1));
+    LSR_TRY(in_range("optimizer.beta2", o->beta2, 0, 1));
+    LSR_TRY(in_range("optimizer.eps", o->eps, 0, 1));
+    LSR_TRY(in_range("optimizer.schedule", o->schedule, LSR_SCHEDULE_CONSTANT,
+                     LSR_SCHEDULE_COSINE));
+    LSR_TRY(in_range("optimizer.gamma", o->gamma, 0, 1e6));
+    if (o->schedule == LSR_SCHEDULE_STEP && o->step_size < 1)
+        return lsr__fail(LSR_ERROR_OPTION, "settings.optimizer.step_size = %lld: the step schedule "
+                         "needs >= 1", (long long)o->step_size);
+    if (o->warmup < 0 || o->total_steps < 0 || o->step_size < 0 || s->checkpoint_every < 0 ||
+        s->train_limit < 0 || s->val_samples < 0)
+        return lsr__fail(LSR_ERROR_OPTION, "settings: a step count, train_limit or val_samples "
+                         "is negative");
+    if (s->loss.prior || s->loss.class_weights || s->loss.reduction != LSR_REDUCTION_MEAN)
+        return lsr__fail(LSR_ERROR_OPTION, "settings.loss: prior and class_weights must be NULL "
+                         "(the prior comes from prior_source) and the reduction MEAN");
+    LSR_TRY(in_range("prior_source", s->prior_source, LSR_PRIOR_UNIFORM, LSR_PRIOR_FILE));
+    if (s->prior_source == LSR_PRIOR_FILE && !memchr(s->prior_file, '\0', sizeof s->prior_file))
+        return lsr__fail(LSR_ERROR_OPTION, "settings.prior_file: not a terminated string");
+    if (s->prior_source == LSR_PRIOR_FILE && !s->prior_file[0])
+        return lsr__fail(LSR_ERROR_OPTION, "settings.prior_file: empty, with LSR_PRIOR_FILE");
+    if (!memchr(s->data, '\0', sizeof s->data))
+        return lsr__fail(LSR_ERROR_OPTION, "settings.data: not a terminated string");
+    LSR_TRY(in_range("adv_eps", s->adv_eps, 0, 1));
+    LSR_TRY(in_range("adv_weight", s->adv_weight, 0, 1));
+    LSR_TRY(in_range("imbalance", s->imbalance, 1, 1e12));
+    return LSR_OK;
+}
+
+lsr_optimizer_settings lsr_train_optimizer_settings(const lsr_train_settings *s, int64_t n) {
+    lsr_optimizer_settings o = s->optimizer;
+    if (o.schedule == LSR_SCHEDULE_COSINE && o.total_steps == 0)
+        o.total_steps = (n + s->batch - 1) / s->batch * s->epochs;
+    return o;
+}
+
+LSR_API lsr_status lsr_train_split(lsr_dataset *train, lsr_dataset *val, const lsr_dataset *all,
+                                   const lsr_train_settings *s) {
+    if (!train || !val || !all || !s)
+        return lsr__fail(LSR_ERROR_NULL_ARGUMENT, "lsr_train_split: an argument is NULL");
+    LSR_TRY(lsr_train_settings_check(s));
+    LSR_TRY(lsr_dataset_split(train, val, all, s->train_limit, s->val_samples, s->seed));
+    if (s->imbalance > 1) {
+        const lsr_status st = lsr_dataset_imbalance(train, s->imbalance, s->seed);
+        if (st != LSR_OK) {
+            lsr_dataset_free(train);
+            lsr_dataset_free(val);
+            return st;
+        }
+    }
+    return LSR_OK;
+}
+
+lsr_status lsr_check_model_data(const lsr_model *m, const lsr_dataset *d, const char *what) {
+    if (d->h != m->input.h || d->w != m->input.w || d->c != m->input.c)
+        return lsr__fail(LSR_ERROR_MISMATCH, "%s: samples are %dx%dx%d but the model takes %dx%dx%d",
+                         what, d->h, d->w, d->c, m->input.h, m->input.w, m->input.c);
+    for (int64_t i = 0; i < d->n; i++)
+        if (d->y[i] < 0 || d->y[i] >= m->classes)
+            return lsr__fail(LSR_ERROR_MISMATCH,
+                             "%s: sample %lld has label %lld but the model has %d classes", what,
+                             (long long)i, (long long)d->y[i], m->classes);
+    return LSR_OK;
+}
+
+LSR_API void lsr_train_state_free(lsr_train_state *st) {
+    if (!st) return;
     free(st->order);
     lsr_optimizer_free(&st->opt);
-    memset(st, 0, sizeof *st);
+    free(st);
 }
+
+LSR_API int lsr_train_state_epoch(const lsr_train_state *st) { return st->epoch; }
+LSR_API int64_t lsr_train_state_step(const lsr_train_state *st) { return st->step; }
 
 static int grads_finite(const lsr_model *m) {
     float sum = 0.0f;
@@ -29,170 +120,254 @@ static int grads_finite(const lsr_model *m) {
     return sum == 0.0f;
 }
 
-int lsr_train(lsr_model *m, const lsr_dataset *data, const lsr_train_settings *s,
-              const lsr_train_callbacks *cb, lsr_train_state *resume, float *loss_trace, char *err) {
-    lsr_train_state st;
-    memset(&st, 0, sizeof st);
-    if (resume) {
-        st = *resume;
-        memset(resume, 0, sizeof *resume);
+/* The smoothing prior of s for m on data, or NULL (the convention's). */
+static lsr_status resolve_prior(float **prior, const lsr_train_settings *s, const lsr_model *m,
+                                const lsr_dataset *data) {
+    *prior = NULL;
+    if (s->prior_source == LSR_PRIOR_UNIFORM) return LSR_OK;
+    float *p = malloc((size_t)m->classes * sizeof *p);
+    if (!p) return lsr__fail(LSR_ERROR_OUT_OF_MEMORY, "prior: out of memory");
+    const lsr_status st = s->prior_source == LSR_PRIOR_DATA
+                              ? lsr_prior_from_labels(p, data->y, data->n, m->classes)
+                              : lsr_prior_read(p, s->prior_file, m->classes);
+    if (st != LSR_OK) {
+        free(p);
+        return st;
     }
-    int status = 0;
-    float *x = NULL, *dlogits = NULL, *x_adv = NULL;
-    int64_t *labels = NULL;
-    if (lsr_check_model_data(m, data, "training data", err)) goto fail;
-    if (data->n == 0) {
-        lsr_fail(err, "training data: no samples");
-        goto fail;
-    }
-    const int B = s->batch, K = m->classes;
-    const size_t sample = lsr_shape_size(m->input);
-    const int64_t steps = (data->n + B - 1) / B;
-    if (!resume) {
-        lsr_rng init_rng;
-        lsr_rng_seed(&init_rng, s->seed);
-        lsr_rng_seed(&st.rng, s->seed ^ 0x5eed5eed5eed5eedull);
-        lsr_model_init_params(m, s->init, &init_rng);
-        lsr_optimizer_settings os = s->optimizer;
-        if (os.schedule == LSR_SCHEDULE_COSINE && os.total_steps == 0) os.total_steps = steps * s->epochs;
-        if (lsr_optimizer_init(&st.opt, &os, m->n_params, err)) goto fail;
-        st.epoch = 1;
-        st.n = data->n;
-        st.order = malloc((size_t)data->n * sizeof *st.order);
-        if (!st.order) {
-            lsr_fail(err, "training: out of memory");
-            goto fail;
-        }
-        for (int64_t i = 0; i < data->n; i++) st.order[i] = i;
-        lsr_rng_shuffle(&st.rng, st.order, data->n); /* the first epoch's order */
-    } else if (st.n != data->n || st.opt.n != m->n_params) {
-        lsr_fail(err, "resume: the checkpoint has %lld samples and %zu parameters, the run %lld and %zu",
-                 (long long)st.n, st.opt.n, (long long)data->n, m->n_params);
-        goto fail;
-    }
-    if (lsr_model_reserve(m, B, err)) goto fail;
-    x = malloc((size_t)B * sample * sizeof(float));
-    dlogits = malloc((size_t)B * K * sizeof(float));
-    x_adv = s->adv_eps > 0 ? malloc((size_t)B * sample * sizeof(float)) : NULL;
-    labels = malloc((size_t)B * sizeof(int64_t));
-    if (!x || !dlogits || !labels || (s->adv_eps > 0 && !x_adv)) {
-        lsr_fail(err, "training: out of memory");
-        goto fail;
-    }
+    *prior = p;
+    return LSR_OK;
+}
 
-    /* The state always means: about to take step st.step of epoch st.epoch
-     * in st.order.  The next epoch's order is drawn as soon as an epoch ends,
-     * so a checkpoint taken at any step boundary resumes exactly. */
-    while (st.epoch <= s->epochs && !status) {
-        lsr_train_progress p = {st.epoch, 0, steps, 0, 0, 0, 0, 0, 0, st.skipped};
+/* A fresh run's state: parameters initialised, the first epoch's order. */
+static lsr_status start_state(lsr_train_state *st, lsr_model *m, const lsr_dataset *data,
+                              const lsr_train_settings *s) {
+    lsr_rng init_rng;
+    lsr_rng_seed(&init_rng, s->seed);
+    lsr_rng_seed(&st->rng, s->seed ^ 0x5eed5eed5eed5eedull);
+    lsr_model_init_params(m, s->init, &init_rng);
+    const lsr_optimizer_settings os = lsr_train_optimizer_settings(s, data->n);
+    LSR_TRY(lsr_optimizer_init(&st->opt, &os, m->n_params));
+    st->epoch = 1;
+    st->n = data->n;
+    st->order = malloc((size_t)data->n * sizeof *st->order);
+    if (!st->order) return lsr__fail(LSR_ERROR_OUT_OF_MEMORY, "training: out of memory");
+    for (int64_t i = 0; i < data->n; i++) st->order[i] = i;
+    lsr_rng_shuffle(&st->rng, st->order, data->n); /* the first epoch's order */
+    return LSR_OK;
+}
+
+/* The buffers of one step. */
+typedef struct step_buffers {
+    float *x, *dlogits, *x_adv;
+    int64_t *labels;
+} step_buffers;
+
+/* One step on samples order[first..first+b): forward, loss, backward (twice
+ * with adversarial training), then the optimizer step unless non-finite.
+ * *loss and *stats: the step's loss and the clean examples' statistics;
+ * *nonfinite: the loss or gradient was NaN or infinite. */
+static lsr_status train_step(float *loss, lsr_loss_stats *stats, int *nonfinite, lsr_model *m,
+                             lsr_train_state *st, const step_buffers *buf, const lsr_dataset *data,
+                             const lsr_train_settings *s, const lsr_loss_options *lo, int b) {
+    const int K = m->classes;
+    const size_t sample = lsr_shape_size(m->input);
+    const int64_t first = st->step * s->batch;
+    for (int j = 0; j < b; j++) {
+        const int64_t idx = st->order[first + j];
+        memcpy(buf->x + (size_t)j * sample, data->x + (size_t)idx * sample,
+               sample * sizeof(float));
+        buf->labels[j] = data->y[idx];
+    }
+    /* the adversarial examples come from the model before this step */
+    if (buf->x_adv) LSR_TRY(lsr_fgsm(m, buf->x_adv, buf->x, NULL, b, s->adv_eps, b));
+    const float w_adv = buf->x_adv ? s->adv_weight : 0.0f;
+    lsr_model_zero_grads(m);
+    *loss = 0.0f;
+    *nonfinite = 0;
+    for (int pass = 0; pass < (buf->x_adv ? 2 : 1); pass++) {
+        const float *logits = lsr_model_forward(m, pass ? buf->x_adv : buf->x, b, 1, &st->rng);
+        float part;
+        lsr_loss_stats pst;
+        const lsr_status ls =
+            lsr_cross_entropy(&part, buf->dlogits, &pst, logits, buf->labels, b, K, K, lo);
+        if (ls == LSR_ERROR_NONFINITE) {
+            *nonfinite = 1;
+            return LSR_OK;
+        }
+        if (ls != LSR_OK)
+            return lsr__fail(ls, "epoch %d step %lld: loss: %s", st->epoch,
+                             (long long)st->step + 1, lsr_last_error());
+        const float w = pass ? w_adv : 1.0f - w_adv;
+        if (w != 1.0f)
+            for (int i = 0; i < b * K; i++) buf->dlogits[i] *= w;
+        lsr_model_backward(m, buf->dlogits, b, LSR_GRAD_PARAMS);
+        *loss += w * part;
+        if (pass == 0) *stats = pst; /* statistics of the clean examples */
+    }
+    if (!grads_finite(m)) *nonfinite = 1;
+    if (!*nonfinite) lsr_optimizer_step(&st->opt, m->params, m->grads);
+    return LSR_OK;
+}
+
+/* The epochs, from where st stands.  The state always means: about to take
+ * step st->step of epoch st->epoch in st->order.  The next epoch's order is
+ * drawn as soon as an epoch ends, so a checkpoint taken at any step boundary
+ * resumes exactly. */
+static lsr_status run_epochs(lsr_model *m, lsr_train_state *st, const step_buffers *buf,
+                             const lsr_dataset *data, const lsr_train_settings *s,
+                             const lsr_loss_options *lo, const lsr_train_callbacks *cb) {
+    const int B = s->batch;
+    const int64_t steps = (data->n + B - 1) / B;
+    while (st->epoch <= s->epochs) {
+        lsr_train_progress p = {0};
+        p.epoch = st->epoch;
+        p.epochs = s->epochs;
+        p.steps_per_epoch = steps;
+        p.skipped = st->skipped;
         double loss_sum = 0, label_sum = 0, prior_sum = 0, hits = 0;
         const double t0 = lsr_now();
         int epoch_end = 0;
         while (!epoch_end) {
-            const int64_t first = st.step * B;
-            const int b = (int)(data->n - first < B ? data->n - first : B);
-            for (int j = 0; j < b; j++) {
-                const int64_t idx = st.order[first + j];
-                memcpy(x + (size_t)j * sample, data->x + (size_t)idx * sample, sample * sizeof(float));
-                labels[j] = data->y[idx];
-            }
-            /* the adversarial examples come from the model before this step */
-            if (x_adv && lsr_fgsm(m, x_adv, x, NULL, b, s->adv_eps, b, err)) goto fail;
-            const float w_adv = x_adv ? s->adv_weight : 0.0f;
-            lsr_model_zero_grads(m);
-            float loss = 0.0f;
+            const int b = (int)(data->n - st->step * B < B ? data->n - st->step * B : B);
+            float loss;
             lsr_loss_stats stats = {0};
-            int nonfinite = 0;
-            for (int pass = 0; pass < (x_adv ? 2 : 1); pass++) {
-                const float *logits = lsr_model_forward(m, pass ? x_adv : x, b, 1, &st.rng);
-                float part;
-                lsr_loss_stats pst;
-                lsr_status ls = lsr_cross_entropy(&part, dlogits, &pst, logits, labels, b, K, K, &s->loss);
-                if (ls == LSR_ERROR_NONFINITE) {
-                    nonfinite = 1;
-                    break;
-                }
-                if (ls != LSR_OK) {
-                    lsr_fail(err, "epoch %d step %lld: loss: %s", st.epoch, (long long)st.step + 1,
-                             lsr_last_error());
-                    goto fail;
-                }
-                const float w = pass ? w_adv : 1.0f - w_adv;
-                if (w != 1.0f)
-                    for (int i = 0; i < b * K; i++) dlogits[i] *= w;
-                lsr_model_backward(m, dlogits, b, LSR_GRAD_PARAMS);
-                loss += w * part;
-                if (pass == 0) stats = pst; /* statistics of the clean examples */
-            }
-            if (!nonfinite && !grads_finite(m)) nonfinite = 1;
-            if (nonfinite && !s->skip_nonfinite) {
-                lsr_fail(err, "epoch %d step %lld: the loss or its gradient is not finite (the run "
-                              "diverged; try a lower --lr, or --on-nonfinite skip)",
-                         st.epoch, (long long)st.step + 1);
-                goto fail;
-            }
+            int nonfinite;
+            LSR_TRY(train_step(&loss, &stats, &nonfinite, m, st, buf, data, s, lo, b));
+            if (nonfinite && !s->skip_nonfinite)
+                return lsr__fail(LSR_ERROR_NONFINITE,
+                                 "epoch %d step %lld: the loss or its gradient is not finite (the "
+                                 "run diverged; try a lower --lr, or --on-nonfinite skip)",
+                                 st->epoch, (long long)st->step + 1);
             if (nonfinite) {
-                p.skipped = ++st.skipped;
+                p.skipped = ++st->skipped;
                 loss = NAN;
             } else {
-                lsr_optimizer_step(&st.opt, m->params, m->grads);
                 loss_sum += (double)loss * b;
                 label_sum += stats.label_ce * b;
                 prior_sum += stats.prior_ce * b;
                 hits += (double)stats.top1_hits;
                 p.samples += b;
             }
-            const int64_t global = (int64_t)(st.epoch - 1) * steps + st.step;
-            if (loss_trace) loss_trace[global] = loss;
-            p.step = st.step + 1;
+            const int64_t global = (int64_t)(st->epoch - 1) * steps + st->step;
+            p.step = st->step + 1;
             const double seen = p.samples ? (double)p.samples : 1.0;
+            p.step_loss = loss;
             p.loss = loss_sum / seen;
             p.label_ce = label_sum / seen;
             p.prior_ce = prior_sum / seen;
             p.accuracy = hits / seen;
             p.seconds = lsr_now() - t0;
-            if (cb && cb->step) cb->step(cb->ctx, &p);
+            lsr_status asked = cb && cb->step ? cb->step(cb->ctx, &p) : LSR_OK;
+            if (asked != LSR_OK && asked != LSR_STOPPED) return asked;
 
-            if (++st.step == steps) { /* on to the next epoch's order */
-                lsr_rng_shuffle(&st.rng, st.order, data->n);
-                st.epoch++;
-                st.step = 0;
+            if (++st->step == steps) { /* on to the next epoch's order */
+                lsr_rng_shuffle(&st->rng, st->order, data->n);
+                st->epoch++;
+                st->step = 0;
                 epoch_end = 1;
             }
-            const int stop = cb && cb->stop && *cb->stop;
+            const int stop = asked == LSR_STOPPED || (cb && cb->stop && *cb->stop);
             const int due = s->checkpoint_every && (global + 1) % s->checkpoint_every == 0;
-            const int last = epoch_end && st.epoch > s->epochs;
-            if (cb && cb->checkpoint && (stop || due || last) && cb->checkpoint(cb->ctx, m, &st))
-                goto fail;
-            if (epoch_end && cb && cb->epoch && cb->epoch(cb->ctx, &p)) {
-                status = 1;
-                break;
+            const int last = epoch_end && st->epoch > s->epochs;
+            if (cb && cb->checkpoint && (stop || due || last))
+                LSR_TRY(cb->checkpoint(cb->ctx, m, st));
+            if (epoch_end && cb && cb->epoch) {
+                asked = cb->epoch(cb->ctx, &p);
+                if (asked != LSR_OK) return asked;
             }
-            if (stop) {
-                status = 1;
-                break;
-            }
+            if (stop) return LSR_STOPPED;
         }
     }
-    goto done;
-fail:
-    status = -1;
+    return LSR_OK;
+}
+
+LSR_API lsr_status lsr_train(lsr_model *m, const lsr_dataset *data, const lsr_train_settings *s,
+                             const lsr_train_callbacks *cb, lsr_train_state *resume) {
+    lsr_train_state st;
+    memset(&st, 0, sizeof st);
+    if (resume) { /* taken over, whatever happens */
+        st = *resume;
+        free(resume);
+    }
+    float *prior = NULL;
+    step_buffers buf = {0};
+    lsr_status status = LSR_OK;
+    if (!m || !data || !s) {
+        status = lsr__fail(LSR_ERROR_NULL_ARGUMENT, "lsr_train: m, data or settings is NULL");
+        goto done;
+    }
+    if ((status = lsr_train_settings_check(s)) || (status = lsr_check_model_data(m, data, "training data")))
+        goto done;
+    if (data->n == 0) {
+        status = lsr__fail(LSR_ERROR_SIZE, "training data: no samples");
+        goto done;
+    }
+    if (!resume) {
+        if ((status = start_state(&st, m, data, s))) goto done;
+    } else if (st.n != data->n || st.opt.n != m->n_params) {
+        status = lsr__fail(LSR_ERROR_MISMATCH,
+                           "resume: the checkpoint has %lld samples and %zu parameters, the run "
+                           "%lld and %zu", (long long)st.n, st.opt.n, (long long)data->n,
+                           m->n_params);
+        goto done;
+    }
+    if ((status = resolve_prior(&prior, s, m, data))) goto done;
+    lsr_loss_options lo = s->loss;
+    lo.prior = prior;
+    const int B = s->batch;
+    const size_t sample = lsr_shape_size(m->input);
+    if ((status = lsr_model_set_precision(m, s->precision)) ||
+        (status = lsr_model_reserve(m, B)))
+        goto done;
+    buf.x = malloc((size_t)B * sample * sizeof(float));
+    buf.dlogits = malloc((size_t)B * m->classes * sizeof(float));
+    buf.x_adv = s->adv_eps > 0 ? malloc((size_t)B * sample * sizeof(float)) : NULL;
+    buf.labels = malloc((size_t)B * sizeof(int64_t));
+    if (!buf.x || !buf.dlogits || !buf.labels || (s->adv_eps > 0 && !buf.x_adv)) {
+        status = lsr__fail(LSR_ERROR_OUT_OF_MEMORY, "training: out of memory");
+        goto done;
+    }
+    status = run_epochs(m, &st, &buf, data, s, &lo, cb);
+    if (status == LSR_OK || status == LSR_STOPPED) {
+        m->settings = *s;
+        m->has_settings = 1;
+        m->training_samples = data->n;
+    }
 done:
-    free(x);
-    free(dlogits);
-    free(x_adv);
-    free(labels);
-    lsr_train_state_free(&st);
+    if (m) lsr_model_set_precision(m, LSR_PRECISION_FP32); /* evaluation is fp32 */
+    free(buf.x);
+    free(buf.dlogits);
+    free(buf.x_adv);
+    free(buf.labels);
+    free(prior);
+    free(st.order);
+    lsr_optimizer_free(&st.opt);
     return status;
 }
 
-int lsr_predict(lsr_model *m, const lsr_dataset *data, float *logits, int batch, char *err) {
-    if (lsr_check_model_data(m, data, "data", err) || lsr_model_reserve(m, batch, err)) return -1;
+LSR_API lsr_status lsr_model_predict(float *logits, lsr_model *m, const float *x, int64_t n) {
+    if (!m || (n > 0 && (!logits || !x)))
+        return lsr__fail(LSR_ERROR_NULL_ARGUMENT, "lsr_model_predict: an argument is NULL");
+    if (n < 0) return lsr__fail(LSR_ERROR_SIZE, "lsr_model_predict: n = %lld", (long long)n);
+    LSR_TRY(lsr_model_reserve(m, LSR_PREDICT_BATCH));
     const size_t sample = lsr_shape_size(m->input);
-    for (int64_t first = 0; first < data->n; first += batch) {
-        const int b = (int)(data->n - first < batch ? data->n - first : batch);
-        const float *out = lsr_model_forward(m, data->x + (size_t)first * sample, b, 0, NULL);
+    for (int64_t first = 0; first < n; first += LSR_PREDICT_BATCH) {
+        const int b = (int)(n - first < LSR_PREDICT_BATCH ? n - first : LSR_PREDICT_BATCH);
+        const float *out = lsr_model_forward(m, x + (size_t)first * sample, b, 0, NULL);
         memcpy(logits + (size_t)first * m->classes, out, (size_t)b * m->classes * sizeof(float));
     }
-    return 0;
+    return LSR_OK;
+}
+
+LSR_API lsr_status lsr_model_evaluate(lsr_metrics *out, lsr_model *m, const lsr_dataset *d,
+                                      double temperature) {
+    if (!out || !m || !d)
+        return lsr__fail(LSR_ERROR_NULL_ARGUMENT, "lsr_model_evaluate: an argument is NULL");
+    LSR_TRY(lsr_check_model_data(m, d, "evaluation data"));
+    float *logits = malloc((size_t)(d->n ? d->n : 1) * m->classes * sizeof(float));
+    if (!logits) return lsr__fail(LSR_ERROR_OUT_OF_MEMORY, "evaluation: out of memory");
+    lsr_status st = lsr_model_predict(logits, m, d->x, d->n);
+    if (st == LSR_OK) st = lsr_metrics_compute(out, logits, d->y, d->n, m->classes, temperature);
+    free(logits);
+    return st;
 }

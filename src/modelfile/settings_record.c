@@ -1,0 +1,172 @@
+/* The training settings as data: one table of (key, type, field) from which
+ * model files and checkpoints get their "__metadata__" entries, and from
+ * which those entries are read back.  Keys a file lacks (files of earlier
+ * versions) keep their defaults; a value that does not parse is refused,
+ * naming the key. */
+#include <errno.h>
+#include <math.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "modelfile.h"
+
+typedef enum { INT, I64, U64, FLOAT, DOUBLE, ENUM, TEXT } field_type;
+
+typedef struct field {
+    const char *key;
+    field_type type;
+    size_t offset;
+    const char *const *names; /* ENUM: the values' words, by value */
+} field;
+
+static const char *const init_names[] = {"default", "cleverhans", "he", "glorot", NULL};
+static const char *const precision_names[] = {"fp32", "bf16", NULL};
+static const char *const optimizer_names[] = {"sgd", "adam", "adamw", NULL};
+static const char *const schedule_names[] = {"constant", "step", "cosine", NULL};
+static const char *const convention_names[] = {"all", "others", NULL};
+static const char *const nonfinite_names[] = {"stop", "skip", NULL};
+
+#define AT(member) offsetof(lsr_train_settings, member)
+static const field fields[] = {
+    {"epochs", INT, AT(epochs), NULL},
+    {"batch", INT, AT(batch), NULL},
+    {"seed", U64, AT(seed), NULL},
+    {"init", ENUM, AT(init), init_names},
+    {"precision", ENUM, AT(precision), precision_names},
+    {"optimizer", ENUM, AT(optimizer.kind), optimizer_names},
+    {"lr", FLOAT, AT(optimizer.lr), NULL},
+    {"momentum", FLOAT, AT(optimizer.momentum), NULL},
+    {"nesterov", INT, AT(optimizer.nesterov), NULL},
+    {"weight_decay", FLOAT, AT(optimizer.weight_decay), NULL},
+    {"adam_beta1", FLOAT, AT(optimizer.beta1), NULL},
+    {"adam_beta2", FLOAT, AT(optimizer.beta2), NULL},
+    {"adam_eps", FLOAT, AT(optimizer.eps), NULL},
+    {"schedule", ENUM, AT(optimizer.schedule), schedule_names},
+    {"step_size", I64, AT(optimizer.step_size), NULL},
+    {"gamma", FLOAT, AT(optimizer.gamma), NULL},
+    {"warmup", I64, AT(optimizer.warmup), NULL},
+    {"total_steps", I64, AT(optimizer.total_steps), NULL},
+    {"smoothing", FLOAT, AT(loss.smoothing), NULL},
+    {"smoothing_convention", ENUM, AT(loss.convention), convention_names},
+    {"z_loss", FLOAT, AT(loss.z_loss), NULL},
+    {"adv_eps", FLOAT, AT(adv_eps), NULL},
+    {"adv_weight", FLOAT, AT(adv_weight), NULL},
+    {"on_nonfinite", ENUM, AT(skip_nonfinite), nonfinite_names},
+    {"checkpoint_every", I64, AT(checkpoint_every), NULL},
+    {"data", TEXT, AT(data), NULL},
+    {"train_limit", I64, AT(train_limit), NULL},
+    {"val_samples", I64, AT(val_samples), NULL},
+    {"imbalance", DOUBLE, AT(imbalance), NULL},
+};
+#define N_FIELDS (sizeof fields / sizeof fields[0])
+
+/* The shortest decimal that reads back as the same float (or double). */
+static void shortest(char *buf, size_t size, double v, int is_float) {
+    for (int digits = is_float ? 6 : 15; digits <= (is_float ? 9 : 17); digits++) {
+        snprintf(buf, size, "%.*g", digits, v);
+        if (is_float ? strtof(buf, NULL) == (float)v : strtod(buf, NULL) == v) return;
+    }
+}
+
+static void put_field(lsr_metadata *md, const field *f, const lsr_train_settings *s) {
+    const char *p = (const char *)s + f->offset;
+    char buf[64];
+    switch (f->type) {
+    case INT: lsr_metadata_set(md, f->key, "%d", *(const int *)p); return;
+    case I64: lsr_metadata_set(md, f->key, "%lld", (long long)*(const int64_t *)p); return;
+    case U64: lsr_metadata_set(md, f->key, "%llu", (unsigned long long)*(const uint64_t *)p); return;
+    case FLOAT: shortest(buf, sizeof buf, *(const float *)p, 1); break;
+    case DOUBLE: shortest(buf, sizeof buf, *(const double *)p, 0); break;
+    case ENUM: lsr_metadata_set(md, f->key, "%s", f->names[*(const int *)p]); return;
+    case TEXT: lsr_metadata_set(md, f->key, "%s", p); return;
+    }
+    lsr_metadata_set(md, f->key, "%s", buf);
+}
+
+void lsr_settings_to_metadata(lsr_metadata *md, const lsr_train_settings *s) {
+    lsr_metadata_set(md, "settings_version", "%d", LSR_SETTINGS_VERSION);
+    for (size_t i = 0; i < N_FIELDS; i++) put_field(md, &fields[i], s);
+    /* the prior: its source, or the file it was read from */
+    lsr_metadata_set(md, "smoothing_prior", "%s",
+                     s->prior_source == LSR_PRIOR_DATA   ? "data"
+                     : s->prior_source == LSR_PRIOR_FILE ? s->prior_file
+                                                         : "uniform");
+    lsr_metadata_set(md, "adv", "%s", s->adv_eps > 0 ? "fgsm" : "none"); /* for people */
+}
+
+static lsr_status get_field(lsr_train_settings *s, const field *f, const char *v,
+                            const char *path) {
+    char *p = (char *)s + f->offset, *end = NULL;
+    errno = 0;
+    switch (f->type) {
+    case INT: {
+        const long x = strtol(v, &end, 10);
+        if (x < -2147483647L || x > 2147483647L) errno = ERANGE;
+        *(int *)p = (int)x;
+        break;
+    }
+    case I64: *(int64_t *)p = strtoll(v, &end, 10); break;
+    case U64: *(uint64_t *)p = strtoull(v, &end, 10); break;
+    case FLOAT: *(float *)p = strtof(v, &end); break;
+    case DOUBLE: *(double *)p = strtod(v, &end); break;
+    case ENUM:
+        for (int k = 0; f->names[k]; k++)
+            if (!strcmp(v, f->names[k])) {
+                *(int *)p = k;
+                return LSR_OK;
+            }
+        return lsr__fail(LSR_ERROR_FORMAT, "%s: metadata %s is '%.100s', not one of its words",
+                         path, f->key, v);
+    case TEXT:
+        if (strlen(v) >= LSR_TEXT_MAX)
+            return lsr__fail(LSR_ERROR_FORMAT, "%s: metadata %s is too long", path, f->key);
+        strcpy(p, v);
+        return LSR_OK;
+    }
+    if (end == v || *end || errno)
+        return lsr__fail(LSR_ERROR_FORMAT, "%s: metadata %s is '%.100s', not a number", path,
+                         f->key, v);
+    return LSR_OK;
+}
+
+lsr_status lsr_settings_from_metadata(lsr_train_settings *s, int *found, const lsr_metadata *md,
+                                      const char *path) {
+    *s = lsr_train_settings_default();
+    *found = 0;
+    const char *version = lsr_metadata_get(md, "settings_version");
+    if (version && atoi(version) != LSR_SETTINGS_VERSION)
+        return lsr__fail(LSR_ERROR_FORMAT,
+                         "%s: training settings of version %.20s; this lsr reads version %d", path,
+                         version, LSR_SETTINGS_VERSION);
+    for (size_t i = 0; i < N_FIELDS; i++) {
+        const char *v = lsr_metadata_get(md, fields[i].key);
+        if (!v) continue;
+        *found = 1;
+        LSR_TRY(get_field(s, &fields[i], v, path));
+    }
+    const char *prior = lsr_metadata_get(md, "smoothing_prior");
+    if (prior && !strcmp(prior, "data")) {
+        s->prior_source = LSR_PRIOR_DATA;
+    } else if (prior && strcmp(prior, "uniform") != 0) {
+        if (strlen(prior) >= sizeof s->prior_file)
+            return lsr__fail(LSR_ERROR_FORMAT, "%s: metadata smoothing_prior is too long", path);
+        s->prior_source = LSR_PRIOR_FILE;
+        strcpy(s->prior_file, prior);
+    }
+    return LSR_OK;
+}
+
+const char *lsr_settings_first_difference(const lsr_train_settings *a,
+                                          const lsr_train_settings *b) {
+    static _Thread_local char key[LSR_META_KEY];
+    lsr_metadata ma = {0}, mb = {0};
+    lsr_settings_to_metadata(&ma, a);
+    lsr_settings_to_metadata(&mb, b);
+    for (int i = 0; i < ma.n; i++)
+        if (strcmp(ma.value[i], lsr_metadata_get(&mb, ma.key[i])) != 0) {
+            snprintf(key, sizeof key, "%s", ma.key[i]);
+            return key;
+        }
+    return NULL;
+}
