@@ -1,0 +1,86 @@
+/* The evaluation metrics on three samples whose values are known in closed
+ * form (accuracy, ECE, MCE, Brier, NLL, over-confidence), and temperature
+ * scaling recovering a known temperature. */
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+#include "check.h"
+#include "common/common.h"
+#include "metrics/metrics.h"
+
+/* Three samples: confidences 0.9 (right), 0.6 (wrong), 0.6 (right), all of class 0. */
+static lsr_metrics three_samples(void) {
+    const double l9 = log(0.9 / 0.1), l6 = log(0.6 / 0.4);
+    float logits[6] = {(float)l9, 0, 0, (float)l6, (float)l6, 0};
+    int64_t y[3] = {0, 0, 0};
+    lsr_metrics mt;
+    lsr_metrics_compute(&mt, logits, y, 3, 2, 1.0);
+    return mt;
+}
+
+/* Accuracy is 2/3, to 1e-9 (a count over 3, in double). */
+static void test_accuracy(void) {
+    const lsr_metrics mt = three_samples();
+    CHECK(fabs(mt.accuracy - 2.0 / 3) < 1e-9, "accuracy %g", mt.accuracy);
+}
+
+/* ECE and MCE are 0.1, to 1e-6 (the confidences come from float logits). */
+static void test_calibration_errors(void) {
+    const lsr_metrics mt = three_samples();
+    /* bins: 0.9 alone (gap 0.1), 0.6 twice (accuracy 0.5, gap 0.1) */
+    CHECK(fabs(mt.ece - 0.1) < 1e-6, "ECE %g, want 0.1", mt.ece);
+    CHECK(fabs(mt.mce - 0.1) < 1e-6, "MCE %g", mt.mce);
+}
+
+/* Brier score and NLL as by hand, to 1e-6 (float logits). */
+static void test_brier_and_nll(void) {
+    const lsr_metrics mt = three_samples();
+    const double brier = (2 * 0.01 + 2 * 0.36 + 2 * 0.16) / 3;
+    CHECK(fabs(mt.brier - brier) < 1e-6, "Brier %g want %g", mt.brier, brier);
+    const double nll = (-log(0.9) - log(0.4) - log(0.6)) / 3;
+    CHECK(fabs(mt.nll - nll) < 1e-6, "NLL %g want %g", mt.nll, nll);
+}
+
+/* Over-confidence is mean confidence 0.7 minus accuracy 2/3, to 1e-6 (float logits). */
+static void test_overconfidence(void) {
+    const lsr_metrics mt = three_samples();
+    CHECK(fabs(mt.overconfidence - (0.7 - 2.0 / 3)) < 1e-6, "confidence - accuracy");
+}
+
+/* Temperature scaling recovers T = 2.5 within 0.1 (20000 sampled labels: the fit's noise). */
+static void test_temperature_scaling(void) {
+    /* temperature scaling recovers T from over-confident logits */
+    lsr_rng rng;
+    lsr_rng_seed(&rng, 3);
+    const int n = 20000, k = 5;
+    float *z = malloc((size_t)n * k * sizeof(float));
+    int64_t *labels = malloc((size_t)n * sizeof(int64_t));
+    for (int i = 0; i < n; i++) {
+        double p[5], s = 0;
+        for (int j = 0; j < k; j++) {
+            const double base = 1.5 * lsr_rng_normal(&rng);
+            z[i * k + j] = (float)(2.5 * base); /* true logits times T = 2.5 */
+            p[j] = exp(base);
+            s += p[j];
+        }
+        double u = lsr_rng_uniform(&rng) * s;
+        int c = 0;
+        while (c < k - 1 && (u -= p[c]) > 0)
+            c++;
+        labels[i] = c;
+    }
+    const double t = lsr_fit_temperature(z, labels, n, k);
+    CHECK(fabs(t - 2.5) < 0.1, "fitted temperature %g, want 2.5", t);
+    free(z);
+    free(labels);
+}
+
+int main(void) {
+    test_accuracy();
+    test_calibration_errors();
+    test_brier_and_nll();
+    test_overconfidence();
+    test_temperature_scaling();
+    return check_summary();
+}
