@@ -9,7 +9,6 @@
 #include "check.h"
 #include "net/net.h"
 
-static char err[LSR_ERR_LEN];
 
 /* Round to nearest, ties to even, as a bit pattern: exact, so compared exactly. */
 static void test_bf16_rounds_to_nearest_even(void) {
@@ -53,12 +52,12 @@ static int max_rel_error(const float *got, const float *want, size_t n, double t
  * their fp32 sums.  Several batch sizes in turn (the kernels are rebuilt). */
 static void check_conv_bf16(const char *spec, lsr_shape input) {
     lsr_model m;
-    CHECK(lsr_model_init(&m, spec, input, 2, err) == 0, "%s: %s", spec, err);
+    CHECK(lsr_model_init(&m, spec, input, 2) == 0, "%s: %s", spec, lsr_last_error());
     const lsr_layer *l = &m.layers[0];
     lsr_conv_fast *c;
-    if (lsr_conv_fast_create(&c, LSR_PRECISION_BF16, err)) {
-        printf("skipped the bf16 convolution checks: %s\n", err);
-        lsr_model_free(&m);
+    if (lsr_conv_fast_create(&c, LSR_PRECISION_BF16)) {
+        printf("skipped the bf16 convolution checks: %s\n", lsr_last_error());
+        lsr_model_clear(&m);
         return;
     }
     lsr_rng rng;
@@ -132,7 +131,7 @@ static void check_conv_bf16(const char *spec, lsr_shape input) {
             free(bufs[i]);
     }
     lsr_conv_fast_free(c);
-    lsr_model_free(&m);
+    lsr_model_clear(&m);
 }
 
 /* 3x3 same, stride 1: within 1e-4 of the rounded-data reference (only the sums' order differs). */
@@ -169,15 +168,15 @@ static void test_bf16_conv_tutorial_second_layer(void) {
 static void test_bf16_model_precision(void) {
     lsr_model m;
     lsr_model_init(&m, "conv:4:3:2:same,relu,conv:6:3:1:valid,relu,flatten,dense:3",
-                   (lsr_shape){9, 9, 2}, 3, err);
-    if (lsr_model_set_precision(&m, LSR_PRECISION_BF16, err) == 0) {
+                   (lsr_shape){9, 9, 2}, 3);
+    if (lsr_model_set_precision(&m, LSR_PRECISION_BF16) == 0) {
         CHECK(m.conv_fast[0] && m.conv_fast[2], "the convolutions go through oneDNN");
-        CHECK(lsr_model_set_precision(&m, LSR_PRECISION_FP32, err) == 0 && !m.conv_fast[0],
+        CHECK(lsr_model_set_precision(&m, LSR_PRECISION_FP32) == 0 && !m.conv_fast[0],
               "back to fp32");
     } else {
-        CHECK(strstr(err, "bf16") != NULL, "the refusal names bf16: %s", err);
+        CHECK(strstr(lsr_last_error(), "bf16") != NULL, "the refusal names bf16: %s", lsr_last_error());
     }
-    lsr_model_free(&m);
+    lsr_model_clear(&m);
 }
 
 int main(void) {

@@ -11,12 +11,9 @@
 #include <zlib.h>
 
 #include "check.h"
-#include "data/dataset.h"
-#include "net/net.h"
+#include "lsr/train.h"
 #include "scratch.h"
-#include "train/train.h"
 
-static char err[LSR_ERR_LEN];
 
 static void write_bytes(const char *path, const unsigned char *b, size_t n, int gz) {
     if (gz) {
@@ -71,9 +68,9 @@ static void expect_idx_error(const char *images, const char *labels, const char 
     char ip[512], lp[512];
     snprintf(ip, sizeof ip, "%s/%s", tmpdir, images);
     snprintf(lp, sizeof lp, "%s/%s", tmpdir, labels);
-    int r = lsr_idx_load(&d, ip, lp, err);
-    CHECK(r != 0 && strstr(err, needle), "IDX %s/%s: want an error with '%s', got %d '%s'", images,
-          labels, needle, r, r ? err : "");
+    lsr_status r = lsr_dataset_load_idx(&d, ip, lp);
+    CHECK((r == LSR_ERROR_FORMAT || r == LSR_ERROR_IO) && strstr(lsr_last_error(), needle), "IDX %s/%s: want an error with '%s', got %d '%s'", images,
+          labels, needle, r, r ? lsr_last_error() : "");
     if (r == 0) lsr_dataset_free(&d);
 }
 
@@ -99,8 +96,8 @@ static void check_idx_load(int gz) {
     write_idx_pair(tmpdir, gz ? "i.gz" : "i", gz ? "l.gz" : "l", 5, 4, 3, gz, 0);
     snprintf(ip, sizeof ip, "%s/%s", tmpdir, gz ? "i.gz" : "i");
     snprintf(lp, sizeof lp, "%s/%s", tmpdir, gz ? "l.gz" : "l");
-    int r = lsr_idx_load(&d, ip, lp, err);
-    CHECK(r == 0, "IDX load gz=%d: %s", gz, err);
+    lsr_status r = lsr_dataset_load_idx(&d, ip, lp);
+    CHECK(r == LSR_OK, "IDX load gz=%d: %s", gz, lsr_last_error());
     if (r) return;
     CHECK(d.n == 5 && d.h == 4 && d.w == 3 && d.c == 1 && d.classes == 3, "IDX shape");
     CHECK(fabsf(d.x[1] - 37.0f / 255.0f) < 1e-7f && d.y[4] == 1, "IDX values");
@@ -151,16 +148,19 @@ static void test_model_data_mismatch_refused(void) {
     write_idx_pair(tmpdir, "i", "l", 5, 4, 3, 0, 8);
     snprintf(ip, sizeof ip, "%s/i", tmpdir);
     snprintf(lp, sizeof lp, "%s/l", tmpdir);
-    CHECK(lsr_idx_load(&d, ip, lp, err) == 0, "%s", err);
-    lsr_model m;
-    lsr_model_init(&m, "flatten,dense:10", (lsr_shape){4, 3, 1}, 10, err);
-    CHECK(lsr_check_model_data(&m, &d, "data", err) != 0 && strstr(err, "label 10"),
-          "labels beyond the class count: '%s'", err);
-    lsr_model_free(&m);
-    lsr_model_init(&m, "flatten,dense:11", (lsr_shape){5, 3, 1}, 11, err);
-    CHECK(lsr_check_model_data(&m, &d, "data", err) != 0 && strstr(err, "the model takes 5x3x1"),
-          "shape mismatch: '%s'", err);
-    lsr_model_free(&m);
+    CHECK(lsr_dataset_load_idx(&d, ip, lp) == 0, "%s", lsr_last_error());
+    lsr_model *m = NULL;
+    lsr_metrics mt;
+    CHECK(lsr_model_create(&m, "flatten,dense:10", 4, 3, 1, 10) == LSR_OK, "%s", lsr_last_error());
+    CHECK(lsr_model_evaluate(&mt, m, &d, 1.0) == LSR_ERROR_MISMATCH &&
+              strstr(lsr_last_error(), "label 10"),
+          "labels beyond the class count: '%s'", lsr_last_error());
+    lsr_model_free(m);
+    CHECK(lsr_model_create(&m, "flatten,dense:11", 5, 3, 1, 11) == LSR_OK, "%s", lsr_last_error());
+    CHECK(lsr_model_evaluate(&mt, m, &d, 1.0) == LSR_ERROR_MISMATCH &&
+              strstr(lsr_last_error(), "the model takes 5x3x1"),
+          "shape mismatch: '%s'", lsr_last_error());
+    lsr_model_free(m);
     lsr_dataset_free(&d);
 }
 
@@ -172,9 +172,9 @@ static void test_csv_reads(void) {
     fprintf(f, "label,a,b\n1,0.5,2\n0,1e-3,-4\n2, 3 ,4\n");
     fclose(f);
     lsr_dataset d;
-    CHECK(lsr_csv_load(&d, p, err) == 0 && d.n == 3 && d.w == 2 && d.classes == 3 &&
+    CHECK(lsr_dataset_load_csv(&d, p) == 0 && d.n == 3 && d.w == 2 && d.classes == 3 &&
               d.x[5] == 4.0f && d.y[2] == 2,
-          "CSV: %s", err);
+          "CSV: %s", lsr_last_error());
     lsr_dataset_free(&d);
 }
 
@@ -186,16 +186,16 @@ static void test_csv_refuses_malformed_files(void) {
     FILE *f = fopen(p, "w");
     fprintf(f, "1,0.5,2\n0,1e-3\n");
     fclose(f);
-    CHECK(lsr_csv_load(&d, p, err) != 0 && strstr(err, ":2: 2 columns"), "CSV ragged: '%s'", err);
+    CHECK(lsr_dataset_load_csv(&d, p) != 0 && strstr(lsr_last_error(), ":2: 2 columns"), "CSV ragged: '%s'", lsr_last_error());
     f = fopen(p, "w");
     fprintf(f, "1,0.5,x\n");
     fclose(f);
-    CHECK(lsr_csv_load(&d, p, err) != 0 && strstr(err, "column 3"), "CSV bad number: '%s'", err);
+    CHECK(lsr_dataset_load_csv(&d, p) != 0 && strstr(lsr_last_error(), "column 3"), "CSV bad number: '%s'", lsr_last_error());
     f = fopen(p, "w");
     fprintf(f, "1.5,0.5\n");
     fclose(f);
-    CHECK(lsr_csv_load(&d, p, err) != 0 && strstr(err, "not an integer"), "CSV bad label: '%s'",
-          err);
+    CHECK(lsr_dataset_load_csv(&d, p) != 0 && strstr(lsr_last_error(), "not an integer"), "CSV bad label: '%s'",
+          lsr_last_error());
 }
 
 int main(void) {

@@ -12,7 +12,6 @@
 #include "net/net.h"
 #include "train/train.h"
 
-static char err[LSR_ERR_LEN];
 
 /* The objective sum_i r_i logits_i (so dL/dlogits = r), in double. */
 static double objective(uint64_t *pieces, const lsr_model *m, const double *P, const double *x,
@@ -61,12 +60,12 @@ enum { GRAD_DIRECTIONS = 3, GRAD_MAX_DRAWS = 40 };
 
 static void check_model_gradients(const char *spec, lsr_shape input, int classes, int batch) {
     lsr_model m;
-    CHECK(lsr_model_init(&m, spec, input, classes, err) == 0, "%s: %s", spec, err);
+    CHECK(lsr_model_init(&m, spec, input, classes) == 0, "%s: %s", spec, lsr_last_error());
     if (m.n_params == 0) return;
     lsr_rng rng;
     lsr_rng_seed(&rng, 42);
     lsr_model_init_params(&m, LSR_INIT_HE, &rng);
-    lsr_model_reserve(&m, batch, err);
+    lsr_model_reserve(&m, batch);
     const size_t in_size = lsr_shape_size(input) * (size_t)batch, n_out = (size_t)batch * classes;
     float *x = malloc(in_size * sizeof(float)), *r = malloc(n_out * sizeof(float));
     for (size_t i = 0; i < in_size; i++)
@@ -165,7 +164,7 @@ static void check_model_gradients(const char *spec, lsr_shape input, int classes
     free(xd);
     free(P);
     free(zd);
-    lsr_model_free(&m);
+    lsr_model_clear(&m);
 }
 
 /* The kink hash sees a step of 1 cross kinks and a step of 1e-4 (the checks' h) cross none. */
@@ -175,8 +174,8 @@ static void test_kink_detection(void) {
      * none of them */
     lsr_model m;
     CHECK(lsr_model_init(&m, "conv:4:3:1:valid,relu,maxpool:2:2,flatten,dense:3",
-                         (lsr_shape){9, 9, 2}, 3, err) == 0,
-          "%s", err);
+                         (lsr_shape){9, 9, 2}, 3) == 0,
+          "%s", lsr_last_error());
     lsr_rng rng;
     lsr_rng_seed(&rng, 5);
     lsr_model_init_params(&m, LSR_INIT_HE, &rng);
@@ -199,7 +198,7 @@ static void test_kink_detection(void) {
     free(x);
     free(dir);
     free(P);
-    lsr_model_free(&m);
+    lsr_model_clear(&m);
 }
 
 static const lsr_shape img = {9, 9, 2}, mnist_like = {12, 12, 1};
@@ -252,11 +251,11 @@ static void test_model_with_loss(void) {
      * are what the tolerance absorbs), steps across a ReLU's kink skipped. */
     lsr_model m;
     lsr_shape in = {8, 8, 1};
-    CHECK(lsr_model_init(&m, "conv:4:3:2:same,relu,flatten,dense:5", in, 5, err) == 0, "%s", err);
+    CHECK(lsr_model_init(&m, "conv:4:3:2:same,relu,flatten,dense:5", in, 5) == 0, "%s", lsr_last_error());
     lsr_rng rng;
     lsr_rng_seed(&rng, 7);
     lsr_model_init_params(&m, LSR_INIT_CLEVERHANS, &rng);
-    lsr_model_reserve(&m, 4, err);
+    lsr_model_reserve(&m, 4);
     float x[4 * 64], dlogits[20], loss;
     int64_t y[4] = {0, 3, 4, 1};
     for (int i = 0; i < 256; i++)
@@ -294,7 +293,7 @@ static void test_model_with_loss(void) {
     CHECK(bad == 0, "model with loss: %d mismatches", bad);
     CHECK(valid >= tried * 3 / 4, "model with loss: only %d of %d steps cross no kink", valid,
           tried);
-    lsr_model_free(&m);
+    lsr_model_clear(&m);
 }
 
 int main(void) {

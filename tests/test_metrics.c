@@ -2,6 +2,7 @@
  * form (accuracy, ECE, MCE, Brier, NLL, over-confidence), and temperature
  * scaling recovering a known temperature. */
 #include <math.h>
+#include <string.h>
 #include <stdint.h>
 #include <stdlib.h>
 
@@ -15,7 +16,7 @@ static lsr_metrics three_samples(void) {
     float logits[6] = {(float)l9, 0, 0, (float)l6, (float)l6, 0};
     int64_t y[3] = {0, 0, 0};
     lsr_metrics mt;
-    lsr_metrics_compute(&mt, logits, y, 3, 2, 1.0);
+    CHECK(lsr_metrics_compute(&mt, logits, y, 3, 2, 1.0) == LSR_OK, "%s", lsr_last_error());
     return mt;
 }
 
@@ -70,13 +71,31 @@ static void test_temperature_scaling(void) {
             c++;
         labels[i] = c;
     }
-    const double t = lsr_fit_temperature(z, labels, n, k);
+    double t = 0;
+    CHECK(lsr_temperature_fit(&t, z, labels, n, k) == LSR_OK, "%s", lsr_last_error());
     CHECK(fabs(t - 2.5) < 0.1, "fitted temperature %g, want 2.5", t);
     free(z);
     free(labels);
 }
 
+/* Bad arguments are refused by status, naming what is wrong. */
+static void test_bad_arguments_refused(void) {
+    float z[4] = {0, 1, 2, 3};
+    int64_t y[2] = {0, 2};
+    lsr_metrics mt;
+    double t;
+    CHECK(lsr_metrics_compute(&mt, z, y, 2, 2, 1.0) == LSR_ERROR_LABEL &&
+              strstr(lsr_last_error(), "label 2"),
+          "a label past k: %s", lsr_last_error());
+    y[1] = 1;
+    CHECK(lsr_metrics_compute(&mt, z, y, 2, 2, 0.0) == LSR_ERROR_OPTION, "temperature 0");
+    CHECK(lsr_metrics_compute(&mt, z, y, 2, 2, NAN) == LSR_ERROR_OPTION, "temperature NaN");
+    CHECK(lsr_temperature_fit(&t, z, y, -1, 2) == LSR_ERROR_SIZE, "n < 0");
+    CHECK(lsr_temperature_fit(&t, NULL, y, 2, 2) == LSR_ERROR_NULL_ARGUMENT, "no logits");
+}
+
 int main(void) {
+    test_bad_arguments_refused();
     test_accuracy();
     test_calibration_errors();
     test_brier_and_nll();

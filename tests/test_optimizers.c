@@ -6,14 +6,13 @@
 #include "check.h"
 #include "optim/optim.h"
 
-static char err[LSR_ERR_LEN];
 
 /* Adam's first step moves each parameter by lr against its gradient's sign, to 1e-6 (float). */
 static void test_adam_first_step(void) {
     lsr_optimizer_settings s = lsr_optimizer_defaults();
     lsr_optimizer o;
     float p[2] = {1.0f, -2.0f}, g[2] = {0.5f, -4.0f};
-    lsr_optimizer_init(&o, &s, 2, err);
+    lsr_optimizer_init(&o, &s, 2);
     lsr_optimizer_step(&o, p, g);
     CHECK(fabsf(p[0] - (1.0f - 1e-3f)) < 1e-6f && fabsf(p[1] - (-2.0f + 1e-3f)) < 1e-6f,
           "adam first step: %g %g", (double)p[0], (double)p[1]);
@@ -30,7 +29,7 @@ static void test_sgd_momentum(void) {
     for (int nesterov = 0; nesterov <= 1; nesterov++) {
         s.nesterov = nesterov;
         float q = 1.0f, gq = 1.0f;
-        lsr_optimizer_init(&o, &s, 1, err);
+        lsr_optimizer_init(&o, &s, 1);
         lsr_optimizer_step(&o, &q, &gq);
         lsr_optimizer_step(&o, &q, &gq);
         const double want =
@@ -47,7 +46,7 @@ static void test_adamw_decays_weights(void) {
     s.kind = LSR_OPTIMIZER_ADAMW;
     s.weight_decay = 0.1f;
     float w = 2.0f, zero = 0.0f;
-    lsr_optimizer_init(&o, &s, 1, err);
+    lsr_optimizer_init(&o, &s, 1);
     lsr_optimizer_step(&o, &w, &zero);
     CHECK(fabsf(w - 2.0f * (1.0f - 1e-4f)) < 1e-7f, "adamw decay: %g", (double)w);
     lsr_optimizer_free(&o);
@@ -60,7 +59,7 @@ static void test_cosine_schedule(void) {
     s.schedule = LSR_SCHEDULE_COSINE;
     s.total_steps = 100;
     s.warmup = 10;
-    lsr_optimizer_init(&o, &s, 1, err);
+    lsr_optimizer_init(&o, &s, 1);
     CHECK(fabs(lsr_optimizer_lr(&o) - 1e-4) < 1e-9, "warm-up starts at lr/warmup");
     o.t = 50;
     CHECK(fabs(lsr_optimizer_lr(&o) - 0.5e-3) < 1e-9, "cosine halfway");

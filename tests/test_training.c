@@ -1,53 +1,75 @@
-/* Training on real data (Debian's Fashion-MNIST, which `make test` installs):
- * a short run must clearly learn, in fp32 and in bf16; the same seed must
- * give the same loss sequence, and 1, 2 and 3 threads the same losses and
- * weights in fp32. */
+/* Training on real data (Debian's Fashion-MNIST, which `make test` installs),
+ * through the public API (lsr/train.h): a short run must clearly learn, in
+ * fp32 and in bf16; the same seed must give the same loss sequence, and 1,
+ * 2 and 3 threads the same losses and weights in fp32; a run stopped and
+ * resumed from its checkpoint must end with the weights of one that never
+ * stopped. */
+#define _DEFAULT_SOURCE
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "check.h"
-#include "data/dataset.h"
-#include "metrics/metrics.h"
-#include "net/net.h"
+#include "lsr/train.h"
+#include "scratch.h"
 #include "threads.h"
-#include "train/train.h"
-
-static char err[LSR_ERR_LEN];
 
 /* Fashion-MNIST, and its first 4096 training and 2000 test images. */
 static lsr_dataset train, test, small, small_test;
 
 static lsr_train_settings settings(int epochs, int batch, float eps) {
-    lsr_train_settings s;
-    memset(&s, 0, sizeof s);
+    lsr_train_settings s = lsr_train_settings_default();
     s.epochs = epochs;
     s.batch = batch;
     s.seed = 1;
     s.init = LSR_INIT_CLEVERHANS;
-    s.optimizer = lsr_optimizer_defaults();
-    s.loss = lsr_loss_options_default();
     s.loss.smoothing = eps;
     return s;
 }
 
-/* Test accuracy of m on d (whose labels are in [0, 10)). */
+/* Test accuracy of m on d. */
 static double test_accuracy(lsr_model *m, const lsr_dataset *d) {
-    float *logits = malloc((size_t)d->n * 10 * sizeof(float));
-    CHECK(lsr_predict(m, d, logits, 256, err) == 0, "%s", err);
-    lsr_metrics mt;
-    lsr_metrics_compute(&mt, logits, d->y, d->n, 10, 1.0);
-    free(logits);
+    lsr_metrics mt = {0};
+    CHECK(lsr_model_evaluate(&mt, m, d, 1.0) == LSR_OK, "%s", lsr_last_error());
     return mt.accuracy;
 }
 
-static int subset(lsr_dataset *out, const lsr_dataset *in, int64_t n) {
+static void subset(lsr_dataset *out, const lsr_dataset *in, int64_t n) {
     int64_t *idx = malloc((size_t)n * sizeof *idx);
     for (int64_t i = 0; i < n; i++)
         idx[i] = i;
-    int r = lsr_dataset_subset(out, in, idx, n, err);
+    CHECK(lsr_dataset_subset(out, in, idx, n) == LSR_OK, "%s", lsr_last_error());
     free(idx);
-    return r;
+}
+
+/* A step callback that records every step's loss at its global index. */
+typedef struct trace {
+    float *loss;
+    int64_t steps;     /* steps recorded */
+    int64_t stop_at;   /* > 0: ask to stop after this many steps */
+} trace;
+
+static lsr_status record_step(void *ctx, const lsr_train_progress *p) {
+    trace *t = ctx;
+    t->loss[(p->epoch - 1) * p->steps_per_epoch + p->step - 1] = (float)p->step_loss;
+    t->steps++;
+    return t->stop_at > 0 && t->steps == t->stop_at ? LSR_STOPPED : LSR_OK;
+}
+
+/* Trains a new model of spec on data with s, recording the step losses into
+ * loss (may be NULL); returns the model, or NULL when it failed with status
+ * *failed. */
+static lsr_model *train_model(const char *spec, const lsr_dataset *data,
+                              const lsr_train_settings *s, float *loss, lsr_status *failed) {
+    lsr_model *m = NULL;
+    CHECK(lsr_model_create(&m, spec, data->h, data->w, data->c, 10) == LSR_OK, "%s",
+          lsr_last_error());
+    trace t = {loss, 0, 0};
+    lsr_train_callbacks cb = {&t, loss ? record_step : NULL, NULL, NULL, NULL};
+    *failed = lsr_train(m, data, s, &cb, NULL);
+    if (*failed == LSR_OK) return m;
+    lsr_model_free(m);
+    return NULL;
 }
 
 /* The data set read is Fashion-MNIST's: 60000 + 10000 images of 28x28, 10 classes (exact). */
@@ -64,44 +86,43 @@ static void test_cnn_learns_in_fp32_and_bf16(void) {
      * as well as fp32, and the same seed twice gives the same losses. */
     set_threads(2);
     double acc[2] = {0, 0};
-    float *trace[3] = {NULL, NULL, NULL};
+    float *loss[3] = {NULL, NULL, NULL};
     const int steps = 2 * 4096 / 32;
     for (int run = 0; run < 3; run++) {
-        const lsr_precision precision = run ? LSR_PRECISION_BF16 : LSR_PRECISION_FP32;
-        lsr_model m;
         lsr_train_settings s = settings(2, 32, 0.1f);
-        trace[run] = calloc((size_t)steps, sizeof(float));
-        CHECK(lsr_model_init(&m, "cleverhans-cnn", (lsr_shape){28, 28, 1}, 10, err) == 0, "%s",
-              err);
-        if (lsr_model_set_precision(&m, precision, err)) {
-            printf("bf16 training not checked: %s\n", err);
-            lsr_model_free(&m);
+        s.precision = run ? LSR_PRECISION_BF16 : LSR_PRECISION_FP32;
+        loss[run] = calloc((size_t)steps, sizeof(float));
+        lsr_status st;
+        lsr_model *m = train_model("cleverhans-cnn", &small, &s, loss[run], &st);
+        if (st == LSR_ERROR_UNSUPPORTED && run) {
+            printf("bf16 training not checked: %s\n", lsr_last_error());
             break;
         }
-        CHECK(lsr_train(&m, &small, &s, NULL, NULL, trace[run], err) == 0, "train: %s", err);
-        CHECK(lsr_model_set_precision(&m, LSR_PRECISION_FP32, err) == 0, "%s", err);
+        CHECK(st == LSR_OK, "train: %s", lsr_last_error());
+        if (!m) break;
         if (run < 2) {
-            acc[run] = test_accuracy(&m, &small_test);
+            acc[run] = test_accuracy(m, &small_test);
             printf(
                 "cleverhans-cnn, %s, 256 steps on 4096 images: test accuracy %.4f (chance 0.1)\n",
                 run ? "bf16" : "fp32", acc[run]);
             CHECK(acc[run] > 0.70, "after 256 steps the test accuracy is only %.4f", acc[run]);
         }
-        lsr_model_free(&m);
+        CHECK(lsr_model_settings(m) && lsr_model_settings(m)->precision == s.precision,
+              "the model does not record the run's settings");
+        lsr_model_free(m);
     }
-    set_threads(2);
     if (acc[1] > 0) {
         CHECK(fabs(acc[1] - acc[0]) < 0.03, "bf16 %.4f and fp32 %.4f differ", acc[1], acc[0]);
-        CHECK(memcmp(trace[1], trace[2], (size_t)steps * sizeof(float)) == 0,
+        CHECK(memcmp(loss[1], loss[2], (size_t)steps * sizeof(float)) == 0,
               "bf16: the same seed gave different loss sequences");
-        CHECK(memcmp(trace[0], trace[1], (size_t)steps * sizeof(float)) != 0,
+        CHECK(memcmp(loss[0], loss[1], (size_t)steps * sizeof(float)) != 0,
               "bf16 training gave exactly the fp32 losses: it did not run in bf16");
         /* 1 vs 2 threads is not checked in bf16: oneDNN chooses its
          * kernels and their blocking by the thread count, and does not
          * promise the same sums (the README says so) */
     }
     for (int run = 0; run < 3; run++)
-        free(trace[run]);
+        free(loss[run]);
 }
 
 /* Same seed, or 1 or 3 threads instead of 2: the same losses and weights, to the bit (fp32). */
@@ -109,26 +130,26 @@ static void test_training_is_reproducible(void) {
     lsr_dataset tiny;
     subset(&tiny, &train, 640);
     const int steps = 2 * 640 / 64, threads[4] = {2, 2, 1, 3};
-    float *trace[4], *weights[4];
+    float *loss[4], *weights[4];
     size_t n_params = 0;
     for (int run = 0; run < 4; run++) {
         set_threads(threads[run]);
-        lsr_model m;
         lsr_train_settings s = settings(2, 64, 0.1f);
-        lsr_model_init(&m, "cleverhans-cnn", (lsr_shape){28, 28, 1}, 10, err);
-        trace[run] = calloc((size_t)steps, sizeof(float));
-        CHECK(lsr_train(&m, &tiny, &s, NULL, NULL, trace[run], err) == 0, "%s", err);
-        n_params = m.n_params;
-        weights[run] = malloc(n_params * sizeof(float));
-        memcpy(weights[run], m.params, n_params * sizeof(float));
-        lsr_model_free(&m);
+        loss[run] = calloc((size_t)steps, sizeof(float));
+        lsr_status st;
+        lsr_model *m = train_model("cleverhans-cnn", &tiny, &s, loss[run], &st);
+        CHECK(m, "%s", lsr_last_error());
+        n_params = m ? lsr_model_param_count(m) : 0;
+        weights[run] = calloc(n_params ? n_params : 1, sizeof(float));
+        if (m) memcpy(weights[run], lsr_model_params(m), n_params * sizeof(float));
+        lsr_model_free(m);
     }
     set_threads(2);
     for (int run = 1; run < 4; run++) {
         int losses = 0;
         size_t params = 0;
         for (int i = 0; i < steps; i++)
-            losses += memcmp(&trace[run][i], &trace[0][i], sizeof(float)) != 0;
+            losses += memcmp(&loss[run][i], &loss[0][i], sizeof(float)) != 0;
         for (size_t i = 0; i < n_params; i++)
             params += memcmp(&weights[run][i], &weights[0][i], sizeof(float)) != 0;
         printf("%d vs 2 threads: %d of %d step losses and %zu of %zu weights differ\n",
@@ -136,42 +157,132 @@ static void test_training_is_reproducible(void) {
         CHECK(losses == 0 && params == 0, "%s: %d step losses and %zu weights differ",
               run == 1 ? "the same seed twice" : "another thread count", losses, params);
     }
-    CHECK(trace[0][steps - 1] < trace[0][0], "the loss did not go down: %g -> %g",
-          (double)trace[0][0], (double)trace[0][steps - 1]);
+    CHECK(loss[0][steps - 1] < loss[0][0], "the loss did not go down: %g -> %g",
+          (double)loss[0][0], (double)loss[0][steps - 1]);
     for (int run = 0; run < 4; run++) {
-        free(trace[run]);
+        free(loss[run]);
         free(weights[run]);
     }
     lsr_dataset_free(&tiny);
 }
 
+/* The checkpoint callback of a stopping run, saving where the test says. */
+typedef struct saver {
+    const char *path;
+    const lsr_train_settings *s;
+} saver;
+
+static lsr_status save_checkpoint(void *ctx, const lsr_model *m, const lsr_train_state *st) {
+    const saver *sv = ctx;
+    return lsr_checkpoint_save(sv->path, m, st, sv->s, "a note");
+}
+
+static lsr_status stop_then_save(void *ctx, const lsr_train_progress *p) {
+    (void)ctx;
+    return p->epoch == 2 && p->step == 3 ? LSR_STOPPED : LSR_OK;
+}
+
+/* A run stopped mid-epoch, its checkpoint loaded and trained on, ends with
+ * the weights of the run that never stopped, to the bit (the checkpoint
+ * holds the whole state: order, generator, moments, dropout included). */
+static void test_checkpoint_resumes_exactly(void) {
+    set_threads(2);
+    lsr_dataset tiny;
+    subset(&tiny, &train, 300);
+    const char *spec = "flatten,dense:32,relu,dropout:0.25,dense:10";
+    lsr_train_settings s = settings(3, 64, 0.1f);
+    s.optimizer.schedule = LSR_SCHEDULE_COSINE; /* its length comes back from the record */
+    s.prior_source = LSR_PRIOR_DATA;
+    lsr_status st;
+    lsr_model *straight = train_model(spec, &tiny, &s, NULL, &st);
+    CHECK(straight, "%s", lsr_last_error());
+
+    char path[600];
+    snprintf(path, sizeof path, "%s/run.ckpt", tmpdir);
+    lsr_model *m = NULL;
+    CHECK(lsr_model_create(&m, spec, 28, 28, 1, 10) == LSR_OK, "%s", lsr_last_error());
+    saver sv = {path, &s};
+    lsr_train_callbacks cb = {&sv, stop_then_save, NULL, save_checkpoint, NULL};
+    st = lsr_train(m, &tiny, &s, &cb, NULL);
+    CHECK(st == LSR_STOPPED, "the run did not stop: %s", lsr_status_name(st));
+    lsr_model_free(m);
+
+    lsr_train_state *state = NULL;
+    lsr_train_settings back;
+    char *note = NULL;
+    st = lsr_checkpoint_load(&m, &state, &back, &note, path);
+    CHECK(st == LSR_OK, "%s", lsr_last_error());
+    if (st != LSR_OK) goto out;
+    CHECK(lsr_train_state_epoch(state) == 2 && lsr_train_state_step(state) == 3,
+          "the checkpoint is at epoch %d step %lld", lsr_train_state_epoch(state),
+          (long long)lsr_train_state_step(state));
+    CHECK(!strcmp(note, "a note"), "note '%s'", note);
+    CHECK(back.optimizer.schedule == LSR_SCHEDULE_COSINE && back.prior_source == LSR_PRIOR_DATA &&
+              back.loss.smoothing == 0.1f && back.epochs == 3,
+          "the settings did not come back");
+    st = lsr_train(m, &tiny, &back, NULL, state);
+    CHECK(st == LSR_OK, "resume: %s", lsr_last_error());
+    const size_t n = lsr_model_param_count(m);
+    CHECK(straight && n == lsr_model_param_count(straight) &&
+              memcmp(lsr_model_params(m), lsr_model_params(straight), n * sizeof(float)) == 0,
+          "the resumed run ended with other weights than the straight one");
+    lsr_model_free(m);
+out:
+    free(note);
+    lsr_model_free(straight);
+    lsr_dataset_free(&tiny);
+}
+
+/* Bad settings and data are refused before training, by status and name. */
+static void test_bad_settings_refused(void) {
+    lsr_model *m = NULL;
+    CHECK(lsr_model_create(&m, "mlp", 28, 28, 1, 10) == LSR_OK, "%s", lsr_last_error());
+    lsr_train_settings s = settings(1, 64, 0.1f);
+    s.batch = 0;
+    CHECK(lsr_train(m, &small, &s, NULL, NULL) == LSR_ERROR_OPTION &&
+              strstr(lsr_last_error(), "settings.batch"),
+          "batch 0: %s", lsr_last_error());
+    s = settings(1, 64, 0.1f);
+    s.prior_source = LSR_PRIOR_FILE;
+    snprintf(s.prior_file, sizeof s.prior_file, "/nonexistent/prior.txt");
+    CHECK(lsr_train(m, &small, &s, NULL, NULL) == LSR_ERROR_IO &&
+              strstr(lsr_last_error(), "/nonexistent/prior.txt"),
+          "a missing prior file: %s", lsr_last_error());
+    lsr_model_free(m);
+    CHECK(lsr_model_create(&m, "mlp", 28, 28, 1, 5) == LSR_OK, "%s", lsr_last_error());
+    s = settings(1, 64, 0.1f);
+    CHECK(lsr_train(m, &small, &s, NULL, NULL) == LSR_ERROR_MISMATCH, "labels past 5 classes");
+    lsr_model_free(m);
+}
+
 /* The MLP preset with the data prior learns too (accuracy > 0.65 after 64 steps, chance 0.1). */
 static void test_mlp_with_data_prior_learns(void) {
     set_threads(2);
-    lsr_model m;
     lsr_train_settings s = settings(1, 64, 0.2f);
-    float prior[10] = {0};
-    for (int64_t i = 0; i < small.n; i++)
-        prior[small.y[i]] += 1.0f / (float)small.n;
-    s.loss.prior = prior;
+    s.prior_source = LSR_PRIOR_DATA;
     s.init = LSR_INIT_HE;
-    lsr_model_init(&m, "mlp", (lsr_shape){28, 28, 1}, 10, err);
-    CHECK(lsr_train(&m, &small, &s, NULL, NULL, NULL, err) == 0, "%s", err);
-    const double acc = test_accuracy(&m, &small_test);
+    lsr_status st;
+    lsr_model *m = train_model("mlp", &small, &s, NULL, &st);
+    CHECK(m, "%s", lsr_last_error());
+    if (!m) return;
+    const double acc = test_accuracy(m, &small_test);
     printf("mlp, 64 steps, data prior: test accuracy %.4f\n", acc);
     CHECK(acc > 0.65, "mlp test accuracy %.4f", acc);
-    lsr_model_free(&m);
+    lsr_model_free(m);
 }
 
 int main(void) {
-    if (lsr_data_load_dir(&train, &test, LSR_FASHION_MNIST_DIR, err)) {
-        fprintf(stderr, "%s (make test installs dataset-fashion-mnist)\n", err);
-        CHECK(0, "Fashion-MNIST is needed: %s", err);
+    if (lsr_dataset_load_dir(&train, &test, LSR_FASHION_MNIST_DIR) != LSR_OK) {
+        fprintf(stderr, "%s (make test installs dataset-fashion-mnist)\n", lsr_last_error());
+        CHECK(0, "Fashion-MNIST is needed: %s", lsr_last_error());
         return check_summary();
     }
+    if (scratch_make()) return 1;
     subset(&small, &train, 4096);
     subset(&small_test, &test, 2000);
     test_fashion_mnist_shape();
+    test_bad_settings_refused();
+    test_checkpoint_resumes_exactly();
     test_cnn_learns_in_fp32_and_bf16();
     test_training_is_reproducible();
     test_mlp_with_data_prior_learns();
@@ -179,5 +290,6 @@ int main(void) {
     lsr_dataset_free(&small_test);
     lsr_dataset_free(&train);
     lsr_dataset_free(&test);
+    scratch_remove();
     return check_summary();
 }

@@ -148,6 +148,9 @@ LSR_API void lsr_model_free(lsr_model *m); /* m may be NULL */
 
 LSR_API int lsr_model_classes(const lsr_model *m);
 LSR_API size_t lsr_model_param_count(const lsr_model *m);
+/* (lsr_model_param_count) all weights and biases, in lsr's own layout
+ * (channels last; model files hold PyTorch's). */
+LSR_API const float *lsr_model_params(const lsr_model *m);
 /* The architecture as a spec string (presets expanded). */
 LSR_API const char *lsr_model_spec(const lsr_model *m);
 /* The temperature T of the model's calibrated probabilities softmax(z / T),

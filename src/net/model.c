@@ -385,6 +385,7 @@ LSR_API void lsr_model_free(lsr_model *m) {
 
 LSR_API int lsr_model_classes(const lsr_model *m) { return m->classes; }
 LSR_API size_t lsr_model_param_count(const lsr_model *m) { return m->n_params; }
+LSR_API const float *lsr_model_params(const lsr_model *m) { return m->params; }
 LSR_API const char *lsr_model_spec(const lsr_model *m) { return m->spec; }
 LSR_API double lsr_model_temperature(const lsr_model *m) { return m->temperature; }
 LSR_API const lsr_train_settings *lsr_model_settings(const lsr_model *m) {
