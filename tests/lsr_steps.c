@@ -29,7 +29,6 @@
 #include <sys/stat.h>
 
 #include "data/dataset.h"
-#include "modelfile/modelfile.h"
 #include "net/net.h"
 #include "train/train.h"
 
@@ -47,33 +46,31 @@ typedef struct run {
     int epochs_recorded;
     FILE *order;
     lsr_model grads; /* a model whose parameters hold a gradient, to save it */
-    volatile int stop;
-    char err[LSR_ERR_LEN];
+    float *trace; /* every step's loss */
 } run;
 
-static void on_step(void *ctx, const lsr_train_progress *p) {
+static lsr_status on_step(void *ctx, const lsr_train_progress *p) {
     run *r = ctx;
-    (void)p;
-    if (++r->taken >= r->steps_wanted) r->stop = 1; /* lsr_train stops after this step */
+    r->trace[r->taken] = (float)p->step_loss;
+    /* lsr_train stops after this step */
+    return ++r->taken >= r->steps_wanted ? LSR_STOPPED : LSR_OK;
 }
 
-static int save(const lsr_model *m, const char *dir, const char *what, int64_t k, char *err) {
+static lsr_status save(const lsr_model *m, const char *dir, const char *what, int64_t k) {
     char path[4096];
     if (k >= 0) snprintf(path, sizeof path, "%s/%s_%lld.safetensors", dir, what, (long long)k);
     else snprintf(path, sizeof path, "%s/%s.safetensors", dir, what);
-    lsr_metadata md;
-    memset(&md, 0, sizeof md);
-    return lsr_model_save(m, &md, path, err);
+    return lsr_model_save(m, path);
 }
 
 /* Called after every step (checkpoint_every = 1): st->order is the order of
  * epoch st->epoch (the next epoch's, drawn already, after an epoch's last
  * step), m->grads the gradient of the step just taken. */
-static int on_checkpoint(void *ctx, const lsr_model *m, const lsr_train_state *st) {
+static lsr_status on_checkpoint(void *ctx, const lsr_model *m, const lsr_train_state *st) {
     run *r = ctx;
     if (st->epoch > r->epochs_recorded + 1)
-        return lsr_fail(r->err, "epoch %d's order was never seen (one step per epoch: give a "
-                                "larger --train-limit)", r->epochs_recorded + 1);
+        return lsr__fail(LSR_ERROR_OPTION, "epoch %d's order was never seen (one step per epoch: "
+                         "give a larger --train-limit)", r->epochs_recorded + 1);
     if (st->epoch == r->epochs_recorded + 1) {
         for (int64_t i = 0; i < st->n; i++)
             fprintf(r->order, i ? " %lld" : "%lld", (long long)st->order[i]);
@@ -83,11 +80,10 @@ static int on_checkpoint(void *ctx, const lsr_model *m, const lsr_train_state *s
     for (int i = 0; i < r->n_saves; i++)
         if (r->save_at[i] == r->taken) {
             memcpy(r->grads.params, m->grads, m->n_params * sizeof(float));
-            if (save(m, r->dir, "params", r->taken, r->err) ||
-                save(&r->grads, r->dir, "grads", r->taken, r->err))
-                return -1;
+            LSR_TRY(save(m, r->dir, "params", r->taken));
+            LSR_TRY(save(&r->grads, r->dir, "grads", r->taken));
         }
-    return 0;
+    return LSR_OK;
 }
 
 static int flag_value(int argc, char **argv, int *i, const char **v) {
@@ -107,11 +103,8 @@ int main(int argc, char **argv) {
     r.steps_wanted = 20;
     int64_t limit = 0;
     int threads = 1;
-    lsr_train_settings s;
-    memset(&s, 0, sizeof s);
+    lsr_train_settings s = lsr_train_settings_default(); /* Adam, lr 1e-3, PyTorch's betas, eps */
     s.batch = 128;
-    s.optimizer = lsr_optimizer_defaults(); /* Adam, lr 1e-3, PyTorch's betas and eps */
-    s.loss = lsr_loss_options_default();
     s.loss.smoothing = 0.1f;
     for (int i = 1; i < argc; i++) {
         const char *v = NULL;
@@ -158,19 +151,16 @@ int main(int argc, char **argv) {
     omp_set_num_threads(threads);
 #endif
     s.loss.threads = threads;
-    s.init = lsr_model_default_init(model_name);
 
     int status = 1;
     lsr_dataset all = {0}, train = {0}, val = {0};
     lsr_model m;
     memset(&m, 0, sizeof m);
-    float *trace = NULL;
     char path[4096];
     FILE *tsv = NULL;
-    lsr_train_state resume_state, *resume = NULL;
-    memset(&resume_state, 0, sizeof resume_state);
-    if (lsr_data_load_dir(&all, NULL, data_dir, r.err) ||
-        lsr_dataset_split(&train, &val, &all, limit, 0, s.seed, r.err))
+    lsr_train_state *resume = NULL;
+    if (lsr_dataset_load_dir(&all, NULL, data_dir) ||
+        lsr_dataset_split(&train, &val, &all, limit, 0, s.seed))
         goto out;
     const lsr_shape input = {all.h, all.w, all.c};
     const int64_t per_epoch = (train.n + s.batch - 1) / s.batch;
@@ -178,26 +168,25 @@ int main(int argc, char **argv) {
     s.checkpoint_every = 1;
 
     if (start) { /* a given model, a fresh optimizer, a seeded first order */
-        if (lsr_model_load(&m, NULL, start, r.err)) goto out;
-        resume_state.epoch = 1;
-        resume_state.n = train.n;
-        lsr_rng_seed(&resume_state.rng, s.seed ^ 0x5eed5eed5eed5eedull);
-        if (lsr_optimizer_init(&resume_state.opt, &s.optimizer, m.n_params, r.err)) goto out;
-        if (!(resume_state.order = malloc((size_t)train.n * sizeof *resume_state.order))) goto out;
-        for (int64_t i = 0; i < train.n; i++) resume_state.order[i] = i;
-        lsr_rng_shuffle(&resume_state.rng, resume_state.order, train.n);
-        resume = &resume_state;
-        if (save(&m, r.dir, "init", -1, r.err)) goto out;
+        lsr_model *loaded = NULL;
+        if (lsr_model_load(&loaded, start)) goto out;
+        m = *loaded; /* the struct's arrays, now owned by m */
+        free(loaded);
+        if (!(resume = calloc(1, sizeof *resume))) goto out;
+        resume->epoch = 1;
+        resume->n = train.n;
+        lsr_rng_seed(&resume->rng, s.seed ^ 0x5eed5eed5eed5eedull);
+        if (lsr_optimizer_init(&resume->opt, &s.optimizer, m.n_params)) goto out;
+        if (!(resume->order = malloc((size_t)train.n * sizeof *resume->order))) goto out;
+        for (int64_t i = 0; i < train.n; i++) resume->order[i] = i;
+        lsr_rng_shuffle(&resume->rng, resume->order, train.n);
+        if (save(&m, r.dir, "init", -1)) goto out;
         goto init_done;
     }
-    /* the initial parameters: lsr_train's own initialisation, with 0 epochs */
-    if (lsr_model_init(&m, model_name, input, all.classes, r.err)) goto out;
-    lsr_train_settings zero = s;
-    zero.epochs = 0;
-    if (lsr_train(&m, &train, &zero, NULL, NULL, NULL, r.err) < 0 || save(&m, r.dir, "init", -1, r.err))
-        goto out;
-    lsr_model_free(&m);
-    if (lsr_model_init(&m, model_name, input, all.classes, r.err)) goto out;
+    /* the initial parameters: lsr_train's own initialisation */
+    if (lsr_model_init(&m, model_name, input, all.classes)) goto out;
+    lsr_train_init_params(&m, &s);
+    if (save(&m, r.dir, "init", -1)) goto out;
 init_done:
     for (int i = 0; i < m.n_layers; i++)
         if (m.layers[i].kind == LSR_LAYER_DROPOUT && m.layers[i].rate > 0) {
@@ -205,16 +194,18 @@ init_done:
                     m.spec);
             goto out_quiet;
         }
-    if (lsr_model_init(&r.grads, m.spec, input, all.classes, r.err)) goto out;
+    if (lsr_model_init(&r.grads, m.spec, input, all.classes)) goto out;
     snprintf(path, sizeof path, "%s/order.txt", r.dir);
     if (!(r.order = fopen(path, "w"))) {
         perror(path);
         goto out_quiet;
     }
-    trace = calloc((size_t)(s.epochs * per_epoch), sizeof *trace);
-    if (!trace) goto out;
-    lsr_train_callbacks cb = {&r, on_step, NULL, on_checkpoint, &r.stop};
-    if (lsr_train(&m, &train, &s, &cb, resume, trace, r.err) < 0) goto out;
+    r.trace = calloc((size_t)r.steps_wanted, sizeof *r.trace);
+    if (!r.trace) goto out;
+    lsr_train_callbacks cb = {&r, on_step, NULL, on_checkpoint, NULL};
+    const lsr_status trained = lsr_train(&m, &train, &s, &cb, resume);
+    resume = NULL; /* taken over */
+    if (trained != LSR_OK && trained != LSR_STOPPED) goto out;
     if (fclose(r.order) != 0) {
         r.order = NULL;
         perror(path);
@@ -231,7 +222,7 @@ init_done:
         const int64_t first = (k % per_epoch) * s.batch;
         const int64_t b = train.n - first < s.batch ? train.n - first : s.batch;
         fprintf(tsv, "%lld\t%lld\t%lld\t%.9g\n", (long long)k + 1, (long long)(k / per_epoch) + 1,
-                (long long)b, (double)trace[k]);
+                (long long)b, (double)r.trace[k]);
     }
     if (fclose(tsv) != 0) {
         perror(path);
@@ -242,13 +233,13 @@ init_done:
     status = 0;
     goto out_quiet;
 out:
-    fprintf(stderr, "lsr_steps: %s\n", r.err[0] ? r.err : "out of memory");
+    fprintf(stderr, "lsr_steps: %s\n", lsr_last_error()[0] ? lsr_last_error() : "out of memory");
 out_quiet:
-    lsr_train_state_free(&resume_state);
+    lsr_train_state_free(resume);
     if (r.order) fclose(r.order);
-    free(trace);
-    lsr_model_free(&m);
-    lsr_model_free(&r.grads);
+    free(r.trace);
+    lsr_model_clear(&m);
+    lsr_model_clear(&r.grads);
     lsr_dataset_free(&all);
     lsr_dataset_free(&train);
     lsr_dataset_free(&val);

@@ -138,13 +138,17 @@ static lsr_status resolve_prior(float **prior, const lsr_train_settings *s, cons
     return LSR_OK;
 }
 
+void lsr_train_init_params(lsr_model *m, const lsr_train_settings *s) {
+    lsr_rng init_rng;
+    lsr_rng_seed(&init_rng, s->seed);
+    lsr_model_init_params(m, s->init, &init_rng);
+}
+
 /* A fresh run's state: parameters initialised, the first epoch's order. */
 static lsr_status start_state(lsr_train_state *st, lsr_model *m, const lsr_dataset *data,
                               const lsr_train_settings *s) {
-    lsr_rng init_rng;
-    lsr_rng_seed(&init_rng, s->seed);
+    lsr_train_init_params(m, s);
     lsr_rng_seed(&st->rng, s->seed ^ 0x5eed5eed5eed5eedull);
-    lsr_model_init_params(m, s->init, &init_rng);
     const lsr_optimizer_settings os = lsr_train_optimizer_settings(s, data->n);
     LSR_TRY(lsr_optimizer_init(&st->opt, &os, m->n_params));
     st->epoch = 1;

@@ -29,6 +29,9 @@ struct lsr_train_state {
  * length resolved (the one place it is computed). */
 lsr_optimizer_settings lsr_train_optimizer_settings(const lsr_train_settings *s, int64_t n);
 
+/* m's parameters at the start of a fresh run of s: drawn from s->seed. */
+void lsr_train_init_params(lsr_model *m, const lsr_train_settings *s);
+
 /* Checks s: every setting in range, named in the message. */
 lsr_status lsr_train_settings_check(const lsr_train_settings *s);
 
