@@ -1,23 +1,31 @@
-/* The lsr command: shared pieces of its subcommands. */
+/* The lsr command: helpers shared by its subcommands. */
 #ifndef LSR_CLI_H
 #define LSR_CLI_H
 
 #include "../common/common.h"
 #include "../metrics/metrics.h"
 
-int lsr_cmd_train(int argc, char **argv);
-int lsr_cmd_eval(int argc, char **argv);
-int lsr_cmd_attack(int argc, char **argv);
-int lsr_cmd_calibrate(int argc, char **argv);
-int lsr_cmd_sweep(int argc, char **argv);
+/* Examples per forward pass when predicting or crafting FGSM examples (not
+ * the training batch). */
+#define CLI_PREDICT_BATCH 256
+/* The most --threads takes. */
+#define CLI_MAX_THREADS 1024
+
+/* A macro's value as a string literal, for usage texts: CLI_STR(6) is "6". */
+#define CLI_STR(x) CLI_STR_(x)
+#define CLI_STR_(x) #x
 
 /* Parses a whole-string number in [min, max] for flag, or explains. */
-int cli_int(const char *flag, const char *s, long long min, long long max, long long *out, char *err);
+int cli_int(const char *flag, const char *s, long long min, long long max, long long *out,
+            char *err);
 int cli_float(const char *flag, const char *s, double min, double max, double *out, char *err);
 /* Applies --threads to OpenMP (0: every core); lsr_gemm shares its tiles over those threads. */
 void cli_set_threads(int threads);
 int cli_threads(void);
 const char *cli_blas_core(void);
+/* Where OpenBLAS took an AVX-512 or AVX2 CPU for an older core, sets
+ * OPENBLAS_CORETYPE and starts lsr again with argv (once); else returns. */
+void cli_fix_blas_core(char **argv);
 
 /* Prints the evaluation as text, or as one JSON object (json 2: no newline). */
 void cli_print_metrics(const lsr_metrics *mt, int json, const char *title);

@@ -13,13 +13,16 @@
 #include "../modelfile/modelfile.h"
 #include "../train/train.h"
 #include "cli.h"
+#include "cmd.h"
+
+#define ATTACK_DEFAULT_EPS 0.3 /* --eps, also in the usage text */
 
 static int64_t count_hits(lsr_model *m, const float *x, const int64_t *y, int64_t n, int64_t *pred,
                           char *err) {
     lsr_dataset d = {n, m->input.h, m->input.w, m->input.c, m->classes, (float *)x, (int64_t *)y};
     float *logits = malloc((size_t)n * m->classes * sizeof(float));
     if (!logits) return lsr_fail(err, "out of memory");
-    if (lsr_predict(m, &d, logits, 256, err)) {
+    if (lsr_predict(m, &d, logits, CLI_PREDICT_BATCH, err)) {
         free(logits);
         return -1;
     }
@@ -41,17 +44,25 @@ static int write_idx_images(const char *path, const float *x, int64_t n, lsr_sha
         fwrite(b, 1, 4, af.f);
     }
     const size_t total = (size_t)n * lsr_shape_size(s);
-    for (size_t i = 0; i < total; i++) fputc((int)lrintf(x[i] * 255.0f), af.f);
+    for (size_t i = 0; i < total; i++)
+        fputc((int)lrintf(x[i] * 255.0f), af.f);
     return lsr_atomic_commit(&af, err);
 }
 
 static int write_idx_labels(const char *path, const int64_t *y, int64_t n, char *err) {
     lsr_atomic_file af;
     if (lsr_atomic_open(&af, path, err)) return -1;
-    unsigned char head[8] = {0, 0, 8, 1, (unsigned char)(n >> 24), (unsigned char)(n >> 16),
-                             (unsigned char)(n >> 8), (unsigned char)n};
+    unsigned char head[8] = {0,
+                             0,
+                             8,
+                             1,
+                             (unsigned char)(n >> 24),
+                             (unsigned char)(n >> 16),
+                             (unsigned char)(n >> 8),
+                             (unsigned char)n};
     fwrite(head, 1, 8, af.f);
-    for (int64_t i = 0; i < n; i++) fputc((int)y[i], af.f);
+    for (int64_t i = 0; i < n; i++)
+        fputc((int)y[i], af.f);
     return lsr_atomic_commit(&af, err);
 }
 
@@ -62,8 +73,10 @@ static int write_grid(const char *path, const float *clean, const float *adv, co
     const int cols = n < 10 ? (int)n : 10, px = 3, cell = s.w * px + 10, rowh = s.h * px + 34;
     lsr_atomic_file af;
     if (lsr_atomic_open(&af, path, err)) return -1;
-    fprintf(af.f, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" "
-                  "font-family=\"sans-serif\" font-size=\"11\">\n<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n",
+    fprintf(af.f,
+            "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" "
+            "font-family=\"sans-serif\" font-size=\"11\">\n<rect width=\"100%%\" height=\"100%%\" "
+            "fill=\"white\"/>\n",
             cols * cell + 80, 2 * rowh + 10);
     fprintf(af.f, "<text x=\"4\" y=\"%d\">clean</text><text x=\"4\" y=\"%d\">FGSM</text>\n",
             rowh / 2, rowh + rowh / 2);
@@ -75,14 +88,19 @@ static int write_grid(const char *path, const float *clean, const float *adv, co
                 for (int j = 0; j < s.w;) { /* runs of equal grey */
                     const int v = (int)lrintf(img[(i * s.w + j) * s.c] * 255.0f);
                     int run = 1;
-                    while (j + run < s.w && (int)lrintf(img[(i * s.w + j + run) * s.c] * 255.0f) == v) run++;
-                    fprintf(af.f, "<rect x=\"%d\" y=\"%d\" width=\"%d\" height=\"%d\" fill=\"rgb(%d,%d,%d)\"/>",
+                    while (j + run < s.w &&
+                           (int)lrintf(img[(i * s.w + j + run) * s.c] * 255.0f) == v)
+                        run++;
+                    fprintf(af.f,
+                            "<rect x=\"%d\" y=\"%d\" width=\"%d\" height=\"%d\" "
+                            "fill=\"rgb(%d,%d,%d)\"/>",
                             ox + j * px, oy + i * px, run * px, px, v, v, v);
                     j += run;
                 }
             const int64_t p = row ? pred_adv[c] : pred_clean[c];
-            fprintf(af.f, "\n<text x=\"%d\" y=\"%d\" fill=\"%s\">pred %lld (true %lld)</text>\n", ox,
-                    oy + s.h * px + 14, p == y[c] ? "green" : "red", (long long)p, (long long)y[c]);
+            fprintf(af.f, "\n<text x=\"%d\" y=\"%d\" fill=\"%s\">pred %lld (true %lld)</text>\n",
+                    ox, oy + s.h * px + 14, p == y[c] ? "green" : "red", (long long)p,
+                    (long long)y[c]);
         }
     fputs("</svg>\n", af.f);
     return lsr_atomic_commit(&af, err);
@@ -90,15 +108,15 @@ static int write_grid(const char *path, const float *clean, const float *adv, co
 
 int lsr_cmd_attack(int argc, char **argv) {
     static const struct option opts[] = {
-        {"model", required_argument, 0, 'm'}, {"data", required_argument, 0, 'd'},
+        {"model", required_argument, 0, 'm'},  {"data", required_argument, 0, 'd'},
         {"method", required_argument, 0, 'M'}, {"eps", required_argument, 0, 'e'},
-        {"true-labels", no_argument, 0, 'y'}, {"transfer-from", required_argument, 0, 'f'},
-        {"save", required_argument, 0, 's'}, {"limit", required_argument, 0, 'n'},
-        {"json", no_argument, 0, 'j'}, {"threads", required_argument, 0, 't'},
-        {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+        {"true-labels", no_argument, 0, 'y'},  {"transfer-from", required_argument, 0, 'f'},
+        {"save", required_argument, 0, 's'},   {"limit", required_argument, 0, 'n'},
+        {"json", no_argument, 0, 'j'},         {"threads", required_argument, 0, 't'},
+        {"help", no_argument, 0, 'h'},         {0, 0, 0, 0}};
     const char *model_path = NULL, *data_dir = LSR_FASHION_MNIST_DIR, *source_path = NULL,
                *save_dir = NULL;
-    double eps = 0.3;
+    double eps = ATTACK_DEFAULT_EPS;
     long long limit = 0, threads = 0;
     int json = 0, true_labels = 0, c;
     char err[LSR_ERR_LEN];
@@ -106,27 +124,53 @@ int lsr_cmd_attack(int argc, char **argv) {
     optind = 1;
     while ((c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
         switch (c) {
-        case 'm': model_path = optarg; break;
-        case 'd': data_dir = optarg; break;
-        case 'M':
-            if (strcmp(optarg, "fgsm") != 0) return cli_error("attack", "--method: only fgsm is implemented");
+        case 'm':
+            model_path = optarg;
             break;
-        case 'e': if (cli_float("--eps", optarg, 0, 1, &eps, err)) return cli_error("attack", err); break;
-        case 'y': true_labels = 1; break;
-        case 'f': source_path = optarg; break;
-        case 's': save_dir = optarg; break;
-        case 'n': if (cli_int("--limit", optarg, 1, INT64_MAX, &limit, err)) return cli_error("attack", err); break;
-        case 'j': json = 1; break;
-        case 't': if (cli_int("--threads", optarg, 0, 1024, &threads, err)) return cli_error("attack", err); break;
+        case 'd':
+            data_dir = optarg;
+            break;
+        case 'M':
+            if (strcmp(optarg, "fgsm") != 0)
+                return cli_error("attack", "--method: only fgsm is implemented");
+            break;
+        case 'e':
+            if (cli_float("--eps", optarg, 0, 1, &eps, err)) return cli_error("attack", err);
+            break;
+        case 'y':
+            true_labels = 1;
+            break;
+        case 'f':
+            source_path = optarg;
+            break;
+        case 's':
+            save_dir = optarg;
+            break;
+        case 'n':
+            if (cli_int("--limit", optarg, 1, INT64_MAX, &limit, err))
+                return cli_error("attack", err);
+            break;
+        case 'j':
+            json = 1;
+            break;
+        case 't':
+            if (cli_int("--threads", optarg, 0, CLI_MAX_THREADS, &threads, err))
+                return cli_error("attack", err);
+            break;
         case 'h':
-            printf("usage: lsr attack --model FILE [--data DIR] [--method fgsm] [--eps 0.3]\n"
-                   "       [--true-labels] [--transfer-from FILE] [--save DIR] [--limit N] [--json]\n"
-                   "  L-infinity FGSM on the test split, clipped to [0, 1]; the label is the model's\n"
-                   "  own prediction unless --true-labels.  --transfer-from crafts the examples on\n"
+            printf("usage: lsr attack --model FILE [--data DIR] [--method fgsm] [--eps %g]\n"
+                   "       [--true-labels] [--transfer-from FILE] [--save DIR]"
+                   " [--limit N] [--json]\n"
+                   "  L-infinity FGSM on the test split, clipped to [0, 1]; the label is the"
+                   " model's\n"
+                   "  own prediction unless --true-labels.  --transfer-from crafts the examples"
+                   " on\n"
                    "  another model (the control for gradient masking).  --save writes the\n"
-                   "  adversarial images as IDX files and grid.svg.\n");
+                   "  adversarial images as IDX files and grid.svg.\n",
+                   ATTACK_DEFAULT_EPS);
             return 0;
-        default: return cli_flag_error("attack", c, argv);
+        default:
+            return cli_flag_error("attack", c, argv);
         }
     }
     if (optind < argc) return cli_argument_error("attack", argv[optind]);
@@ -159,10 +203,15 @@ int lsr_cmd_attack(int argc, char **argv) {
     adv = malloc((size_t)test.n * lsr_shape_size(model.input) * sizeof(float));
     pred_clean = malloc((size_t)test.n * sizeof(int64_t));
     pred_adv = malloc((size_t)test.n * sizeof(int64_t));
-    if (!adv || !pred_clean || !pred_adv) { snprintf(err, sizeof err, "out of memory"); goto out; }
+    if (!adv || !pred_clean || !pred_adv) {
+        snprintf(err, sizeof err, "out of memory");
+        goto out;
+    }
     const int64_t clean_hits = count_hits(&model, test.x, test.y, test.n, pred_clean, err);
     if (clean_hits < 0) goto out;
-    if (lsr_fgsm(crafter, adv, test.x, true_labels ? test.y : NULL, test.n, (float)eps, 256, err)) goto out;
+    if (lsr_fgsm(crafter, adv, test.x, true_labels ? test.y : NULL, test.n, (float)eps,
+                 CLI_PREDICT_BATCH, err))
+        goto out;
     const int64_t adv_hits = count_hits(&model, adv, test.y, test.n, pred_adv, err);
     if (adv_hits < 0) goto out;
     if (save_dir) {
@@ -172,13 +221,16 @@ int lsr_cmd_attack(int argc, char **argv) {
         snprintf(p, sizeof p, "%s/t10k-labels-idx1-ubyte", save_dir);
         if (write_idx_labels(p, test.y, test.n, err)) goto out;
         snprintf(p, sizeof p, "%s/grid.svg", save_dir);
-        if (write_grid(p, test.x, adv, test.y, pred_clean, pred_adv, test.n, model.input, err)) goto out;
+        if (write_grid(p, test.x, adv, test.y, pred_clean, pred_adv, test.n, model.input, err))
+            goto out;
     }
     const double ca = (double)clean_hits / (double)test.n, aa = (double)adv_hits / (double)test.n;
     if (json)
-        printf("{\"n\": %lld, \"eps\": %g, \"labels\": \"%s\", \"transfer\": %s, \"clean_accuracy\": %.6f, "
+        printf("{\"n\": %lld, \"eps\": %g, \"labels\": \"%s\", \"transfer\": %s, "
+               "\"clean_accuracy\": %.6f, "
                "\"adv_accuracy\": %.6f}\n",
-               (long long)test.n, eps, true_labels ? "true" : "predicted", source_path ? "true" : "false", ca, aa);
+               (long long)test.n, eps, true_labels ? "true" : "predicted",
+               source_path ? "true" : "false", ca, aa);
     else
         printf("FGSM eps %g (%s labels%s%s), %lld test samples\n  clean accuracy        %.4f\n"
                "  adversarial accuracy  %.4f\n",

@@ -1,127 +1,51 @@
-/* lsr: train and evaluate classifiers with label-smoothing regularization. */
+/* lsr: train and evaluate classifiers with label-smoothing regularization.
+ * main: --help, --version and the subcommands (cmd_NAME.c each). */
 #define _GNU_SOURCE
-#include <errno.h>
-#include <getopt.h>
-#include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
-#include "cli.h"
 #include "../net/net.h"
+#include "cli.h"
+#include "cmd.h"
 #include "lsr/loss.h"
 
 #ifdef _OPENMP
 #include <omp.h>
 #endif
 
-char *openblas_get_corename(void);
-
-int cli_error(const char *cmd, const char *msg) {
-    fprintf(stderr, "lsr %s: %s\n", cmd, msg);
-    return 1;
-}
-
-int cli_flag_error(const char *cmd, int c, char **argv) {
-    char msg[512];
-    if (c == ':') snprintf(msg, sizeof msg, "%s: needs a value", argv[optind - 1]);
-    else snprintf(msg, sizeof msg, "unknown flag '%s' (lsr %s --help)", argv[optind - 1], cmd);
-    return cli_error(cmd, msg);
-}
-
-int cli_argument_error(const char *cmd, const char *arg) {
-    char msg[512];
-    snprintf(msg, sizeof msg, "unexpected argument '%s'", arg);
-    return cli_error(cmd, msg);
-}
-
-int cli_int(const char *flag, const char *s, long long min, long long max, long long *out, char *err) {
-    char *end;
-    errno = 0;
-    long long v = strtoll(s, &end, 10);
-    if (end == s || *end || errno || v < min || v > max)
-        return lsr_fail(err, "%s: '%s' is not an integer in [%lld, %lld]", flag, s, min, max);
-    *out = v;
-    return 0;
-}
-
-int cli_float(const char *flag, const char *s, double min, double max, double *out, char *err) {
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (end == s || *end || errno || !(v >= min && v <= max))
-        return lsr_fail(err, "%s: '%s' is not a number in [%g, %g]", flag, s, min, max);
-    *out = v;
-    return 0;
-}
-
-static int thread_count = 1;
-
-void cli_set_threads(int threads) {
-#ifdef _OPENMP
-    if (threads <= 0) threads = omp_get_num_procs();
-    omp_set_num_threads(threads);
-#else
-    threads = 1;
-#endif
-    thread_count = threads;
-}
-
-int cli_threads(void) { return thread_count; }
-
-const char *cli_blas_core(void) { return openblas_get_corename(); }
-
-void cli_print_metrics(const lsr_metrics *mt, int json, const char *title) {
-    if (json) { /* 2: without the newline, to nest */
-        printf("{\"n\": %lld, \"accuracy\": %.6f, \"top5\": %.6f, \"nll\": %.6f, \"ece\": %.6f, "
-               "\"mce\": %.6f, \"brier\": %.6f, \"mean_confidence\": %.6f, "
-               "\"confidence_minus_accuracy\": %.6f}%s",
-               (long long)mt->n, mt->accuracy, mt->top5, mt->nll, mt->ece, mt->mce, mt->brier,
-               mt->mean_confidence, mt->overconfidence, json == 2 ? "" : "\n");
-        return;
-    }
-    printf("%s (%lld samples)\n", title, (long long)mt->n);
-    printf("  accuracy   %.4f\n  top-5      %.4f\n  NLL        %.4f\n", mt->accuracy, mt->top5, mt->nll);
-    printf("  ECE        %.4f  (%d equal-width bins)\n  MCE        %.4f\n", mt->ece,
-           LSR_CALIBRATION_BINS, mt->mce);
-    printf("  Brier      %.4f\n  confidence - accuracy  %+.4f (%s)\n", mt->brier, mt->overconfidence,
-           mt->overconfidence > 0 ? "over-confident" : "under-confident");
-}
-
-/* Debian's OpenBLAS 0.3.21 takes some AVX-512 CPUs for "Prescott" and runs
- * its SSE3 kernels, 4x slower.  The core type is read when the library
- * loads, so lsr sets it and starts itself again, once. */
-static void fix_blas_core(char **argv) {
-#ifdef LSR_HAVE_ONEDNN
-    (void)argv; /* the GEMMs are oneDNN's, which reads the CPU itself */
-#else
-    if (getenv("OPENBLAS_CORETYPE") || getenv("LSR_NO_BLAS_FIX")) return;
-    const char *core = openblas_get_corename();
-    if (!core || (strcasecmp(core, "prescott") && strcasecmp(core, "core2") &&
-                  strcasecmp(core, "nehalem") && strcasecmp(core, "unknown")))
-        return;
-    __builtin_cpu_init();
-    const char *want = NULL;
-    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq")) want = "SkylakeX";
-    else if (__builtin_cpu_supports("avx2")) want = "Haswell";
-    if (!want) return;
-    setenv("OPENBLAS_CORETYPE", want, 1);
-    execv("/proc/self/exe", argv);
-    /* exec failed: go on with the slow kernels */
-#endif
-}
-
 static void usage(FILE *f) {
-    fprintf(f,
-            "usage: lsr <command> [flags]\n"
-            "  train    train a classifier with label smoothing (lsr train --help)\n"
-            "  eval     evaluate a model file on a dataset (lsr eval --help)\n"
-            "  attack   FGSM against a model file (lsr attack --help)\n"
-            "  calibrate  fit a temperature on the held-out validation split (lsr calibrate --help)\n"
-            "  sweep    train and compare several eps and seeds, with a report (lsr sweep --help)\n"
-            "  --version, --help\n");
+    fprintf(f, "usage: lsr <command> [flags]\n"
+               "  train    train a classifier with label smoothing (lsr train --help)\n"
+               "  eval     evaluate a model file on a dataset (lsr eval --help)\n"
+               "  attack   FGSM against a model file (lsr attack --help)\n"
+               "  calibrate  fit a temperature on the held-out validation split"
+               " (lsr calibrate --help)\n"
+               "  sweep    train and compare several eps and seeds, with a report"
+               " (lsr sweep --help)\n"
+               "  --version, --help\n");
+}
+
+static void version(void) {
+    printf("lsr %s\nloss kernels: %s\nGEMM: %s\n", LSR_VERSION_STRING,
+           lsr_isa_name(lsr_isa_detect()), lsr_gemm_backend());
+    printf("OpenBLAS: core %s%s%s\n", cli_blas_core(),
+           getenv("OPENBLAS_CORETYPE") ? " (set by OPENBLAS_CORETYPE)" : " (detected)",
+#ifdef LSR_HAVE_ONEDNN
+           ", a fallback only (for a GEMM oneDNN cannot run)"
+#else
+           ""
+#endif
+    );
+    char why[LSR_ERR_LEN];
+    if (lsr_conv_fast_available(LSR_PRECISION_BF16, why) == 0)
+        printf("--precision bf16: available (oneDNN)\n");
+    else
+        printf("--precision bf16: unavailable (%s)\n", why);
+#ifdef _OPENMP
+    printf("threads: %d (OpenMP)\n", omp_get_num_procs());
+#endif
 }
 
 int main(int argc, char **argv) {
@@ -129,7 +53,7 @@ int main(int argc, char **argv) {
      * the error path names the file and removes the temporary, instead of
      * killing the process */
     signal(SIGXFSZ, SIG_IGN);
-    fix_blas_core(argv);
+    cli_fix_blas_core(argv);
     if (argc < 2) {
         usage(stderr);
         return 2;
@@ -139,24 +63,7 @@ int main(int argc, char **argv) {
         return 0;
     }
     if (!strcmp(argv[1], "--version")) {
-        printf("lsr %s\nloss kernels: %s\nGEMM: %s\n", LSR_VERSION_STRING,
-               lsr_isa_name(lsr_isa_detect()), lsr_gemm_backend());
-        printf("OpenBLAS: core %s%s%s\n", cli_blas_core(),
-               getenv("OPENBLAS_CORETYPE") ? " (set by OPENBLAS_CORETYPE)" : " (detected)",
-#ifdef LSR_HAVE_ONEDNN
-               ", a fallback only (for a GEMM oneDNN cannot run)"
-#else
-               ""
-#endif
-        );
-        char why[LSR_ERR_LEN];
-        if (lsr_conv_fast_available(LSR_PRECISION_BF16, why) == 0)
-            printf("--precision bf16: available (oneDNN)\n");
-        else
-            printf("--precision bf16: unavailable (%s)\n", why);
-#ifdef _OPENMP
-        printf("threads: %d (OpenMP)\n", omp_get_num_procs());
-#endif
+        version();
         return 0;
     }
     if (!strcmp(argv[1], "train")) return lsr_cmd_train(argc - 1, argv + 1);
@@ -164,6 +71,9 @@ int main(int argc, char **argv) {
     if (!strcmp(argv[1], "attack")) return lsr_cmd_attack(argc - 1, argv + 1);
     if (!strcmp(argv[1], "calibrate")) return lsr_cmd_calibrate(argc - 1, argv + 1);
     if (!strcmp(argv[1], "sweep")) return lsr_cmd_sweep(argc - 1, argv + 1);
-    fprintf(stderr, "lsr: unknown command '%s' (train, eval, attack, calibrate, sweep, --help, --version)\n", argv[1]);
+    fprintf(
+        stderr,
+        "lsr: unknown command '%s' (train, eval, attack, calibrate, sweep, --help, --version)\n",
+        argv[1]);
     return 2;
 }

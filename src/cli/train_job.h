@@ -1,9 +1,17 @@
-/* lsr train's settings and steps, shared with lsr sweep. */
+/* lsr train's settings and steps, shared with lsr sweep: the job, its
+ * defaults, its run, and its model file.  Its flags: train_flags.h. */
 #ifndef LSR_CLI_TRAIN_JOB_H
 #define LSR_CLI_TRAIN_JOB_H
 
 #include "../data/dataset.h"
 #include "../train/train.h"
+
+/* lsr train's defaults (also in its usage text) */
+#define TRAIN_DEFAULT_EPOCHS 6
+#define TRAIN_DEFAULT_BATCH 128
+#define TRAIN_DEFAULT_CHECKPOINT_EVERY 200 /* steps, with --checkpoint */
+#define TRAIN_DEFAULT_ADV_EPS 0.3          /* with --adv fgsm */
+#define TRAIN_DEFAULT_ADV_WEIGHT 0.5       /* with --adv fgsm */
 
 typedef struct train_job {
     const char *data_dir, *model_name, *prior_arg, *out, *metrics_path, *convention_name;
@@ -21,11 +29,11 @@ typedef struct train_job {
     size_t metrics_len;
     lsr_model *model;
     const lsr_dataset *val_set;
-    const char *prefix;          /* before progress lines, e.g. the sweep's run */
+    const char *prefix; /* before progress lines, e.g. the sweep's run */
     const char *checkpoint_path, *resume_path;
-    char *command_json;          /* the run's flags, stored in checkpoints */
-    void *resume_command;        /* on resume: the parsed stored flags (cJSON), owned */
-    volatile int *stop;          /* set by SIGINT / SIGTERM */
+    char *command_json;   /* the run's flags, stored in checkpoints */
+    void *resume_command; /* on resume: the parsed stored flags (cJSON), owned */
+    volatile int *stop;   /* set by SIGINT / SIGTERM */
     int stopped_epoch;
     long long stopped_step;
     int64_t training_samples;
@@ -34,17 +42,10 @@ typedef struct train_job {
 } train_job;
 
 void train_job_defaults(train_job *j);
-/* Parses lsr train's flags into j. */
-int train_job_parse(train_job *j, int argc, char **argv);
 /* Splits all (limit, validation, imbalance), builds the model and trains it;
  * val_set gets the held-out examples. */
 int train_job_run(train_job *j, const lsr_dataset *all, int classes, lsr_model *model,
                   lsr_dataset *val_set);
-/* lsr train's flags in argv as a JSON array of "--name" and value strings
- * (getopt's spellings made canonical), without --threads, --quiet and
- * --resume, which a resume may change; tag, if not NULL, first.  What a
- * checkpoint stores.  NULL: out of memory. */
-char *train_job_command(int argc, char **argv, const char *tag);
 /* Writes the model with the run's settings in its metadata (temperature if > 0). */
 int train_job_save(const train_job *j, const lsr_model *model, const char *path, double temperature,
                    char *err);

@@ -1,0 +1,11 @@
+/* lsr sweep's report: OUT/report.html, self-contained, with inline SVG plots. */
+#ifndef LSR_CLI_SWEEP_REPORT_H
+#define LSR_CLI_SWEEP_REPORT_H
+
+#include "sweep.h"
+
+/* Writes dir/report.html of the runs r[0..nr) over the eps values eps[0..ne). */
+int sweep_report(const char *dir, const run_result *r, int nr, const double *eps, int ne,
+                 const char *title, char *err);
+
+#endif

@@ -1,0 +1,164 @@
+/* What lsr sweep keeps of its runs, read back when it resumes: each
+ * finished run's JSON file and each run's checkpoint; and results.csv. */
+#define _GNU_SOURCE
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../common/common.h"
+#include "../modelfile/modelfile.h"
+#include "sweep_results.h"
+
+static cJSON *number_array(const double *v, int n) {
+    cJSON *a = cJSON_CreateArray();
+    for (int i = 0; i < n; i++)
+        cJSON_AddItemToArray(a, cJSON_CreateNumber(v[i]));
+    return a;
+}
+
+static void add_metrics(cJSON *o, const char *key, const lsr_metrics *m) {
+    cJSON *x = cJSON_AddObjectToObject(o, key);
+    cJSON_AddNumberToObject(x, "accuracy", m->accuracy);
+    cJSON_AddNumberToObject(x, "top5", m->top5);
+    cJSON_AddNumberToObject(x, "nll", m->nll);
+    cJSON_AddNumberToObject(x, "ece", m->ece);
+    cJSON_AddNumberToObject(x, "mce", m->mce);
+    cJSON_AddNumberToObject(x, "brier", m->brier);
+    cJSON_AddNumberToObject(x, "mean_confidence", m->mean_confidence);
+    double count[LSR_CALIBRATION_BINS];
+    for (int b = 0; b < LSR_CALIBRATION_BINS; b++)
+        count[b] = (double)m->bin_count[b];
+    cJSON_AddItemToObject(x, "bin_count", number_array(count, LSR_CALIBRATION_BINS));
+    cJSON_AddItemToObject(x, "bin_confidence",
+                          number_array(m->bin_confidence, LSR_CALIBRATION_BINS));
+    cJSON_AddItemToObject(x, "bin_accuracy", number_array(m->bin_accuracy, LSR_CALIBRATION_BINS));
+}
+
+static int get_number(const cJSON *o, const char *key, double *out) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    if (cJSON_IsNull(v)) {
+        *out = NAN;
+        return 1;
+    }
+    if (!cJSON_IsNumber(v)) return 0;
+    *out = v->valuedouble;
+    return 1;
+}
+
+static int read_metrics(const cJSON *o, const char *key, lsr_metrics *m) {
+    const cJSON *x = cJSON_GetObjectItemCaseSensitive(o, key);
+    memset(m, 0, sizeof *m);
+    if (!cJSON_IsObject(x)) return 0;
+    int ok = get_number(x, "accuracy", &m->accuracy) && get_number(x, "top5", &m->top5) &&
+             get_number(x, "nll", &m->nll) && get_number(x, "ece", &m->ece) &&
+             get_number(x, "mce", &m->mce) && get_number(x, "brier", &m->brier) &&
+             get_number(x, "mean_confidence", &m->mean_confidence);
+    const cJSON *c = cJSON_GetObjectItemCaseSensitive(x, "bin_count");
+    const cJSON *bc = cJSON_GetObjectItemCaseSensitive(x, "bin_confidence");
+    const cJSON *ba = cJSON_GetObjectItemCaseSensitive(x, "bin_accuracy");
+    if (!ok || cJSON_GetArraySize(c) != LSR_CALIBRATION_BINS ||
+        cJSON_GetArraySize(bc) != LSR_CALIBRATION_BINS ||
+        cJSON_GetArraySize(ba) != LSR_CALIBRATION_BINS)
+        return 0;
+    for (int b = 0; b < LSR_CALIBRATION_BINS; b++) {
+        m->bin_count[b] = (int64_t)cJSON_GetArrayItem(c, b)->valuedouble;
+        m->bin_confidence[b] = cJSON_GetArrayItem(bc, b)->valuedouble;
+        m->bin_accuracy[b] = cJSON_GetArrayItem(ba, b)->valuedouble;
+        m->n += m->bin_count[b];
+    }
+    return 1;
+}
+
+int sweep_result_save(const char *path, const run_result *r, char *err) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "eps", r->eps);
+    cJSON_AddNumberToObject(o, "seed", r->seed);
+    add_metrics(o, "plain", &r->plain);
+    add_metrics(o, "temperature_scaled", &r->scaled);
+    cJSON_AddNumberToObject(o, "temperature", r->temperature);
+    cJSON_AddNumberToObject(o, "fgsm_accuracy", r->fgsm);
+    if (isnan(r->transfer))
+        cJSON_AddNullToObject(o, "transfer_fgsm_accuracy");
+    else
+        cJSON_AddNumberToObject(o, "transfer_fgsm_accuracy", r->transfer);
+    cJSON_AddNumberToObject(o, "train_seconds", r->seconds);
+    char *text = cJSON_Print(o);
+    cJSON_Delete(o);
+    lsr_atomic_file af;
+    if (!text || lsr_atomic_open(&af, path, err)) {
+        free(text);
+        return text ? -1 : lsr_fail(err, "out of memory");
+    }
+    fputs(text, af.f);
+    fputc('\n', af.f);
+    free(text);
+    return lsr_atomic_commit(&af, err);
+}
+
+int sweep_result_load(const char *path, run_result *r) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return 0;
+    char buf[65536];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    cJSON *o = cJSON_Parse(buf);
+    double seed = -1;
+    int ok =
+        cJSON_IsObject(o) && get_number(o, "eps", &r->eps) && get_number(o, "seed", &seed) &&
+        read_metrics(o, "plain", &r->plain) && read_metrics(o, "temperature_scaled", &r->scaled) &&
+        get_number(o, "temperature", &r->temperature) && get_number(o, "fgsm_accuracy", &r->fgsm) &&
+        get_number(o, "transfer_fgsm_accuracy", &r->transfer) &&
+        get_number(o, "train_seconds", &r->seconds);
+    r->seed = (int)seed;
+    cJSON_Delete(o);
+    return ok;
+}
+
+int sweep_results_csv(const char *dir, const run_result *r, int nr, char *err) {
+    char path[4200];
+    snprintf(path, sizeof path, "%s/results.csv", dir);
+    lsr_atomic_file af;
+    if (lsr_atomic_open(&af, path, err)) return -1;
+    fprintf(af.f,
+            "eps,seed,accuracy,top5,nll,ece,mce,brier,mean_confidence,fgsm_accuracy,"
+            "transfer_fgsm_accuracy,temperature,ts_nll,ts_ece,ts_mce,ts_brier,train_seconds\n");
+    for (int i = 0; i < nr; i++) {
+        const run_result *x = &r[i];
+        char transfer[32] = "";
+        if (!isnan(x->transfer)) snprintf(transfer, sizeof transfer, "%.6f", x->transfer);
+        fprintf(af.f,
+                "%g,%d,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%s,%.6f,%.6f,%.6f,%.6f,%.6f,%.1f\n",
+                x->eps, x->seed, x->plain.accuracy, x->plain.top5, x->plain.nll, x->plain.ece,
+                x->plain.mce, x->plain.brier, x->plain.mean_confidence, x->fgsm, transfer,
+                x->temperature, x->scaled.nll, x->scaled.ece, x->scaled.mce, x->scaled.brier,
+                x->seconds);
+    }
+    return lsr_atomic_commit(&af, err);
+}
+
+void sweep_run_checkpoint(char *buf, size_t size, const char *base, const char *name) {
+    const char *slash = strrchr(base, '/'), *file = slash ? slash + 1 : base;
+    const char *dot = strrchr(file, '.');
+    if (!dot || dot == file) dot = file + strlen(file);
+    snprintf(buf, size, "%.*s-%s%s", (int)(dot - base), base, name, dot);
+}
+
+int sweep_checkpoint_matches(const char *path, const char *command, char *err) {
+    if (access(path, F_OK) != 0) return 0;
+    lsr_model m;
+    lsr_train_state st;
+    char *stored = NULL;
+    if (lsr_checkpoint_load(path, &m, &st, NULL, -1, &stored, err)) return -1;
+    lsr_model_free(&m);
+    const int same = !strcmp(stored, command);
+    free(stored);
+    if (same) return 1;
+    return lsr_fail(err,
+                    "--checkpoint %s: holds a run with other settings; remove it, or give "
+                    "another --checkpoint",
+                    path);
+}

@@ -1,0 +1,338 @@
+/* lsr train's flags: the table, the usage text, the parser, and the run's
+ * command line for its checkpoints. */
+#define _GNU_SOURCE
+#include <cjson/cJSON.h>
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../net/net.h"
+#include "cli.h"
+#include "train_flags.h"
+
+/* the defaults: the constants of train_job.h */
+// clang-format off
+static void train_usage(FILE *f) {
+    fprintf(f,
+        "usage: lsr train [flags]\n"
+        "  --data DIR              MNIST-layout IDX files (.gz or not) or train.csv/test.csv\n"
+        "                          (default: Debian's Fashion-MNIST, " LSR_FASHION_MNIST_DIR ")\n"
+        "  --model NAME|SPEC       cleverhans-cnn (default), mlp, lenet5, or a spec such as\n"
+        "                          'flatten,dense:256,relu,dense:10'\n"
+        "  --epochs E (" CLI_STR(TRAIN_DEFAULT_EPOCHS) ")"
+        "  --batch B (" CLI_STR(TRAIN_DEFAULT_BATCH) ")"
+        "  --seed S (0)  --threads T (0: all cores)\n"
+        "  --optimizer adam|adamw|sgd (adam)  --lr LR (1e-3)  --momentum M (0.9, sgd)\n"
+        "  --nesterov  --weight-decay WD (0)  --init cleverhans|he|glorot\n"
+        "  --schedule constant|step|cosine  --step-size STEPS  --gamma G (0.1)  --warmup STEPS\n"
+        "  --smoothing EPS (0)  --smoothing-convention all|others (all)\n"
+        "  --smoothing-prior uniform|data|FILE   data: the training class frequencies;\n"
+        "                          FILE: K numbers (one distribution)\n"
+        "  --z-loss LAMBDA (0)\n"
+        "  --precision fp32|bf16   the convolutions' arithmetic (fp32): bf16 multiplies\n"
+        "                          bf16-rounded inputs, weights and gradients with fp32\n"
+        "                          sums (oneDNN; needs AVX512_BF16), about twice as fast;\n"
+        "                          parameters, the loss and evaluation stay fp32\n"
+        "  --train-limit N         use the first N training examples\n"
+        "  --val N                 hold out N training examples (seeded) for validation\n"
+        "                          (lsr calibrate fits its temperature on them)\n"
+        "  --imbalance RATIO       keep ratio^(-c/(K-1)) of class c's training examples\n"
+        "  --adv fgsm --adv-eps E (" CLI_STR(TRAIN_DEFAULT_ADV_EPS) ")"
+        " --adv-weight W (" CLI_STR(TRAIN_DEFAULT_ADV_WEIGHT) ")\n"
+        "                          adversarial training: (1-W) CE(x) + W CE(FGSM(x)), the\n"
+        "                          examples made against the current model at every step\n"
+        "  --out FILE              the model file (safetensors), written atomically\n"
+        "  --metrics FILE          one JSON line per epoch\n"
+        "  --quiet                 no progress display\n"
+        "  --checkpoint FILE       keep the whole training state in FILE (atomically), every\n"
+        "  --checkpoint-every N    N steps (default " CLI_STR(TRAIN_DEFAULT_CHECKPOINT_EVERY) ")"
+        " and when interrupted (SIGINT, SIGTERM)\n"
+        "  --resume FILE           go on from a checkpoint with the run's own settings: alone,\n"
+        "                          or added to the run's command (every flag given must have\n"
+        "                          the run's value; --threads and --quiet may differ)\n"
+        "  --on-nonfinite stop|skip  a NaN or infinite loss or gradient stops the run (default)\n"
+        "                          or skips the batch\n");
+}
+// clang-format on
+
+const struct option train_opts[] = {
+    {"data", required_argument, 0, OPT_DATA},
+    {"model", required_argument, 0, OPT_MODEL},
+    {"epochs", required_argument, 0, OPT_EPOCHS},
+    {"batch", required_argument, 0, OPT_BATCH},
+    {"seed", required_argument, 0, OPT_SEED},
+    {"threads", required_argument, 0, OPT_THREADS},
+    {"optimizer", required_argument, 0, OPT_OPTIMIZER},
+    {"lr", required_argument, 0, OPT_LR},
+    {"momentum", required_argument, 0, OPT_MOMENTUM},
+    {"nesterov", no_argument, 0, OPT_NESTEROV},
+    {"weight-decay", required_argument, 0, OPT_WD},
+    {"init", required_argument, 0, OPT_INIT},
+    {"schedule", required_argument, 0, OPT_SCHEDULE},
+    {"step-size", required_argument, 0, OPT_STEP_SIZE},
+    {"gamma", required_argument, 0, OPT_GAMMA},
+    {"warmup", required_argument, 0, OPT_WARMUP},
+    {"smoothing", required_argument, 0, OPT_SMOOTHING},
+    {"smoothing-convention", required_argument, 0, OPT_CONVENTION},
+    {"smoothing-prior", required_argument, 0, OPT_PRIOR},
+    {"z-loss", required_argument, 0, OPT_ZLOSS},
+    {"train-limit", required_argument, 0, OPT_LIMIT},
+    {"val", required_argument, 0, OPT_VAL},
+    {"out", required_argument, 0, OPT_OUT},
+    {"metrics", required_argument, 0, OPT_METRICS},
+    {"quiet", no_argument, 0, OPT_QUIET},
+    {"imbalance", required_argument, 0, OPT_IMBALANCE},
+    {"adv", required_argument, 0, OPT_ADV},
+    {"adv-eps", required_argument, 0, OPT_ADV_EPS},
+    {"adv-weight", required_argument, 0, OPT_ADV_WEIGHT},
+    {"checkpoint", required_argument, 0, OPT_CHECKPOINT},
+    {"checkpoint-every", required_argument, 0, OPT_CHECKPOINT_EVERY},
+    {"resume", required_argument, 0, OPT_RESUME},
+    {"on-nonfinite", required_argument, 0, OPT_NONFINITE},
+    {"precision", required_argument, 0, OPT_PRECISION},
+    {"help", no_argument, 0, OPT_HELP},
+    {0, 0, 0, 0}};
+
+static const struct option *find_opt(int c) {
+    for (const struct option *o = train_opts; o->name; o++)
+        if (o->val == c) return o;
+    return NULL;
+}
+
+const char *train_opt_name(int c) {
+    static char name[64];
+    const struct option *o = find_opt(c);
+    snprintf(name, sizeof name, "%s%s", o ? "--" : "", o ? o->name : "");
+    return name;
+}
+
+int train_job_parse(train_job *j, int argc, char **argv) {
+    lsr_train_settings *s = &j->s;
+    long long v;
+    double d;
+    opterr = 0;
+    optind = 1;
+    int c;
+    while ((c = getopt_long(argc, argv, ":", train_opts, NULL)) != -1) {
+        const char *name = train_opt_name(c);
+        switch (c) {
+        case OPT_DATA:
+            j->data_dir = optarg;
+            break;
+        case OPT_MODEL:
+            j->model_name = optarg;
+            break;
+        case OPT_EPOCHS:
+            if (cli_int(name, optarg, 1, 100000, &v, j->err)) return -1;
+            s->epochs = (int)v;
+            break;
+        case OPT_BATCH:
+            if (cli_int(name, optarg, 1, 65536, &v, j->err)) return -1;
+            s->batch = (int)v;
+            break;
+        case OPT_SEED:
+            if (cli_int(name, optarg, 0, INT64_MAX, &v, j->err)) return -1;
+            s->seed = (uint64_t)v;
+            break;
+        case OPT_THREADS:
+            if (cli_int(name, optarg, 0, CLI_MAX_THREADS, &j->threads, j->err)) return -1;
+            break;
+        case OPT_OPTIMIZER:
+            j->optimizer_name = optarg;
+            break;
+        case OPT_LR:
+            if (cli_float(name, optarg, 1e-12, 1e4, &d, j->err)) return -1;
+            s->optimizer.lr = (float)d;
+            break;
+        case OPT_MOMENTUM:
+            if (cli_float(name, optarg, 0, 0.9999, &d, j->err)) return -1;
+            s->optimizer.momentum = (float)d;
+            break;
+        case OPT_NESTEROV:
+            s->optimizer.nesterov = 1;
+            break;
+        case OPT_WD:
+            if (cli_float(name, optarg, 0, 1, &d, j->err)) return -1;
+            s->optimizer.weight_decay = (float)d;
+            break;
+        case OPT_INIT:
+            j->init_name = optarg;
+            break;
+        case OPT_SCHEDULE:
+            j->schedule_name = optarg;
+            break;
+        case OPT_STEP_SIZE:
+            if (cli_int(name, optarg, 1, INT64_MAX, &v, j->err)) return -1;
+            s->optimizer.step_size = v;
+            break;
+        case OPT_GAMMA:
+            if (cli_float(name, optarg, 0, 1, &d, j->err)) return -1;
+            s->optimizer.gamma = (float)d;
+            break;
+        case OPT_WARMUP:
+            if (cli_int(name, optarg, 0, INT64_MAX, &v, j->err)) return -1;
+            s->optimizer.warmup = v;
+            break;
+        case OPT_SMOOTHING:
+            if (cli_float(name, optarg, 0, 1, &d, j->err)) return -1;
+            s->loss.smoothing = (float)d;
+            break;
+        case OPT_CONVENTION:
+            j->convention_name = optarg;
+            break;
+        case OPT_PRIOR:
+            j->prior_arg = optarg;
+            break;
+        case OPT_ZLOSS:
+            if (cli_float(name, optarg, 0, 1e3, &d, j->err)) return -1;
+            s->loss.z_loss = (float)d;
+            break;
+        case OPT_LIMIT:
+            if (cli_int(name, optarg, 1, INT64_MAX, &j->train_limit, j->err)) return -1;
+            break;
+        case OPT_VAL:
+            if (cli_int(name, optarg, 0, INT64_MAX, &j->val, j->err)) return -1;
+            j->val_given = 1;
+            break;
+        case OPT_OUT:
+            j->out = optarg;
+            break;
+        case OPT_METRICS:
+            j->metrics_path = optarg;
+            break;
+        case OPT_QUIET:
+            j->quiet = 1;
+            break;
+        case OPT_IMBALANCE:
+            if (cli_float(name, optarg, 1, 1e6, &j->imbalance, j->err)) return -1;
+            break;
+        case OPT_ADV:
+            if (strcmp(optarg, "fgsm") != 0)
+                return lsr_fail(j->err, "--adv: '%s' is not fgsm", optarg);
+            j->adv = optarg;
+            break;
+        case OPT_ADV_EPS:
+            if (cli_float(name, optarg, 0, 1, &d, j->err)) return -1;
+            s->adv_eps = (float)d;
+            break;
+        case OPT_ADV_WEIGHT:
+            if (cli_float(name, optarg, 0, 1, &d, j->err)) return -1;
+            s->adv_weight = (float)d;
+            break;
+        case OPT_CHECKPOINT:
+            j->checkpoint_path = optarg;
+            break;
+        case OPT_CHECKPOINT_EVERY:
+            if (cli_int(name, optarg, 1, INT64_MAX, &v, j->err)) return -1;
+            s->checkpoint_every = v;
+            break;
+        case OPT_RESUME:
+            j->resume_path = optarg;
+            break;
+        case OPT_NONFINITE:
+            if (!strcmp(optarg, "stop"))
+                s->skip_nonfinite = 0;
+            else if (!strcmp(optarg, "skip"))
+                s->skip_nonfinite = 1;
+            else
+                return lsr_fail(j->err, "--on-nonfinite: '%s' is not stop or skip", optarg);
+            break;
+        case OPT_PRECISION:
+            if (!strcmp(optarg, "fp32")) {
+                j->precision = LSR_PRECISION_FP32;
+            } else if (!strcmp(optarg, "bf16")) {
+                char why[LSR_ERR_LEN];
+                if (lsr_conv_fast_available(LSR_PRECISION_BF16, why))
+                    return lsr_fail(j->err, "--precision bf16: %s", why);
+                j->precision = LSR_PRECISION_BF16;
+            } else {
+                return lsr_fail(j->err, "--precision: '%s' is not fp32 or bf16", optarg);
+            }
+            break;
+        case OPT_HELP:
+            train_usage(stdout);
+            return TRAIN_JOB_HELP;
+        case ':':
+            return lsr_fail(j->err, "%s: needs a value", argv[optind - 1]);
+        default:
+            return lsr_fail(j->err, "unknown flag '%s' (lsr train --help)", argv[optind - 1]);
+        }
+    }
+    if (optind < argc) return lsr_fail(j->err, "unexpected argument '%s'", argv[optind]);
+    if (j->checkpoint_path) {
+        if (!s->checkpoint_every) s->checkpoint_every = TRAIN_DEFAULT_CHECKPOINT_EVERY;
+        if (lsr_check_writable(j->checkpoint_path, "--checkpoint", j->err)) return -1;
+    } else if (s->checkpoint_every) {
+        return lsr_fail(j->err, "--checkpoint-every needs --checkpoint FILE");
+    }
+    if (j->adv) {
+        if (s->adv_eps == 0) s->adv_eps = (float)TRAIN_DEFAULT_ADV_EPS;
+        if (s->adv_weight == 0) s->adv_weight = (float)TRAIN_DEFAULT_ADV_WEIGHT;
+    } else if (s->adv_eps > 0 || s->adv_weight > 0) {
+        return lsr_fail(j->err, "--adv-eps and --adv-weight need --adv fgsm");
+    }
+    if (j->optimizer_name) {
+        if (!strcmp(j->optimizer_name, "adam"))
+            s->optimizer.kind = LSR_OPTIMIZER_ADAM;
+        else if (!strcmp(j->optimizer_name, "adamw"))
+            s->optimizer.kind = LSR_OPTIMIZER_ADAMW;
+        else if (!strcmp(j->optimizer_name, "sgd"))
+            s->optimizer.kind = LSR_OPTIMIZER_SGD;
+        else
+            return lsr_fail(j->err, "--optimizer: '%s' is not adam, adamw or sgd",
+                            j->optimizer_name);
+    }
+    if (j->schedule_name) {
+        if (!strcmp(j->schedule_name, "constant"))
+            s->optimizer.schedule = LSR_SCHEDULE_CONSTANT;
+        else if (!strcmp(j->schedule_name, "step"))
+            s->optimizer.schedule = LSR_SCHEDULE_STEP;
+        else if (!strcmp(j->schedule_name, "cosine"))
+            s->optimizer.schedule = LSR_SCHEDULE_COSINE;
+        else
+            return lsr_fail(j->err, "--schedule: '%s' is not constant, step or cosine",
+                            j->schedule_name);
+        if (s->optimizer.schedule == LSR_SCHEDULE_STEP && s->optimizer.step_size == 0)
+            return lsr_fail(j->err, "--schedule step needs --step-size");
+    }
+    if (j->convention_name) {
+        if (!strcmp(j->convention_name, "all"))
+            s->loss.convention = LSR_SMOOTHING_ALL;
+        else if (!strcmp(j->convention_name, "others"))
+            s->loss.convention = LSR_SMOOTHING_OTHERS;
+        else
+            return lsr_fail(j->err, "--smoothing-convention: '%s' is not all or others",
+                            j->convention_name);
+    }
+    s->init = lsr_model_default_init(j->model_name);
+    if (j->init_name) {
+        if (!strcmp(j->init_name, "cleverhans"))
+            s->init = LSR_INIT_CLEVERHANS;
+        else if (!strcmp(j->init_name, "he"))
+            s->init = LSR_INIT_HE;
+        else if (!strcmp(j->init_name, "glorot"))
+            s->init = LSR_INIT_GLOROT;
+        else
+            return lsr_fail(j->err, "--init: '%s' is not cleverhans, he or glorot", j->init_name);
+    }
+    if (j->metrics_path && lsr_check_writable(j->metrics_path, "--metrics", j->err)) return -1;
+    return 0;
+}
+
+char *train_job_command(int argc, char **argv, const char *tag) {
+    cJSON *a = cJSON_CreateArray();
+    if (!a) return NULL;
+    if (tag) cJSON_AddItemToArray(a, cJSON_CreateString(tag));
+    opterr = 0;
+    optind = 0; /* a full restart of getopt: this argv may have been parsed before */
+    int c;
+    while ((c = getopt_long(argc, argv, ":", train_opts, NULL)) != -1) {
+        const struct option *o = find_opt(c);
+        if (!o || c == OPT_THREADS || c == OPT_QUIET || c == OPT_RESUME) continue;
+        cJSON_AddItemToArray(a, cJSON_CreateString(train_opt_name(c)));
+        if (o->has_arg) cJSON_AddItemToArray(a, cJSON_CreateString(optarg));
+    }
+    char *s = cJSON_PrintUnformatted(a);
+    cJSON_Delete(a);
+    return s;
+}
