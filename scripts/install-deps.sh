@@ -4,6 +4,7 @@
 #   scripts/install-deps.sh bench    also PyTorch, for the benchmarks
 #   scripts/install-deps.sh fuzz     also clang and libFuzzer
 #   scripts/install-deps.sh valgrind also valgrind
+#   scripts/install-deps.sh format   also clang-format (CI's format check)
 set -eu
 need="cmake make gcc pkg-config libopenblas-dev libdnnl-dev zlib1g-dev libcjson-dev dataset-fashion-mnist"
 for extra in "$@"; do
@@ -11,8 +12,9 @@ for extra in "$@"; do
     bench) need="$need python3 python3-torch python3-numpy" ;;
     fuzz) need="$need clang libclang-rt-14-dev libomp-dev" ;;
     valgrind) need="$need valgrind" ;;
+    format) need="$need clang-format-14" ;;
     data) ;; # always installed: the tests train on it
-    *) echo "install-deps.sh: unknown set '$extra' (bench, data, fuzz, valgrind)" >&2; exit 2 ;;
+    *) echo "install-deps.sh: unknown set '$extra' (bench, data, format, fuzz, valgrind)" >&2; exit 2 ;;
     esac
 done
 missing=""

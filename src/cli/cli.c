@@ -36,23 +36,25 @@ int cli_argument_error(const char *cmd, const char *arg) {
     return cli_error(cmd, msg);
 }
 
-int cli_int(const char *flag, const char *s, long long min, long long max, long long *out,
-            char *err) {
+lsr_status cli_int(const char *flag, const char *s, long long min, long long max,
+                   long long *out) {
     char *end;
     errno = 0;
     long long v = strtoll(s, &end, 10);
     if (end == s || *end || errno || v < min || v > max)
-        return lsr_fail(err, "%s: '%s' is not an integer in [%lld, %lld]", flag, s, min, max);
+        return lsr__fail(LSR_ERROR_OPTION, "%s: '%s' is not an integer in [%lld, %lld]", flag, s,
+                         min, max);
     *out = v;
     return 0;
 }
 
-int cli_float(const char *flag, const char *s, double min, double max, double *out, char *err) {
+lsr_status cli_float(const char *flag, const char *s, double min, double max, double *out) {
     char *end;
     errno = 0;
     double v = strtod(s, &end);
     if (end == s || *end || errno || !(v >= min && v <= max))
-        return lsr_fail(err, "%s: '%s' is not a number in [%g, %g]", flag, s, min, max);
+        return lsr__fail(LSR_ERROR_OPTION, "%s: '%s' is not a number in [%g, %g]", flag, s, min,
+                         max);
     *out = v;
     return 0;
 }

@@ -3,11 +3,8 @@
 #define LSR_CLI_H
 
 #include "../common/common.h"
-#include "../metrics/metrics.h"
+#include "lsr/train.h"
 
-/* Examples per forward pass when predicting or crafting FGSM examples (not
- * the training batch). */
-#define CLI_PREDICT_BATCH 256
 /* The most --threads takes. */
 #define CLI_MAX_THREADS 1024
 
@@ -15,10 +12,13 @@
 #define CLI_STR(x) CLI_STR_(x)
 #define CLI_STR_(x) #x
 
-/* Parses a whole-string number in [min, max] for flag, or explains. */
-int cli_int(const char *flag, const char *s, long long min, long long max, long long *out,
-            char *err);
-int cli_float(const char *flag, const char *s, double min, double max, double *out, char *err);
+/* Parses a whole-string number in [min, max] for flag, or fails with
+ * LSR_ERROR_OPTION and a message naming flag (lsr_last_error()).  The lsr
+ * command keeps the library's error convention: every fallible function
+ * returns an lsr_status and leaves its message for lsr_last_error(). */
+lsr_status cli_int(const char *flag, const char *s, long long min, long long max,
+                   long long *out);
+lsr_status cli_float(const char *flag, const char *s, double min, double max, double *out);
 /* Applies --threads to OpenMP (0: every core); lsr_gemm shares its tiles over those threads. */
 void cli_set_threads(int threads);
 int cli_threads(void);

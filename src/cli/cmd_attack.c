@@ -8,21 +8,22 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "../attack/fgsm.h"
-#include "../data/dataset.h"
-#include "../modelfile/modelfile.h"
+#include "../metrics/metrics.h"
 #include "../train/train.h"
 #include "cli.h"
 #include "cmd.h"
 
 #define ATTACK_DEFAULT_EPS 0.3 /* --eps, also in the usage text */
 
-static int64_t count_hits(lsr_model *m, const float *x, const int64_t *y, int64_t n, int64_t *pred,
-                          char *err) {
-    lsr_dataset d = {n, m->input.h, m->input.w, m->input.c, m->classes, (float *)x, (int64_t *)y};
+/* How many of m's predictions on x are y; pred (n) gets them.  -1: failed. */
+static int64_t count_hits(lsr_model *m, const float *x, const int64_t *y, int64_t n,
+                          int64_t *pred) {
     float *logits = malloc((size_t)n * m->classes * sizeof(float));
-    if (!logits) return lsr_fail(err, "out of memory");
-    if (lsr_predict(m, &d, logits, CLI_PREDICT_BATCH, err)) {
+    if (!logits) {
+        lsr__fail(LSR_ERROR_OUT_OF_MEMORY, "out of memory");
+        return -1;
+    }
+    if (lsr_model_predict(logits, m, x, n)) {
         free(logits);
         return -1;
     }
@@ -31,9 +32,9 @@ static int64_t count_hits(lsr_model *m, const float *x, const int64_t *y, int64_
     return hits;
 }
 
-static int write_idx_images(const char *path, const float *x, int64_t n, lsr_shape s, char *err) {
+static lsr_status write_idx_images(const char *path, const float *x, int64_t n, lsr_shape s) {
     lsr_atomic_file af;
-    if (lsr_atomic_open(&af, path, err)) return -1;
+    LSR_TRY(lsr_atomic_open(&af, path));
     const int ndim = s.c == 1 ? 3 : 4;
     const int64_t dims[4] = {n, s.h, s.w, s.c};
     unsigned char head[4] = {0, 0, 8, (unsigned char)ndim};
@@ -46,12 +47,12 @@ static int write_idx_images(const char *path, const float *x, int64_t n, lsr_sha
     const size_t total = (size_t)n * lsr_shape_size(s);
     for (size_t i = 0; i < total; i++)
         fputc((int)lrintf(x[i] * 255.0f), af.f);
-    return lsr_atomic_commit(&af, err);
+    return lsr_atomic_commit(&af);
 }
 
-static int write_idx_labels(const char *path, const int64_t *y, int64_t n, char *err) {
+static lsr_status write_idx_labels(const char *path, const int64_t *y, int64_t n) {
     lsr_atomic_file af;
-    if (lsr_atomic_open(&af, path, err)) return -1;
+    LSR_TRY(lsr_atomic_open(&af, path));
     unsigned char head[8] = {0,
                              0,
                              8,
@@ -63,16 +64,16 @@ static int write_idx_labels(const char *path, const int64_t *y, int64_t n, char 
     fwrite(head, 1, 8, af.f);
     for (int64_t i = 0; i < n; i++)
         fputc((int)y[i], af.f);
-    return lsr_atomic_commit(&af, err);
+    return lsr_atomic_commit(&af);
 }
 
 /* An SVG grid: clean images above, adversarial below, with predictions. */
-static int write_grid(const char *path, const float *clean, const float *adv, const int64_t *y,
-                      const int64_t *pred_clean, const int64_t *pred_adv, int64_t n, lsr_shape s,
-                      char *err) {
+static lsr_status write_grid(const char *path, const float *clean, const float *adv,
+                             const int64_t *y, const int64_t *pred_clean, const int64_t *pred_adv,
+                             int64_t n, lsr_shape s) {
     const int cols = n < 10 ? (int)n : 10, px = 3, cell = s.w * px + 10, rowh = s.h * px + 34;
     lsr_atomic_file af;
-    if (lsr_atomic_open(&af, path, err)) return -1;
+    LSR_TRY(lsr_atomic_open(&af, path));
     fprintf(af.f,
             "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" "
             "font-family=\"sans-serif\" font-size=\"11\">\n<rect width=\"100%%\" height=\"100%%\" "
@@ -103,7 +104,7 @@ static int write_grid(const char *path, const float *clean, const float *adv, co
                     (long long)y[c]);
         }
     fputs("</svg>\n", af.f);
-    return lsr_atomic_commit(&af, err);
+    return lsr_atomic_commit(&af);
 }
 
 int lsr_cmd_attack(int argc, char **argv) {
@@ -119,7 +120,6 @@ int lsr_cmd_attack(int argc, char **argv) {
     double eps = ATTACK_DEFAULT_EPS;
     long long limit = 0, threads = 0;
     int json = 0, true_labels = 0, c;
-    char err[LSR_ERR_LEN];
     opterr = 0;
     optind = 1;
     while ((c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
@@ -135,7 +135,7 @@ int lsr_cmd_attack(int argc, char **argv) {
                 return cli_error("attack", "--method: only fgsm is implemented");
             break;
         case 'e':
-            if (cli_float("--eps", optarg, 0, 1, &eps, err)) return cli_error("attack", err);
+            if (cli_float("--eps", optarg, 0, 1, &eps)) return cli_error("attack", lsr_last_error());
             break;
         case 'y':
             true_labels = 1;
@@ -147,15 +147,13 @@ int lsr_cmd_attack(int argc, char **argv) {
             save_dir = optarg;
             break;
         case 'n':
-            if (cli_int("--limit", optarg, 1, INT64_MAX, &limit, err))
-                return cli_error("attack", err);
+            if (cli_int("--limit", optarg, 1, INT64_MAX, &limit)) return cli_error("attack", lsr_last_error());
             break;
         case 'j':
             json = 1;
             break;
         case 't':
-            if (cli_int("--threads", optarg, 0, CLI_MAX_THREADS, &threads, err))
-                return cli_error("attack", err);
+            if (cli_int("--threads", optarg, 0, CLI_MAX_THREADS, &threads)) return cli_error("attack", lsr_last_error());
             break;
         case 'h':
             printf("usage: lsr attack --model FILE [--data DIR] [--method fgsm] [--eps %g]\n"
@@ -180,48 +178,47 @@ int lsr_cmd_attack(int argc, char **argv) {
         char probe[4200];
         snprintf(probe, sizeof probe, "%s/grid.svg", save_dir);
         if (stat(save_dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
-            snprintf(err, sizeof err, "--save %s: not an existing directory", save_dir);
-            return cli_error("attack", err);
+            lsr__fail(LSR_ERROR_OPTION, "--save %s: not an existing directory", save_dir);
+            return cli_error("attack", lsr_last_error());
         }
-        if (lsr_check_writable(probe, "--save", err)) return cli_error("attack", err);
+        if (lsr_check_writable(probe, "--save")) return cli_error("attack", lsr_last_error());
     }
     cli_set_threads((int)threads);
-    lsr_model model = {0}, source = {0};
+    lsr_model *model = NULL, *source = NULL;
     lsr_dataset train = {0}, test = {0};
     float *adv = NULL;
     int64_t *pred_clean = NULL, *pred_adv = NULL;
     int status = 1;
-    if (lsr_model_load(&model, NULL, model_path, err)) goto out;
-    if (source_path && lsr_model_load(&source, NULL, source_path, err)) goto out;
-    if (lsr_data_load_dir(&train, &test, data_dir, err)) goto out;
+    if (lsr_model_load(&model, model_path)) goto out;
+    if (source_path && lsr_model_load(&source, source_path)) goto out;
+    if (lsr_dataset_load_dir(&train, &test, data_dir)) goto out;
     if (limit && limit < test.n) test.n = limit;
     char what[4200];
     snprintf(what, sizeof what, "--data %s", data_dir);
-    if (lsr_check_model_data(&model, &test, what, err)) goto out;
-    lsr_model *crafter = source_path ? &source : &model;
-    if (source_path && (lsr_check_model_data(&source, &test, "--transfer-from", err))) goto out;
-    adv = malloc((size_t)test.n * lsr_shape_size(model.input) * sizeof(float));
+    if (lsr_check_model_data(model, &test, what)) goto out;
+    lsr_model *crafter = source_path ? source : model;
+    if (source_path && (lsr_check_model_data(source, &test, "--transfer-from"))) goto out;
+    adv = malloc((size_t)test.n * lsr_shape_size(model->input) * sizeof(float));
     pred_clean = malloc((size_t)test.n * sizeof(int64_t));
     pred_adv = malloc((size_t)test.n * sizeof(int64_t));
     if (!adv || !pred_clean || !pred_adv) {
-        snprintf(err, sizeof err, "out of memory");
+        lsr__fail(LSR_ERROR_OUT_OF_MEMORY, "out of memory");
         goto out;
     }
-    const int64_t clean_hits = count_hits(&model, test.x, test.y, test.n, pred_clean, err);
+    const int64_t clean_hits = count_hits(model, test.x, test.y, test.n, pred_clean);
     if (clean_hits < 0) goto out;
-    if (lsr_fgsm(crafter, adv, test.x, true_labels ? test.y : NULL, test.n, (float)eps,
-                 CLI_PREDICT_BATCH, err))
+    if (lsr_fgsm_generate(adv, crafter, test.x, true_labels ? test.y : NULL, test.n, (float)eps))
         goto out;
-    const int64_t adv_hits = count_hits(&model, adv, test.y, test.n, pred_adv, err);
+    const int64_t adv_hits = count_hits(model, adv, test.y, test.n, pred_adv);
     if (adv_hits < 0) goto out;
     if (save_dir) {
         char p[4200];
         snprintf(p, sizeof p, "%s/t10k-images-idx3-ubyte", save_dir);
-        if (write_idx_images(p, adv, test.n, model.input, err)) goto out;
+        if (write_idx_images(p, adv, test.n, model->input)) goto out;
         snprintf(p, sizeof p, "%s/t10k-labels-idx1-ubyte", save_dir);
-        if (write_idx_labels(p, test.y, test.n, err)) goto out;
+        if (write_idx_labels(p, test.y, test.n)) goto out;
         snprintf(p, sizeof p, "%s/grid.svg", save_dir);
-        if (write_grid(p, test.x, adv, test.y, pred_clean, pred_adv, test.n, model.input, err))
+        if (write_grid(p, test.x, adv, test.y, pred_clean, pred_adv, test.n, model->input))
             goto out;
     }
     const double ca = (double)clean_hits / (double)test.n, aa = (double)adv_hits / (double)test.n;
@@ -238,12 +235,12 @@ int lsr_cmd_attack(int argc, char **argv) {
                source_path ? source_path : "", (long long)test.n, ca, aa);
     status = 0;
 out:
-    if (status) cli_error("attack", err);
+    if (status) cli_error("attack", lsr_last_error());
     free(adv);
     free(pred_clean);
     free(pred_adv);
-    lsr_model_free(&model);
-    lsr_model_free(&source);
+    lsr_model_free(model);
+    lsr_model_free(source);
     lsr_dataset_free(&train);
     lsr_dataset_free(&test);
     return status;

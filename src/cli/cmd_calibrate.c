@@ -6,9 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../data/dataset.h"
-#include "../metrics/metrics.h"
-#include "../modelfile/modelfile.h"
+#include "../common/common.h"
 #include "../train/train.h"
 #include "cli.h"
 #include "cmd.h"
@@ -21,7 +19,6 @@ int lsr_cmd_calibrate(int argc, char **argv) {
                                          {0, 0, 0, 0}};
     const char *model_path = NULL, *data_dir = NULL;
     long long threads = 0;
-    char err[LSR_ERR_LEN];
     int c;
     opterr = 0;
     optind = 1;
@@ -34,8 +31,8 @@ int lsr_cmd_calibrate(int argc, char **argv) {
             data_dir = optarg;
             break;
         case 't':
-            if (cli_int("--threads", optarg, 0, CLI_MAX_THREADS, &threads, err))
-                return cli_error("calibrate", err);
+            if (cli_int("--threads", optarg, 0, CLI_MAX_THREADS, &threads))
+                return cli_error("calibrate", lsr_last_error());
             break;
         case 'h':
             printf(
@@ -50,49 +47,48 @@ int lsr_cmd_calibrate(int argc, char **argv) {
     }
     if (optind < argc) return cli_argument_error("calibrate", argv[optind]);
     if (!model_path) return cli_error("calibrate", "--model FILE is required");
-    if (lsr_check_writable(model_path, "--model", err)) return cli_error("calibrate", err);
+    if (lsr_check_writable(model_path, "--model")) return cli_error("calibrate", lsr_last_error());
     cli_set_threads((int)threads);
-    lsr_model model;
-    lsr_metadata md;
-    if (lsr_model_load(&model, &md, model_path, err)) return cli_error("calibrate", err);
-    const char *v = lsr_metadata_get(&md, "val_samples"),
-               *lim = lsr_metadata_get(&md, "train_limit");
-    const char *seed = lsr_metadata_get(&md, "seed");
-    if (!data_dir) data_dir = lsr_metadata_get(&md, "data");
+    lsr_model *model = NULL;
+    if (lsr_model_load(&model, model_path)) return cli_error("calibrate", lsr_last_error());
+    const lsr_train_settings *s = lsr_model_settings(model);
+    if (!data_dir && s) data_dir = s->data;
     int status = 1;
     lsr_dataset all = {0}, train = {0}, val = {0};
     float *logits = NULL;
-    if (!v || atoll(v) <= 0 || !lim || !seed || !data_dir) {
-        snprintf(err, sizeof err,
-                 "%s: trained without a validation split; train with --val N to "
-                 "hold out examples for calibration",
-                 model_path);
+    if (!s || s->val_samples <= 0 || !data_dir[0]) {
+        lsr__fail(LSR_ERROR_OPTION,
+                  "%s: trained without a validation split; train with --val N to "
+                  "hold out examples for calibration",
+                  model_path);
         goto out;
     }
-    if (lsr_data_load_dir(&all, NULL, data_dir, err)) goto out;
-    if (lsr_dataset_split(&train, &val, &all, atoll(lim), atoll(v), strtoull(seed, NULL, 10), err))
+    /* the examples the run held out: its split, made again */
+    if (lsr_dataset_load_dir(&all, NULL, data_dir) || lsr_train_split(&train, &val, &all, s) ||
+        lsr_check_model_data(model, &val, "validation data"))
         goto out;
-    if (lsr_check_model_data(&model, &val, "validation data", err)) goto out;
-    logits = malloc((size_t)val.n * model.classes * sizeof(float));
+    const int k = lsr_model_classes(model);
+    logits = malloc((size_t)val.n * k * sizeof(float));
     if (!logits) {
-        snprintf(err, sizeof err, "out of memory");
+        lsr__fail(LSR_ERROR_OUT_OF_MEMORY, "out of memory");
         goto out;
     }
-    if (lsr_predict(&model, &val, logits, CLI_PREDICT_BATCH, err)) goto out;
-    const double t = lsr_fit_temperature(logits, val.y, val.n, model.classes);
+    double t;
     lsr_metrics before, after;
-    lsr_metrics_compute(&before, logits, val.y, val.n, model.classes, 1.0);
-    lsr_metrics_compute(&after, logits, val.y, val.n, model.classes, t);
+    if (lsr_model_predict(logits, model, val.x, val.n) ||
+        lsr_temperature_fit(&t, logits, val.y, val.n, k) ||
+        lsr_metrics_compute(&before, logits, val.y, val.n, k, 1.0) ||
+        lsr_metrics_compute(&after, logits, val.y, val.n, k, t))
+        goto out;
     printf("temperature %.4f fitted on %lld validation examples\n"
            "  validation NLL %.4f -> %.4f, ECE %.4f -> %.4f\n",
            t, (long long)val.n, before.nll, after.nll, before.ece, after.ece);
-    lsr_metadata_set(&md, "temperature", "%.6f", t);
-    if (lsr_model_save(&model, &md, model_path, err)) goto out;
+    if (lsr_model_set_temperature(model, t) || lsr_model_save(model, model_path)) goto out;
     status = 0;
 out:
-    if (status) cli_error("calibrate", err);
+    if (status) cli_error("calibrate", lsr_last_error());
     free(logits);
-    lsr_model_free(&model);
+    lsr_model_free(model);
     lsr_dataset_free(&all);
     lsr_dataset_free(&train);
     lsr_dataset_free(&val);

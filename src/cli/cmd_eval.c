@@ -4,8 +4,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../data/dataset.h"
-#include "../modelfile/modelfile.h"
 #include "../train/train.h"
 #include "cli.h"
 #include "cmd.h"
@@ -18,7 +16,6 @@ int lsr_cmd_eval(int argc, char **argv) {
     const char *model_path = NULL, *data_dir = LSR_FASHION_MNIST_DIR;
     int json = 0;
     long long threads = 0;
-    char err[LSR_ERR_LEN];
     opterr = 0;
     optind = 1;
     int c;
@@ -34,8 +31,8 @@ int lsr_cmd_eval(int argc, char **argv) {
             json = 1;
             break;
         case 't':
-            if (cli_int("--threads", optarg, 0, CLI_MAX_THREADS, &threads, err))
-                return cli_error("eval", err);
+            if (cli_int("--threads", optarg, 0, CLI_MAX_THREADS, &threads))
+                return cli_error("eval", lsr_last_error());
             break;
         case 'h':
             printf(
@@ -51,29 +48,23 @@ int lsr_cmd_eval(int argc, char **argv) {
     if (optind < argc) return cli_argument_error("eval", argv[optind]);
     if (!model_path) return cli_error("eval", "--model FILE is required");
     cli_set_threads((int)threads);
-    lsr_model model;
-    lsr_metadata md;
-    if (lsr_model_load(&model, &md, model_path, err)) return cli_error("eval", err);
-    const char *temp = lsr_metadata_get(&md, "temperature");
-    const double temperature = temp ? atof(temp) : 1.0;
+    lsr_model *model = NULL;
+    if (lsr_model_load(&model, model_path)) return cli_error("eval", lsr_last_error());
+    const double temperature = lsr_model_temperature(model); /* 0: none fitted */
     lsr_dataset train, test;
-    if (lsr_data_load_dir(&train, &test, data_dir, err)) {
-        lsr_model_free(&model);
-        return cli_error("eval", err);
+    if (lsr_dataset_load_dir(&train, &test, data_dir)) {
+        lsr_model_free(model);
+        return cli_error("eval", lsr_last_error());
     }
     lsr_dataset_free(&train);
     int status = 1;
-    float *logits = malloc((size_t)(test.n ? test.n : 1) * model.classes * sizeof(float));
     char what[4200];
     snprintf(what, sizeof what, "--data %s", data_dir);
-    if (!logits) {
-        snprintf(err, sizeof err, "out of memory");
-    } else if (lsr_check_model_data(&model, &test, what, err) == 0 &&
-               lsr_predict(&model, &test, logits, CLI_PREDICT_BATCH, err) == 0) {
-        lsr_metrics mt, scaled;
-        lsr_metrics_compute(&mt, logits, test.y, test.n, model.classes, 1.0);
-        if (temp) lsr_metrics_compute(&scaled, logits, test.y, test.n, model.classes, temperature);
-        if (json && temp) {
+    lsr_metrics mt, scaled;
+    if (lsr_check_model_data(model, &test, what) == LSR_OK &&
+        lsr_model_evaluate(&mt, model, &test, 1.0) == LSR_OK &&
+        (temperature == 0 || lsr_model_evaluate(&scaled, model, &test, temperature) == LSR_OK)) {
+        if (json && temperature > 0) {
             printf("{\"temperature\": %.6f, \"before\": ", temperature);
             fflush(stdout);
             cli_print_metrics(&mt, 2, NULL);
@@ -86,7 +77,7 @@ int lsr_cmd_eval(int argc, char **argv) {
                 scaled.brier);
         } else {
             cli_print_metrics(&mt, json, "test evaluation");
-            if (temp) {
+            if (temperature > 0) {
                 char title[64];
                 snprintf(title, sizeof title, "after temperature scaling, T = %.4f", temperature);
                 cli_print_metrics(&scaled, 0, title);
@@ -94,9 +85,8 @@ int lsr_cmd_eval(int argc, char **argv) {
         }
         status = 0;
     }
-    if (status) cli_error("eval", err);
-    free(logits);
-    lsr_model_free(&model);
+    if (status) cli_error("eval", lsr_last_error());
+    lsr_model_free(model);
     lsr_dataset_free(&test);
     return status;
 }

@@ -12,7 +12,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "../attack/fgsm.h"
+#include "../common/common.h"
 #include "../metrics/metrics.h"
 #include "../modelfile/modelfile.h"
 #include "cli.h"
@@ -32,22 +32,19 @@
 /* without --val: this percentage of the training examples, at most SWEEP_VAL_MAX */
 #define SWEEP_VAL_PERCENT 10
 #define SWEEP_VAL_MAX 5000
-/* each run's own lsr train flags, after the sweep's: --smoothing E --seed S --val N */
-#define SWEEP_RUN_ARGS 6
 
 static void run_name(char *buf, size_t size, double eps, int seed) {
     snprintf(buf, size, "eps%g-seed%d", eps, seed);
 }
 
-/* FGSM accuracy of model on the first n test samples, crafted on crafter. */
+/* FGSM accuracy of model on the first n test samples, crafted on crafter;
+ * NAN when it failed. */
 static double fgsm_accuracy(lsr_model *model, lsr_model *crafter, const lsr_dataset *test,
-                            int64_t n, float eps, float *adv, float *logits, char *err) {
-    if (lsr_fgsm(crafter, adv, test->x, NULL, n, eps, CLI_PREDICT_BATCH, err)) return NAN;
-    lsr_dataset d = *test;
-    d.n = n;
-    d.x = adv;
-    if (lsr_predict(model, &d, logits, CLI_PREDICT_BATCH, err)) return NAN;
-    return (double)lsr_top1(logits, test->y, n, model->classes, NULL) / (double)n;
+                            int64_t n, float eps, float *adv, float *logits) {
+    if (lsr_fgsm_generate(adv, crafter, test->x, NULL, n, eps) ||
+        lsr_model_predict(logits, model, adv, n))
+        return NAN;
+    return (double)lsr_top1(logits, test->y, n, lsr_model_classes(model), NULL) / (double)n;
 }
 
 /* the defaults: the constants above */
@@ -74,7 +71,6 @@ int lsr_cmd_sweep(int argc, char **argv) {
     const char *out_dir = NULL, *eps_arg = SWEEP_DEFAULT_EPS;
     long long seeds = SWEEP_DEFAULT_SEEDS, attack_limit = SWEEP_DEFAULT_ATTACK_LIMIT;
     double attack_eps = SWEEP_DEFAULT_ATTACK_EPS;
-    char err[LSR_ERR_LEN];
     /* lsr sweep's own flags; everything else goes to lsr train's parser */
     char **rest = calloc((size_t)argc + 1, sizeof *rest);
     int nrest = 0;
@@ -101,9 +97,9 @@ int lsr_cmd_sweep(int argc, char **argv) {
                 which = f, value = a + len + 1;
         }
         if (which >= 0 && !value) {
-            snprintf(err, sizeof err, "%s: needs a value", a);
+            lsr__fail(LSR_ERROR_OPTION, "%s: needs a value", a);
             free(rest);
-            return cli_error("sweep", err);
+            return cli_error("sweep", lsr_last_error());
         }
         int bad = 0;
         switch (which) {
@@ -114,30 +110,30 @@ int lsr_cmd_sweep(int argc, char **argv) {
             eps_arg = value;
             break;
         case 2:
-            bad = cli_int("--seeds", value, 1, SWEEP_MAX_SEEDS, &seeds, err);
+            bad = cli_int("--seeds", value, 1, SWEEP_MAX_SEEDS, &seeds);
             break;
         case 3:
-            bad = cli_float("--attack-eps", value, 0, 1, &attack_eps, err);
+            bad = cli_float("--attack-eps", value, 0, 1, &attack_eps);
             break;
         case 4:
-            bad = cli_int("--attack-limit", value, 1, INT64_MAX, &attack_limit, err);
+            bad = cli_int("--attack-limit", value, 1, INT64_MAX, &attack_limit);
             break;
         default:
             rest[nrest++] = argv[i];
         }
         if (bad) {
             free(rest);
-            return cli_error("sweep", err);
+            return cli_error("sweep", lsr_last_error());
         }
     }
     double eps[SWEEP_MAX_EPS];
     int ne;
     train_job j;
     train_job_defaults(&j);
-    if (lsr_parse_number_list(eps_arg, "--smoothing", 0.0, 1.0, eps, SWEEP_MAX_EPS, &ne, err) ||
-        (!out_dir && lsr_fail(err, "--out DIR is required"))) {
+    if (lsr_parse_number_list(eps_arg, "--smoothing", 0.0, 1.0, eps, SWEEP_MAX_EPS, &ne) ||
+        (!out_dir && lsr__fail(LSR_ERROR_OPTION, "--out DIR is required"))) {
         free(rest);
-        return cli_error("sweep", err);
+        return cli_error("sweep", lsr_last_error());
     }
     int parsed = train_job_parse(&j, nrest, rest);
     if (parsed == TRAIN_JOB_HELP) { /* --help in a spelling getopt takes, e.g. --hel */
@@ -146,20 +142,20 @@ int lsr_cmd_sweep(int argc, char **argv) {
     }
     if (!parsed && j.resume_path)
         parsed =
-            lsr_fail(j.err, "--resume is not taken: run the same lsr sweep command again (with "
+            lsr__fail(LSR_ERROR_OPTION, "--resume is not taken: run the same lsr sweep command again (with "
                             "--checkpoint F, each unfinished run goes on from its own checkpoint)");
     if (!parsed && j.s.seed > (uint64_t)(INT_MAX - SWEEP_MAX_SEEDS))
         parsed =
-            lsr_fail(j.err, "--seed %llu: at most %d in a sweep (its runs take seeds S to S+N-1)",
+            lsr__fail(LSR_ERROR_OPTION, "--seed %llu: at most %d in a sweep (its runs take seeds S to S+N-1)",
                      (unsigned long long)j.s.seed, INT_MAX - SWEEP_MAX_SEEDS);
     const int val_given = j.val_given;
-    if (!parsed && val_given && j.val <= 0)
-        parsed = lsr_fail(j.err, "--val must hold out examples for temperature scaling");
+    if (!parsed && val_given && j.s.val_samples <= 0)
+        parsed = lsr__fail(LSR_ERROR_OPTION, "--val must hold out examples for temperature scaling");
     if (!parsed && (j.out || j.metrics_path))
-        parsed = lsr_fail(j.err, "--out is the sweep's directory; --metrics is not taken");
+        parsed = lsr__fail(LSR_ERROR_OPTION, "--out is the sweep's directory; --metrics is not taken");
     if (parsed) {
         free(rest);
-        return cli_error("sweep", j.err);
+        return cli_error("sweep", lsr_last_error());
     }
     const int base_seed = (int)j.s.seed;
     const char *checkpoint_base = j.checkpoint_path;
@@ -167,56 +163,47 @@ int lsr_cmd_sweep(int argc, char **argv) {
     snprintf(runs, sizeof runs, "%s/runs", out_dir);
     if ((mkdir(out_dir, 0777) != 0 && errno != EEXIST) ||
         (mkdir(runs, 0777) != 0 && errno != EEXIST)) {
-        snprintf(err, sizeof err, "--out %s: cannot create the directory: %s", out_dir,
-                 strerror(errno));
+        lsr__fail(LSR_ERROR_IO, "--out %s: cannot create the directory: %s", out_dir,
+                  strerror(errno));
         free(rest);
-        return cli_error("sweep", err);
+        return cli_error("sweep", lsr_last_error());
     }
     snprintf(path, sizeof path, "%s/probe", runs);
-    if (lsr_check_writable(path, "--out", err)) {
+    if (lsr_check_writable(path, "--out")) {
         free(rest);
-        return cli_error("sweep", err);
+        return cli_error("sweep", lsr_last_error());
     }
     cli_set_threads((int)j.threads);
 
     lsr_dataset all, test;
-    if (lsr_data_load_dir(&all, &test, j.data_dir, err)) {
+    if (lsr_dataset_load_dir(&all, &test, j.s.data)) {
         free(rest);
-        return cli_error("sweep", err);
+        return cli_error("sweep", lsr_last_error());
     }
     if (!val_given) { /* fits any training set */
-        const int64_t n = j.train_limit > 0 && j.train_limit < all.n ? j.train_limit : all.n;
+        const int64_t limit = j.s.train_limit;
+        const int64_t n = limit > 0 && limit < all.n ? limit : all.n;
         const int64_t part = n * SWEEP_VAL_PERCENT / 100;
-        j.val = part < SWEEP_VAL_MAX ? (part > 0 ? part : 1) : SWEEP_VAL_MAX;
+        j.s.val_samples = part < SWEEP_VAL_MAX ? (part > 0 ? part : 1) : SWEEP_VAL_MAX;
         fprintf(stderr,
                 "lsr sweep: holding out %lld of the %lld training examples for temperature "
                 "scaling (--val N; by default %d %%, at most %d)\n",
-                (long long)j.val, (long long)n, SWEEP_VAL_PERCENT, SWEEP_VAL_MAX);
+                (long long)j.s.val_samples, (long long)n, SWEEP_VAL_PERCENT, SWEEP_VAL_MAX);
     }
     const int classes = all.classes > test.classes ? all.classes : test.classes;
     const int64_t n_attack = attack_limit < test.n ? attack_limit : test.n;
     const int total = ne * (int)seeds;
     run_result *results = calloc((size_t)total, sizeof *results);
-    float *logits = malloc((size_t)(test.n > j.val ? test.n : j.val) * classes * sizeof(float));
+    const int64_t n_val = j.s.val_samples;
+    float *logits = malloc((size_t)(test.n > n_val ? test.n : n_val) * classes * sizeof(float));
     float *adv = malloc((size_t)n_attack * (size_t)all.h * all.w * all.c * sizeof(float));
-    /* a run's flags, stored in its checkpoint: the sweep's lsr train flags
-     * and the run's own, after them */
-    char **run_args = calloc((size_t)nrest + SWEEP_RUN_ARGS, sizeof *run_args);
-    char run_eps[32], run_seed[32], run_val[32], checkpoint[4300];
+    char checkpoint[4300];
     int status = 1, done = 0, trained = 0;
     double trained_seconds = 0.0; /* for the sweep's ETA */
-    if (!results || !logits || !adv || !run_args) {
-        snprintf(err, sizeof err, "out of memory");
+    if (!results || !logits || !adv) {
+        lsr__fail(LSR_ERROR_OUT_OF_MEMORY, "out of memory");
         goto out;
     }
-    memcpy(run_args, rest, (size_t)nrest * sizeof *run_args);
-    run_args[nrest] = "--smoothing";
-    run_args[nrest + 1] = run_eps;
-    run_args[nrest + 2] = "--seed";
-    run_args[nrest + 3] = run_seed;
-    run_args[nrest + 4] = "--val";
-    run_args[nrest + 5] = run_val;
-    snprintf(run_val, sizeof run_val, "%lld", (long long)j.val);
     for (int seed = base_seed; seed < base_seed + seeds; seed++)
         for (int e = 0; e < ne; e++) {
             run_result *r = &results[(seed - base_seed) * ne + e];
@@ -238,65 +225,62 @@ int lsr_cmd_sweep(int argc, char **argv) {
             j.prefix = prefix;
             j.s.loss.smoothing = (float)eps[e];
             j.s.seed = (uint64_t)seed;
-            char tag[96];
-            snprintf(run_eps, sizeof run_eps, "%g", eps[e]);
-            snprintf(run_seed, sizeof run_seed, "%d", seed);
-            snprintf(tag, sizeof tag, "sweep:%s", name);
-            free(j.command_json);
-            j.command_json = train_job_command(nrest + SWEEP_RUN_ARGS, run_args, tag);
-            if (!j.command_json) {
-                snprintf(err, sizeof err, "out of memory");
-                goto out;
-            }
             j.resume_path = NULL;
+            j.checkpoint_path = NULL;
             if (checkpoint_base) {
                 sweep_run_checkpoint(checkpoint, sizeof checkpoint, checkpoint_base, name);
                 j.checkpoint_path = checkpoint;
-                const int found = sweep_checkpoint_matches(checkpoint, j.command_json, err);
+            }
+            if (train_job_make_note(&j, name)) goto out;
+            if (checkpoint_base) {
+                const int found = sweep_checkpoint_matches(checkpoint, &j.s, j.note);
                 if (found < 0) goto out;
                 if (found) j.resume_path = checkpoint;
             }
-            lsr_model model;
-            lsr_dataset val_set;
+            lsr_model *model = NULL;
+            lsr_dataset val_set = {0};
             if (train_job_run(&j, &all, classes, &model, &val_set)) {
-                snprintf(err, sizeof err, "%s: %.400s", name, j.err);
+                lsr__fail(lsr__failed(), "%s: %.400s", name, lsr_last_error());
                 goto out;
             }
-            int failed = lsr_predict(&model, &val_set, logits, CLI_PREDICT_BATCH, err);
             r->eps = eps[e];
             r->seed = seed;
             r->seconds = j.train_seconds;
-            if (!failed)
-                r->temperature = lsr_fit_temperature(logits, val_set.y, val_set.n, classes);
+            int failed = lsr_model_predict(logits, model, val_set.x, val_set.n) ||
+                         lsr_temperature_fit(&r->temperature, logits, val_set.y, val_set.n,
+                                             classes);
             lsr_dataset_free(&val_set);
-            failed = failed || lsr_predict(&model, &test, logits, CLI_PREDICT_BATCH, err);
+            failed = failed || lsr_model_predict(logits, model, test.x, test.n) ||
+                     lsr_metrics_compute(&r->plain, logits, test.y, test.n, classes, 1.0) ||
+                     lsr_metrics_compute(&r->scaled, logits, test.y, test.n, classes,
+                                         r->temperature);
             if (!failed) {
-                lsr_metrics_compute(&r->plain, logits, test.y, test.n, classes, 1.0);
-                lsr_metrics_compute(&r->scaled, logits, test.y, test.n, classes, r->temperature);
-                r->fgsm = fgsm_accuracy(&model, &model, &test, n_attack, (float)attack_eps, adv,
-                                        logits, err);
+                r->fgsm = fgsm_accuracy(model, model, &test, n_attack, (float)attack_eps, adv,
+                                        logits);
                 failed = isnan(r->fgsm);
             }
             r->transfer = NAN;
             if (!failed && eps[0] == 0.0) { /* crafted on this seed's eps = 0 model */
-                lsr_model source;
+                lsr_model *source = NULL;
                 char source_path[4300];
                 run_name(name, sizeof name, 0.0, seed);
                 snprintf(source_path, sizeof source_path, "%s/%s.safetensors", runs, name);
-                if (lsr_model_load(&source, NULL, source_path, err) == 0) {
-                    r->transfer = fgsm_accuracy(&model, &source, &test, n_attack, (float)attack_eps,
-                                                adv, logits, err);
-                    lsr_model_free(&source);
+                if (lsr_model_load(&source, source_path) == LSR_OK) {
+                    r->transfer = fgsm_accuracy(model, source, &test, n_attack, (float)attack_eps,
+                                                adv, logits);
+                    failed = isnan(r->transfer);
+                    lsr_model_free(source);
                 } else if (eps[e] != 0.0) {
                     failed = 1;
                 }
             }
             run_name(name, sizeof name, eps[e], seed);
             snprintf(path, sizeof path, "%s/%s.safetensors", runs, name);
-            failed = failed || train_job_save(&j, &model, path, r->temperature, err);
+            failed = failed || lsr_model_set_temperature(model, r->temperature) ||
+                     lsr_model_save(model, path);
             snprintf(path, sizeof path, "%s/%s.json", runs, name);
-            failed = failed || sweep_result_save(path, r, err);
-            lsr_model_free(&model);
+            failed = failed || sweep_result_save(path, r);
+            lsr_model_free(model);
             if (failed) goto out;
             done++;
             trained++;
@@ -308,22 +292,21 @@ int lsr_cmd_sweep(int argc, char **argv) {
         }
     char title[512];
     snprintf(title, sizeof title,
-             "%s on %s, %d epochs, batch %d, %lld seeds, FGSM eps %g on %lld test samples",
-             j.model_name, j.data_dir, j.s.epochs, j.s.batch, seeds, attack_eps,
+             "%.200s on %.200s, %d epochs, batch %d, %lld seeds, FGSM eps %g on %lld test samples",
+             j.model_name, j.s.data, j.s.epochs, j.s.batch, seeds, attack_eps,
              (long long)n_attack);
-    if (sweep_results_csv(out_dir, results, total, err) ||
-        sweep_report(out_dir, results, total, eps, ne, title, err))
+    if (sweep_results_csv(out_dir, results, total) ||
+        sweep_report(out_dir, results, total, eps, ne, title))
         goto out;
     printf("%d runs; %s/results.csv and %s/report.html written\n", total, out_dir, out_dir);
     status = 0;
 out:
-    if (status) cli_error("sweep", err);
+    if (status) cli_error("sweep", lsr_last_error());
     free(results);
     free(logits);
     free(adv);
-    free(run_args);
     free(rest);
-    free(j.command_json);
+    free(j.note);
     free(j.metrics_text);
     lsr_dataset_free(&all);
     lsr_dataset_free(&test);

@@ -38,11 +38,10 @@ static void version(void) {
            ""
 #endif
     );
-    char why[LSR_ERR_LEN];
-    if (lsr_conv_fast_available(LSR_PRECISION_BF16, why) == 0)
+    if (lsr_conv_fast_available(LSR_PRECISION_BF16) == LSR_OK)
         printf("--precision bf16: available (oneDNN)\n");
     else
-        printf("--precision bf16: unavailable (%s)\n", why);
+        printf("--precision bf16: unavailable (%s)\n", lsr_last_error());
 #ifdef _OPENMP
     printf("threads: %d (OpenMP)\n", omp_get_num_procs());
 #endif

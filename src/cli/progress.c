@@ -8,7 +8,7 @@
 #include "../common/common.h"
 #include "progress.h"
 
-void progress_draw(const char *prefix, int epochs, double *last_draw, const lsr_train_progress *p) {
+void progress_draw(const char *prefix, double *last_draw, const lsr_train_progress *p) {
     const double now = lsr_now();
     if (p->step != p->steps_per_epoch && now - *last_draw < 0.1) return;
     *last_draw = now;
@@ -22,14 +22,14 @@ void progress_draw(const char *prefix, int epochs, double *last_draw, const lsr_
     fprintf(stderr,
             "\r%sepoch %d/%d [%s] %lld/%lld loss %.4f H(q,p) %.4f H(u,p) %.4f %.0f samples/s "
             "ETA %.0fs ",
-            prefix, p->epoch, epochs, bar, (long long)p->step, (long long)p->steps_per_epoch,
+            prefix, p->epoch, p->epochs, bar, (long long)p->step, (long long)p->steps_per_epoch,
             p->loss, p->label_ce, p->prior_ce, rate, eta);
     fflush(stderr);
 }
 
 void progress_end_bar(void) { fputc('\n', stderr); }
 
-void progress_epoch_line(const char *prefix, int epochs, const lsr_train_progress *p,
+void progress_epoch_line(const char *prefix, const lsr_train_progress *p,
                          double val_acc) {
     char val[96] = "";
     if (!isnan(val_acc)) snprintf(val, sizeof val, "  val acc %.4f", val_acc);
@@ -39,12 +39,12 @@ void progress_epoch_line(const char *prefix, int epochs, const lsr_train_progres
     fprintf(stderr,
             "%sepoch %d/%d: loss %.4f  H(q,p) %.4f  H(u,p) %.4f  train acc %.4f%s  %.1fs  "
             "%.0f samples/s\n",
-            prefix, p->epoch, epochs, p->loss, p->label_ce, p->prior_ce, p->accuracy, val,
+            prefix, p->epoch, p->epochs, p->loss, p->label_ce, p->prior_ce, p->accuracy, val,
             p->seconds, p->samples / p->seconds);
 }
 
-int progress_metrics_append(const char *path, char **text, size_t *len, const lsr_train_progress *p,
-                            double val_acc, char *err) {
+lsr_status progress_metrics_append(const char *path, char **text, size_t *len,
+                                   const lsr_train_progress *p, double val_acc) {
     char line[512], val[32] = "null";
     if (!isnan(val_acc)) snprintf(val, sizeof val, "%.6f", val_acc);
     const int n = snprintf(line, sizeof line,
@@ -54,15 +54,14 @@ int progress_metrics_append(const char *path, char **text, size_t *len, const ls
                            p->epoch, (long long)p->step, p->loss, p->label_ce, p->prior_ce,
                            p->accuracy, val, p->seconds, p->samples / p->seconds);
     char *grown = realloc(*text, *len + (size_t)n + 1);
-    if (!grown) return lsr_fail(err, "--metrics %s: out of memory", path);
+    if (!grown) return lsr__fail(LSR_ERROR_OUT_OF_MEMORY, "--metrics %s: out of memory", path);
     *text = grown;
     memcpy(*text + *len, line, (size_t)n + 1);
     *len += (size_t)n;
     lsr_atomic_file af;
-    if (lsr_atomic_open(&af, path, err)) return 1;
+    LSR_TRY(lsr_atomic_open(&af, path));
     fputs(*text, af.f);
-    if (lsr_atomic_commit(&af, err)) return 1;
-    return 0;
+    return lsr_atomic_commit(&af);
 }
 
 void progress_metrics_reload(const char *path, int before_epoch, char **text, size_t *len) {

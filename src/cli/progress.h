@@ -5,21 +5,20 @@
 
 #include <stddef.h>
 
-#include "../train/train.h"
+#include "lsr/train.h"
 
 /* Redraws the epoch's bar on stderr, at most every 0.1 s and at the epoch's
  * last step; *last_draw: when it was last drawn.  prefix: before the line,
  * e.g. the sweep's run. */
-void progress_draw(const char *prefix, int epochs, double *last_draw, const lsr_train_progress *p);
+void progress_draw(const char *prefix, double *last_draw, const lsr_train_progress *p);
 /* Ends the bar's line. */
 void progress_end_bar(void);
 /* The epoch's line on stderr; val_acc NAN: no validation split. */
-void progress_epoch_line(const char *prefix, int epochs, const lsr_train_progress *p,
-                         double val_acc);
+void progress_epoch_line(const char *prefix, const lsr_train_progress *p, double val_acc);
 /* Adds the epoch's JSON line to *text (*len bytes, realloc'd) and writes it
- * all to path, atomically.  0, or -1 (out of memory) or 1 (the file), err set. */
-int progress_metrics_append(const char *path, char **text, size_t *len, const lsr_train_progress *p,
-                            double val_acc, char *err);
+ * all to path, atomically. */
+lsr_status progress_metrics_append(const char *path, char **text, size_t *len,
+                                   const lsr_train_progress *p, double val_acc);
 /* On resume, the metrics file keeps the lines of the epochs before the
  * checkpoint's: those of path's lines go into *text. */
 void progress_metrics_reload(const char *path, int before_epoch, char **text, size_t *len);

@@ -3,7 +3,7 @@
 #ifndef LSR_CLI_SWEEP_H
 #define LSR_CLI_SWEEP_H
 
-#include "../metrics/metrics.h"
+#include "lsr/train.h"
 
 #define SWEEP_MAX_EPS 32 /* values of --smoothing */
 

@@ -146,13 +146,13 @@ static double g_fgsm(const run_result *r) { return r->fgsm; }
 static double g_transfer(const run_result *r) { return r->transfer; }
 static double g_conf(const run_result *r) { return r->plain.mean_confidence; }
 
-int sweep_report(const char *dir, const run_result *r, int nr, const double *eps, int ne,
-                 const char *title, char *err) {
+lsr_status sweep_report(const char *dir, const run_result *r, int nr, const double *eps, int ne,
+                        const char *title) {
     char path[4200];
     lsr_atomic_file af;
     series s[3];
     snprintf(path, sizeof path, "%s/report.html", dir);
-    if (lsr_atomic_open(&af, path, err)) return -1;
+    LSR_TRY(lsr_atomic_open(&af, path));
     FILE *f = af.f;
     fprintf(f,
             "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>lsr sweep: %s</title>\n"
@@ -232,5 +232,5 @@ int sweep_report(const char *dir, const run_result *r, int nr, const double *eps
                "the same seed, the control for gradient masking. Temperature T fitted on the "
                "held-out validation split.</p>\n</body></html>\n");
 #undef SERIES
-    return lsr_atomic_commit(&af, err);
+    return lsr_atomic_commit(&af);
 }

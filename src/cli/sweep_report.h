@@ -5,7 +5,7 @@
 #include "sweep.h"
 
 /* Writes dir/report.html of the runs r[0..nr) over the eps values eps[0..ne). */
-int sweep_report(const char *dir, const run_result *r, int nr, const double *eps, int ne,
-                 const char *title, char *err);
+lsr_status sweep_report(const char *dir, const run_result *r, int nr, const double *eps, int ne,
+                        const char *title);
 
 #endif

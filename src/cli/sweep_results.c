@@ -72,7 +72,7 @@ static int read_metrics(const cJSON *o, const char *key, lsr_metrics *m) {
     return 1;
 }
 
-int sweep_result_save(const char *path, const run_result *r, char *err) {
+lsr_status sweep_result_save(const char *path, const run_result *r) {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddNumberToObject(o, "eps", r->eps);
     cJSON_AddNumberToObject(o, "seed", r->seed);
@@ -88,14 +88,16 @@ int sweep_result_save(const char *path, const run_result *r, char *err) {
     char *text = cJSON_Print(o);
     cJSON_Delete(o);
     lsr_atomic_file af;
-    if (!text || lsr_atomic_open(&af, path, err)) {
+    if (!text) return lsr__fail(LSR_ERROR_OUT_OF_MEMORY, "out of memory");
+    const lsr_status st = lsr_atomic_open(&af, path);
+    if (st != LSR_OK) {
         free(text);
-        return text ? -1 : lsr_fail(err, "out of memory");
+        return st;
     }
     fputs(text, af.f);
     fputc('\n', af.f);
     free(text);
-    return lsr_atomic_commit(&af, err);
+    return lsr_atomic_commit(&af);
 }
 
 int sweep_result_load(const char *path, run_result *r) {
@@ -118,11 +120,11 @@ int sweep_result_load(const char *path, run_result *r) {
     return ok;
 }
 
-int sweep_results_csv(const char *dir, const run_result *r, int nr, char *err) {
+lsr_status sweep_results_csv(const char *dir, const run_result *r, int nr) {
     char path[4200];
     snprintf(path, sizeof path, "%s/results.csv", dir);
     lsr_atomic_file af;
-    if (lsr_atomic_open(&af, path, err)) return -1;
+    LSR_TRY(lsr_atomic_open(&af, path));
     fprintf(af.f,
             "eps,seed,accuracy,top5,nll,ece,mce,brier,mean_confidence,fgsm_accuracy,"
             "transfer_fgsm_accuracy,temperature,ts_nll,ts_ece,ts_mce,ts_brier,train_seconds\n");
@@ -137,7 +139,7 @@ int sweep_results_csv(const char *dir, const run_result *r, int nr, char *err) {
                 x->temperature, x->scaled.nll, x->scaled.ece, x->scaled.mce, x->scaled.brier,
                 x->seconds);
     }
-    return lsr_atomic_commit(&af, err);
+    return lsr_atomic_commit(&af);
 }
 
 void sweep_run_checkpoint(char *buf, size_t size, const char *base, const char *name) {
@@ -147,18 +149,17 @@ void sweep_run_checkpoint(char *buf, size_t size, const char *base, const char *
     snprintf(buf, size, "%.*s-%s%s", (int)(dot - base), base, name, dot);
 }
 
-int sweep_checkpoint_matches(const char *path, const char *command, char *err) {
+int sweep_checkpoint_matches(const char *path, const lsr_train_settings *s, const char *note) {
     if (access(path, F_OK) != 0) return 0;
-    lsr_model m;
-    lsr_train_state st;
-    char *stored = NULL;
-    if (lsr_checkpoint_load(path, &m, &st, NULL, -1, &stored, err)) return -1;
-    lsr_model_free(&m);
-    const int same = !strcmp(stored, command);
-    free(stored);
+    lsr_train_settings stored;
+    char *stored_note = NULL;
+    if (lsr_checkpoint_load(NULL, NULL, &stored, &stored_note, path)) return -1;
+    const int same = !lsr_settings_first_difference(&stored, s) && !strcmp(stored_note, note);
+    free(stored_note);
     if (same) return 1;
-    return lsr_fail(err,
-                    "--checkpoint %s: holds a run with other settings; remove it, or give "
-                    "another --checkpoint",
-                    path);
+    lsr__fail(LSR_ERROR_MISMATCH,
+              "--checkpoint %s: holds a run with other settings; remove it, or give "
+              "another --checkpoint",
+              path);
+    return -1;
 }

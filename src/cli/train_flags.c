@@ -1,11 +1,11 @@
 /* lsr train's flags: the table, the usage text, the parser, and the run's
  * command line for its checkpoints. */
 #define _GNU_SOURCE
-#include <cjson/cJSON.h>
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "../common/common.h"
 #include "../net/net.h"
 #include "cli.h"
 #include "train_flags.h"
@@ -106,6 +106,23 @@ const char *train_opt_name(int c) {
     return name;
 }
 
+/* --smoothing-prior uniform|data|FILE into the settings */
+static int train_prior(train_job *j) {
+    lsr_train_settings *s = &j->s;
+    if (!j->prior_arg || !strcmp(j->prior_arg, "uniform")) {
+        s->prior_source = LSR_PRIOR_UNIFORM;
+    } else if (!strcmp(j->prior_arg, "data")) {
+        s->prior_source = LSR_PRIOR_DATA;
+    } else {
+        if (strlen(j->prior_arg) >= sizeof s->prior_file)
+            return lsr__fail(LSR_ERROR_OPTION, "--smoothing-prior: longer than %d characters",
+                             LSR_TEXT_MAX - 1);
+        s->prior_source = LSR_PRIOR_FILE;
+        strcpy(s->prior_file, j->prior_arg);
+    }
+    return 0;
+}
+
 int train_job_parse(train_job *j, int argc, char **argv) {
     lsr_train_settings *s = &j->s;
     long long v;
@@ -117,42 +134,45 @@ int train_job_parse(train_job *j, int argc, char **argv) {
         const char *name = train_opt_name(c);
         switch (c) {
         case OPT_DATA:
-            j->data_dir = optarg;
+            if (strlen(optarg) >= sizeof s->data)
+                return lsr__fail(LSR_ERROR_OPTION, "--data: longer than %d characters",
+                                 LSR_TEXT_MAX - 1);
+            strcpy(s->data, optarg);
             break;
         case OPT_MODEL:
             j->model_name = optarg;
             break;
         case OPT_EPOCHS:
-            if (cli_int(name, optarg, 1, 100000, &v, j->err)) return -1;
+            if (cli_int(name, optarg, 1, 100000, &v)) return -1;
             s->epochs = (int)v;
             break;
         case OPT_BATCH:
-            if (cli_int(name, optarg, 1, 65536, &v, j->err)) return -1;
+            if (cli_int(name, optarg, 1, 65536, &v)) return -1;
             s->batch = (int)v;
             break;
         case OPT_SEED:
-            if (cli_int(name, optarg, 0, INT64_MAX, &v, j->err)) return -1;
+            if (cli_int(name, optarg, 0, INT64_MAX, &v)) return -1;
             s->seed = (uint64_t)v;
             break;
         case OPT_THREADS:
-            if (cli_int(name, optarg, 0, CLI_MAX_THREADS, &j->threads, j->err)) return -1;
+            if (cli_int(name, optarg, 0, CLI_MAX_THREADS, &j->threads)) return -1;
             break;
         case OPT_OPTIMIZER:
             j->optimizer_name = optarg;
             break;
         case OPT_LR:
-            if (cli_float(name, optarg, 1e-12, 1e4, &d, j->err)) return -1;
+            if (cli_float(name, optarg, 1e-12, 1e4, &d)) return -1;
             s->optimizer.lr = (float)d;
             break;
         case OPT_MOMENTUM:
-            if (cli_float(name, optarg, 0, 0.9999, &d, j->err)) return -1;
+            if (cli_float(name, optarg, 0, 0.9999, &d)) return -1;
             s->optimizer.momentum = (float)d;
             break;
         case OPT_NESTEROV:
             s->optimizer.nesterov = 1;
             break;
         case OPT_WD:
-            if (cli_float(name, optarg, 0, 1, &d, j->err)) return -1;
+            if (cli_float(name, optarg, 0, 1, &d)) return -1;
             s->optimizer.weight_decay = (float)d;
             break;
         case OPT_INIT:
@@ -162,19 +182,19 @@ int train_job_parse(train_job *j, int argc, char **argv) {
             j->schedule_name = optarg;
             break;
         case OPT_STEP_SIZE:
-            if (cli_int(name, optarg, 1, INT64_MAX, &v, j->err)) return -1;
+            if (cli_int(name, optarg, 1, INT64_MAX, &v)) return -1;
             s->optimizer.step_size = v;
             break;
         case OPT_GAMMA:
-            if (cli_float(name, optarg, 0, 1, &d, j->err)) return -1;
+            if (cli_float(name, optarg, 0, 1, &d)) return -1;
             s->optimizer.gamma = (float)d;
             break;
         case OPT_WARMUP:
-            if (cli_int(name, optarg, 0, INT64_MAX, &v, j->err)) return -1;
+            if (cli_int(name, optarg, 0, INT64_MAX, &v)) return -1;
             s->optimizer.warmup = v;
             break;
         case OPT_SMOOTHING:
-            if (cli_float(name, optarg, 0, 1, &d, j->err)) return -1;
+            if (cli_float(name, optarg, 0, 1, &d)) return -1;
             s->loss.smoothing = (float)d;
             break;
         case OPT_CONVENTION:
@@ -184,14 +204,16 @@ int train_job_parse(train_job *j, int argc, char **argv) {
             j->prior_arg = optarg;
             break;
         case OPT_ZLOSS:
-            if (cli_float(name, optarg, 0, 1e3, &d, j->err)) return -1;
+            if (cli_float(name, optarg, 0, 1e3, &d)) return -1;
             s->loss.z_loss = (float)d;
             break;
         case OPT_LIMIT:
-            if (cli_int(name, optarg, 1, INT64_MAX, &j->train_limit, j->err)) return -1;
+            if (cli_int(name, optarg, 1, INT64_MAX, &v)) return -1;
+            s->train_limit = v;
             break;
         case OPT_VAL:
-            if (cli_int(name, optarg, 0, INT64_MAX, &j->val, j->err)) return -1;
+            if (cli_int(name, optarg, 0, INT64_MAX, &v)) return -1;
+            s->val_samples = v;
             j->val_given = 1;
             break;
         case OPT_OUT:
@@ -204,26 +226,26 @@ int train_job_parse(train_job *j, int argc, char **argv) {
             j->quiet = 1;
             break;
         case OPT_IMBALANCE:
-            if (cli_float(name, optarg, 1, 1e6, &j->imbalance, j->err)) return -1;
+            if (cli_float(name, optarg, 1, 1e6, &s->imbalance)) return -1;
             break;
         case OPT_ADV:
             if (strcmp(optarg, "fgsm") != 0)
-                return lsr_fail(j->err, "--adv: '%s' is not fgsm", optarg);
+                return lsr__fail(LSR_ERROR_OPTION, "--adv: '%s' is not fgsm", optarg);
             j->adv = optarg;
             break;
         case OPT_ADV_EPS:
-            if (cli_float(name, optarg, 0, 1, &d, j->err)) return -1;
+            if (cli_float(name, optarg, 0, 1, &d)) return -1;
             s->adv_eps = (float)d;
             break;
         case OPT_ADV_WEIGHT:
-            if (cli_float(name, optarg, 0, 1, &d, j->err)) return -1;
+            if (cli_float(name, optarg, 0, 1, &d)) return -1;
             s->adv_weight = (float)d;
             break;
         case OPT_CHECKPOINT:
             j->checkpoint_path = optarg;
             break;
         case OPT_CHECKPOINT_EVERY:
-            if (cli_int(name, optarg, 1, INT64_MAX, &v, j->err)) return -1;
+            if (cli_int(name, optarg, 1, INT64_MAX, &v)) return -1;
             s->checkpoint_every = v;
             break;
         case OPT_RESUME:
@@ -235,41 +257,41 @@ int train_job_parse(train_job *j, int argc, char **argv) {
             else if (!strcmp(optarg, "skip"))
                 s->skip_nonfinite = 1;
             else
-                return lsr_fail(j->err, "--on-nonfinite: '%s' is not stop or skip", optarg);
+                return lsr__fail(LSR_ERROR_OPTION, "--on-nonfinite: '%s' is not stop or skip", optarg);
             break;
         case OPT_PRECISION:
             if (!strcmp(optarg, "fp32")) {
-                j->precision = LSR_PRECISION_FP32;
+                s->precision = LSR_PRECISION_FP32;
             } else if (!strcmp(optarg, "bf16")) {
-                char why[LSR_ERR_LEN];
-                if (lsr_conv_fast_available(LSR_PRECISION_BF16, why))
-                    return lsr_fail(j->err, "--precision bf16: %s", why);
-                j->precision = LSR_PRECISION_BF16;
+                if (lsr_conv_fast_available(LSR_PRECISION_BF16))
+                    return lsr__fail(LSR_ERROR_UNSUPPORTED, "--precision bf16: %s",
+                                     lsr_last_error());
+                s->precision = LSR_PRECISION_BF16;
             } else {
-                return lsr_fail(j->err, "--precision: '%s' is not fp32 or bf16", optarg);
+                return lsr__fail(LSR_ERROR_OPTION, "--precision: '%s' is not fp32 or bf16", optarg);
             }
             break;
         case OPT_HELP:
             train_usage(stdout);
             return TRAIN_JOB_HELP;
         case ':':
-            return lsr_fail(j->err, "%s: needs a value", argv[optind - 1]);
+            return lsr__fail(LSR_ERROR_OPTION, "%s: needs a value", argv[optind - 1]);
         default:
-            return lsr_fail(j->err, "unknown flag '%s' (lsr train --help)", argv[optind - 1]);
+            return lsr__fail(LSR_ERROR_OPTION, "unknown flag '%s' (lsr train --help)", argv[optind - 1]);
         }
     }
-    if (optind < argc) return lsr_fail(j->err, "unexpected argument '%s'", argv[optind]);
+    if (optind < argc) return lsr__fail(LSR_ERROR_OPTION, "unexpected argument '%s'", argv[optind]);
     if (j->checkpoint_path) {
         if (!s->checkpoint_every) s->checkpoint_every = TRAIN_DEFAULT_CHECKPOINT_EVERY;
-        if (lsr_check_writable(j->checkpoint_path, "--checkpoint", j->err)) return -1;
+        if (lsr_check_writable(j->checkpoint_path, "--checkpoint")) return -1;
     } else if (s->checkpoint_every) {
-        return lsr_fail(j->err, "--checkpoint-every needs --checkpoint FILE");
+        return lsr__fail(LSR_ERROR_OPTION, "--checkpoint-every needs --checkpoint FILE");
     }
     if (j->adv) {
         if (s->adv_eps == 0) s->adv_eps = (float)TRAIN_DEFAULT_ADV_EPS;
         if (s->adv_weight == 0) s->adv_weight = (float)TRAIN_DEFAULT_ADV_WEIGHT;
     } else if (s->adv_eps > 0 || s->adv_weight > 0) {
-        return lsr_fail(j->err, "--adv-eps and --adv-weight need --adv fgsm");
+        return lsr__fail(LSR_ERROR_OPTION, "--adv-eps and --adv-weight need --adv fgsm");
     }
     if (j->optimizer_name) {
         if (!strcmp(j->optimizer_name, "adam"))
@@ -279,7 +301,7 @@ int train_job_parse(train_job *j, int argc, char **argv) {
         else if (!strcmp(j->optimizer_name, "sgd"))
             s->optimizer.kind = LSR_OPTIMIZER_SGD;
         else
-            return lsr_fail(j->err, "--optimizer: '%s' is not adam, adamw or sgd",
+            return lsr__fail(LSR_ERROR_OPTION, "--optimizer: '%s' is not adam, adamw or sgd",
                             j->optimizer_name);
     }
     if (j->schedule_name) {
@@ -290,10 +312,10 @@ int train_job_parse(train_job *j, int argc, char **argv) {
         else if (!strcmp(j->schedule_name, "cosine"))
             s->optimizer.schedule = LSR_SCHEDULE_COSINE;
         else
-            return lsr_fail(j->err, "--schedule: '%s' is not constant, step or cosine",
+            return lsr__fail(LSR_ERROR_OPTION, "--schedule: '%s' is not constant, step or cosine",
                             j->schedule_name);
         if (s->optimizer.schedule == LSR_SCHEDULE_STEP && s->optimizer.step_size == 0)
-            return lsr_fail(j->err, "--schedule step needs --step-size");
+            return lsr__fail(LSR_ERROR_OPTION, "--schedule step needs --step-size");
     }
     if (j->convention_name) {
         if (!strcmp(j->convention_name, "all"))
@@ -301,10 +323,9 @@ int train_job_parse(train_job *j, int argc, char **argv) {
         else if (!strcmp(j->convention_name, "others"))
             s->loss.convention = LSR_SMOOTHING_OTHERS;
         else
-            return lsr_fail(j->err, "--smoothing-convention: '%s' is not all or others",
+            return lsr__fail(LSR_ERROR_OPTION, "--smoothing-convention: '%s' is not all or others",
                             j->convention_name);
     }
-    s->init = lsr_model_default_init(j->model_name);
     if (j->init_name) {
         if (!strcmp(j->init_name, "cleverhans"))
             s->init = LSR_INIT_CLEVERHANS;
@@ -313,26 +334,8 @@ int train_job_parse(train_job *j, int argc, char **argv) {
         else if (!strcmp(j->init_name, "glorot"))
             s->init = LSR_INIT_GLOROT;
         else
-            return lsr_fail(j->err, "--init: '%s' is not cleverhans, he or glorot", j->init_name);
+            return lsr__fail(LSR_ERROR_OPTION, "--init: '%s' is not cleverhans, he or glorot", j->init_name);
     }
-    if (j->metrics_path && lsr_check_writable(j->metrics_path, "--metrics", j->err)) return -1;
-    return 0;
-}
-
-char *train_job_command(int argc, char **argv, const char *tag) {
-    cJSON *a = cJSON_CreateArray();
-    if (!a) return NULL;
-    if (tag) cJSON_AddItemToArray(a, cJSON_CreateString(tag));
-    opterr = 0;
-    optind = 0; /* a full restart of getopt: this argv may have been parsed before */
-    int c;
-    while ((c = getopt_long(argc, argv, ":", train_opts, NULL)) != -1) {
-        const struct option *o = find_opt(c);
-        if (!o || c == OPT_THREADS || c == OPT_QUIET || c == OPT_RESUME) continue;
-        cJSON_AddItemToArray(a, cJSON_CreateString(train_opt_name(c)));
-        if (o->has_arg) cJSON_AddItemToArray(a, cJSON_CreateString(optarg));
-    }
-    char *s = cJSON_PrintUnformatted(a);
-    cJSON_Delete(a);
-    return s;
+    if (j->metrics_path && lsr_check_writable(j->metrics_path, "--metrics")) return -1;
+    return train_prior(j);
 }

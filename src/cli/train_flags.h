@@ -1,5 +1,4 @@
-/* lsr train's flags: their table, usage text and parser, and the run's
- * command line as a checkpoint stores it. */
+/* lsr train's flags: their table, usage text and parser. */
 #ifndef LSR_CLI_TRAIN_FLAGS_H
 #define LSR_CLI_TRAIN_FLAGS_H
 
@@ -54,12 +53,8 @@ extern const struct option train_opts[];
 /* "--name" of a flag of train_opts, "" for others */
 const char *train_opt_name(int c);
 
-/* Parses lsr train's flags into j: 0, -1 (j->err set), or TRAIN_JOB_HELP. */
+/* Parses lsr train's flags into j: 0, -1 (lsr_last_error() says why), or
+ * TRAIN_JOB_HELP. */
 int train_job_parse(train_job *j, int argc, char **argv);
-/* lsr train's flags in argv as a JSON array of "--name" and value strings
- * (getopt's spellings made canonical), without --threads, --quiet and
- * --resume, which a resume may change; tag, if not NULL, first.  What a
- * checkpoint stores.  NULL: out of memory. */
-char *train_job_command(int argc, char **argv, const char *tag);
 
 #endif

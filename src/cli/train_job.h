@@ -1,10 +1,12 @@
-/* lsr train's settings and steps, shared with lsr sweep: the job, its
- * defaults, its run, and its model file.  Its flags: train_flags.h. */
+/* lsr train's job, shared with lsr sweep: the library's settings, where the
+ * run's files go, its progress display; its run and its model file.  Its
+ * flags: train_flags.h. */
 #ifndef LSR_CLI_TRAIN_JOB_H
 #define LSR_CLI_TRAIN_JOB_H
 
-#include "../data/dataset.h"
-#include "../train/train.h"
+#include <stddef.h>
+
+#include "lsr/train.h"
 
 /* lsr train's defaults (also in its usage text) */
 #define TRAIN_DEFAULT_EPOCHS 6
@@ -14,40 +16,39 @@
 #define TRAIN_DEFAULT_ADV_WEIGHT 0.5       /* with --adv fgsm */
 
 typedef struct train_job {
-    const char *data_dir, *model_name, *prior_arg, *out, *metrics_path, *convention_name;
-    const char *optimizer_name, *schedule_name, *init_name;
-    long long threads, train_limit, val;
-    int val_given; /* --val was on the command line, in any spelling */
-    double imbalance;
-    const char *adv;
+    lsr_train_settings s;   /* everything that decides the result (lsr/train.h) */
+    const char *model_name; /* --model: a preset or a spec */
+    /* the run's files (NULL: none) */
+    const char *out, *metrics_path, *checkpoint_path, *resume_path;
+    char *note;       /* those files as JSON, stored in checkpoints (lsr sweep adds its run) */
+    void *resume_note; /* on resume: the checkpoint's note (cJSON), which the paths point into */
+    /* how to run it; a resume may change these */
+    long long threads;
     int quiet, tty;
-    lsr_precision precision;
-    lsr_train_settings s;
+    int val_given; /* --val was on the command line, in any spelling */
+    /* flags resolved when parsing ends */
+    const char *prior_arg, *convention_name, *optimizer_name, *schedule_name, *init_name, *adv;
     /* progress and metrics */
     double last_draw;
     char *metrics_text;
     size_t metrics_len;
     lsr_model *model;
     const lsr_dataset *val_set;
-    const char *prefix; /* before progress lines, e.g. the sweep's run */
-    const char *checkpoint_path, *resume_path;
-    char *command_json;   /* the run's flags, stored in checkpoints */
-    void *resume_command; /* on resume: the parsed stored flags (cJSON), owned */
-    volatile int *stop;   /* set by SIGINT / SIGTERM */
+    const char *prefix;  /* before progress lines, e.g. the sweep's run */
+    volatile int *stop;  /* set by SIGINT / SIGTERM */
     int stopped_epoch;
     long long stopped_step;
-    int64_t training_samples;
     double train_seconds;
-    char err[LSR_ERR_LEN];
 } train_job;
 
 void train_job_defaults(train_job *j);
-/* Splits all (limit, validation, imbalance), builds the model and trains it;
- * val_set gets the held-out examples. */
-int train_job_run(train_job *j, const lsr_dataset *all, int classes, lsr_model *model,
-                  lsr_dataset *val_set);
-/* Writes the model with the run's settings in its metadata (temperature if > 0). */
-int train_job_save(const train_job *j, const lsr_model *model, const char *path, double temperature,
-                   char *err);
+/* j->note from j's files (and the sweep's run name, if not NULL). */
+lsr_status train_job_make_note(train_job *j, const char *sweep_run);
+/* Splits all (limit, validation, imbalance), builds the model (or loads the
+ * checkpoint of --resume) and trains it; *model and val_set (the held-out
+ * examples) are the caller's to free.  LSR_OK, LSR_STOPPED (a signal, after
+ * the checkpoint), or an error with lsr_last_error() set. */
+lsr_status train_job_run(train_job *j, const lsr_dataset *all, int classes, lsr_model **model,
+                         lsr_dataset *val_set);
 
 #endif

@@ -1,4 +1,4 @@
-/* lsr train --resume: the checkpoint's stored flags, and the flags given
+/* lsr train --resume: the checkpoint's stored settings, and the flags given
  * with --resume compared with them. */
 #define _GNU_SOURCE
 #include <cjson/cJSON.h>
@@ -7,7 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../modelfile/modelfile.h"
+#include "../common/common.h"
+#include "../net/net.h"
 #include "train_flags.h"
 #include "train_resume.h"
 
@@ -40,7 +41,7 @@ static void flag_value(const train_job *j, int c, int exact, char *buf, size_t s
     long long integer = 0;
     switch (c) {
     case OPT_DATA:
-        path = j->data_dir;
+        path = s->data;
         break;
     case OPT_MODEL:
         word = j->model_name;
@@ -72,7 +73,10 @@ static void flag_value(const train_job *j, int c, int exact, char *buf, size_t s
         real = s->optimizer.weight_decay;
         break;
     case OPT_INIT:
-        word = s->init == LSR_INIT_HE ? "he" : s->init == LSR_INIT_GLOROT ? "glorot" : "cleverhans";
+        word = s->init == LSR_INIT_HE           ? "he"
+               : s->init == LSR_INIT_GLOROT     ? "glorot"
+               : s->init == LSR_INIT_CLEVERHANS ? "cleverhans"
+                                                : "the model's default";
         break;
     case OPT_SCHEDULE:
         word = s->optimizer.schedule == LSR_SCHEDULE_STEP     ? "step"
@@ -95,19 +99,19 @@ static void flag_value(const train_job *j, int c, int exact, char *buf, size_t s
         word = s->loss.convention == LSR_SMOOTHING_ALL ? "all" : "others";
         break;
     case OPT_PRIOR:
-        if (!j->prior_arg || !strcmp(j->prior_arg, "uniform") || !strcmp(j->prior_arg, "data"))
-            word = j->prior_arg ? j->prior_arg : "uniform";
+        if (s->prior_source == LSR_PRIOR_FILE)
+            path = s->prior_file;
         else
-            path = j->prior_arg;
+            word = s->prior_source == LSR_PRIOR_DATA ? "data" : "uniform";
         break;
     case OPT_ZLOSS:
         real = s->loss.z_loss;
         break;
     case OPT_LIMIT:
-        integer = j->train_limit;
+        integer = s->train_limit;
         break;
     case OPT_VAL:
-        integer = j->val;
+        integer = s->val_samples;
         break;
     case OPT_OUT:
         path = j->out;
@@ -118,10 +122,10 @@ static void flag_value(const train_job *j, int c, int exact, char *buf, size_t s
         word = "none";
         break;
     case OPT_IMBALANCE:
-        real = j->imbalance > 1 ? j->imbalance : 1.0;
+        real = s->imbalance;
         break;
     case OPT_ADV:
-        word = j->adv ? "fgsm" : "none";
+        word = s->adv_eps > 0 ? "fgsm" : "none";
         break;
     case OPT_ADV_EPS:
         real = s->adv_eps;
@@ -140,7 +144,7 @@ static void flag_value(const train_job *j, int c, int exact, char *buf, size_t s
         word = s->skip_nonfinite ? "skip" : "stop";
         break;
     case OPT_PRECISION:
-        word = j->precision == LSR_PRECISION_BF16 ? "bf16" : "fp32";
+        word = s->precision == LSR_PRECISION_BF16 ? "bf16" : "fp32";
         break;
     default:
         word = "";
@@ -151,77 +155,80 @@ static void flag_value(const train_job *j, int c, int exact, char *buf, size_t s
     else if (path || word)
         snprintf(buf, size, "%s", path ? path : word);
     else if (!isnan(real))
-        snprintf(buf, size, exact ? "%.9g" : "%g", real);
+        snprintf(buf, size, exact ? "%.17g" : "%g", real);
     else
         snprintf(buf, size, "%lld", integer);
+}
+
+/* The checkpoint's note: its run's files (paths into the parsed note, which
+ * j keeps), or a refusal of a sweep's run. */
+static int take_note(train_job *j, const char *note, const char *path) {
+    cJSON *o = cJSON_Parse(note);
+    if (!cJSON_IsObject(o)) {
+        cJSON_Delete(o);
+        return lsr__fail(LSR_ERROR_FORMAT, "--resume %s: the checkpoint's note is not what lsr "
+                         "train stores", path);
+    }
+    j->resume_note = o;
+    const cJSON *sweep = cJSON_GetObjectItemCaseSensitive(o, "sweep");
+    if (cJSON_IsString(sweep)) /* a run of lsr sweep (its own settings and outputs) */
+        return lsr__fail(LSR_ERROR_OPTION, "--resume %s: the checkpoint of lsr sweep's run "
+                         "%.100s: run the same lsr sweep command again to resume it", path,
+                         sweep->valuestring);
+    const char *keys[3] = {"out", "metrics", "checkpoint"};
+    const char **values[3] = {&j->out, &j->metrics_path, &j->checkpoint_path};
+    for (int i = 0; i < 3; i++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, keys[i]);
+        *values[i] = cJSON_IsString(v) ? v->valuestring : NULL;
+    }
+    return 0;
 }
 
 int train_job_resume_flags(train_job *j, int argc, char **argv) {
     const train_job given = *j;
     const char *path = j->resume_path;
-    lsr_model m;
-    lsr_train_state st;
-    char *command = NULL;
-    if (lsr_checkpoint_load(path, &m, &st, NULL, -1, &command, j->err)) return -1;
-    lsr_model_free(&m);
-    cJSON *a = cJSON_Parse(command);
-    free(command);
-    const int n = cJSON_IsArray(a) ? cJSON_GetArraySize(a) : -1;
-    const cJSON *first = n > 0 ? cJSON_GetArrayItem(a, 0) : NULL;
-    if (cJSON_IsString(first) && strncmp(first->valuestring, "--", 2) != 0) {
-        /* a run of lsr sweep (its own settings and outputs): the sweep resumes it */
-        const char *run = first->valuestring;
-        if (!strncmp(run, "sweep:", 6)) run += 6;
-        lsr_fail(j->err,
-                 "--resume %s: the checkpoint of lsr sweep's run %.100s: run the same "
-                 "lsr sweep command again to resume it",
-                 path, run);
-        cJSON_Delete(a);
-        return -1;
-    }
-    char **args = n >= 0 ? calloc((size_t)n + 2, sizeof *args) : NULL;
-    if (!args) {
-        cJSON_Delete(a);
-        return lsr_fail(j->err, "--resume %s: the stored command line is malformed", path);
-    }
-    args[0] = "train";
-    int ok = 1;
-    for (int i = 0; i < n; i++) {
-        const cJSON *v = cJSON_GetArrayItem(a, i);
-        if (!cJSON_IsString(v))
-            ok = 0;
-        else
-            args[i + 1] = v->valuestring;
-    }
+    lsr_model *m = NULL;
+    lsr_train_settings stored;
+    char *note = NULL;
+    if (lsr_checkpoint_load(&m, NULL, &stored, &note, path)) return -1;
     train_job_defaults(j);
-    int r = ok ? train_job_parse(j, n + 1, args)
-               : lsr_fail(j->err, "--resume %s: malformed command", path);
-    free(args);
+    j->s = stored;
+    j->resume_path = path;
+    int r = take_note(j, note, path);
+    free(note);
+    /* the model: the checkpoint's architecture, and --model given here
+     * made a spec on the same input to compare */
+    char given_spec[LSR_SPEC_LEN] = "", stored_spec[LSR_SPEC_LEN];
+    snprintf(stored_spec, sizeof stored_spec, "%s", lsr_model_spec(m));
+    j->model_name = stored_spec;
+    lsr_model *g = NULL;
+    if (lsr_model_create(&g, given.model_name, m->input.h, m->input.w, m->input.c,
+                         m->classes) == LSR_OK)
+        snprintf(given_spec, sizeof given_spec, "%s", lsr_model_spec(g));
+    lsr_model_free(g);
+    lsr_model_free(m);
+    train_job here = given;
+    if (given_spec[0]) here.model_name = given_spec;
     /* every flag given with --resume: the value the stored run has */
     opterr = 0;
     optind = 0;
     int c;
     while (!r && (c = getopt_long(argc, argv, ":", train_opts, NULL)) != -1) {
         if (c == OPT_THREADS || c == OPT_QUIET || c == OPT_RESUME) continue;
-        char here[4200], there[4200];
-        flag_value(&given, c, 1, here, sizeof here);
-        flag_value(j, c, 1, there, sizeof there);
-        if (strcmp(here, there) != 0) {
-            flag_value(&given, c, 0, here, sizeof here);
-            flag_value(j, c, 0, there, sizeof there);
-            r = lsr_fail(j->err,
-                         "--resume %s: %s is %.200s here but %.200s in the checkpoint's "
-                         "run (leave it out to keep the run's value)",
-                         path, train_opt_name(c), here, there);
+        char mine[4200], theirs[4200];
+        flag_value(&here, c, 1, mine, sizeof mine);
+        flag_value(j, c, 1, theirs, sizeof theirs);
+        if (strcmp(mine, theirs) != 0) {
+            flag_value(c == OPT_MODEL ? &given : &here, c, 0, mine, sizeof mine);
+            flag_value(j, c, 0, theirs, sizeof theirs);
+            r = lsr__fail(LSR_ERROR_OPTION,
+                          "--resume %s: %s is %.200s here but %.200s in the checkpoint's "
+                          "run (leave it out to keep the run's value)",
+                          path, train_opt_name(c), mine, theirs);
         }
     }
-    if (r) {
-        cJSON_Delete(a);
-        return r == TRAIN_JOB_HELP ? TRAIN_JOB_HELP : -1;
-    }
-    j->command_json = cJSON_PrintUnformatted(a);
-    j->resume_command = a; /* j's strings point into it */
-    j->resume_path = path;
+    if (r) return -1;
+    if (train_job_make_note(j, NULL)) return -1; /* the stored one, as j holds its files */
     j->threads = given.threads;
     j->quiet = given.quiet;
     return 0;
