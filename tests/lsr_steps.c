@@ -165,7 +165,6 @@ int main(int argc, char **argv) {
     const lsr_shape input = {all.h, all.w, all.c};
     const int64_t per_epoch = (train.n + s.batch - 1) / s.batch;
     s.epochs = (int)((r.steps_wanted + per_epoch - 1) / per_epoch);
-    s.checkpoint_every = 1;
 
     if (start) { /* a given model, a fresh optimizer, a seeded first order */
         lsr_model *loaded = NULL;
@@ -202,7 +201,7 @@ init_done:
     }
     r.trace = calloc((size_t)r.steps_wanted, sizeof *r.trace);
     if (!r.trace) goto out;
-    lsr_train_callbacks cb = {&r, on_step, NULL, on_checkpoint, NULL};
+    lsr_train_callbacks cb = {&r, on_step, NULL, on_checkpoint, NULL, 1};
     const lsr_status trained = lsr_train(&m, &train, &s, &cb, resume);
     resume = NULL; /* taken over */
     if (trained != LSR_OK && trained != LSR_STOPPED) goto out;

@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "check.h"
-#include "modelfile/modelfile.h"
+#include "train/train.h"
 #include "net/net.h"
 #include "scratch.h"
 
@@ -41,7 +41,6 @@ static lsr_train_settings unusual_settings(void) {
     s.adv_eps = 0.3f;
     s.adv_weight = 0.25f;
     s.skip_nonfinite = 1;
-    s.checkpoint_every = 50;
     snprintf(s.data, sizeof s.data, "data \"quoted\" dir");
     s.train_limit = 1000;
     s.val_samples = 100;

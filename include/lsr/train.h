@@ -224,8 +224,6 @@ typedef struct lsr_train_settings {
     float adv_weight;           /* w in [0, 1] */
     int skip_nonfinite;         /* a non-finite loss or gradient skips the step
                                    (else lsr_train fails with LSR_ERROR_NONFINITE) */
-    int64_t checkpoint_every;   /* steps between checkpoint callbacks; 0: only
-                                   at the end and when stopping */
     /* how the data was prepared (lsr_train_split); recorded, so that lsr
      * calibrate finds the validation split again */
     char data[LSR_TEXT_MAX];    /* where the data came from: free text, "" if untold */
@@ -274,6 +272,8 @@ typedef struct lsr_train_callbacks {
     lsr_status (*checkpoint)(void *ctx, const lsr_model *m, const lsr_train_state *st);
     /* when set (e.g. by a signal handler), the run stops after the current step */
     volatile int *stop;
+    int64_t checkpoint_every; /* steps (counted over the whole run); 0: only at the end
+                                 and before stopping */
 } lsr_train_callbacks;
 
 /*

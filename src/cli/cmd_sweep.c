@@ -14,7 +14,6 @@
 
 #include "../common/common.h"
 #include "../metrics/metrics.h"
-#include "../modelfile/modelfile.h"
 #include "cli.h"
 #include "cmd.h"
 #include "sweep.h"

@@ -9,7 +9,7 @@
 #include <unistd.h>
 
 #include "../common/common.h"
-#include "../modelfile/modelfile.h"
+#include "../train/train.h"
 #include "sweep_results.h"
 
 static cJSON *number_array(const double *v, int n) {

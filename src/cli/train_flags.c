@@ -246,7 +246,7 @@ int train_job_parse(train_job *j, int argc, char **argv) {
             break;
         case OPT_CHECKPOINT_EVERY:
             if (cli_int(name, optarg, 1, INT64_MAX, &v)) return -1;
-            s->checkpoint_every = v;
+            j->checkpoint_every = v;
             break;
         case OPT_RESUME:
             j->resume_path = optarg;
@@ -282,9 +282,9 @@ int train_job_parse(train_job *j, int argc, char **argv) {
     }
     if (optind < argc) return lsr__fail(LSR_ERROR_OPTION, "unexpected argument '%s'", argv[optind]);
     if (j->checkpoint_path) {
-        if (!s->checkpoint_every) s->checkpoint_every = TRAIN_DEFAULT_CHECKPOINT_EVERY;
+        if (!j->checkpoint_every) j->checkpoint_every = TRAIN_DEFAULT_CHECKPOINT_EVERY;
         if (lsr_check_writable(j->checkpoint_path, "--checkpoint")) return -1;
-    } else if (s->checkpoint_every) {
+    } else if (j->checkpoint_every) {
         return lsr__fail(LSR_ERROR_OPTION, "--checkpoint-every needs --checkpoint FILE");
     }
     if (j->adv) {

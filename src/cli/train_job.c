@@ -32,6 +32,8 @@ lsr_status train_job_make_note(train_job *j, const char *sweep_run) {
         if (!cJSON_AddItemToObject(o, keys[i], values[i] ? cJSON_CreateString(values[i])
                                                          : cJSON_CreateNull()))
             break;
+    if (o && j->checkpoint_path)
+        cJSON_AddNumberToObject(o, "checkpoint_every", (double)j->checkpoint_every);
     if (o && sweep_run) cJSON_AddStringToObject(o, "sweep", sweep_run);
     free(j->note);
     j->note = o ? cJSON_PrintUnformatted(o) : NULL;
@@ -118,7 +120,8 @@ lsr_status train_job_run(train_job *j, const lsr_dataset *all, int classes, lsr_
                 lsr_train_state_epoch(resume), (long long)lsr_train_state_step(resume));
     j->model = *model;
     j->val_set = val_set;
-    lsr_train_callbacks cb = {j, draw_progress, epoch_done, save_checkpoint, j->stop};
+    lsr_train_callbacks cb = {j, draw_progress, epoch_done, save_checkpoint, j->stop,
+                              j->checkpoint_path ? j->checkpoint_every : 0};
     const double t0 = lsr_now();
     st = lsr_train(*model, &train_set, &j->s, &cb, resume);
     resume = NULL; /* taken over */

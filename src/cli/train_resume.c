@@ -138,7 +138,7 @@ static void flag_value(const train_job *j, int c, int exact, char *buf, size_t s
         word = "none";
         break;
     case OPT_CHECKPOINT_EVERY:
-        integer = s->checkpoint_every;
+        integer = j->checkpoint_every;
         break;
     case OPT_NONFINITE:
         word = s->skip_nonfinite ? "skip" : "stop";
@@ -181,6 +181,8 @@ static int take_note(train_job *j, const char *note, const char *path) {
         const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, keys[i]);
         *values[i] = cJSON_IsString(v) ? v->valuestring : NULL;
     }
+    const cJSON *every = cJSON_GetObjectItemCaseSensitive(o, "checkpoint_every");
+    j->checkpoint_every = cJSON_IsNumber(every) ? (long long)every->valuedouble : 0;
     return 0;
 }
 
@@ -194,8 +196,6 @@ int train_job_resume_flags(train_job *j, int argc, char **argv) {
     train_job_defaults(j);
     j->s = stored;
     j->resume_path = path;
-    int r = take_note(j, note, path);
-    free(note);
     /* the model: the checkpoint's architecture, and --model given here
      * made a spec on the same input to compare */
     char given_spec[LSR_SPEC_LEN] = "", stored_spec[LSR_SPEC_LEN];
@@ -207,6 +207,8 @@ int train_job_resume_flags(train_job *j, int argc, char **argv) {
         snprintf(given_spec, sizeof given_spec, "%s", lsr_model_spec(g));
     lsr_model_free(g);
     lsr_model_free(m);
+    int r = take_note(j, note, path); /* after the model, whose failure is no error here */
+    free(note);
     train_job here = given;
     if (given_spec[0]) here.model_name = given_spec;
     /* every flag given with --resume: the value the stored run has */

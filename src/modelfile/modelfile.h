@@ -8,7 +8,6 @@
 #define LSR_MODELFILE_H
 
 #include "../net/net.h"
-#include "../train/train.h"
 
 #define LSR_META_MAX 64
 #define LSR_META_KEY 64
@@ -64,16 +63,11 @@ void lsr_safetensors_close(lsr_safetensors *f);
  * classes and input_shape describe. */
 lsr_status lsr_model_from_metadata(lsr_model *m, const lsr_metadata *md, const char *path);
 
-/* The training settings in metadata (settings_record.c): one string entry
- * per setting, under the names docs/model-format.md lists, and
- * "settings_version".  Reading starts from lsr_train_settings_default();
- * *found tells whether md held any setting (old files may hold none). */
-#define LSR_SETTINGS_VERSION 1
-void lsr_settings_to_metadata(lsr_metadata *md, const lsr_train_settings *s);
-lsr_status lsr_settings_from_metadata(lsr_train_settings *s, int *found, const lsr_metadata *md,
-                                      const char *path);
-/* The metadata key of the first setting in which a and b differ, or NULL. */
-const char *lsr_settings_first_difference(const lsr_train_settings *a,
-                                          const lsr_train_settings *b);
+/* Writes m's parameters, architecture, class count and input shape with the
+ * other entries of md, atomically. */
+lsr_status lsr_model_write(const lsr_model *m, lsr_metadata *md, const char *path);
+/* Reads a file lsr_model_write wrote into m (every tensor's dtype, shape and
+ * byte range checked); md (may be NULL) gets its metadata. */
+lsr_status lsr_model_read(lsr_model *m, lsr_metadata *md, const char *path);
 
 #endif

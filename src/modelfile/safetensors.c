@@ -97,16 +97,7 @@ lsr_status lsr_safetensors_write(const char *path, const lsr_metadata *md, const
     return lsr_atomic_commit(&af);
 }
 
-LSR_API lsr_status lsr_model_save(const lsr_model *m, const char *path) {
-    if (!m || !path) return lsr__fail(LSR_ERROR_NULL_ARGUMENT, "lsr_model_save: m or path is NULL");
-    static _Thread_local lsr_metadata metadata; /* 70 KB: not on the stack */
-    lsr_metadata *md = &metadata;
-    memset(md, 0, sizeof *md);
-    if (m->has_settings) {
-        lsr_settings_to_metadata(md, &m->settings);
-        lsr_metadata_set(md, "training_samples", "%lld", (long long)m->training_samples);
-    }
-    if (m->temperature > 0) lsr_metadata_set(md, "temperature", "%.6f", m->temperature);
+lsr_status lsr_model_write(const lsr_model *m, lsr_metadata *md, const char *path) {
     lsr_metadata_set(md, "format", LSR_FORMAT_NAME);
     lsr_metadata_set(md, "architecture", "%s", m->spec);
     lsr_metadata_set(md, "classes", "%d", m->classes);
@@ -276,8 +267,7 @@ lsr_status lsr_model_from_metadata(lsr_model *m, const lsr_metadata *md, const c
     return 0;
 }
 
-/* m: the model of path, with its settings and temperature. */
-static lsr_status model_read(lsr_model *m, const char *path) {
+lsr_status lsr_model_read(lsr_model *m, lsr_metadata *md, const char *path) {
     lsr_safetensors f;
     float *tmp = NULL;
     LSR_TRY(lsr_safetensors_open(&f, path, LSR_FORMAT_NAME));
@@ -302,20 +292,8 @@ static lsr_status model_read(lsr_model *m, const char *path) {
         if (lsr_safetensors_get(&f, name, "F32", bshape, 1, m->params + l->bias_offset)) goto fail;
     }
     if (lsr_safetensors_check_complete(&f)) goto fail;
-    if (lsr_settings_from_metadata(&m->settings, &m->has_settings, &f.md, path)) goto fail;
-    const char *samples = lsr_metadata_get(&f.md, "training_samples");
-    const char *temperature = lsr_metadata_get(&f.md, "temperature");
-    m->training_samples = samples ? strtoll(samples, NULL, 10) : 0;
-    if (temperature) {
-        char *end;
-        m->temperature = strtod(temperature, &end);
-        if (end == temperature || *end || !(m->temperature > 0) || !isfinite(m->temperature)) {
-            lsr__fail(LSR_ERROR_FORMAT, "%s: metadata temperature is '%.40s', not a number > 0",
-                      path, temperature);
-            goto fail;
-        }
-    }
     free(tmp);
+    if (md) *md = f.md;
     lsr_safetensors_close(&f);
     return LSR_OK;
 fail:
@@ -325,16 +303,3 @@ fail:
     return lsr__failed();
 }
 
-LSR_API lsr_status lsr_model_load(lsr_model **out, const char *path) {
-    if (!out || !path) return lsr__fail(LSR_ERROR_NULL_ARGUMENT, "lsr_model_load: out or path is NULL");
-    *out = NULL;
-    lsr_model *m = calloc(1, sizeof *m);
-    if (!m) return lsr__fail(LSR_ERROR_OUT_OF_MEMORY, "%s: out of memory", path);
-    const lsr_status st = model_read(m, path);
-    if (st != LSR_OK) {
-        free(m);
-        return st;
-    }
-    *out = m;
-    return LSR_OK;
-}

@@ -7,74 +7,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-LSR_API lsr_train_settings lsr_train_settings_default(void) {
-    lsr_train_settings s;
-    memset(&s, 0, sizeof s);
-    s.epochs = 6;
-    s.batch = 128;
-    s.init = LSR_INIT_DEFAULT;
-    s.precision = LSR_PRECISION_FP32;
-    s.optimizer = lsr_optimizer_defaults();
-    s.loss = lsr_loss_options_default();
-    s.prior_source = LSR_PRIOR_UNIFORM;
-    s.imbalance = 1.0;
-    return s;
-}
-
-/* a finite value in [min, max], or a message naming the setting */
-static lsr_status in_range(const char *name, double v, double min, double max) {
-    if (!(v >= min && v <= max))
-        return lsr__fail(LSR_ERROR_OPTION, "settings.%s = %g: must be in [%g, %g]", name, v, min,
-                         max);
-    return LSR_OK;
-}
-
-lsr_status lsr_train_settings_check(const lsr_train_settings *s) {
-    const lsr_optimizer_settings *o = &s->optimizer;
-    LSR_TRY(in_range("epochs", s->epochs, 1, 1e6));
-    LSR_TRY(in_range("batch", s->batch, 1, 1 << 20));
-    LSR_TRY(in_range("init", s->init, LSR_INIT_DEFAULT, LSR_INIT_GLOROT));
-    LSR_TRY(in_range("precision", s->precision, LSR_PRECISION_FP32, LSR_PRECISION_BF16));
-    LSR_TRY(in_range("optimizer.kind", o->kind, LSR_OPTIMIZER_SGD, LSR_OPTIMIZER_ADAMW));
-    LSR_TRY(in_range("optimizer.lr", o->lr, 0, 1e6));
-    LSR_TRY(in_range("optimizer.momentum", o->momentum, 0, 1));
-    LSR_TRY(in_range("optimizer.weight_decay", o->weight_decay, 0, 1e6));
-    LSR_TRY(in_range("optimizer.beta1", o->beta1, 0, 1));
-    LSR_TRY(in_range("optimizer.beta2", o->beta2, 0, 1));
-    LSR_TRY(in_range("optimizer.eps", o->eps, 0, 1));
-    LSR_TRY(in_range("optimizer.schedule", o->schedule, LSR_SCHEDULE_CONSTANT,
-                     LSR_SCHEDULE_COSINE));
-    LSR_TRY(in_range("optimizer.gamma", o->gamma, 0, 1e6));
-    if (o->schedule == LSR_SCHEDULE_STEP && o->step_size < 1)
-        return lsr__fail(LSR_ERROR_OPTION, "settings.optimizer.step_size = %lld: the step schedule "
-                         "needs >= 1", (long long)o->step_size);
-    if (o->warmup < 0 || o->total_steps < 0 || o->step_size < 0 || s->checkpoint_every < 0 ||
-        s->train_limit < 0 || s->val_samples < 0)
-        return lsr__fail(LSR_ERROR_OPTION, "settings: a step count, train_limit or val_samples "
-                         "is negative");
-    if (s->loss.prior || s->loss.class_weights || s->loss.reduction != LSR_REDUCTION_MEAN)
-        return lsr__fail(LSR_ERROR_OPTION, "settings.loss: prior and class_weights must be NULL "
-                         "(the prior comes from prior_source) and the reduction MEAN");
-    LSR_TRY(in_range("prior_source", s->prior_source, LSR_PRIOR_UNIFORM, LSR_PRIOR_FILE));
-    if (s->prior_source == LSR_PRIOR_FILE && !memchr(s->prior_file, '\0', sizeof s->prior_file))
-        return lsr__fail(LSR_ERROR_OPTION, "settings.prior_file: not a terminated string");
-    if (s->prior_source == LSR_PRIOR_FILE && !s->prior_file[0])
-        return lsr__fail(LSR_ERROR_OPTION, "settings.prior_file: empty, with LSR_PRIOR_FILE");
-    if (!memchr(s->data, '\0', sizeof s->data))
-        return lsr__fail(LSR_ERROR_OPTION, "settings.data: not a terminated string");
-    LSR_TRY(in_range("adv_eps", s->adv_eps, 0, 1));
-    LSR_TRY(in_range("adv_weight", s->adv_weight, 0, 1));
-    LSR_TRY(in_range("imbalance", s->imbalance, 1, 1e12));
-    return LSR_OK;
-}
-
-lsr_optimizer_settings lsr_train_optimizer_settings(const lsr_train_settings *s, int64_t n) {
-    lsr_optimizer_settings o = s->optimizer;
-    if (o.schedule == LSR_SCHEDULE_COSINE && o.total_steps == 0)
-        o.total_steps = (n + s->batch - 1) / s->batch * s->epochs;
-    return o;
-}
-
 LSR_API lsr_status lsr_train_split(lsr_dataset *train, lsr_dataset *val, const lsr_dataset *all,
                                    const lsr_train_settings *s) {
     if (!train || !val || !all || !s)
@@ -271,7 +203,8 @@ static lsr_status run_epochs(lsr_model *m, lsr_train_state *st, const step_buffe
                 epoch_end = 1;
             }
             const int stop = asked == LSR_STOPPED || (cb && cb->stop && *cb->stop);
-            const int due = s->checkpoint_every && (global + 1) % s->checkpoint_every == 0;
+            const int64_t every = cb ? cb->checkpoint_every : 0;
+            const int due = every > 0 && (global + 1) % every == 0;
             const int last = epoch_end && st->epoch > s->epochs;
             if (cb && cb->checkpoint && (stop || due || last))
                 LSR_TRY(cb->checkpoint(cb->ctx, m, st));
@@ -298,6 +231,11 @@ LSR_API lsr_status lsr_train(lsr_model *m, const lsr_dataset *data, const lsr_tr
     lsr_status status = LSR_OK;
     if (!m || !data || !s) {
         status = lsr__fail(LSR_ERROR_NULL_ARGUMENT, "lsr_train: m, data or settings is NULL");
+        goto done;
+    }
+    if (cb && cb->checkpoint_every < 0) {
+        status = lsr__fail(LSR_ERROR_OPTION, "callbacks.checkpoint_every = %lld: must be >= 0",
+                           (long long)cb->checkpoint_every);
         goto done;
     }
     if ((status = lsr_train_settings_check(s)) || (status = lsr_check_model_data(m, data, "training data")))

@@ -1,12 +1,13 @@
-/* The training loop (train.c): shuffled mini-batches through the model, the
- * label-smoothed loss of liblsr, and an optimizer step; the state a
- * checkpoint holds; prediction.  The public side is lsr/train.h. */
+/* The trainer (lsr/train.h is its public side): the training loop and
+ * prediction (train.c), the settings and their record (settings.c), model
+ * files and checkpoints (files.c); the state a checkpoint holds. */
 #ifndef LSR_TRAIN_INTERNAL_H
 #define LSR_TRAIN_INTERNAL_H
 
 #include "lsr/loss.h"
 #include "lsr/train.h"
 #include "../data/dataset.h"
+#include "../modelfile/modelfile.h"
 #include "../net/net.h"
 #include "../optim/optim.h"
 
@@ -38,5 +39,17 @@ lsr_status lsr_train_settings_check(const lsr_train_settings *s);
 /* Checks that a model and a dataset fit each other: input shape and labels.
  * what names the data in the message. */
 lsr_status lsr_check_model_data(const lsr_model *m, const lsr_dataset *d, const char *what);
+
+/* The settings in metadata (settings.c): one string entry per setting,
+ * under the names docs/model-format.md lists, and "settings_version".
+ * Reading starts from lsr_train_settings_default(); *found tells whether md
+ * held any setting (old files may hold none). */
+#define LSR_SETTINGS_VERSION 1
+void lsr_settings_to_metadata(lsr_metadata *md, const lsr_train_settings *s);
+lsr_status lsr_settings_from_metadata(lsr_train_settings *s, int *found, const lsr_metadata *md,
+                                      const char *path);
+/* The metadata key of the first setting in which a and b differ, or NULL. */
+const char *lsr_settings_first_difference(const lsr_train_settings *a,
+                                          const lsr_train_settings *b);
 
 #endif

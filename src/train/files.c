@@ -1,15 +1,63 @@
 #define _POSIX_C_SOURCE 200809L
-/* Checkpoints: everything a training run needs to go on exactly where it
+/* A run's files.  Model files: the parameters (modelfile/), the settings
+ * the model was trained with (settings.c) and its temperature.
+ * Checkpoints: everything a training run needs to go on exactly where it
  * stopped, in a safetensors file: the parameters (lsr's own layout), the
  * optimizer's moments, the sample order of the epoch in progress, and in
  * the metadata the epoch, step, optimizer step count, random-generator
- * state, the run's settings (settings_record.c) and the caller's note. */
+ * state, the run's settings and the caller's note. */
 #include <inttypes.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "../train/train.h"
-#include "modelfile.h"
+#include "../modelfile/modelfile.h"
+#include "train.h"
+
+/* Metadata records are 70 KB: not on the stack. */
+static _Thread_local lsr_metadata metadata;
+
+LSR_API lsr_status lsr_model_save(const lsr_model *m, const char *path) {
+    if (!m || !path) return lsr__fail(LSR_ERROR_NULL_ARGUMENT, "lsr_model_save: m or path is NULL");
+    lsr_metadata *md = &metadata;
+    memset(md, 0, sizeof *md);
+    if (m->has_settings) {
+        lsr_settings_to_metadata(md, &m->settings);
+        lsr_metadata_set(md, "training_samples", "%lld", (long long)m->training_samples);
+    }
+    if (m->temperature > 0) lsr_metadata_set(md, "temperature", "%.6f", m->temperature);
+    return lsr_model_write(m, md, path);
+}
+
+/* m's settings, training-set size and temperature from md. */
+static lsr_status read_record(lsr_model *m, const lsr_metadata *md, const char *path) {
+    LSR_TRY(lsr_settings_from_metadata(&m->settings, &m->has_settings, md, path));
+    const char *samples = lsr_metadata_get(md, "training_samples");
+    const char *temperature = lsr_metadata_get(md, "temperature");
+    m->training_samples = samples ? strtoll(samples, NULL, 10) : 0;
+    if (!temperature) return LSR_OK;
+    char *end;
+    m->temperature = strtod(temperature, &end);
+    if (end == temperature || *end || !(m->temperature > 0) || !isfinite(m->temperature))
+        return lsr__fail(LSR_ERROR_FORMAT, "%s: metadata temperature is '%.40s', not a number > 0",
+                         path, temperature);
+    return LSR_OK;
+}
+
+LSR_API lsr_status lsr_model_load(lsr_model **out, const char *path) {
+    if (!out || !path) return lsr__fail(LSR_ERROR_NULL_ARGUMENT, "lsr_model_load: out or path is NULL");
+    *out = NULL;
+    lsr_model *m = calloc(1, sizeof *m);
+    if (!m) return lsr__fail(LSR_ERROR_OUT_OF_MEMORY, "%s: out of memory", path);
+    lsr_status st = lsr_model_read(m, &metadata, path);
+    if (st == LSR_OK) st = read_record(m, &metadata, path);
+    if (st != LSR_OK) {
+        lsr_model_free(m);
+        return st;
+    }
+    *out = m;
+    return LSR_OK;
+}
 
 #define CHECKPOINT_FORMAT "lsr-checkpoint-2"
 
@@ -21,7 +69,6 @@ LSR_API lsr_status lsr_checkpoint_save(const char *path, const lsr_model *m,
     if (note && strlen(note) >= LSR_TEXT_MAX)
         return lsr__fail(LSR_ERROR_OPTION, "%s: the note is longer than %d bytes", path,
                          LSR_TEXT_MAX - 1);
-    static _Thread_local lsr_metadata metadata; /* 70 KB: not on the stack */
     lsr_metadata *md = &metadata;
     memset(md, 0, sizeof *md);
     lsr_metadata_set(md, "format", CHECKPOINT_FORMAT);
