@@ -69,9 +69,12 @@ static double torch_seconds(long n, long k, int threads, int repeats) {
 int main(int argc, char **argv) {
     int threads = 2, repeats = 10, use_torch = 1;
     for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--repeats") && i + 1 < argc) repeats = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--no-torch")) use_torch = 0;
+        if (!strcmp(argv[i], "--threads") && i + 1 < argc)
+            threads = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--repeats") && i + 1 < argc)
+            repeats = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--no-torch"))
+            use_torch = 0;
         else {
             fprintf(stderr, "bench_loss: unknown argument '%s'\n", argv[i]);
             return 2;
@@ -81,8 +84,10 @@ int main(int argc, char **argv) {
         char cmd[600];
         snprintf(cmd, sizeof cmd, "'%s' -c 'import torch' >/dev/null 2>&1", python());
         if (system(cmd) != 0) {
-            fprintf(stderr, "bench_loss: %s cannot import torch (install python3-torch, set PYTHON "
-                            "to an interpreter that has it, or pass --no-torch)\n", python());
+            fprintf(stderr,
+                    "bench_loss: %s cannot import torch (install python3-torch, set PYTHON "
+                    "to an interpreter that has it, or pass --no-torch)\n",
+                    python());
             return 1;
         }
     }
@@ -109,7 +114,8 @@ int main(int argc, char **argv) {
             logits[i] = (float)((int)(x >> 9) - (1 << 22)) * (3.0f / (float)(1 << 22));
         }
         memset(grad, 0, count * sizeof(float));
-        for (long i = 0; i < n; i++) labels[i] = (int64_t)((i * 7919) % k);
+        for (long i = 0; i < n; i++)
+            labels[i] = (int64_t)((i * 7919) % k);
 
         lsr_loss_options o = lsr_loss_options_default();
         o.smoothing = 0.1f;

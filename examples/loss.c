@@ -41,13 +41,13 @@ int main(void) {
         return 1;
     }
 
-    printf("loss %.6f over %lld rows (H(q, p) %.6f, H(u, p) %.6f), reference %.6f\n",
-           (double)loss, (long long)stats.valid_rows, stats.label_ce, stats.prior_ce,
-           (double)ref_loss);
+    printf("loss %.6f over %lld rows (H(q, p) %.6f, H(u, p) %.6f), reference %.6f\n", (double)loss,
+           (long long)stats.valid_rows, stats.label_ce, stats.prior_ce, (double)ref_loss);
     printf("gradient d loss / d logits:\n");
     for (int i = 0; i < N; i++) {
         printf("  row %d (label %3lld):", i, (long long)labels[i]);
-        for (int j = 0; j < K; j++) printf(" %+.6f", (double)grad[i * K + j]);
+        for (int j = 0; j < K; j++)
+            printf(" %+.6f", (double)grad[i * K + j]);
         printf("\n");
     }
 
@@ -63,10 +63,12 @@ int main(void) {
      * ignored) moves the result by 1e-3 or more.
      */
     double zmax = 0.0;
-    for (int i = 0; i < N * K; i++) zmax = fmax(zmax, fabs((double)logits[i]));
+    for (int i = 0; i < N * K; i++)
+        zmax = fmax(zmax, fabs((double)logits[i]));
     const double tol = (2.0 * K + 10.0) * 4.0 * (FLT_EPSILON / 2) * (1.0 + zmax + log((double)K));
     double worst = fabs((double)loss - (double)ref_loss);
-    for (int i = 0; i < N * K; i++) worst = fmax(worst, fabs((double)grad[i] - ref_grad[i]));
+    for (int i = 0; i < N * K; i++)
+        worst = fmax(worst, fabs((double)grad[i] - ref_grad[i]));
     printf("largest difference from the reference %.2e (tolerance %.2e)\n", worst, tol);
     if (!(worst <= tol)) {
         fprintf(stderr, "loss: the fast and the reference implementation disagree\n");

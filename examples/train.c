@@ -36,8 +36,8 @@ int main(int argc, char **argv) {
 
     lsr_status st = lsr_dataset_load_dir(&train, &test, dir);
     if (st == LSR_OK) {
-        printf("%lld training and %lld test samples of %dx%dx%d, %d classes\n",
-               (long long)train.n, (long long)test.n, train.h, train.w, train.c, train.classes);
+        printf("%lld training and %lld test samples of %dx%dx%d, %d classes\n", (long long)train.n,
+               (long long)test.n, train.h, train.w, train.c, train.classes);
         st = lsr_model_create(&model, "mlp", train.h, train.w, train.c, train.classes);
     }
     if (st == LSR_OK) st = lsr_train(model, &train, &s, &cb, NULL);

@@ -4,7 +4,6 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     lsr_dataset d;
-    if (lsr_dataset_load_csv(&d, fuzz_file("data.csv", data, size)) == LSR_OK)
-        lsr_dataset_free(&d);
+    if (lsr_dataset_load_csv(&d, fuzz_file("data.csv", data, size)) == LSR_OK) lsr_dataset_free(&d);
     return 0;
 }

@@ -12,7 +12,8 @@
 static char fuzz_dir[64];
 
 /* Writes data to fuzz_dir/name and returns the path (static buffer). */
-__attribute__((unused)) static const char *fuzz_file(const char *name, const uint8_t *data, size_t size) {
+__attribute__((unused)) static const char *fuzz_file(const char *name, const uint8_t *data,
+                                                     size_t size) {
     static char path[128];
     if (!fuzz_dir[0]) {
         snprintf(fuzz_dir, sizeof fuzz_dir, "/tmp/lsr-fuzz-XXXXXX");

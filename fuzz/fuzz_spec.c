@@ -15,7 +15,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         lsr_rng_seed(&rng, 1);
         lsr_model_init_params(&m, LSR_INIT_HE, &rng);
         float x[2 * 12 * 12 * 3];
-        for (size_t i = 0; i < sizeof x / sizeof x[0]; i++) x[i] = (float)i / 100.0f;
+        for (size_t i = 0; i < sizeof x / sizeof x[0]; i++)
+            x[i] = (float)i / 100.0f;
         const float *z = lsr_model_forward(&m, x, 2, 1, &rng);
         lsr_model_backward(&m, z, 2, LSR_GRAD_PARAMS | LSR_GRAD_INPUT);
     }

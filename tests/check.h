@@ -7,18 +7,18 @@
 
 static int checks_passed, checks_failed;
 
-#define CHECK(cond, ...)                                                    \
-    do {                                                                    \
-        if (cond) {                                                         \
-            checks_passed++;                                                \
-        } else {                                                            \
-            checks_failed++;                                                \
-            if (checks_failed <= 50) {                                      \
-                fprintf(stderr, "%s:%d: FAILED %s: ", __FILE__, __LINE__, #cond); \
-                fprintf(stderr, __VA_ARGS__);                               \
-                fputc('\n', stderr);                                        \
-            }                                                               \
-        }                                                                   \
+#define CHECK(cond, ...)                                                                           \
+    do {                                                                                           \
+        if (cond) {                                                                                \
+            checks_passed++;                                                                       \
+        } else {                                                                                   \
+            checks_failed++;                                                                       \
+            if (checks_failed <= 50) {                                                             \
+                fprintf(stderr, "%s:%d: FAILED %s: ", __FILE__, __LINE__, #cond);                  \
+                fprintf(stderr, __VA_ARGS__);                                                      \
+                fputc('\n', stderr);                                                               \
+            }                                                                                      \
+        }                                                                                          \
     } while (0)
 
 static inline int check_summary(void) {

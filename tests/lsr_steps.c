@@ -46,7 +46,7 @@ typedef struct run {
     int epochs_recorded;
     FILE *order;
     lsr_model grads; /* a model whose parameters hold a gradient, to save it */
-    float *trace; /* every step's loss */
+    float *trace;    /* every step's loss */
 } run;
 
 static lsr_status on_step(void *ctx, const lsr_train_progress *p) {
@@ -58,8 +58,10 @@ static lsr_status on_step(void *ctx, const lsr_train_progress *p) {
 
 static lsr_status save(const lsr_model *m, const char *dir, const char *what, int64_t k) {
     char path[4096];
-    if (k >= 0) snprintf(path, sizeof path, "%s/%s_%lld.safetensors", dir, what, (long long)k);
-    else snprintf(path, sizeof path, "%s/%s.safetensors", dir, what);
+    if (k >= 0)
+        snprintf(path, sizeof path, "%s/%s_%lld.safetensors", dir, what, (long long)k);
+    else
+        snprintf(path, sizeof path, "%s/%s.safetensors", dir, what);
     return lsr_model_save(m, path);
 }
 
@@ -69,8 +71,10 @@ static lsr_status save(const lsr_model *m, const char *dir, const char *what, in
 static lsr_status on_checkpoint(void *ctx, const lsr_model *m, const lsr_train_state *st) {
     run *r = ctx;
     if (st->epoch > r->epochs_recorded + 1)
-        return lsr__fail(LSR_ERROR_OPTION, "epoch %d's order was never seen (one step per epoch: "
-                         "give a larger --train-limit)", r->epochs_recorded + 1);
+        return lsr__fail(LSR_ERROR_OPTION,
+                         "epoch %d's order was never seen (one step per epoch: "
+                         "give a larger --train-limit)",
+                         r->epochs_recorded + 1);
     if (st->epoch == r->epochs_recorded + 1) {
         for (int64_t i = 0; i < st->n; i++)
             fprintf(r->order, i ? " %lld" : "%lld", (long long)st->order[i]);
@@ -110,18 +114,30 @@ int main(int argc, char **argv) {
         const char *v = NULL;
         const char *a = argv[i];
         if (flag_value(argc, argv, &i, &v)) return 2;
-        if (!strcmp(a, "--out-dir")) r.dir = v;
-        else if (!strcmp(a, "--data")) data_dir = v;
-        else if (!strcmp(a, "--model")) model_name = v;
-        else if (!strcmp(a, "--train-limit")) limit = atoll(v);
-        else if (!strcmp(a, "--steps")) r.steps_wanted = atoll(v);
-        else if (!strcmp(a, "--seed")) s.seed = strtoull(v, NULL, 10);
-        else if (!strcmp(a, "--batch")) s.batch = atoi(v);
-        else if (!strcmp(a, "--lr")) s.optimizer.lr = strtof(v, NULL);
-        else if (!strcmp(a, "--smoothing")) s.loss.smoothing = strtof(v, NULL);
-        else if (!strcmp(a, "--threads")) threads = atoi(v);
-        else if (!strcmp(a, "--save-at")) save_list = v;
-        else if (!strcmp(a, "--start")) start = v;
+        if (!strcmp(a, "--out-dir"))
+            r.dir = v;
+        else if (!strcmp(a, "--data"))
+            data_dir = v;
+        else if (!strcmp(a, "--model"))
+            model_name = v;
+        else if (!strcmp(a, "--train-limit"))
+            limit = atoll(v);
+        else if (!strcmp(a, "--steps"))
+            r.steps_wanted = atoll(v);
+        else if (!strcmp(a, "--seed"))
+            s.seed = strtoull(v, NULL, 10);
+        else if (!strcmp(a, "--batch"))
+            s.batch = atoi(v);
+        else if (!strcmp(a, "--lr"))
+            s.optimizer.lr = strtof(v, NULL);
+        else if (!strcmp(a, "--smoothing"))
+            s.loss.smoothing = strtof(v, NULL);
+        else if (!strcmp(a, "--threads"))
+            threads = atoi(v);
+        else if (!strcmp(a, "--save-at"))
+            save_list = v;
+        else if (!strcmp(a, "--start"))
+            start = v;
         else {
             fprintf(stderr, "lsr_steps: unknown flag %s\n", a);
             return 2;
@@ -177,7 +193,8 @@ int main(int argc, char **argv) {
         lsr_rng_seed(&resume->rng, s.seed ^ 0x5eed5eed5eed5eedull);
         if (lsr_optimizer_init(&resume->opt, &s.optimizer, m.n_params)) goto out;
         if (!(resume->order = malloc((size_t)train.n * sizeof *resume->order))) goto out;
-        for (int64_t i = 0; i < train.n; i++) resume->order[i] = i;
+        for (int64_t i = 0; i < train.n; i++)
+            resume->order[i] = i;
         lsr_rng_shuffle(&resume->rng, resume->order, train.n);
         if (save(&m, r.dir, "init", -1)) goto out;
         goto init_done;

@@ -12,7 +12,6 @@
 #include "net/net.h"
 #include "train/train.h"
 
-
 /* A linear model on 1x4x1 inputs with 3 classes and known weights. */
 static void linear_model(lsr_model *m) {
     lsr_model_init(m, "flatten,dense:3", (lsr_shape){1, 4, 1}, 3);
@@ -222,8 +221,8 @@ static void test_cleverhans_gate(void) {
         trace t = {loss[run], 0};
         lsr_train_callbacks cb = {&t, record_step, NULL, NULL, NULL, 0};
         CHECK(lsr_train(m, &train, &s, &cb, NULL) == LSR_OK, "%s", lsr_last_error());
-        CHECK(t.steps == steps && loss[run][steps - 1] > 0,
-              "%lld steps taken, not the run's %d", (long long)t.steps, steps);
+        CHECK(t.steps == steps && loss[run][steps - 1] > 0, "%lld steps taken, not the run's %d",
+              (long long)t.steps, steps);
         if (run < 2) {
             clean_acc[run] = accuracy(m, test.x, test.y, n_test);
             CHECK(lsr_fgsm_generate(adv, m, test.x, NULL, n_test, 0.3f) == LSR_OK, "%s",

@@ -9,7 +9,6 @@
 #include "check.h"
 #include "net/net.h"
 
-
 /* Round to nearest, ties to even, as a bit pattern: exact, so compared exactly. */
 static void test_bf16_rounds_to_nearest_even(void) {
     CHECK(lsr_bf16_from_float(1.0f) == 0x3f80, "1.0");
@@ -174,7 +173,8 @@ static void test_bf16_model_precision(void) {
         CHECK(lsr_model_set_precision(&m, LSR_PRECISION_FP32) == 0 && !m.conv_fast[0],
               "back to fp32");
     } else {
-        CHECK(strstr(lsr_last_error(), "bf16") != NULL, "the refusal names bf16: %s", lsr_last_error());
+        CHECK(strstr(lsr_last_error(), "bf16") != NULL, "the refusal names bf16: %s",
+              lsr_last_error());
     }
     lsr_model_clear(&m);
 }

@@ -14,7 +14,6 @@
 #include "lsr/train.h"
 #include "scratch.h"
 
-
 static void write_bytes(const char *path, const unsigned char *b, size_t n, int gz) {
     if (gz) {
         gzFile f = gzopen(path, "wb");
@@ -69,8 +68,9 @@ static void expect_idx_error(const char *images, const char *labels, const char 
     snprintf(ip, sizeof ip, "%s/%s", tmpdir, images);
     snprintf(lp, sizeof lp, "%s/%s", tmpdir, labels);
     lsr_status r = lsr_dataset_load_idx(&d, ip, lp);
-    CHECK((r == LSR_ERROR_FORMAT || r == LSR_ERROR_IO) && strstr(lsr_last_error(), needle), "IDX %s/%s: want an error with '%s', got %d '%s'", images,
-          labels, needle, r, r ? lsr_last_error() : "");
+    CHECK((r == LSR_ERROR_FORMAT || r == LSR_ERROR_IO) && strstr(lsr_last_error(), needle),
+          "IDX %s/%s: want an error with '%s', got %d '%s'", images, labels, needle, r,
+          r ? lsr_last_error() : "");
     if (r == 0) lsr_dataset_free(&d);
 }
 
@@ -186,16 +186,18 @@ static void test_csv_refuses_malformed_files(void) {
     FILE *f = fopen(p, "w");
     fprintf(f, "1,0.5,2\n0,1e-3\n");
     fclose(f);
-    CHECK(lsr_dataset_load_csv(&d, p) != 0 && strstr(lsr_last_error(), ":2: 2 columns"), "CSV ragged: '%s'", lsr_last_error());
+    CHECK(lsr_dataset_load_csv(&d, p) != 0 && strstr(lsr_last_error(), ":2: 2 columns"),
+          "CSV ragged: '%s'", lsr_last_error());
     f = fopen(p, "w");
     fprintf(f, "1,0.5,x\n");
     fclose(f);
-    CHECK(lsr_dataset_load_csv(&d, p) != 0 && strstr(lsr_last_error(), "column 3"), "CSV bad number: '%s'", lsr_last_error());
+    CHECK(lsr_dataset_load_csv(&d, p) != 0 && strstr(lsr_last_error(), "column 3"),
+          "CSV bad number: '%s'", lsr_last_error());
     f = fopen(p, "w");
     fprintf(f, "1.5,0.5\n");
     fclose(f);
-    CHECK(lsr_dataset_load_csv(&d, p) != 0 && strstr(lsr_last_error(), "not an integer"), "CSV bad label: '%s'",
-          lsr_last_error());
+    CHECK(lsr_dataset_load_csv(&d, p) != 0 && strstr(lsr_last_error(), "not an integer"),
+          "CSV bad label: '%s'", lsr_last_error());
 }
 
 int main(void) {

@@ -12,7 +12,6 @@
 #include "net/net.h"
 #include "train/train.h"
 
-
 /* The objective sum_i r_i logits_i (so dL/dlogits = r), in double. */
 static double objective(uint64_t *pieces, const lsr_model *m, const double *P, const double *x,
                         int batch, const float *r) {
@@ -251,7 +250,8 @@ static void test_model_with_loss(void) {
      * are what the tolerance absorbs), steps across a ReLU's kink skipped. */
     lsr_model m;
     lsr_shape in = {8, 8, 1};
-    CHECK(lsr_model_init(&m, "conv:4:3:2:same,relu,flatten,dense:5", in, 5) == 0, "%s", lsr_last_error());
+    CHECK(lsr_model_init(&m, "conv:4:3:2:same,relu,flatten,dense:5", in, 5) == 0, "%s",
+          lsr_last_error());
     lsr_rng rng;
     lsr_rng_seed(&rng, 7);
     lsr_model_init_params(&m, LSR_INIT_CLEVERHANS, &rng);

@@ -2,9 +2,9 @@
  * form (accuracy, ECE, MCE, Brier, NLL, over-confidence), and temperature
  * scaling recovering a known temperature. */
 #include <math.h>
-#include <string.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "check.h"
 #include "common/common.h"

@@ -8,9 +8,9 @@
 #include <string.h>
 
 #include "check.h"
-#include "train/train.h"
 #include "net/net.h"
 #include "scratch.h"
+#include "train/train.h"
 
 /* Settings unlike the defaults in every field, as lsr_train records them. */
 static lsr_train_settings unusual_settings(void) {
@@ -51,8 +51,7 @@ static lsr_train_settings unusual_settings(void) {
 /* Saves a model of spec on 28x28x1 inputs with He parameters drawn from
  * seed into rng (then shifted, the biases too), with unusual settings and a
  * temperature recorded. */
-static lsr_model *save_model_file(lsr_rng *rng, const char *spec, uint64_t seed,
-                                  const char *path) {
+static lsr_model *save_model_file(lsr_rng *rng, const char *spec, uint64_t seed, const char *path) {
     lsr_rng_seed(rng, seed);
     lsr_model *m = NULL;
     CHECK(lsr_model_create(&m, spec, 28, 28, 1, 10) == LSR_OK, "%s", lsr_last_error());

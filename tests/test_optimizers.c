@@ -6,7 +6,6 @@
 #include "check.h"
 #include "optim/optim.h"
 
-
 /* Adam's first step moves each parameter by lr against its gradient's sign, to 1e-6 (float). */
 static void test_adam_first_step(void) {
     lsr_optimizer_settings s = lsr_optimizer_defaults();

@@ -45,8 +45,8 @@ static void subset(lsr_dataset *out, const lsr_dataset *in, int64_t n) {
 /* A step callback that records every step's loss at its global index. */
 typedef struct trace {
     float *loss;
-    int64_t steps;     /* steps recorded */
-    int64_t stop_at;   /* > 0: ask to stop after this many steps */
+    int64_t steps;   /* steps recorded */
+    int64_t stop_at; /* > 0: ask to stop after this many steps */
 } trace;
 
 static lsr_status record_step(void *ctx, const lsr_train_progress *p) {
@@ -157,8 +157,8 @@ static void test_training_is_reproducible(void) {
         CHECK(losses == 0 && params == 0, "%s: %d step losses and %zu weights differ",
               run == 1 ? "the same seed twice" : "another thread count", losses, params);
     }
-    CHECK(loss[0][steps - 1] < loss[0][0], "the loss did not go down: %g -> %g",
-          (double)loss[0][0], (double)loss[0][steps - 1]);
+    CHECK(loss[0][steps - 1] < loss[0][0], "the loss did not go down: %g -> %g", (double)loss[0][0],
+          (double)loss[0][steps - 1]);
     for (int run = 0; run < 4; run++) {
         free(loss[run]);
         free(weights[run]);
@@ -233,6 +233,43 @@ out:
     lsr_dataset_free(&tiny);
 }
 
+/* Probabilities are the softmax of the logits over T (rows sum to 1 within 1e-5: K float
+ * roundings), their argmax the logits', and a T of 0 is refused. */
+static void test_probabilities(void) {
+    lsr_train_settings s = settings(1, 64, 0.1f);
+    s.init = LSR_INIT_HE;
+    lsr_status st;
+    lsr_model *m = train_model("mlp", &small, &s, NULL, &st);
+    CHECK(m, "%s", lsr_last_error());
+    if (!m) return;
+    const int64_t n = 50;
+    float z[50 * 10], p[50 * 10], p2[50 * 10];
+    CHECK(lsr_model_predict(z, m, small_test.x, n) == LSR_OK &&
+              lsr_model_probabilities(p, m, small_test.x, n, 1.0) == LSR_OK &&
+              lsr_model_probabilities(p2, m, small_test.x, n, 2.0) == LSR_OK,
+          "%s", lsr_last_error());
+    int bad_sum = 0, bad_argmax = 0, bad_ratio = 0;
+    for (int64_t i = 0; i < n; i++) {
+        double sum = 0;
+        int zi = 0, pi = 0;
+        for (int j = 0; j < 10; j++) {
+            sum += p[i * 10 + j];
+            if (z[i * 10 + j] > z[i * 10 + zi]) zi = j;
+            if (p[i * 10 + j] > p[i * 10 + pi]) pi = j;
+        }
+        bad_sum += fabs(sum - 1.0) > 1e-5;
+        bad_argmax += zi != pi;
+        /* log p_j - log p_0 = (z_j - z_0) / T, to float rounding of logits ~10 */
+        const double want = (z[i * 10 + 1] - z[i * 10]) / 2.0;
+        bad_ratio += fabs(log(p2[i * 10 + 1] / p2[i * 10]) - want) > 1e-4 * (1 + fabs(want));
+    }
+    CHECK(!bad_sum && !bad_argmax && !bad_ratio,
+          "%d rows do not sum to 1, %d argmaxes differ, %d ratios are not exp((z1-z0)/T)", bad_sum,
+          bad_argmax, bad_ratio);
+    CHECK(lsr_model_probabilities(p, m, small_test.x, n, 0.0) == LSR_ERROR_OPTION, "T = 0");
+    lsr_model_free(m);
+}
+
 /* Bad settings and data are refused before training, by status and name. */
 static void test_bad_settings_refused(void) {
     lsr_model *m = NULL;
@@ -282,6 +319,7 @@ int main(void) {
     subset(&small_test, &test, 2000);
     test_fashion_mnist_shape();
     test_bad_settings_refused();
+    test_probabilities();
     test_checkpoint_resumes_exactly();
     test_cnn_learns_in_fp32_and_bf16();
     test_training_is_reproducible();

@@ -63,24 +63,24 @@ extern "C" {
 
 typedef enum lsr_status {
     LSR_OK = 0,
-    LSR_ERROR_NULL_ARGUMENT,  /* a pointer that must be given is NULL */
-    LSR_ERROR_SIZE,           /* N, K or the row stride is out of range */
-    LSR_ERROR_LABEL,          /* a label outside [0, K) that is not ignore_index */
-    LSR_ERROR_SMOOTHING,      /* eps not in [0, 1], or OTHERS with K = 1 and eps > 0 */
-    LSR_ERROR_PRIOR,          /* prior not finite, negative, or not summing to 1 */
-    LSR_ERROR_WEIGHT,         /* a class weight not finite or negative */
-    LSR_ERROR_TARGET,         /* a soft target value not finite or negative */
-    LSR_ERROR_OVERLAP,        /* an output overlaps an input (other than grad == logits) */
-    LSR_ERROR_NONFINITE,      /* a logit is NaN or infinite, or two differ by more than FLT_MAX */
-    LSR_ERROR_OPTION,         /* an invalid option: enum value, z_loss, threads, ... */
-    LSR_ERROR_UNSUPPORTED,    /* the requested instruction set is not available */
-    LSR_ERROR_OUT_OF_MEMORY,  /* a scratch allocation failed */
+    LSR_ERROR_NULL_ARGUMENT, /* a pointer that must be given is NULL */
+    LSR_ERROR_SIZE,          /* N, K or the row stride is out of range */
+    LSR_ERROR_LABEL,         /* a label outside [0, K) that is not ignore_index */
+    LSR_ERROR_SMOOTHING,     /* eps not in [0, 1], or OTHERS with K = 1 and eps > 0 */
+    LSR_ERROR_PRIOR,         /* prior not finite, negative, or not summing to 1 */
+    LSR_ERROR_WEIGHT,        /* a class weight not finite or negative */
+    LSR_ERROR_TARGET,        /* a soft target value not finite or negative */
+    LSR_ERROR_OVERLAP,       /* an output overlaps an input (other than grad == logits) */
+    LSR_ERROR_NONFINITE,     /* a logit is NaN or infinite, or two differ by more than FLT_MAX */
+    LSR_ERROR_OPTION,        /* an invalid option: enum value, z_loss, threads, ... */
+    LSR_ERROR_UNSUPPORTED,   /* the requested instruction set is not available */
+    LSR_ERROR_OUT_OF_MEMORY, /* a scratch allocation failed */
     /* lsr/train.h */
-    LSR_ERROR_IO,             /* a file could not be opened, read or written */
-    LSR_ERROR_FORMAT,         /* a file is not what its format requires (IDX, CSV,
-                                 safetensors, model, checkpoint) */
-    LSR_ERROR_MISMATCH,       /* model, data, checkpoint or settings do not fit each other */
-    LSR_STOPPED,              /* lsr_train stopped on request (not an error) */
+    LSR_ERROR_IO,       /* a file could not be opened, read or written */
+    LSR_ERROR_FORMAT,   /* a file is not what its format requires (IDX, CSV,
+                           safetensors, model, checkpoint) */
+    LSR_ERROR_MISMATCH, /* model, data, checkpoint or settings do not fit each other */
+    LSR_STOPPED,        /* lsr_train stopped on request (not an error) */
     LSR_STATUS_COUNT
 } lsr_status;
 
@@ -119,18 +119,18 @@ typedef enum lsr_isa {
 } lsr_isa;
 
 typedef struct lsr_loss_options {
-    float smoothing;                      /* eps in [0, 1]; 0 = plain cross-entropy */
-    lsr_smoothing_convention convention;  /* ignored when prior is given */
-    const float *prior;                   /* (K) smoothing distribution u, or NULL for
-                                             the convention's; finite, >= 0, sums to 1
-                                             within 1e-4. Borrowed for the call. */
-    const float *class_weights;           /* (K) finite, >= 0, or NULL for all ones */
-    int64_t ignore_index;                 /* rows with this label are skipped entirely;
-                                             soft targets accept only the default */
+    float smoothing;                     /* eps in [0, 1]; 0 = plain cross-entropy */
+    lsr_smoothing_convention convention; /* ignored when prior is given */
+    const float *prior;                  /* (K) smoothing distribution u, or NULL for
+                                            the convention's; finite, >= 0, sums to 1
+                                            within 1e-4. Borrowed for the call. */
+    const float *class_weights;          /* (K) finite, >= 0, or NULL for all ones */
+    int64_t ignore_index;                /* rows with this label are skipped entirely;
+                                            soft targets accept only the default */
     lsr_reduction reduction;
-    float z_loss;                         /* lambda >= 0: adds lambda * lse^2 per row */
-    int threads;                          /* 0: OpenMP's default; otherwise >= 1 */
-    lsr_isa isa;                          /* LSR_ISA_AUTO unless testing */
+    float z_loss; /* lambda >= 0: adds lambda * lse^2 per row */
+    int threads;  /* 0: OpenMP's default; otherwise >= 1 */
+    lsr_isa isa;  /* LSR_ISA_AUTO unless testing */
 } lsr_loss_options;
 
 /* Defaults: eps 0, ALL, no prior, no weights, ignore_index -100, MEAN,
@@ -139,13 +139,13 @@ LSR_API lsr_loss_options lsr_loss_options_default(void);
 
 /* Per-call statistics, all over the non-ignored rows. */
 typedef struct lsr_loss_stats {
-    int64_t valid_rows;     /* rows not ignored */
-    int64_t top1_hits;      /* rows whose target logit equals the row maximum (for
-                               soft targets: the logit of the target's largest entry) */
-    double label_ce;        /* mean H(q, p) against the unsmoothed target */
-    double prior_ce;        /* mean H(u, p) against the smoothing distribution */
-    double mean_max_prob;   /* mean of max_k p_k */
-    double mean_lse;        /* mean log-sum-exp of the logits (what z-loss pulls to 0) */
+    int64_t valid_rows;   /* rows not ignored */
+    int64_t top1_hits;    /* rows whose target logit equals the row maximum (for
+                             soft targets: the logit of the target's largest entry) */
+    double label_ce;      /* mean H(q, p) against the unsmoothed target */
+    double prior_ce;      /* mean H(u, p) against the smoothing distribution */
+    double mean_max_prob; /* mean of max_k p_k */
+    double mean_lse;      /* mean log-sum-exp of the logits (what z-loss pulls to 0) */
 } lsr_loss_stats;
 
 /* The ISA that LSR_ISA_AUTO selects on this CPU. */
@@ -173,9 +173,8 @@ LSR_API const char *lsr_isa_name(lsr_isa isa);
  * NaN, and lsr_last_error() names the first such row.
  */
 LSR_API lsr_status lsr_cross_entropy(float *loss, float *grad, lsr_loss_stats *stats,
-                             const float *logits, const int64_t *labels, int64_t n,
-                             int64_t k, int64_t stride,
-                             const lsr_loss_options *options);
+                                     const float *logits, const int64_t *labels, int64_t n,
+                                     int64_t k, int64_t stride, const lsr_loss_options *options);
 
 /*
  * The same with dense target rows (soft labels), as PyTorch's probability
@@ -183,9 +182,9 @@ LSR_API lsr_status lsr_cross_entropy(float *loss, float *grad, lsr_loss_stats *s
  * to 1).  ignore_index is not accepted (only the default value).
  */
 LSR_API lsr_status lsr_cross_entropy_soft(float *loss, float *grad, lsr_loss_stats *stats,
-                                  const float *logits, const float *targets, int64_t n,
-                                  int64_t k, int64_t stride,
-                                  const lsr_loss_options *options);
+                                          const float *logits, const float *targets, int64_t n,
+                                          int64_t k, int64_t stride,
+                                          const lsr_loss_options *options);
 
 /*
  * Reference implementations: same contract, plain loops in double precision,
@@ -193,14 +192,13 @@ LSR_API lsr_status lsr_cross_entropy_soft(float *loss, float *grad, lsr_loss_sta
  * against; use them to check, not to train.
  */
 LSR_API lsr_status lsr_cross_entropy_reference(float *loss, float *grad, lsr_loss_stats *stats,
-                                       const float *logits, const int64_t *labels,
-                                       int64_t n, int64_t k, int64_t stride,
-                                       const lsr_loss_options *options);
-LSR_API lsr_status lsr_cross_entropy_soft_reference(float *loss, float *grad,
-                                            lsr_loss_stats *stats, const float *logits,
-                                            const float *targets, int64_t n, int64_t k,
-                                            int64_t stride,
-                                            const lsr_loss_options *options);
+                                               const float *logits, const int64_t *labels,
+                                               int64_t n, int64_t k, int64_t stride,
+                                               const lsr_loss_options *options);
+LSR_API lsr_status lsr_cross_entropy_soft_reference(float *loss, float *grad, lsr_loss_stats *stats,
+                                                    const float *logits, const float *targets,
+                                                    int64_t n, int64_t k, int64_t stride,
+                                                    const lsr_loss_options *options);
 
 #ifdef __cplusplus
 }

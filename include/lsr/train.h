@@ -51,11 +51,11 @@ extern "C" {
  * are malloc'd; lsr_dataset_free frees them (a dataset filled by hand with
  * malloc'd arrays may be freed the same way). */
 typedef struct lsr_dataset {
-    int64_t n;     /* samples */
-    int h, w, c;   /* sample shape; CSV rows are 1 x features x 1 */
-    int classes;   /* largest label + 1 */
-    float *x;      /* (n, h * w * c); IDX pixels scaled to [0, 1] */
-    int64_t *y;    /* (n) labels in [0, classes) */
+    int64_t n;   /* samples */
+    int h, w, c; /* sample shape; CSV rows are 1 x features x 1 */
+    int classes; /* largest label + 1 */
+    float *x;    /* (n, h * w * c); IDX pixels scaled to [0, 1] */
+    int64_t *y;  /* (n) labels in [0, classes) */
 } lsr_dataset;
 
 /*
@@ -165,6 +165,14 @@ LSR_API lsr_status lsr_model_set_temperature(lsr_model *m, double temperature); 
  * x       in (n, h * w * c) samples
  */
 LSR_API lsr_status lsr_model_predict(float *logits, lsr_model *m, const float *x, int64_t n);
+/*
+ * probs        out (n, classes): softmax(z / temperature) of each sample's
+ *              logits z, each row summing to 1
+ * temperature  > 0: 1 for the model's own probabilities,
+ *              lsr_model_temperature(m) for its calibrated ones
+ */
+LSR_API lsr_status lsr_model_probabilities(float *probs, lsr_model *m, const float *x, int64_t n,
+                                           double temperature);
 
 /* ---- training ---- */
 
@@ -183,15 +191,15 @@ typedef enum lsr_schedule {
 typedef struct lsr_optimizer_settings {
     lsr_optimizer_kind kind;
     float lr;
-    float momentum;          /* SGD */
-    int nesterov;            /* SGD */
+    float momentum; /* SGD */
+    int nesterov;   /* SGD */
     float weight_decay;
     float beta1, beta2, eps; /* Adam, AdamW */
     lsr_schedule schedule;
-    int64_t step_size;       /* STEP */
-    float gamma;             /* STEP */
-    int64_t warmup;          /* linear warm-up over this many steps */
-    int64_t total_steps;     /* COSINE; 0: epochs x steps per epoch */
+    int64_t step_size;   /* STEP */
+    float gamma;         /* STEP */
+    int64_t warmup;      /* linear warm-up over this many steps */
+    int64_t total_steps; /* COSINE; 0: epochs x steps per epoch */
 } lsr_optimizer_settings;
 
 /* Where the smoothing distribution u comes from. */
@@ -207,9 +215,9 @@ typedef enum lsr_prior_source {
  * and a model is calibrated, from what it was trained with.
  */
 typedef struct lsr_train_settings {
-    int epochs;                 /* >= 1 */
-    int batch;                  /* samples per step, >= 1 */
-    uint64_t seed;              /* initialisation, shuffling, dropout, the split */
+    int epochs;    /* >= 1 */
+    int batch;     /* samples per step, >= 1 */
+    uint64_t seed; /* initialisation, shuffling, dropout, the split */
     lsr_init init;
     lsr_precision precision;
     lsr_optimizer_settings optimizer;
@@ -220,16 +228,16 @@ typedef struct lsr_train_settings {
     char prior_file[LSR_TEXT_MAX]; /* LSR_PRIOR_FILE */
     /* adversarial training (cleverhans): loss = (1 - w) CE(x) + w CE(FGSM(x)),
      * the FGSM examples made against the current model at every step */
-    float adv_eps;              /* 0: none */
-    float adv_weight;           /* w in [0, 1] */
-    int skip_nonfinite;         /* a non-finite loss or gradient skips the step
-                                   (else lsr_train fails with LSR_ERROR_NONFINITE) */
+    float adv_eps;      /* 0: none */
+    float adv_weight;   /* w in [0, 1] */
+    int skip_nonfinite; /* a non-finite loss or gradient skips the step
+                           (else lsr_train fails with LSR_ERROR_NONFINITE) */
     /* how the data was prepared (lsr_train_split); recorded, so that lsr
      * calibrate finds the validation split again */
-    char data[LSR_TEXT_MAX];    /* where the data came from: free text, "" if untold */
-    int64_t train_limit;        /* the first train_limit samples; 0: all */
-    int64_t val_samples;        /* held out for validation, drawn with seed */
-    double imbalance;           /* >= 1: lsr_dataset_imbalance's ratio; 1: none */
+    char data[LSR_TEXT_MAX]; /* where the data came from: free text, "" if untold */
+    int64_t train_limit;     /* the first train_limit samples; 0: all */
+    int64_t val_samples;     /* held out for validation, drawn with seed */
+    double imbalance;        /* >= 1: lsr_dataset_imbalance's ratio; 1: none */
 } lsr_train_settings;
 
 /* 6 epochs of batch 128, seed 0, Adam at lr 1e-3 (PyTorch's betas and eps),
@@ -248,8 +256,8 @@ typedef struct lsr_train_progress {
     int64_t samples;               /* samples seen this epoch */
     double step_loss;              /* this step's loss (NaN when skipped) */
     double loss, label_ce, prior_ce, accuracy;
-    double seconds;                /* since the epoch began */
-    int64_t skipped;               /* steps skipped as non-finite, in the whole run */
+    double seconds;  /* since the epoch began */
+    int64_t skipped; /* steps skipped as non-finite, in the whole run */
 } lsr_train_progress;
 
 /* Where a run stands (opaque): epoch, step, sample order, random state,
@@ -304,10 +312,15 @@ LSR_API lsr_status lsr_train(lsr_model *m, const lsr_dataset *data, const lsr_tr
 LSR_API lsr_status lsr_checkpoint_save(const char *path, const lsr_model *m,
                                        const lsr_train_state *st, const lsr_train_settings *s,
                                        const char *note);
-/* m, st, s, note: out (each may be NULL when not wanted; note is malloc'd,
- * "" when none was stored). */
-LSR_API lsr_status lsr_checkpoint_load(lsr_model **m, lsr_train_state **st,
-                                       lsr_train_settings *s, char **note, const char *path);
+/*
+ * m     out: the run's model with the checkpoint's parameters
+ * st    out: where the run stands, for lsr_train's resume argument
+ * s     out: the run's settings, to pass to lsr_train
+ * note  out: malloc'd; "" when none was stored
+ * Each may be NULL when not wanted; on failure all are left NULL.
+ */
+LSR_API lsr_status lsr_checkpoint_load(lsr_model **m, lsr_train_state **st, lsr_train_settings *s,
+                                       char **note, const char *path);
 /* The settings recorded in a model by lsr_train or its file; NULL if none. */
 LSR_API const lsr_train_settings *lsr_model_settings(const lsr_model *m);
 
@@ -331,9 +344,8 @@ typedef struct lsr_metrics {
  * logits       (n, k);  labels (n) in [0, k)
  * temperature  > 0
  */
-LSR_API lsr_status lsr_metrics_compute(lsr_metrics *out, const float *logits,
-                                       const int64_t *labels, int64_t n, int k,
-                                       double temperature);
+LSR_API lsr_status lsr_metrics_compute(lsr_metrics *out, const float *logits, const int64_t *labels,
+                                       int64_t n, int k, double temperature);
 /* out: m's metrics on d, of softmax(z / temperature) (> 0; e.g. 1, or
  * lsr_model_temperature(m)). */
 LSR_API lsr_status lsr_model_evaluate(lsr_metrics *out, lsr_model *m, const lsr_dataset *d,

@@ -3,13 +3,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "lsr/loss.h"
 #include "../metrics/metrics.h"
 #include "../train/train.h"
+#include "lsr/loss.h"
 
 lsr_status lsr_fgsm(lsr_model *m, float *adv, const float *x, const int64_t *labels, int64_t n,
-             float eps, int batch) {
-    if (!(eps >= 0.0f && eps <= 1.0f)) return lsr__fail(LSR_ERROR_OPTION, "fgsm: eps %g is not in [0, 1]", (double)eps);
+                    float eps, int batch) {
+    if (!(eps >= 0.0f && eps <= 1.0f))
+        return lsr__fail(LSR_ERROR_OPTION, "fgsm: eps %g is not in [0, 1]", (double)eps);
     if (lsr_model_reserve(m, batch)) return lsr__failed();
     const size_t d = lsr_shape_size(m->input);
     const int k = m->classes;
@@ -27,8 +28,10 @@ lsr_status lsr_fgsm(lsr_model *m, float *adv, const float *x, const int64_t *lab
         const int b = (int)(n - first < batch ? n - first : batch);
         const float *xb = x + (size_t)first * d;
         const float *z = lsr_model_forward(m, xb, b, 0, NULL);
-        if (labels) memcpy(y, labels + first, (size_t)b * sizeof(int64_t));
-        else lsr_top1(z, NULL, b, k, y); /* the model's own predictions */
+        if (labels)
+            memcpy(y, labels + first, (size_t)b * sizeof(int64_t));
+        else
+            lsr_top1(z, NULL, b, k, y); /* the model's own predictions */
         if (lsr_cross_entropy(NULL, dlogits, NULL, z, y, b, k, k, &o) != LSR_OK) {
             status = lsr__fail(LSR_ERROR_OPTION, "fgsm: %s", lsr_last_error());
             break;
@@ -54,7 +57,9 @@ LSR_API lsr_status lsr_fgsm_generate(float *adv, lsr_model *m, const float *x,
     if (n < 0) return lsr__fail(LSR_ERROR_SIZE, "lsr_fgsm_generate: n = %lld", (long long)n);
     for (int64_t i = 0; labels && i < n; i++)
         if (labels[i] < 0 || labels[i] >= m->classes)
-            return lsr__fail(LSR_ERROR_LABEL, "lsr_fgsm_generate: label %lld of sample %lld is "
-                             "outside [0, %d)", (long long)labels[i], (long long)i, m->classes);
+            return lsr__fail(LSR_ERROR_LABEL,
+                             "lsr_fgsm_generate: label %lld of sample %lld is "
+                             "outside [0, %d)",
+                             (long long)labels[i], (long long)i, m->classes);
     return lsr_fgsm(m, adv, x, labels, n, eps, LSR_PREDICT_BATCH);
 }

@@ -11,6 +11,6 @@
  * Uses the model in evaluation mode, batch samples at a time; leaves the
  * model's parameter gradients as they were.  adv may equal x. */
 lsr_status lsr_fgsm(lsr_model *m, float *adv, const float *x, const int64_t *labels, int64_t n,
-             float eps, int batch);
+                    float eps, int batch);
 
 #endif

@@ -36,8 +36,7 @@ int cli_argument_error(const char *cmd, const char *arg) {
     return cli_error(cmd, msg);
 }
 
-lsr_status cli_int(const char *flag, const char *s, long long min, long long max,
-                   long long *out) {
+lsr_status cli_int(const char *flag, const char *s, long long min, long long max, long long *out) {
     char *end;
     errno = 0;
     long long v = strtoll(s, &end, 10);

@@ -16,8 +16,7 @@
  * LSR_ERROR_OPTION and a message naming flag (lsr_last_error()).  The lsr
  * command keeps the library's error convention: every fallible function
  * returns an lsr_status and leaves its message for lsr_last_error(). */
-lsr_status cli_int(const char *flag, const char *s, long long min, long long max,
-                   long long *out);
+lsr_status cli_int(const char *flag, const char *s, long long min, long long max, long long *out);
 lsr_status cli_float(const char *flag, const char *s, double min, double max, double *out);
 /* Applies --threads to OpenMP (0: every core); lsr_gemm shares its tiles over those threads. */
 void cli_set_threads(int threads);

@@ -135,7 +135,8 @@ int lsr_cmd_attack(int argc, char **argv) {
                 return cli_error("attack", "--method: only fgsm is implemented");
             break;
         case 'e':
-            if (cli_float("--eps", optarg, 0, 1, &eps)) return cli_error("attack", lsr_last_error());
+            if (cli_float("--eps", optarg, 0, 1, &eps))
+                return cli_error("attack", lsr_last_error());
             break;
         case 'y':
             true_labels = 1;
@@ -147,13 +148,15 @@ int lsr_cmd_attack(int argc, char **argv) {
             save_dir = optarg;
             break;
         case 'n':
-            if (cli_int("--limit", optarg, 1, INT64_MAX, &limit)) return cli_error("attack", lsr_last_error());
+            if (cli_int("--limit", optarg, 1, INT64_MAX, &limit))
+                return cli_error("attack", lsr_last_error());
             break;
         case 'j':
             json = 1;
             break;
         case 't':
-            if (cli_int("--threads", optarg, 0, CLI_MAX_THREADS, &threads)) return cli_error("attack", lsr_last_error());
+            if (cli_int("--threads", optarg, 0, CLI_MAX_THREADS, &threads))
+                return cli_error("attack", lsr_last_error());
             break;
         case 'h':
             printf("usage: lsr attack --model FILE [--data DIR] [--method fgsm] [--eps %g]\n"

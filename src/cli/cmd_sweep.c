@@ -140,18 +140,20 @@ int lsr_cmd_sweep(int argc, char **argv) {
         return 0;
     }
     if (!parsed && j.resume_path)
-        parsed =
-            lsr__fail(LSR_ERROR_OPTION, "--resume is not taken: run the same lsr sweep command again (with "
-                            "--checkpoint F, each unfinished run goes on from its own checkpoint)");
+        parsed = lsr__fail(LSR_ERROR_OPTION,
+                           "--resume is not taken: run the same lsr sweep command again (with "
+                           "--checkpoint F, each unfinished run goes on from its own checkpoint)");
     if (!parsed && j.s.seed > (uint64_t)(INT_MAX - SWEEP_MAX_SEEDS))
-        parsed =
-            lsr__fail(LSR_ERROR_OPTION, "--seed %llu: at most %d in a sweep (its runs take seeds S to S+N-1)",
-                     (unsigned long long)j.s.seed, INT_MAX - SWEEP_MAX_SEEDS);
+        parsed = lsr__fail(LSR_ERROR_OPTION,
+                           "--seed %llu: at most %d in a sweep (its runs take seeds S to S+N-1)",
+                           (unsigned long long)j.s.seed, INT_MAX - SWEEP_MAX_SEEDS);
     const int val_given = j.val_given;
     if (!parsed && val_given && j.s.val_samples <= 0)
-        parsed = lsr__fail(LSR_ERROR_OPTION, "--val must hold out examples for temperature scaling");
+        parsed =
+            lsr__fail(LSR_ERROR_OPTION, "--val must hold out examples for temperature scaling");
     if (!parsed && (j.out || j.metrics_path))
-        parsed = lsr__fail(LSR_ERROR_OPTION, "--out is the sweep's directory; --metrics is not taken");
+        parsed =
+            lsr__fail(LSR_ERROR_OPTION, "--out is the sweep's directory; --metrics is not taken");
     if (parsed) {
         free(rest);
         return cli_error("sweep", lsr_last_error());
@@ -245,17 +247,17 @@ int lsr_cmd_sweep(int argc, char **argv) {
             r->eps = eps[e];
             r->seed = seed;
             r->seconds = j.train_seconds;
-            int failed = lsr_model_predict(logits, model, val_set.x, val_set.n) ||
-                         lsr_temperature_fit(&r->temperature, logits, val_set.y, val_set.n,
-                                             classes);
+            int failed =
+                lsr_model_predict(logits, model, val_set.x, val_set.n) ||
+                lsr_temperature_fit(&r->temperature, logits, val_set.y, val_set.n, classes);
             lsr_dataset_free(&val_set);
-            failed = failed || lsr_model_predict(logits, model, test.x, test.n) ||
-                     lsr_metrics_compute(&r->plain, logits, test.y, test.n, classes, 1.0) ||
-                     lsr_metrics_compute(&r->scaled, logits, test.y, test.n, classes,
-                                         r->temperature);
+            failed =
+                failed || lsr_model_predict(logits, model, test.x, test.n) ||
+                lsr_metrics_compute(&r->plain, logits, test.y, test.n, classes, 1.0) ||
+                lsr_metrics_compute(&r->scaled, logits, test.y, test.n, classes, r->temperature);
             if (!failed) {
-                r->fgsm = fgsm_accuracy(model, model, &test, n_attack, (float)attack_eps, adv,
-                                        logits);
+                r->fgsm =
+                    fgsm_accuracy(model, model, &test, n_attack, (float)attack_eps, adv, logits);
                 failed = isnan(r->fgsm);
             }
             r->transfer = NAN;
@@ -292,8 +294,7 @@ int lsr_cmd_sweep(int argc, char **argv) {
     char title[512];
     snprintf(title, sizeof title,
              "%.200s on %.200s, %d epochs, batch %d, %lld seeds, FGSM eps %g on %lld test samples",
-             j.model_name, j.s.data, j.s.epochs, j.s.batch, seeds, attack_eps,
-             (long long)n_attack);
+             j.model_name, j.s.data, j.s.epochs, j.s.batch, seeds, attack_eps, (long long)n_attack);
     if (sweep_results_csv(out_dir, results, total) ||
         sweep_report(out_dir, results, total, eps, ne, title))
         goto out;

@@ -41,8 +41,10 @@ int lsr_cmd_train(int argc, char **argv) {
     lsr_model *model = NULL;
     int status = 1;
     int parsed = train_job_parse(&j, argc, argv);
-    if (!parsed && j.resume_path) parsed = train_job_resume_flags(&j, argc, argv);
-    else if (!parsed) parsed = train_job_make_note(&j, NULL) ? -1 : 0;
+    if (!parsed && j.resume_path)
+        parsed = train_job_resume_flags(&j, argc, argv);
+    else if (!parsed)
+        parsed = train_job_make_note(&j, NULL) ? -1 : 0;
     if (parsed) {
         if (parsed == TRAIN_JOB_HELP) status = 0; /* --help: the usage is printed */
         goto out;

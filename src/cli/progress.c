@@ -29,8 +29,7 @@ void progress_draw(const char *prefix, double *last_draw, const lsr_train_progre
 
 void progress_end_bar(void) { fputc('\n', stderr); }
 
-void progress_epoch_line(const char *prefix, const lsr_train_progress *p,
-                         double val_acc) {
+void progress_epoch_line(const char *prefix, const lsr_train_progress *p, double val_acc) {
     char val[96] = "";
     if (!isnan(val_acc)) snprintf(val, sizeof val, "  val acc %.4f", val_acc);
     if (p->skipped)

@@ -257,7 +257,8 @@ int train_job_parse(train_job *j, int argc, char **argv) {
             else if (!strcmp(optarg, "skip"))
                 s->skip_nonfinite = 1;
             else
-                return lsr__fail(LSR_ERROR_OPTION, "--on-nonfinite: '%s' is not stop or skip", optarg);
+                return lsr__fail(LSR_ERROR_OPTION, "--on-nonfinite: '%s' is not stop or skip",
+                                 optarg);
             break;
         case OPT_PRECISION:
             if (!strcmp(optarg, "fp32")) {
@@ -277,7 +278,8 @@ int train_job_parse(train_job *j, int argc, char **argv) {
         case ':':
             return lsr__fail(LSR_ERROR_OPTION, "%s: needs a value", argv[optind - 1]);
         default:
-            return lsr__fail(LSR_ERROR_OPTION, "unknown flag '%s' (lsr train --help)", argv[optind - 1]);
+            return lsr__fail(LSR_ERROR_OPTION, "unknown flag '%s' (lsr train --help)",
+                             argv[optind - 1]);
         }
     }
     if (optind < argc) return lsr__fail(LSR_ERROR_OPTION, "unexpected argument '%s'", argv[optind]);
@@ -302,7 +304,7 @@ int train_job_parse(train_job *j, int argc, char **argv) {
             s->optimizer.kind = LSR_OPTIMIZER_SGD;
         else
             return lsr__fail(LSR_ERROR_OPTION, "--optimizer: '%s' is not adam, adamw or sgd",
-                            j->optimizer_name);
+                             j->optimizer_name);
     }
     if (j->schedule_name) {
         if (!strcmp(j->schedule_name, "constant"))
@@ -313,7 +315,7 @@ int train_job_parse(train_job *j, int argc, char **argv) {
             s->optimizer.schedule = LSR_SCHEDULE_COSINE;
         else
             return lsr__fail(LSR_ERROR_OPTION, "--schedule: '%s' is not constant, step or cosine",
-                            j->schedule_name);
+                             j->schedule_name);
         if (s->optimizer.schedule == LSR_SCHEDULE_STEP && s->optimizer.step_size == 0)
             return lsr__fail(LSR_ERROR_OPTION, "--schedule step needs --step-size");
     }
@@ -324,7 +326,7 @@ int train_job_parse(train_job *j, int argc, char **argv) {
             s->loss.convention = LSR_SMOOTHING_OTHERS;
         else
             return lsr__fail(LSR_ERROR_OPTION, "--smoothing-convention: '%s' is not all or others",
-                            j->convention_name);
+                             j->convention_name);
     }
     if (j->init_name) {
         if (!strcmp(j->init_name, "cleverhans"))
@@ -334,7 +336,8 @@ int train_job_parse(train_job *j, int argc, char **argv) {
         else if (!strcmp(j->init_name, "glorot"))
             s->init = LSR_INIT_GLOROT;
         else
-            return lsr__fail(LSR_ERROR_OPTION, "--init: '%s' is not cleverhans, he or glorot", j->init_name);
+            return lsr__fail(LSR_ERROR_OPTION, "--init: '%s' is not cleverhans, he or glorot",
+                             j->init_name);
     }
     if (j->metrics_path && lsr_check_writable(j->metrics_path, "--metrics")) return -1;
     return train_prior(j);

@@ -29,8 +29,8 @@ lsr_status train_job_make_note(train_job *j, const char *sweep_run) {
     const char *keys[3] = {"out", "metrics", "checkpoint"};
     const char *values[3] = {j->out, j->metrics_path, j->checkpoint_path};
     for (int i = 0; o && i < 3; i++)
-        if (!cJSON_AddItemToObject(o, keys[i], values[i] ? cJSON_CreateString(values[i])
-                                                         : cJSON_CreateNull()))
+        if (!cJSON_AddItemToObject(o, keys[i],
+                                   values[i] ? cJSON_CreateString(values[i]) : cJSON_CreateNull()))
             break;
     if (o && j->checkpoint_path)
         cJSON_AddNumberToObject(o, "checkpoint_every", (double)j->checkpoint_every);
@@ -40,8 +40,10 @@ lsr_status train_job_make_note(train_job *j, const char *sweep_run) {
     cJSON_Delete(o);
     if (!j->note) return lsr__fail(LSR_ERROR_OUT_OF_MEMORY, "out of memory");
     if (strlen(j->note) >= LSR_TEXT_MAX)
-        return lsr__fail(LSR_ERROR_OPTION, "the paths of --out, --metrics and --checkpoint are "
-                         "too long to store in a checkpoint (%d bytes in all)", LSR_TEXT_MAX - 1);
+        return lsr__fail(LSR_ERROR_OPTION,
+                         "the paths of --out, --metrics and --checkpoint are "
+                         "too long to store in a checkpoint (%d bytes in all)",
+                         LSR_TEXT_MAX - 1);
     return LSR_OK;
 }
 
@@ -95,7 +97,7 @@ static void print_header(const train_job *j, const lsr_dataset *train, const lsr
             j->prefix, s->data, (long long)train->n, (long long)val->n, train->h, train->w,
             train->c, classes, m->spec, m->n_params, (double)s->loss.smoothing,
             s->prior_source != LSR_PRIOR_UNIFORM ? "prior " : "",
-            s->prior_source != LSR_PRIOR_UNIFORM        ? prior
+            s->prior_source != LSR_PRIOR_UNIFORM      ? prior
             : s->loss.convention == LSR_SMOOTHING_ALL ? "all"
                                                       : "others",
             s->epochs, s->batch, cli_threads(), precision_words(s->precision, m),
@@ -120,8 +122,9 @@ lsr_status train_job_run(train_job *j, const lsr_dataset *all, int classes, lsr_
                 lsr_train_state_epoch(resume), (long long)lsr_train_state_step(resume));
     j->model = *model;
     j->val_set = val_set;
-    lsr_train_callbacks cb = {j, draw_progress, epoch_done, save_checkpoint, j->stop,
-                              j->checkpoint_path ? j->checkpoint_every : 0};
+    lsr_train_callbacks cb = {j,          draw_progress,
+                              epoch_done, save_checkpoint,
+                              j->stop,    j->checkpoint_path ? j->checkpoint_every : 0};
     const double t0 = lsr_now();
     st = lsr_train(*model, &train_set, &j->s, &cb, resume);
     resume = NULL; /* taken over */

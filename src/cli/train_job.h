@@ -21,7 +21,7 @@ typedef struct train_job {
     /* the run's files (NULL: none) */
     const char *out, *metrics_path, *checkpoint_path, *resume_path;
     long long checkpoint_every; /* steps between checkpoints, with --checkpoint */
-    char *note;       /* those files as JSON, stored in checkpoints (lsr sweep adds its run) */
+    char *note;        /* those files as JSON, stored in checkpoints (lsr sweep adds its run) */
     void *resume_note; /* on resume: the checkpoint's note (cJSON), which the paths point into */
     /* how to run it; a resume may change these */
     long long threads;
@@ -35,8 +35,8 @@ typedef struct train_job {
     size_t metrics_len;
     lsr_model *model;
     const lsr_dataset *val_set;
-    const char *prefix;  /* before progress lines, e.g. the sweep's run */
-    volatile int *stop;  /* set by SIGINT / SIGTERM */
+    const char *prefix; /* before progress lines, e.g. the sweep's run */
+    volatile int *stop; /* set by SIGINT / SIGTERM */
     int stopped_epoch;
     long long stopped_step;
     double train_seconds;

@@ -166,15 +166,18 @@ static int take_note(train_job *j, const char *note, const char *path) {
     cJSON *o = cJSON_Parse(note);
     if (!cJSON_IsObject(o)) {
         cJSON_Delete(o);
-        return lsr__fail(LSR_ERROR_FORMAT, "--resume %s: the checkpoint's note is not what lsr "
-                         "train stores", path);
+        return lsr__fail(LSR_ERROR_FORMAT,
+                         "--resume %s: the checkpoint's note is not what lsr "
+                         "train stores",
+                         path);
     }
     j->resume_note = o;
     const cJSON *sweep = cJSON_GetObjectItemCaseSensitive(o, "sweep");
     if (cJSON_IsString(sweep)) /* a run of lsr sweep (its own settings and outputs) */
-        return lsr__fail(LSR_ERROR_OPTION, "--resume %s: the checkpoint of lsr sweep's run "
-                         "%.100s: run the same lsr sweep command again to resume it", path,
-                         sweep->valuestring);
+        return lsr__fail(LSR_ERROR_OPTION,
+                         "--resume %s: the checkpoint of lsr sweep's run "
+                         "%.100s: run the same lsr sweep command again to resume it",
+                         path, sweep->valuestring);
     const char *keys[3] = {"out", "metrics", "checkpoint"};
     const char **values[3] = {&j->out, &j->metrics_path, &j->checkpoint_path};
     for (int i = 0; i < 3; i++) {
@@ -202,8 +205,8 @@ int train_job_resume_flags(train_job *j, int argc, char **argv) {
     snprintf(stored_spec, sizeof stored_spec, "%s", lsr_model_spec(m));
     j->model_name = stored_spec;
     lsr_model *g = NULL;
-    if (lsr_model_create(&g, given.model_name, m->input.h, m->input.w, m->input.c,
-                         m->classes) == LSR_OK)
+    if (lsr_model_create(&g, given.model_name, m->input.h, m->input.w, m->input.c, m->classes) ==
+        LSR_OK)
         snprintf(given_spec, sizeof given_spec, "%s", lsr_model_spec(g));
     lsr_model_free(g);
     lsr_model_free(m);

@@ -1,16 +1,16 @@
 #define _POSIX_C_SOURCE 200809L
 #include "common.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <dirent.h>
 #include <libgen.h>
-#include <signal.h>
-#include <sys/stat.h>
 #include <math.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -22,7 +22,8 @@ static uint64_t splitmix64(uint64_t *x) {
 }
 
 void lsr_rng_seed(lsr_rng *rng, uint64_t seed) {
-    for (int i = 0; i < 4; i++) rng->s[i] = splitmix64(&seed);
+    for (int i = 0; i < 4; i++)
+        rng->s[i] = splitmix64(&seed);
 }
 
 static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
@@ -50,7 +51,8 @@ uint64_t lsr_rng_below(lsr_rng *rng, uint64_t n) {
     /* rejection keeps it unbiased */
     const uint64_t limit = UINT64_MAX - UINT64_MAX % n;
     uint64_t x;
-    do x = lsr_rng_next(rng);
+    do
+        x = lsr_rng_next(rng);
     while (x >= limit);
     return x % n;
 }
@@ -63,7 +65,6 @@ void lsr_rng_shuffle(lsr_rng *rng, int64_t *v, int64_t n) {
         v[j] = t;
     }
 }
-
 
 static void directory_of(const char *path, char *dir, size_t size) {
     char copy[4096];
@@ -99,7 +100,8 @@ static void remove_stale_temporaries(const char *path) {
 
 lsr_status lsr_atomic_open(lsr_atomic_file *af, const char *path) {
     memset(af, 0, sizeof *af);
-    if (strlen(path) + 32 >= sizeof af->path) return lsr__fail(LSR_ERROR_OPTION, "%s: path too long", path);
+    if (strlen(path) + 32 >= sizeof af->path)
+        return lsr__fail(LSR_ERROR_OPTION, "%s: path too long", path);
     remove_stale_temporaries(path);
     snprintf(af->path, sizeof af->path, "%s", path);
     snprintf(af->tmp_path, sizeof af->tmp_path, "%s.tmp.%ld.XXXXXX", path, (long)getpid());
@@ -132,7 +134,8 @@ lsr_status lsr_atomic_commit(lsr_atomic_file *af) {
     if (rename(af->tmp_path, af->path) != 0) {
         saved = errno;
         unlink(af->tmp_path);
-        return lsr__fail(LSR_ERROR_IO, "%s: cannot rename into place: %s", af->path, strerror(saved));
+        return lsr__fail(LSR_ERROR_IO, "%s: cannot rename into place: %s", af->path,
+                         strerror(saved));
     }
     char dir[4096];
     directory_of(af->path, dir, sizeof dir);
@@ -149,7 +152,7 @@ lsr_status lsr_check_writable(const char *path, const char *what) {
     directory_of(path, dir, sizeof dir);
     if (access(dir, W_OK | X_OK) != 0)
         return lsr__fail(LSR_ERROR_IO, "%s %s: directory '%s' is not writable: %s", what, path, dir,
-                        strerror(errno));
+                         strerror(errno));
     return 0;
 }
 
@@ -159,8 +162,8 @@ double lsr_now(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-lsr_status lsr_parse_number_list(const char *s, const char *flag, double min, double max, double *out,
-                          int capacity, int *n) {
+lsr_status lsr_parse_number_list(const char *s, const char *flag, double min, double max,
+                                 double *out, int capacity, int *n) {
     *n = 0;
     const char *p = s;
     while (*p) {
@@ -168,11 +171,15 @@ lsr_status lsr_parse_number_list(const char *s, const char *flag, double min, do
         errno = 0;
         double v = strtod(p, &end);
         if (end == p || errno || !(v >= min && v <= max) || (*end && *end != ','))
-            return lsr__fail(LSR_ERROR_OPTION, "%s: '%s' is not a comma-separated list of numbers in [%g, %g]", flag, s, min, max);
-        if (*n == capacity) return lsr__fail(LSR_ERROR_OPTION, "%s: more than %d values", flag, capacity);
+            return lsr__fail(LSR_ERROR_OPTION,
+                             "%s: '%s' is not a comma-separated list of numbers in [%g, %g]", flag,
+                             s, min, max);
+        if (*n == capacity)
+            return lsr__fail(LSR_ERROR_OPTION, "%s: more than %d values", flag, capacity);
         out[(*n)++] = v;
         p = *end ? end + 1 : end;
-        if (*end == ',' && !*p) return lsr__fail(LSR_ERROR_OPTION, "%s: '%s' ends with a comma", flag, s);
+        if (*end == ',' && !*p)
+            return lsr__fail(LSR_ERROR_OPTION, "%s: '%s' ends with a comma", flag, s);
     }
     if (*n == 0) return lsr__fail(LSR_ERROR_OPTION, "%s: empty list", flag);
     for (int i = 1; i < *n; i++) /* insertion sort */
@@ -182,6 +189,7 @@ lsr_status lsr_parse_number_list(const char *s, const char *flag, double min, do
             out[k - 1] = t;
         }
     for (int i = 1; i < *n; i++)
-        if (out[i] == out[i - 1]) return lsr__fail(LSR_ERROR_OPTION, "%s: %g appears twice", flag, out[i]);
+        if (out[i] == out[i - 1])
+            return lsr__fail(LSR_ERROR_OPTION, "%s: %g appears twice", flag, out[i]);
     return 0;
 }

@@ -25,7 +25,7 @@ lsr_status lsr__failed(void);
 #define LSR_TRY(expr)                                                                              \
     do {                                                                                           \
         const lsr_status lsr_try_status_ = (expr);                                                 \
-        if (lsr_try_status_ != LSR_OK) return lsr_try_status_;                                    \
+        if (lsr_try_status_ != LSR_OK) return lsr_try_status_;                                     \
     } while (0)
 
 /* xoshiro256** seeded by splitmix64: small, fast, and its whole state can be
@@ -35,8 +35,8 @@ typedef struct lsr_rng {
 } lsr_rng;
 void lsr_rng_seed(lsr_rng *rng, uint64_t seed);
 uint64_t lsr_rng_next(lsr_rng *rng);
-double lsr_rng_uniform(lsr_rng *rng);          /* [0, 1) */
-double lsr_rng_normal(lsr_rng *rng);           /* N(0, 1) */
+double lsr_rng_uniform(lsr_rng *rng);             /* [0, 1) */
+double lsr_rng_normal(lsr_rng *rng);              /* N(0, 1) */
 uint64_t lsr_rng_below(lsr_rng *rng, uint64_t n); /* [0, n), n > 0 */
 void lsr_rng_shuffle(lsr_rng *rng, int64_t *v, int64_t n);
 
@@ -60,7 +60,7 @@ double lsr_now(void); /* monotonic seconds */
 
 /* "0,0.05,0.1": numbers in [min, max], at most capacity, returned sorted;
  * duplicates and empty items are refused.  flag names the list in errors. */
-lsr_status lsr_parse_number_list(const char *s, const char *flag, double min, double max, double *out,
-                          int capacity, int *n);
+lsr_status lsr_parse_number_list(const char *s, const char *flag, double min, double max,
+                                 double *out, int capacity, int *n);
 
 #endif

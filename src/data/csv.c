@@ -25,10 +25,12 @@ static int split_fields(char *line, char **fields, int max) {
 static int parse_number(const char *s, double *out) {
     char *end;
     errno = 0;
-    while (*s == ' ' || *s == '\t') s++;
+    while (*s == ' ' || *s == '\t')
+        s++;
     *out = strtod(s, &end);
     if (end == s || errno == ERANGE) return 0;
-    while (*end == ' ' || *end == '\t' || *end == '\r' || *end == '\n') end++;
+    while (*end == ' ' || *end == '\t' || *end == '\r' || *end == '\n')
+        end++;
     return *end == '\0' && isfinite(*out);
 }
 
@@ -54,25 +56,25 @@ lsr_status lsr_dataset_load_csv(lsr_dataset *d, const char *path) {
         double label;
         if (!parse_number(fields[0], &label)) {
             if (line_no == 1) continue; /* header */
-            lsr__fail(LSR_ERROR_FORMAT, "%s:%lld: the label '%s' is not a number", path, (long long)line_no,
-                     fields[0]);
+            lsr__fail(LSR_ERROR_FORMAT, "%s:%lld: the label '%s' is not a number", path,
+                      (long long)line_no, fields[0]);
             goto fail;
         }
         if (columns == 0) {
             if (nf < 2) {
                 lsr__fail(LSR_ERROR_FORMAT, "%s:%lld: needs a label and at least one feature", path,
-                         (long long)line_no);
+                          (long long)line_no);
                 goto fail;
             }
             columns = nf;
         } else if (nf != columns) {
-            lsr__fail(LSR_ERROR_FORMAT, "%s:%lld: %d columns, the first row had %d", path, (long long)line_no,
-                     nf, columns);
+            lsr__fail(LSR_ERROR_FORMAT, "%s:%lld: %d columns, the first row had %d", path,
+                      (long long)line_no, nf, columns);
             goto fail;
         }
         if (label < 0 || label != floor(label) || label > 65535) {
             lsr__fail(LSR_ERROR_FORMAT, "%s:%lld: label %g is not an integer in [0, 65535]", path,
-                     (long long)line_no, label);
+                      (long long)line_no, label);
             goto fail;
         }
         if (rows == row_cap) {
@@ -82,7 +84,8 @@ lsr_status lsr_dataset_load_csv(lsr_dataset *d, const char *path) {
             if (x) d->x = x;
             if (y) d->y = y;
             if (!x || !y) {
-                lsr__fail(LSR_ERROR_OUT_OF_MEMORY, "%s: out of memory at line %lld", path, (long long)line_no);
+                lsr__fail(LSR_ERROR_OUT_OF_MEMORY, "%s: out of memory at line %lld", path,
+                          (long long)line_no);
                 goto fail;
             }
         }
@@ -90,7 +93,7 @@ lsr_status lsr_dataset_load_csv(lsr_dataset *d, const char *path) {
             double v;
             if (!parse_number(fields[j], &v)) {
                 lsr__fail(LSR_ERROR_FORMAT, "%s:%lld: column %d '%s' is not a finite number", path,
-                         (long long)line_no, j + 1, fields[j]);
+                          (long long)line_no, j + 1, fields[j]);
                 goto fail;
             }
             d->x[rows * (columns - 1) + (j - 1)] = (float)v;
@@ -139,14 +142,17 @@ lsr_status lsr_dataset_load_dir(lsr_dataset *train, lsr_dataset *test, const cha
     char img[4096], lab[4096];
     if (find_file(img, sizeof img, dir, "train-images-idx3-ubyte")) {
         if (!find_file(lab, sizeof lab, dir, "train-labels-idx1-ubyte"))
-            return lsr__fail(LSR_ERROR_FORMAT, "--data %s: train-labels-idx1-ubyte[.gz] is missing", dir);
+            return lsr__fail(LSR_ERROR_FORMAT, "--data %s: train-labels-idx1-ubyte[.gz] is missing",
+                             dir);
         if (lsr_dataset_load_idx(train, img, lab)) return lsr__failed();
         if (!test) return 0;
         if (!find_file(img, sizeof img, dir, "t10k-images-idx3-ubyte") ||
             !find_file(lab, sizeof lab, dir, "t10k-labels-idx1-ubyte")) {
             lsr_dataset_free(train);
-            return lsr__fail(LSR_ERROR_FORMAT, "--data %s: t10k-images-idx3-ubyte[.gz] or "
-                                 "t10k-labels-idx1-ubyte[.gz] is missing", dir);
+            return lsr__fail(LSR_ERROR_FORMAT,
+                             "--data %s: t10k-images-idx3-ubyte[.gz] or "
+                             "t10k-labels-idx1-ubyte[.gz] is missing",
+                             dir);
         }
         if (lsr_dataset_load_idx(test, img, lab)) {
             lsr_dataset_free(train);
@@ -155,8 +161,10 @@ lsr_status lsr_dataset_load_dir(lsr_dataset *train, lsr_dataset *test, const cha
     } else {
         snprintf(img, sizeof img, "%s/train.csv", dir);
         if (access(img, F_OK) != 0)
-            return lsr__fail(LSR_ERROR_FORMAT, "--data %s: neither train-images-idx3-ubyte[.gz] nor train.csv "
-                                 "is there", dir);
+            return lsr__fail(LSR_ERROR_FORMAT,
+                             "--data %s: neither train-images-idx3-ubyte[.gz] nor train.csv "
+                             "is there",
+                             dir);
         if (lsr_dataset_load_csv(train, img)) return lsr__failed();
         if (!test) return 0;
         snprintf(img, sizeof img, "%s/test.csv", dir);
@@ -166,8 +174,9 @@ lsr_status lsr_dataset_load_dir(lsr_dataset *train, lsr_dataset *test, const cha
         }
     }
     if (test->h != train->h || test->w != train->w || test->c != train->c) {
-        lsr__fail(LSR_ERROR_FORMAT, "--data %s: test samples are %dx%dx%d, training samples %dx%dx%d", dir,
-                 test->h, test->w, test->c, train->h, train->w, train->c);
+        lsr__fail(LSR_ERROR_FORMAT,
+                  "--data %s: test samples are %dx%dx%d, training samples %dx%dx%d", dir, test->h,
+                  test->w, test->c, train->h, train->w, train->c);
         lsr_dataset_free(train);
         lsr_dataset_free(test);
         return lsr__failed();

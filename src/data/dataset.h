@@ -7,7 +7,6 @@
 
 #include "../common/common.h"
 
-
 /* Reads an images file (IDX ubyte, 3 or 4 dimensions) and its labels file
  * (IDX ubyte, 1 dimension), each plain or gzip-compressed. Checks the magic
  * numbers, the dimensions, that both hold the same count, and that each
@@ -26,12 +25,13 @@ lsr_status lsr_dataset_load_csv(lsr_dataset *d, const char *path);
 lsr_status lsr_dataset_load_dir(lsr_dataset *train, lsr_dataset *test, const char *dir);
 
 /* dst gets copies of src's samples at idx[0..n). */
-lsr_status lsr_dataset_subset(lsr_dataset *dst, const lsr_dataset *src, const int64_t *idx, int64_t n);
+lsr_status lsr_dataset_subset(lsr_dataset *dst, const lsr_dataset *src, const int64_t *idx,
+                              int64_t n);
 /* The first limit samples of all (0: all of them), val_count of which, drawn
  * with seed, go to val and the rest, in order, to train.  The same
  * arguments always give the same split. */
-lsr_status lsr_dataset_split(lsr_dataset *train, lsr_dataset *val, const lsr_dataset *all, int64_t limit,
-                      int64_t val_count, uint64_t seed);
+lsr_status lsr_dataset_split(lsr_dataset *train, lsr_dataset *val, const lsr_dataset *all,
+                             int64_t limit, int64_t val_count, uint64_t seed);
 /* Keeps ratio^(-c/(K-1)) of class c's samples (seeded): class 0 keeps all,
  * the last class 1/ratio. */
 lsr_status lsr_dataset_imbalance(lsr_dataset *d, double ratio, uint64_t seed);
@@ -42,6 +42,5 @@ void lsr_dataset_free(lsr_dataset *d);
 lsr_status lsr_prior_read(float *prior, const char *path, int k);
 /* prior (k): the frequencies of labels, counted in integers. */
 lsr_status lsr_prior_from_labels(float *prior, const int64_t *labels, int64_t n, int k);
-
 
 #endif

@@ -21,8 +21,9 @@ static lsr_status read_exact(gzFile f, void *buf, int64_t n, const char *path, c
             return lsr__fail(LSR_ERROR_IO, "%s: cannot read %s: %s", path, what, msg);
         }
         if (got == 0)
-            return lsr__fail(LSR_ERROR_FORMAT, "%s: truncated: %s needs %lld bytes, the file ends after %lld",
-                            path, what, (long long)n, (long long)done);
+            return lsr__fail(LSR_ERROR_FORMAT,
+                             "%s: truncated: %s needs %lld bytes, the file ends after %lld", path,
+                             what, (long long)n, (long long)done);
         done += got;
     }
     return 0;
@@ -31,7 +32,8 @@ static lsr_status read_exact(gzFile f, void *buf, int64_t n, const char *path, c
 /* Reads exactly n bytes into a buffer that grows with what actually
  * arrives, so that a header announcing more data than the file holds costs
  * no more memory than the file. */
-static lsr_status read_all(gzFile f, unsigned char **out, int64_t n, const char *path, const char *what) {
+static lsr_status read_all(gzFile f, unsigned char **out, int64_t n, const char *path,
+                           const char *what) {
     int64_t have = 0, capacity = n < (1 << 24) ? n : (1 << 24);
     unsigned char *buf = malloc((size_t)(capacity ? capacity : 1));
     if (!buf) return lsr__fail(LSR_ERROR_OUT_OF_MEMORY, "%s: out of memory for %s", path, what);
@@ -50,8 +52,9 @@ static lsr_status read_all(gzFile f, unsigned char **out, int64_t n, const char 
             /* say how much the header announced, not how much this chunk wanted */
             free(buf);
             if (strstr(lsr_last_error(), "truncated"))
-                lsr__fail(LSR_ERROR_FORMAT, "%s: truncated: %s needs %lld bytes, the file ends before", path, what,
-                         (long long)n);
+                lsr__fail(LSR_ERROR_FORMAT,
+                          "%s: truncated: %s needs %lld bytes, the file ends before", path, what,
+                          (long long)n);
             return lsr__failed();
         }
         have += want;
@@ -62,7 +65,7 @@ static lsr_status read_all(gzFile f, unsigned char **out, int64_t n, const char 
 
 /* Opens an IDX file and reads its header: ndim dimensions of ubyte data. */
 static lsr_status idx_open(gzFile *out, const char *path, int want_min_dims, int want_max_dims,
-                    int64_t dims[4], int *ndim) {
+                           int64_t dims[4], int *ndim) {
     struct stat st;
     if (stat(path, &st) != 0) return lsr__fail(LSR_ERROR_IO, "%s: %s", path, strerror(errno));
     if (S_ISDIR(st.st_mode)) return lsr__fail(LSR_ERROR_IO, "%s: is a directory", path);
@@ -71,18 +74,19 @@ static lsr_status idx_open(gzFile *out, const char *path, int want_min_dims, int
     unsigned char magic[4];
     if (read_exact(f, magic, 4, path, "the magic number")) goto fail;
     if (magic[0] != 0 || magic[1] != 0) {
-        lsr__fail(LSR_ERROR_FORMAT, "%s: bad magic number %02x%02x%02x%02x: not an IDX file", path, magic[0],
-                 magic[1], magic[2], magic[3]);
+        lsr__fail(LSR_ERROR_FORMAT, "%s: bad magic number %02x%02x%02x%02x: not an IDX file", path,
+                  magic[0], magic[1], magic[2], magic[3]);
         goto fail;
     }
     if (magic[2] != 0x08) {
-        lsr__fail(LSR_ERROR_FORMAT, "%s: IDX data type 0x%02x is not unsigned byte (0x08)", path, magic[2]);
+        lsr__fail(LSR_ERROR_FORMAT, "%s: IDX data type 0x%02x is not unsigned byte (0x08)", path,
+                  magic[2]);
         goto fail;
     }
     *ndim = magic[3];
     if (*ndim < want_min_dims || *ndim > want_max_dims) {
         lsr__fail(LSR_ERROR_FORMAT, "%s: %d dimensions, expected %s", path, *ndim,
-                 want_min_dims == want_max_dims ? "1 (labels)" : "3 or 4 (images)");
+                  want_min_dims == want_max_dims ? "1 (labels)" : "3 or 4 (images)");
         goto fail;
     }
     int64_t total = 1;
@@ -96,7 +100,8 @@ static lsr_status idx_open(gzFile *out, const char *path, int want_min_dims, int
         }
         total *= dims[i];
         if (total > IDX_MAX_VALUES) {
-            lsr__fail(LSR_ERROR_FORMAT, "%s: more than %lld values", path, (long long)IDX_MAX_VALUES);
+            lsr__fail(LSR_ERROR_FORMAT, "%s: more than %lld values", path,
+                      (long long)IDX_MAX_VALUES);
             goto fail;
         }
     }
@@ -112,8 +117,9 @@ static lsr_status idx_expect_end(gzFile f, const char *path, int64_t data_bytes)
     unsigned char extra;
     int got = gzread(f, &extra, 1);
     if (got != 0)
-        return lsr__fail(LSR_ERROR_FORMAT, "%s: trailing data after the %lld bytes its header announces", path,
-                        (long long)data_bytes);
+        return lsr__fail(LSR_ERROR_FORMAT,
+                         "%s: trailing data after the %lld bytes its header announces", path,
+                         (long long)data_bytes);
     return 0;
 }
 
@@ -126,8 +132,8 @@ lsr_status lsr_dataset_load_idx(lsr_dataset *d, const char *images_path, const c
     if (idx_open(&fi, images_path, 3, 4, di, &ni)) return lsr__failed();
     if (idx_open(&fl, labels_path, 1, 1, dl, &nl)) goto fail;
     if (di[0] != dl[0]) {
-        lsr__fail(LSR_ERROR_FORMAT, "%s has %lld images but %s has %lld labels", images_path, (long long)di[0],
-                 labels_path, (long long)dl[0]);
+        lsr__fail(LSR_ERROR_FORMAT, "%s has %lld images but %s has %lld labels", images_path,
+                  (long long)di[0], labels_path, (long long)dl[0]);
         goto fail;
     }
     d->n = di[0];
@@ -140,10 +146,12 @@ lsr_status lsr_dataset_load_idx(lsr_dataset *d, const char *images_path, const c
     d->x = malloc((size_t)total * sizeof(float));
     d->y = malloc((size_t)d->n * sizeof(int64_t));
     if (!d->x || !d->y) {
-        lsr__fail(LSR_ERROR_OUT_OF_MEMORY, "%s: out of memory for %lld values", images_path, (long long)total);
+        lsr__fail(LSR_ERROR_OUT_OF_MEMORY, "%s: out of memory for %lld values", images_path,
+                  (long long)total);
         goto fail;
     }
-    for (int64_t i = 0; i < total; i++) d->x[i] = (float)bytes[i] * (1.0f / 255.0f);
+    for (int64_t i = 0; i < total; i++)
+        d->x[i] = (float)bytes[i] * (1.0f / 255.0f);
     free(bytes);
     bytes = NULL;
     if (read_all(fl, &bytes, d->n, labels_path, "the labels")) goto fail;

@@ -20,7 +20,8 @@ lsr_status lsr_prior_from_labels(float *prior, const int64_t *labels, int64_t n,
         }
         count[labels[i]]++;
     }
-    for (int c = 0; c < k; c++) prior[c] = (float)((double)count[c] / (double)(n ? n : 1));
+    for (int c = 0; c < k; c++)
+        prior[c] = (float)((double)count[c] / (double)(n ? n : 1));
     free(count);
     return LSR_OK;
 }
@@ -42,14 +43,19 @@ lsr_status lsr_prior_read(float *prior, const char *path, int k) {
     int trailing = !feof(f) && fscanf(f, " %1s", sep) == 1;
     fclose(f);
     if (n != k || trailing)
-        return lsr__fail(LSR_ERROR_FORMAT, "--smoothing-prior %s: expected exactly %d numbers (one per class)", path, k);
+        return lsr__fail(LSR_ERROR_FORMAT,
+                         "--smoothing-prior %s: expected exactly %d numbers (one per class)", path,
+                         k);
     double sum = 0;
     for (int i = 0; i < k; i++) {
         if (!(prior[i] >= 0.0f) || !isfinite(prior[i]))
-            return lsr__fail(LSR_ERROR_FORMAT, "--smoothing-prior %s: value %d is %g, must be >= 0", path, i + 1, prior[i]);
+            return lsr__fail(LSR_ERROR_FORMAT, "--smoothing-prior %s: value %d is %g, must be >= 0",
+                             path, i + 1, prior[i]);
         sum += prior[i];
     }
-    if (!(sum > 0)) return lsr__fail(LSR_ERROR_FORMAT, "--smoothing-prior %s: the values sum to 0", path);
-    for (int i = 0; i < k; i++) prior[i] = (float)(prior[i] / sum); /* normalise */
+    if (!(sum > 0))
+        return lsr__fail(LSR_ERROR_FORMAT, "--smoothing-prior %s: the values sum to 0", path);
+    for (int i = 0; i < k; i++)
+        prior[i] = (float)(prior[i] / sum); /* normalise */
     return 0;
 }

@@ -6,7 +6,8 @@
 
 #include "dataset.h"
 
-lsr_status lsr_dataset_subset(lsr_dataset *dst, const lsr_dataset *src, const int64_t *idx, int64_t n) {
+lsr_status lsr_dataset_subset(lsr_dataset *dst, const lsr_dataset *src, const int64_t *idx,
+                              int64_t n) {
     *dst = *src;
     dst->n = n;
     const size_t per = (size_t)src->h * (size_t)src->w * (size_t)src->c;
@@ -16,7 +17,8 @@ lsr_status lsr_dataset_subset(lsr_dataset *dst, const lsr_dataset *src, const in
         free(dst->x);
         free(dst->y);
         memset(dst, 0, sizeof *dst);
-        return lsr__fail(LSR_ERROR_OUT_OF_MEMORY, "out of memory for a subset of %lld samples", (long long)n);
+        return lsr__fail(LSR_ERROR_OUT_OF_MEMORY, "out of memory for a subset of %lld samples",
+                         (long long)n);
     }
     for (int64_t i = 0; i < n; i++) {
         memcpy(dst->x + (size_t)i * per, src->x + (size_t)idx[i] * per, per * sizeof(float));
@@ -25,17 +27,18 @@ lsr_status lsr_dataset_subset(lsr_dataset *dst, const lsr_dataset *src, const in
     return LSR_OK;
 }
 
-lsr_status lsr_dataset_split(lsr_dataset *train, lsr_dataset *val, const lsr_dataset *all, int64_t limit,
-                      int64_t val_count, uint64_t seed) {
+lsr_status lsr_dataset_split(lsr_dataset *train, lsr_dataset *val, const lsr_dataset *all,
+                             int64_t limit, int64_t val_count, uint64_t seed) {
     memset(train, 0, sizeof *train);
     memset(val, 0, sizeof *val);
     const int64_t n = limit > 0 && limit < all->n ? limit : all->n;
     if (val_count >= n)
-        return lsr__fail(LSR_ERROR_OPTION, "--val %lld: leaves no training examples of %lld", (long long)val_count,
-                        (long long)n);
+        return lsr__fail(LSR_ERROR_OPTION, "--val %lld: leaves no training examples of %lld",
+                         (long long)val_count, (long long)n);
     int64_t *idx = malloc((size_t)(n ? n : 1) * sizeof *idx);
     if (!idx) return lsr__fail(LSR_ERROR_OUT_OF_MEMORY, "out of memory");
-    for (int64_t i = 0; i < n; i++) idx[i] = i;
+    for (int64_t i = 0; i < n; i++)
+        idx[i] = i;
     if (val_count) {
         lsr_rng r;
         lsr_rng_seed(&r, seed ^ 0x7a11da7eull);
@@ -88,7 +91,8 @@ lsr_status lsr_dataset_imbalance(lsr_dataset *d, double ratio, uint64_t seed) {
         free(kept);
         return lsr__fail(LSR_ERROR_OUT_OF_MEMORY, "out of memory");
     }
-    for (int64_t i = 0; i < m; i++) keep[order[i]] = 1;
+    for (int64_t i = 0; i < m; i++)
+        keep[order[i]] = 1;
     int64_t j = 0;
     for (int64_t i = 0; i < d->n; i++)
         if (keep[i]) order[j++] = i;

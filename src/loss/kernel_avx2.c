@@ -17,11 +17,12 @@ static inline tail_mask v_tail_mask(int64_t n) {
     return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
 }
 static inline vec v_load_tail(const float *p, tail_mask m, float fill) {
-    return _mm256_blendv_ps(_mm256_set1_ps(fill), _mm256_maskload_ps(p, m),
-                            _mm256_castsi256_ps(m));
+    return _mm256_blendv_ps(_mm256_set1_ps(fill), _mm256_maskload_ps(p, m), _mm256_castsi256_ps(m));
 }
 static inline void v_store_tail(float *p, tail_mask m, vec x) { _mm256_maskstore_ps(p, m, x); }
-static inline vec v_zero_masked(tail_mask m, vec x) { return _mm256_and_ps(_mm256_castsi256_ps(m), x); }
+static inline vec v_zero_masked(tail_mask m, vec x) {
+    return _mm256_and_ps(_mm256_castsi256_ps(m), x);
+}
 static inline void v_prefetch(const float *p) { _mm_prefetch((const char *)p, _MM_HINT_T1); }
 static inline vec v_set1(float x) { return _mm256_set1_ps(x); }
 static inline vec v_add(vec a, vec b) { return _mm256_add_ps(a, b); }
@@ -57,7 +58,8 @@ static inline vec v_exp(vec x) {
     p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(2.4022242427e-1f));
     p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(6.9314700365e-1f));
     p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(1.0f));
-    __m256i bits = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    __m256i bits =
+        _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
     return _mm256_mul_ps(p, _mm256_castsi256_ps(bits));
 }
 

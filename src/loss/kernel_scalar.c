@@ -31,7 +31,8 @@ static void pass_exp(chunk_sums *out, float *e, const float *z, int64_t len, flo
 static void pass_scale(float *g, const float *e, int64_t len, float scale_p, const float *a,
                        float a_scale, float a_const, int stream) {
     (void)stream;
-    for (int64_t j = 0; j < len; j++) g[j] = e[j] * scale_p - (a ? a[j] * a_scale : a_const);
+    for (int64_t j = 0; j < len; j++)
+        g[j] = e[j] * scale_p - (a ? a[j] * a_scale : a_const);
 }
 
 static void stream_fence(void) {}

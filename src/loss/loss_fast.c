@@ -26,43 +26,43 @@
 typedef struct loss_plan {
     const row_kernels *kernels;
     int soft;
-    int others;          /* OTHERS convention without a prior: u[y] = 0 per row */
+    int others; /* OTHERS convention without a prior: u[y] = 0 per row */
     double eps, lambda;
-    double ce_scale;     /* reduction divisor of the cross-entropy part */
-    double z_scale;      /* and of the z-loss part */
+    double ce_scale; /* reduction divisor of the cross-entropy part */
+    double z_scale;  /* and of the z-loss part */
     /* Labels: the smoothing coefficients a[j] = w[j] u[j] (u[y] fixed up per
      * row for OTHERS); a == NULL means all equal to a_const. */
     float *a_owned;
     const float *a;
     double a_const;
     double a_sum;
-    const float *b;      /* vector whose dot with z gives H(u,p), if not a */
-    double prior_sum;    /* sum of the prior, when one is given */
-    int stream;          /* write the gradient with non-temporal stores */
-    int64_t nchunks;     /* chunks per row */
+    const float *b;   /* vector whose dot with z gives H(u,p), if not a */
+    double prior_sum; /* sum of the prior, when one is given */
+    int stream;       /* write the gradient with non-temporal stores */
+    int64_t nchunks;  /* chunks per row */
 } loss_plan;
 
 /* Sums over the rows of one block, combined in block order at the end. */
 typedef struct block_totals {
-    double loss;         /* reduced-loss contribution, already scaled */
+    double loss; /* reduced-loss contribution, already scaled */
     double label_ce, prior_ce, max_prob, lse;
     int64_t valid, hits;
-    int64_t first_bad;   /* first row with a non-finite logit, or -1 */
+    int64_t first_bad; /* first row with a non-finite logit, or -1 */
 } block_totals;
 
 /* Scratch rows of one thread (or of all threads sharing a row). */
 typedef struct row_scratch {
-    float *coef;         /* (K) soft targets: the row's coefficients w t' */
-    float *exps;         /* (K) exp(z - max), when a gradient is wanted */
-    chunk_sums *chunks;  /* (nchunks) */
+    float *coef;        /* (K) soft targets: the row's coefficients w t' */
+    float *exps;        /* (K) exp(z - max), when a gradient is wanted */
+    chunk_sums *chunks; /* (nchunks) */
 } row_scratch;
 
 /* One row between its passes. */
 typedef struct row_state {
-    int skip;            /* non-finite logits: no pass 3 */
+    int skip; /* non-finite logits: no pass 3 */
     const float *z;
     float *g;
-    const float *a;      /* coefficients for passes 2 and 3, or NULL for a_const */
+    const float *a; /* coefficients for passes 2 and 3, or NULL for a_const */
     const float *b;
     double a_const, a_sum, sum_t;
     double dot_prior;    /* soft targets with a prior: sum prior (z - z[0]) */
@@ -71,14 +71,13 @@ typedef struct row_state {
     float z_target;
     double w_target;
     float max;
-    float scale_p, a_scale, a_const_scaled;   /* pass-3 factors */
-    double target_scale, target_coef;         /* exact gradient of the target entry */
-    double inv_sum_exp;                       /* 1 / sum exp(z - max) */
+    float scale_p, a_scale, a_const_scaled; /* pass-3 factors */
+    double target_scale, target_coef;       /* exact gradient of the target entry */
+    double inv_sum_exp;                     /* 1 / sum exp(z - max) */
 } row_state;
 
 /* Sets up a row; returns 0 when the row is ignored (then it is finished). */
-static int row_begin(row_state *r, const loss_call *c, const loss_plan *p, int64_t i,
-                     float *coef) {
+static int row_begin(row_state *r, const loss_call *c, const loss_plan *p, int64_t i, float *coef) {
     static const row_state zero; /* a copy, not memset: rep stos costs ~15 % at K = 10 */
     *r = zero;
     r->z = c->logits + i * c->stride;
@@ -110,9 +109,12 @@ static int row_begin(row_state *r, const loss_call *c, const loss_plan *p, int64
         int64_t best = 0;
         for (int64_t j = 0; j < k; j++) {
             double u_part;
-            if (prior) u_part = eps * prior[j];
-            else if (p->others) u_part = others_scale * (1.0 - t[j]);
-            else u_part = eps / (double)k;
+            if (prior)
+                u_part = eps * prior[j];
+            else if (p->others)
+                u_part = others_scale * (1.0 - t[j]);
+            else
+                u_part = eps / (double)k;
             double v = keep * t[j] + u_part;
             if (w) v *= w[j];
             coef[j] = (float)v;
@@ -252,7 +254,7 @@ static void row_after_pass2(row_state *r, const loss_call *c, const loss_plan *p
         double smooth = r->a ? r->a_sum * L - s.dot_a : r->a_const * ((double)k * L - s.sum_z);
         double a_sum = r->a_sum;
         double others_sum = 0.0; /* OTHERS: sum over k != y of (lse - z_k) */
-        if (p->others) { /* u[y] = 0: take the target's term out of the sums */
+        if (p->others) {         /* u[y] = 0: take the target's term out of the sums */
             const double a_nll = a_t * nll_target;
             others_sum = ((double)k * L - s.sum_z) - nll_target;
             smooth -= a_nll;
@@ -334,10 +336,16 @@ static lsr_status plan_init(loss_plan *p, const loss_call *c) {
     const lsr_loss_options *opt = &c->opt;
     switch (c->isa) {
 #if defined(LSR_HAVE_X86_KERNELS)
-    case LSR_ISA_AVX512: p->kernels = &lsr__kernels_avx512; break;
-    case LSR_ISA_AVX2: p->kernels = &lsr__kernels_avx2; break;
+    case LSR_ISA_AVX512:
+        p->kernels = &lsr__kernels_avx512;
+        break;
+    case LSR_ISA_AVX2:
+        p->kernels = &lsr__kernels_avx2;
+        break;
 #endif
-    default: p->kernels = &lsr__kernels_scalar; break;
+    default:
+        p->kernels = &lsr__kernels_scalar;
+        break;
     }
     p->soft = c->labels == NULL;
     p->others = opt->convention == LSR_SMOOTHING_OTHERS && !opt->prior;
@@ -347,7 +355,8 @@ static lsr_status plan_init(loss_plan *p, const loss_call *c) {
     /* Streaming stores pay off once the gradient is far larger than the caches. */
     p->stream = c->grad && (double)n * (double)c->stride * sizeof(float) >= 64.0 * (1 << 20);
     if (opt->prior)
-        for (int64_t j = 0; j < k; j++) p->prior_sum += opt->prior[j];
+        for (int64_t j = 0; j < k; j++)
+            p->prior_sum += opt->prior[j];
 
     double weight_sum = 0.0;
     int64_t valid = 0;
@@ -378,8 +387,7 @@ static lsr_status plan_init(loss_plan *p, const loss_call *c) {
     }
     p->a_owned = malloc((size_t)k * sizeof(float));
     if (!p->a_owned)
-        return lsr__fail(LSR_ERROR_OUT_OF_MEMORY, "out of memory for %lld classes",
-                         (long long)k);
+        return lsr__fail(LSR_ERROR_OUT_OF_MEMORY, "out of memory for %lld classes", (long long)k);
     for (int64_t j = 0; j < k; j++) {
         const double u = opt->prior ? opt->prior[j] : u_const;
         p->a_owned[j] = (float)((w ? w[j] : 1.0) * u);
@@ -390,17 +398,20 @@ static lsr_status plan_init(loss_plan *p, const loss_call *c) {
     return LSR_OK;
 }
 
-static void process_row(const loss_call *c, const loss_plan *p, int64_t i,
-                        const row_scratch *rs, block_totals *bt) {
+static void process_row(const loss_call *c, const loss_plan *p, int64_t i, const row_scratch *rs,
+                        block_totals *bt) {
     const int64_t k = c->k;
     row_state r;
     if (!row_begin(&r, c, p, i, rs->coef)) return;
-    for (int64_t ch = 0; ch < p->nchunks; ch++) row_pass1(&r, p, k, ch, rs->chunks);
+    for (int64_t ch = 0; ch < p->nchunks; ch++)
+        row_pass1(&r, p, k, ch, rs->chunks);
     row_after_pass1(&r, p, rs->chunks);
-    for (int64_t ch = 0; ch < p->nchunks; ch++) row_pass2(&r, p, k, ch, rs->chunks, rs->exps);
+    for (int64_t ch = 0; ch < p->nchunks; ch++)
+        row_pass2(&r, p, k, ch, rs->chunks, rs->exps);
     row_after_pass2(&r, c, p, i, rs->chunks, bt);
     if (r.skip || !r.g) return;
-    for (int64_t ch = 0; ch < p->nchunks; ch++) row_pass3(&r, p, k, ch, rs->exps);
+    for (int64_t ch = 0; ch < p->nchunks; ch++)
+        row_pass3(&r, p, k, ch, rs->exps);
     row_end(&r, p, rs->exps);
 }
 
@@ -408,12 +419,13 @@ static void process_row(const loss_call *c, const loss_plan *p, int64_t i,
  * keep the core busy, so SMALL_GROUP rows go through each step together
  * and their chains overlap.  Rows are still accounted in order. */
 #define SMALL_GROUP 4
-static void process_small_rows(const loss_call *c, const loss_plan *p, int64_t first,
-                               int64_t count, const row_scratch *rs, block_totals *bt) {
+static void process_small_rows(const loss_call *c, const loss_plan *p, int64_t first, int64_t count,
+                               const row_scratch *rs, block_totals *bt) {
     const int64_t k = c->k;
     row_state r[SMALL_GROUP];
     int live[SMALL_GROUP];
-    for (int64_t g = 0; g < count; g++) live[g] = row_begin(&r[g], c, p, first + g, rs[g].coef);
+    for (int64_t g = 0; g < count; g++)
+        live[g] = row_begin(&r[g], c, p, first + g, rs[g].coef);
     for (int64_t g = 0; g < count; g++)
         if (live[g]) row_pass1(&r[g], p, k, 0, rs[g].chunks);
     for (int64_t g = 0; g < count; g++)
@@ -447,7 +459,8 @@ static void process_rows_pipelined(const loss_call *c, const loss_plan *p, int64
         const int cur = (int)(i & 1);
         const int live = row_begin(&r[cur], c, p, i, rs[cur].coef);
         if (live) {
-            for (int64_t ch = 0; ch < nchunks; ch++) row_pass1(&r[cur], p, k, ch, rs[cur].chunks);
+            for (int64_t ch = 0; ch < nchunks; ch++)
+                row_pass1(&r[cur], p, k, ch, rs[cur].chunks);
             row_after_pass1(&r[cur], p, rs[cur].chunks);
         }
         for (int64_t ch = 0; ch < nchunks; ch++) {
@@ -464,7 +477,8 @@ static void process_rows_pipelined(const loss_call *c, const loss_plan *p, int64
         }
     }
     if (pending >= 0) {
-        for (int64_t ch = 0; ch < nchunks; ch++) row_pass3(&r[pending], p, k, ch, rs[pending].exps);
+        for (int64_t ch = 0; ch < nchunks; ch++)
+            row_pass3(&r[pending], p, k, ch, rs[pending].exps);
         row_end(&r[pending], p, rs[pending].exps);
     }
 }
@@ -476,16 +490,19 @@ static void process_row_shared(const loss_call *c, const loss_plan *p, int64_t i
     row_state r;
     if (!row_begin(&r, c, p, i, rs->coef)) return;
 #pragma omp parallel for schedule(static) num_threads(c->threads)
-    for (int64_t ch = 0; ch < nchunks; ch++) row_pass1(&r, p, k, ch, rs->chunks);
+    for (int64_t ch = 0; ch < nchunks; ch++)
+        row_pass1(&r, p, k, ch, rs->chunks);
     row_after_pass1(&r, p, rs->chunks);
 #pragma omp parallel for schedule(static) num_threads(c->threads)
-    for (int64_t ch = 0; ch < nchunks; ch++) row_pass2(&r, p, k, ch, rs->chunks, rs->exps);
+    for (int64_t ch = 0; ch < nchunks; ch++)
+        row_pass2(&r, p, k, ch, rs->chunks, rs->exps);
     row_after_pass2(&r, c, p, i, rs->chunks, bt);
     if (r.skip || !r.g) return;
 #pragma omp parallel num_threads(c->threads)
     {
 #pragma omp for schedule(static)
-        for (int64_t ch = 0; ch < nchunks; ch++) row_pass3(&r, p, k, ch, rs->exps);
+        for (int64_t ch = 0; ch < nchunks; ch++)
+            row_pass3(&r, p, k, ch, rs->exps);
         if (p->stream) p->kernels->stream_fence(); /* row_end fences only this thread */
     }
     row_end(&r, p, rs->exps);
@@ -507,7 +524,8 @@ static lsr_status run(const loss_call *c, const loss_plan *p) {
     const size_t set_chunk_bytes = ((size_t)p->nchunks * sizeof(chunk_sums) + 63) / 64 * 64;
 
     block_totals *totals = calloc((size_t)(nblocks ? nblocks : 1), sizeof *totals);
-    float *floats = set_floats ? aligned_alloc(64, (size_t)sets * set_floats * sizeof(float)) : NULL;
+    float *floats =
+        set_floats ? aligned_alloc(64, (size_t)sets * set_floats * sizeof(float)) : NULL;
     char *chunk_bytes = aligned_alloc(64, (size_t)sets * set_chunk_bytes);
     row_scratch *scratch = malloc((size_t)sets * sizeof *scratch);
     if (!totals || !chunk_bytes || !scratch || (set_floats && !floats)) {
@@ -524,7 +542,8 @@ static lsr_status run(const loss_call *c, const loss_plan *p) {
         scratch[set].exps = exp_floats ? mine + coef_floats : NULL;
         scratch[set].chunks = (chunk_sums *)(void *)(chunk_bytes + (size_t)set * set_chunk_bytes);
     }
-    for (int64_t b = 0; b < nblocks; b++) totals[b].first_bad = -1;
+    for (int64_t b = 0; b < nblocks; b++)
+        totals[b].first_bad = -1;
 
     if (!share_rows) {
 #pragma omp parallel num_threads(threads)
@@ -585,7 +604,8 @@ static lsr_status run(const loss_call *c, const loss_plan *p) {
     if (sum.first_bad >= 0)
         return lsr__fail(LSR_ERROR_NONFINITE,
                          "logits row %lld has a NaN or infinite value, or values too far apart "
-                         "for float", (long long)sum.first_bad);
+                         "for float",
+                         (long long)sum.first_bad);
     return LSR_OK;
 }
 
@@ -597,21 +617,20 @@ static lsr_status fast(const loss_call *c) {
     return s;
 }
 
-lsr_status lsr_cross_entropy(float *loss, float *grad, lsr_loss_stats *stats,
-                             const float *logits, const int64_t *labels, int64_t n,
-                             int64_t k, int64_t stride, const lsr_loss_options *options) {
+lsr_status lsr_cross_entropy(float *loss, float *grad, lsr_loss_stats *stats, const float *logits,
+                             const int64_t *labels, int64_t n, int64_t k, int64_t stride,
+                             const lsr_loss_options *options) {
     loss_call call;
-    lsr_status s = lsr__validate(&call, 0, loss, grad, stats, logits, labels, NULL, n, k,
-                                 stride, options);
+    lsr_status s =
+        lsr__validate(&call, 0, loss, grad, stats, logits, labels, NULL, n, k, stride, options);
     return s ? s : fast(&call);
 }
 
 lsr_status lsr_cross_entropy_soft(float *loss, float *grad, lsr_loss_stats *stats,
-                                  const float *logits, const float *targets, int64_t n,
-                                  int64_t k, int64_t stride,
-                                  const lsr_loss_options *options) {
+                                  const float *logits, const float *targets, int64_t n, int64_t k,
+                                  int64_t stride, const lsr_loss_options *options) {
     loss_call call;
-    lsr_status s = lsr__validate(&call, 1, loss, grad, stats, logits, NULL, targets, n, k,
-                                 stride, options);
+    lsr_status s =
+        lsr__validate(&call, 1, loss, grad, stats, logits, NULL, targets, n, k, stride, options);
     return s ? s : fast(&call);
 }

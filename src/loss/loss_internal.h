@@ -18,21 +18,20 @@ typedef struct loss_call {
     float *loss;
     float *grad;
     lsr_loss_stats *stats;
-    const float *logits;     /* (N, stride) */
-    const int64_t *labels;   /* (N) or NULL for soft targets */
-    const float *targets;    /* (N, stride) or NULL for labels */
+    const float *logits;   /* (N, stride) */
+    const int64_t *labels; /* (N) or NULL for soft targets */
+    const float *targets;  /* (N, stride) or NULL for labels */
     int64_t n, k, stride;
     lsr_loss_options opt;
-    lsr_isa isa;             /* resolved, never AUTO */
-    int threads;             /* resolved, >= 1 */
+    lsr_isa isa; /* resolved, never AUTO */
+    int threads; /* resolved, >= 1 */
 } loss_call;
 
 /* Checks every argument (labels and targets included) and fills call.
  * Nothing is written to the outputs. */
-lsr_status lsr__validate(loss_call *call, int soft, float *loss, float *grad,
-                         lsr_loss_stats *stats, const float *logits, const int64_t *labels,
-                         const float *targets, int64_t n, int64_t k, int64_t stride,
-                         const lsr_loss_options *options);
+lsr_status lsr__validate(loss_call *call, int soft, float *loss, float *grad, lsr_loss_stats *stats,
+                         const float *logits, const int64_t *labels, const float *targets,
+                         int64_t n, int64_t k, int64_t stride, const lsr_loss_options *options);
 
 /* Logits are processed in chunks of this many values; the per-chunk maxima
  * and sums are combined in chunk order, so results do not depend on how
@@ -43,12 +42,12 @@ lsr_status lsr__validate(loss_call *call, int soft, float *loss, float *grad,
  * with max the row's largest logit, so that logits of large magnitude and
  * small spread keep their differences. */
 typedef struct chunk_sums {
-    float max;        /* the row's max (pass 1) */
-    int nonfinite;    /* a logit was NaN or infinite */
-    double sum_exp;   /* sum exp(d) */
-    double sum_z;     /* sum d */
-    double dot_a;     /* sum a_k d_k when a is given */
-    double dot_b;     /* sum b_k d_k when b is given */
+    float max;      /* the row's max (pass 1) */
+    int nonfinite;  /* a logit was NaN or infinite */
+    double sum_exp; /* sum exp(d) */
+    double sum_z;   /* sum d */
+    double dot_a;   /* sum a_k d_k when a is given */
+    double dot_b;   /* sum b_k d_k when b is given */
 } chunk_sums;
 
 /* One instruction set's row kernels, each over len <= LSR_CHUNK values:

@@ -9,8 +9,7 @@
 /* The smoothing distribution u[j] for a row: prior, 1/K, or the "others"
  * convention, where it depends on the row's target (onehot at y for labels,
  * t for soft targets). */
-static double smoothing_u(const lsr_loss_options *opt, int64_t k, int64_t j,
-                          double target_j) {
+static double smoothing_u(const lsr_loss_options *opt, int64_t k, int64_t j, double target_j) {
     if (opt->prior) return opt->prior[j];
     if (opt->convention == LSR_SMOOTHING_ALL) return 1.0 / (double)k;
     return k > 1 ? (1.0 - target_j) / (double)(k - 1) : 0.0;
@@ -40,13 +39,12 @@ static lsr_status reference(const loss_call *c) {
         z_scale = valid > 0 ? 1.0 / (double)valid : 0.0;
     }
 
-    double *coef = malloc((size_t)k * sizeof *coef);   /* (K) c_j of the row */
-    double *prob = malloc((size_t)k * sizeof *prob);   /* (K) p_j of the row */
+    double *coef = malloc((size_t)k * sizeof *coef); /* (K) c_j of the row */
+    double *prob = malloc((size_t)k * sizeof *prob); /* (K) p_j of the row */
     if (!coef || !prob) {
         free(coef);
         free(prob);
-        return lsr__fail(LSR_ERROR_OUT_OF_MEMORY, "out of memory for %lld classes",
-                         (long long)k);
+        return lsr__fail(LSR_ERROR_OUT_OF_MEMORY, "out of memory for %lld classes", (long long)k);
     }
 
     double total = 0.0, label_ce = 0.0, prior_ce = 0.0, max_prob = 0.0, lse_sum = 0.0;
@@ -59,7 +57,8 @@ static lsr_status reference(const loss_call *c) {
 
         if (!soft && y == opt->ignore_index) {
             if (g)
-                for (int64_t j = 0; j < k; j++) g[j] = 0.0f;
+                for (int64_t j = 0; j < k; j++)
+                    g[j] = 0.0f;
             if (c->loss && opt->reduction == LSR_REDUCTION_NONE) c->loss[i] = 0.0f;
             continue;
         }
@@ -79,7 +78,8 @@ static lsr_status reference(const loss_call *c) {
             continue;
         }
         double sum_exp = 0.0;
-        for (int64_t j = 0; j < k; j++) sum_exp += exp((double)z[j] - zmax);
+        for (int64_t j = 0; j < k; j++)
+            sum_exp += exp((double)z[j] - zmax);
         const double log_sum = log(sum_exp), lse = zmax + log_sum;
 
         double coef_sum = 0.0, ce = 0.0, row_label_ce = 0.0, row_prior_ce = 0.0;
@@ -131,27 +131,26 @@ static lsr_status reference(const loss_call *c) {
     if (first_bad_row >= 0)
         return lsr__fail(LSR_ERROR_NONFINITE,
                          "logits row %lld has a NaN or infinite value, or values too far apart "
-                         "for float", (long long)first_bad_row);
+                         "for float",
+                         (long long)first_bad_row);
     return LSR_OK;
 }
 
 lsr_status lsr_cross_entropy_reference(float *loss, float *grad, lsr_loss_stats *stats,
-                                       const float *logits, const int64_t *labels,
-                                       int64_t n, int64_t k, int64_t stride,
-                                       const lsr_loss_options *options) {
+                                       const float *logits, const int64_t *labels, int64_t n,
+                                       int64_t k, int64_t stride, const lsr_loss_options *options) {
     loss_call call;
-    lsr_status s = lsr__validate(&call, 0, loss, grad, stats, logits, labels, NULL, n, k,
-                                 stride, options);
+    lsr_status s =
+        lsr__validate(&call, 0, loss, grad, stats, logits, labels, NULL, n, k, stride, options);
     return s ? s : reference(&call);
 }
 
-lsr_status lsr_cross_entropy_soft_reference(float *loss, float *grad,
-                                            lsr_loss_stats *stats, const float *logits,
-                                            const float *targets, int64_t n, int64_t k,
-                                            int64_t stride,
+lsr_status lsr_cross_entropy_soft_reference(float *loss, float *grad, lsr_loss_stats *stats,
+                                            const float *logits, const float *targets, int64_t n,
+                                            int64_t k, int64_t stride,
                                             const lsr_loss_options *options) {
     loss_call call;
-    lsr_status s = lsr__validate(&call, 1, loss, grad, stats, logits, NULL, targets, n, k,
-                                 stride, options);
+    lsr_status s =
+        lsr__validate(&call, 1, loss, grad, stats, logits, NULL, targets, n, k, stride, options);
     return s ? s : reference(&call);
 }

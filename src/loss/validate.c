@@ -68,18 +68,21 @@ lsr_isa lsr_isa_detect(void) {
     __builtin_cpu_init();
     if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq"))
         return LSR_ISA_AVX512;
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
-        return LSR_ISA_AVX2;
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return LSR_ISA_AVX2;
 #endif
     return LSR_ISA_SCALAR;
 }
 
 const char *lsr_isa_name(lsr_isa isa) {
     switch (isa) {
-    case LSR_ISA_AUTO: return "auto";
-    case LSR_ISA_SCALAR: return "scalar";
-    case LSR_ISA_AVX2: return "avx2";
-    case LSR_ISA_AVX512: return "avx512";
+    case LSR_ISA_AUTO:
+        return "auto";
+    case LSR_ISA_SCALAR:
+        return "scalar";
+    case LSR_ISA_AVX2:
+        return "avx2";
+    case LSR_ISA_AVX512:
+        return "avx512";
     }
     return "unknown";
 }
@@ -89,8 +92,7 @@ typedef struct byte_range {
     uintptr_t begin, end;
 } byte_range;
 
-static byte_range matrix_range(const void *p, int64_t n, int64_t k, int64_t stride,
-                               size_t elem) {
+static byte_range matrix_range(const void *p, int64_t n, int64_t k, int64_t stride, size_t elem) {
     byte_range r = {(uintptr_t)p, (uintptr_t)p};
     if (p && n > 0) r.end = r.begin + ((size_t)(n - 1) * (size_t)stride + (size_t)k) * elem;
     return r;
@@ -105,8 +107,8 @@ static lsr_status check_distribution(const float *v, int64_t k, const char *name
     double sum = 0.0;
     for (int64_t i = 0; i < k; i++) {
         if (!isfinite(v[i]) || v[i] < 0.0f)
-            return lsr__fail(status, "%s[%lld] = %g: must be finite and >= 0", name,
-                             (long long)i, (double)v[i]);
+            return lsr__fail(status, "%s[%lld] = %g: must be finite and >= 0", name, (long long)i,
+                             (double)v[i]);
         sum += v[i];
     }
     if (must_sum_to_one && fabs(sum - 1.0) > 1e-4)
@@ -114,10 +116,9 @@ static lsr_status check_distribution(const float *v, int64_t k, const char *name
     return LSR_OK;
 }
 
-lsr_status lsr__validate(loss_call *call, int soft, float *loss, float *grad,
-                         lsr_loss_stats *stats, const float *logits, const int64_t *labels,
-                         const float *targets, int64_t n, int64_t k, int64_t stride,
-                         const lsr_loss_options *options) {
+lsr_status lsr__validate(loss_call *call, int soft, float *loss, float *grad, lsr_loss_stats *stats,
+                         const float *logits, const int64_t *labels, const float *targets,
+                         int64_t n, int64_t k, int64_t stride, const lsr_loss_options *options) {
     lsr__clear_error();
     lsr_loss_options opt = options ? *options : lsr_loss_options_default();
 
@@ -126,10 +127,10 @@ lsr_status lsr__validate(loss_call *call, int soft, float *loss, float *grad,
         return lsr__fail(LSR_ERROR_SIZE, "k = %lld: must be in [1, %d]", (long long)k,
                          LSR_MAX_CLASSES);
     if (stride < k)
-        return lsr__fail(LSR_ERROR_SIZE, "stride = %lld: must be >= k = %lld",
-                         (long long)stride, (long long)k);
-    if (n > 0 && (uint64_t)(n - 1) > ((uint64_t)SIZE_MAX / sizeof(float) - (uint64_t)k) /
-                                         (uint64_t)stride)
+        return lsr__fail(LSR_ERROR_SIZE, "stride = %lld: must be >= k = %lld", (long long)stride,
+                         (long long)k);
+    if (n > 0 &&
+        (uint64_t)(n - 1) > ((uint64_t)SIZE_MAX / sizeof(float) - (uint64_t)k) / (uint64_t)stride)
         return lsr__fail(LSR_ERROR_SIZE, "n = %lld rows of stride %lld do not fit in memory",
                          (long long)n, (long long)stride);
     if (n > 0 && !logits) return lsr__fail(LSR_ERROR_NULL_ARGUMENT, "logits is NULL");
@@ -142,15 +143,13 @@ lsr_status lsr__validate(loss_call *call, int soft, float *loss, float *grad,
     if (opt.convention != LSR_SMOOTHING_ALL && opt.convention != LSR_SMOOTHING_OTHERS)
         return lsr__fail(LSR_ERROR_OPTION, "convention = %d: not a smoothing convention",
                          (int)opt.convention);
-    if (opt.convention == LSR_SMOOTHING_OTHERS && !opt.prior && k == 1 &&
-        opt.smoothing > 0.0f)
+    if (opt.convention == LSR_SMOOTHING_OTHERS && !opt.prior && k == 1 && opt.smoothing > 0.0f)
         return lsr__fail(LSR_ERROR_SMOOTHING,
                          "smoothing = %g with the 'others' convention needs k >= 2",
                          (double)opt.smoothing);
     if (opt.reduction != LSR_REDUCTION_MEAN && opt.reduction != LSR_REDUCTION_SUM &&
         opt.reduction != LSR_REDUCTION_NONE)
-        return lsr__fail(LSR_ERROR_OPTION, "reduction = %d: not a reduction",
-                         (int)opt.reduction);
+        return lsr__fail(LSR_ERROR_OPTION, "reduction = %d: not a reduction", (int)opt.reduction);
     if (!(opt.z_loss >= 0.0f && isfinite(opt.z_loss)))
         return lsr__fail(LSR_ERROR_OPTION, "z_loss = %g: must be finite and >= 0",
                          (double)opt.z_loss);

@@ -32,9 +32,8 @@ static lsr_status check_inputs(const char *who, const float *logits, const int64
     return LSR_OK;
 }
 
-LSR_API lsr_status lsr_metrics_compute(lsr_metrics *out, const float *logits,
-                                       const int64_t *labels, int64_t n, int k,
-                                       double temperature) {
+LSR_API lsr_status lsr_metrics_compute(lsr_metrics *out, const float *logits, const int64_t *labels,
+                                       int64_t n, int k, double temperature) {
     if (!out) return lsr__fail(LSR_ERROR_NULL_ARGUMENT, "lsr_metrics_compute: out is NULL");
     LSR_TRY(check_inputs("lsr_metrics_compute", logits, labels, n, k));
     if (!(temperature > 0) || !isfinite(temperature))
@@ -60,7 +59,8 @@ LSR_API lsr_status lsr_metrics_compute(lsr_metrics *out, const float *logits,
             if (z[j] > z[y]) above++;
         }
         double sum = 0;
-        for (int j = 0; j < k; j++) sum += exp(z[j] * inv_t - zmax);
+        for (int j = 0; j < k; j++)
+            sum += exp(z[j] * inv_t - zmax);
         const double lse = zmax + log(sum);
         for (int j = 0; j < k; j++) {
             const double p = exp(z[j] * inv_t - lse), t = j == y ? 1.0 : 0.0;
@@ -105,7 +105,8 @@ static double mean_nll(const float *logits, const int64_t *labels, int64_t n, in
         double zmax = -INFINITY, sum = 0;
         for (int j = 0; j < k; j++)
             if (z[j] / t > zmax) zmax = z[j] / t;
-        for (int j = 0; j < k; j++) sum += exp(z[j] / t - zmax);
+        for (int j = 0; j < k; j++)
+            sum += exp(z[j] / t - zmax);
         total += zmax + log(sum) - z[labels[i]] / t;
     }
     return total / (double)(n ? n : 1);
@@ -113,7 +114,8 @@ static double mean_nll(const float *logits, const int64_t *labels, int64_t n, in
 
 LSR_API lsr_status lsr_temperature_fit(double *temperature, const float *logits,
                                        const int64_t *labels, int64_t n, int k) {
-    if (!temperature) return lsr__fail(LSR_ERROR_NULL_ARGUMENT, "lsr_temperature_fit: temperature is NULL");
+    if (!temperature)
+        return lsr__fail(LSR_ERROR_NULL_ARGUMENT, "lsr_temperature_fit: temperature is NULL");
     LSR_TRY(check_inputs("lsr_temperature_fit", logits, labels, n, k));
     /* NLL(T) is unimodal in log T for the cases that matter; golden-section search */
     const double g = 0.5 * (sqrt(5.0) - 1.0);

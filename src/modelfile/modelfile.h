@@ -38,7 +38,8 @@ typedef struct lsr_tensor {
 } lsr_tensor;
 
 /* Writes a safetensors file atomically (temporary file, fsync, rename). */
-lsr_status lsr_safetensors_write(const char *path, const lsr_metadata *md, const lsr_tensor *t, int n);
+lsr_status lsr_safetensors_write(const char *path, const lsr_metadata *md, const lsr_tensor *t,
+                                 int n);
 
 /* Reading: a file's header and metadata (whose "format" must be format),
  * then its tensors one by one, each checked for dtype, shape, byte range and
@@ -47,7 +48,7 @@ typedef struct lsr_safetensors {
     const char *path;
     unsigned char *file;
     size_t size;
-    void *root;               /* the parsed header */
+    void *root; /* the parsed header */
     const unsigned char *data;
     size_t data_size;
     lsr_metadata md;
@@ -56,7 +57,7 @@ typedef struct lsr_safetensors {
 } lsr_safetensors;
 lsr_status lsr_safetensors_open(lsr_safetensors *f, const char *path, const char *format);
 lsr_status lsr_safetensors_get(lsr_safetensors *f, const char *name, const char *dtype,
-                        const int64_t *shape, int dims, void *dst);
+                               const int64_t *shape, int dims, void *dst);
 lsr_status lsr_safetensors_check_complete(const lsr_safetensors *f);
 void lsr_safetensors_close(lsr_safetensors *f);
 /* Builds the (uninitialised) model that metadata's architecture,

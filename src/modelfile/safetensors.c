@@ -1,6 +1,6 @@
 #include <cjson/cJSON.h>
-#include <math.h>
 #include <errno.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,7 +13,8 @@
 
 void lsr_metadata_set(lsr_metadata *md, const char *key, const char *fmt, ...) {
     int i = 0;
-    while (i < md->n && strcmp(md->key[i], key) != 0) i++;
+    while (i < md->n && strcmp(md->key[i], key) != 0)
+        i++;
     if (i == md->n) {
         if (md->n == LSR_META_MAX) return;
         md->n++;
@@ -62,16 +63,19 @@ static void layer_name(char *buf, size_t size, int i, const char *what) {
     snprintf(buf, size, "layers.%d.%s", i, what);
 }
 
-lsr_status lsr_safetensors_write(const char *path, const lsr_metadata *md, const lsr_tensor *t, int n) {
+lsr_status lsr_safetensors_write(const char *path, const lsr_metadata *md, const lsr_tensor *t,
+                                 int n) {
     cJSON *root = cJSON_CreateObject();
     cJSON *meta = cJSON_AddObjectToObject(root, "__metadata__");
-    for (int i = 0; i < md->n; i++) cJSON_AddStringToObject(meta, md->key[i], md->value[i]);
+    for (int i = 0; i < md->n; i++)
+        cJSON_AddStringToObject(meta, md->key[i], md->value[i]);
     size_t offset = 0;
     for (int i = 0; i < n; i++) {
         cJSON *e = cJSON_AddObjectToObject(root, t[i].name);
         cJSON_AddStringToObject(e, "dtype", t[i].dtype);
         cJSON *sh = cJSON_AddArrayToObject(e, "shape");
-        for (int d = 0; d < t[i].dims; d++) cJSON_AddItemToArray(sh, cJSON_CreateNumber((double)t[i].shape[d]));
+        for (int d = 0; d < t[i].dims; d++)
+            cJSON_AddItemToArray(sh, cJSON_CreateNumber((double)t[i].shape[d]));
         cJSON *off = cJSON_AddArrayToObject(e, "data_offsets");
         cJSON_AddItemToArray(off, cJSON_CreateNumber((double)offset));
         cJSON_AddItemToArray(off, cJSON_CreateNumber((double)(offset + t[i].bytes)));
@@ -79,21 +83,26 @@ lsr_status lsr_safetensors_write(const char *path, const lsr_metadata *md, const
     }
     char *header = cJSON_PrintUnformatted(root);
     cJSON_Delete(root);
-    if (!header) return lsr__fail(LSR_ERROR_OUT_OF_MEMORY, "%s: out of memory for the header", path);
+    if (!header)
+        return lsr__fail(LSR_ERROR_OUT_OF_MEMORY, "%s: out of memory for the header", path);
     const size_t header_len = strlen(header);
-    const size_t padded = (header_len + 7) / 8 * 8; /* data aligned to 8 bytes, padded with spaces */
+    const size_t padded =
+        (header_len + 7) / 8 * 8; /* data aligned to 8 bytes, padded with spaces */
     lsr_atomic_file af;
     if (lsr_atomic_open(&af, path)) {
         free(header);
         return lsr__failed();
     }
     unsigned char len_le[8];
-    for (int k = 0; k < 8; k++) len_le[k] = (unsigned char)((uint64_t)padded >> (8 * k));
+    for (int k = 0; k < 8; k++)
+        len_le[k] = (unsigned char)((uint64_t)padded >> (8 * k));
     fwrite(len_le, 1, 8, af.f);
     fwrite(header, 1, header_len, af.f);
-    for (size_t p = header_len; p < padded; p++) fputc(' ', af.f);
+    for (size_t p = header_len; p < padded; p++)
+        fputc(' ', af.f);
     free(header);
-    for (int i = 0; i < n; i++) fwrite(t[i].data, 1, t[i].bytes, af.f); /* little-endian hosts */
+    for (int i = 0; i < n; i++)
+        fwrite(t[i].data, 1, t[i].bytes, af.f); /* little-endian hosts */
     return lsr_atomic_commit(&af);
 }
 
@@ -122,13 +131,18 @@ lsr_status lsr_model_write(const lsr_model *m, lsr_metadata *md, const char *pat
         t[n].dims = torch_weight_shape(l, t[n].shape);
         n++;
         layer_name(names[n], sizeof names[n], i, "bias");
-        t[n] = (lsr_tensor){names[n], "F32", 1, {(int64_t)l->bias_count}, m->params + l->bias_offset,
+        t[n] = (lsr_tensor){names[n],
+                            "F32",
+                            1,
+                            {(int64_t)l->bias_count},
+                            m->params + l->bias_offset,
                             l->bias_count * sizeof(float)};
         n++;
     }
     status = lsr_safetensors_write(path, md, t, n);
 out:
-    for (int i = 0; i < LSR_MAX_LAYERS; i++) free(permuted[i]);
+    for (int i = 0; i < LSR_MAX_LAYERS; i++)
+        free(permuted[i]);
     return status;
 }
 
@@ -165,13 +179,17 @@ lsr_status lsr_safetensors_open(lsr_safetensors *f, const char *path, const char
     if (read_file(path, &f->file, &f->size)) return lsr__failed();
     uint64_t header_len = 0;
     if (f->size < 8) {
-        lsr__fail(LSR_ERROR_FORMAT, "%s: truncated: %zu bytes, not a safetensors file", path, f->size);
+        lsr__fail(LSR_ERROR_FORMAT, "%s: truncated: %zu bytes, not a safetensors file", path,
+                  f->size);
         goto fail;
     }
-    for (int b = 0; b < 8; b++) header_len |= (uint64_t)f->file[b] << (8 * b);
+    for (int b = 0; b < 8; b++)
+        header_len |= (uint64_t)f->file[b] << (8 * b);
     if (header_len < 2 || header_len > HEADER_MAX || header_len > f->size - 8) {
-        lsr__fail(LSR_ERROR_FORMAT, "%s: header length %llu does not fit a %zu-byte file: truncated or not "
-                      "a safetensors file", path, (unsigned long long)header_len, f->size);
+        lsr__fail(LSR_ERROR_FORMAT,
+                  "%s: header length %llu does not fit a %zu-byte file: truncated or not "
+                  "a safetensors file",
+                  path, (unsigned long long)header_len, f->size);
         goto fail;
     }
     cJSON *root = cJSON_ParseWithLength((const char *)f->file + 8, (size_t)header_len);
@@ -186,10 +204,12 @@ lsr_status lsr_safetensors_open(lsr_safetensors *f, const char *path, const char
         goto fail;
     }
     for (const cJSON *it = meta->child; it; it = it->next)
-        if (cJSON_IsString(it) && it->string) lsr_metadata_set(&f->md, it->string, "%s", it->valuestring);
+        if (cJSON_IsString(it) && it->string)
+            lsr_metadata_set(&f->md, it->string, "%s", it->valuestring);
     const char *found = lsr_metadata_get(&f->md, "format");
     if (!found || strcmp(found, format) != 0) {
-        lsr__fail(LSR_ERROR_FORMAT, "%s: metadata format is '%s', expected '%s'", path, found ? found : "", format);
+        lsr__fail(LSR_ERROR_FORMAT, "%s: metadata format is '%s', expected '%s'", path,
+                  found ? found : "", format);
         goto fail;
     }
     f->data = f->file + 8 + header_len;
@@ -201,27 +221,30 @@ fail:
 }
 
 lsr_status lsr_safetensors_get(lsr_safetensors *f, const char *name, const char *dtype,
-                        const int64_t *shape, int dims, void *dst) {
+                               const int64_t *shape, int dims, void *dst) {
     const cJSON *t = cJSON_GetObjectItemCaseSensitive((const cJSON *)f->root, name);
     const char *path = f->path;
-    if (!cJSON_IsObject(t)) return lsr__fail(LSR_ERROR_FORMAT, "%s: tensor %s is missing", path, name);
+    if (!cJSON_IsObject(t))
+        return lsr__fail(LSR_ERROR_FORMAT, "%s: tensor %s is missing", path, name);
     const cJSON *dt = cJSON_GetObjectItemCaseSensitive(t, "dtype");
     if (!cJSON_IsString(dt) || strcmp(dt->valuestring, dtype) != 0)
         return lsr__fail(LSR_ERROR_FORMAT, "%s: tensor %s is not %s", path, name, dtype);
     const cJSON *sh = cJSON_GetObjectItemCaseSensitive(t, "shape");
     if (!cJSON_IsArray(sh) || cJSON_GetArraySize(sh) != dims)
-        return lsr__fail(LSR_ERROR_FORMAT, "%s: tensor %s should have %d dimensions", path, name, dims);
+        return lsr__fail(LSR_ERROR_FORMAT, "%s: tensor %s should have %d dimensions", path, name,
+                         dims);
     size_t count = 1;
     for (int d = 0; d < dims; d++) {
         const cJSON *v = cJSON_GetArrayItem(sh, d);
         if (!cJSON_IsNumber(v) || v->valuedouble != (double)shape[d])
-            return lsr__fail(LSR_ERROR_FORMAT, "%s: tensor %s dimension %d should be %lld", path, name, d,
-                            (long long)shape[d]);
+            return lsr__fail(LSR_ERROR_FORMAT, "%s: tensor %s dimension %d should be %lld", path,
+                             name, d, (long long)shape[d]);
         count *= (size_t)shape[d];
     }
     const size_t elem = strcmp(dtype, "I64") == 0 ? 8 : 4, bytes = count * elem;
     const cJSON *off = cJSON_GetObjectItemCaseSensitive(t, "data_offsets");
-    const cJSON *b = cJSON_IsArray(off) && cJSON_GetArraySize(off) == 2 ? cJSON_GetArrayItem(off, 0) : NULL;
+    const cJSON *b =
+        cJSON_IsArray(off) && cJSON_GetArraySize(off) == 2 ? cJSON_GetArrayItem(off, 0) : NULL;
     const cJSON *e = b ? cJSON_GetArrayItem(off, 1) : NULL;
     if (!cJSON_IsNumber(b) || !cJSON_IsNumber(e) || b->valuedouble < 0 ||
         e->valuedouble - b->valuedouble != (double)bytes ||
@@ -229,13 +252,15 @@ lsr_status lsr_safetensors_get(lsr_safetensors *f, const char *name, const char 
         return lsr__fail(LSR_ERROR_FORMAT, "%s: tensor %s has bad data_offsets", path, name);
     const size_t begin = (size_t)b->valuedouble, end = (size_t)e->valuedouble;
     if (end > f->data_size)
-        return lsr__fail(LSR_ERROR_FORMAT, "%s: truncated: tensor %s ends at byte %zu of a %zu-byte data section",
-                        path, name, end, f->data_size);
+        return lsr__fail(LSR_ERROR_FORMAT,
+                         "%s: truncated: tensor %s ends at byte %zu of a %zu-byte data section",
+                         path, name, end, f->data_size);
     memcpy(dst, f->data + begin, bytes);
     if (elem == 4)
         for (size_t j = 0; j < count; j++)
             if (!isfinite(((float *)dst)[j]))
-                return lsr__fail(LSR_ERROR_FORMAT, "%s: tensor %s holds a NaN or infinity", path, name);
+                return lsr__fail(LSR_ERROR_FORMAT, "%s: tensor %s holds a NaN or infinity", path,
+                                 name);
     f->tensors_read++;
     f->bytes_read += bytes;
     return 0;
@@ -244,10 +269,11 @@ lsr_status lsr_safetensors_get(lsr_safetensors *f, const char *name, const char 
 lsr_status lsr_safetensors_check_complete(const lsr_safetensors *f) {
     const int entries = cJSON_GetArraySize((const cJSON *)f->root) - 1; /* less __metadata__ */
     if (entries != f->tensors_read)
-        return lsr__fail(LSR_ERROR_FORMAT, "%s: %d tensors in the header, %d expected", f->path, entries, f->tensors_read);
+        return lsr__fail(LSR_ERROR_FORMAT, "%s: %d tensors in the header, %d expected", f->path,
+                         entries, f->tensors_read);
     if (f->bytes_read != f->data_size)
-        return lsr__fail(LSR_ERROR_FORMAT, "%s: the data section has %zu bytes, the tensors %zu", f->path,
-                        f->data_size, f->bytes_read);
+        return lsr__fail(LSR_ERROR_FORMAT, "%s: the data section has %zu bytes, the tensors %zu",
+                         f->path, f->data_size, f->bytes_read);
     return 0;
 }
 
@@ -257,11 +283,13 @@ static int parse_shape(const char *s, lsr_shape *out) {
 }
 
 lsr_status lsr_model_from_metadata(lsr_model *m, const lsr_metadata *md, const char *path) {
-    const char *arch = lsr_metadata_get(md, "architecture"), *classes = lsr_metadata_get(md, "classes");
+    const char *arch = lsr_metadata_get(md, "architecture"),
+               *classes = lsr_metadata_get(md, "classes");
     const char *shape = lsr_metadata_get(md, "input_shape");
     lsr_shape input;
     if (!arch || !classes || !shape || atoi(classes) < 1 || !parse_shape(shape, &input))
-        return lsr__fail(LSR_ERROR_FORMAT, "%s: metadata lacks a valid architecture, classes or input_shape", path);
+        return lsr__fail(LSR_ERROR_FORMAT,
+                         "%s: metadata lacks a valid architecture, classes or input_shape", path);
     if (lsr_model_init(m, arch, input, atoi(classes)))
         return lsr__fail(LSR_ERROR_FORMAT, "%s: %.400s", path, lsr_last_error());
     return 0;
@@ -302,4 +330,3 @@ fail:
     lsr_model_clear(m);
     return lsr__failed();
 }
-

@@ -22,7 +22,8 @@ void lsr_conv2d_patch(float *dst, const float *in, const lsr_layer *l, int64_t r
         /* in[off + j] lines up with dst[j]; it is read for j in [a, z) only */
         const ptrdiff_t off = (((ptrdiff_t)b * H + iy) * W + ix0) * C;
         if (short_span) {
-            for (int j = 0; j < span; j++) dst[j] = j >= a && j < z ? in[off + j] : 0.0f;
+            for (int j = 0; j < span; j++)
+                dst[j] = j >= a && j < z ? in[off + j] : 0.0f;
             continue;
         }
         memset(dst, 0, (size_t)a * sizeof(float));
@@ -36,7 +37,8 @@ void lsr_conv2d_im2col(float *col, const float *in, const lsr_layer *l, int batc
     const size_t row_len = (size_t)l->kernel * l->kernel * l->in.c;
     const int64_t rows = (int64_t)batch * l->out.h * l->out.w;
 #pragma omp parallel for schedule(static)
-    for (int64_t r = 0; r < rows; r++) lsr_conv2d_patch(col + (size_t)r * row_len, in, l, r);
+    for (int64_t r = 0; r < rows; r++)
+        lsr_conv2d_patch(col + (size_t)r * row_len, in, l, r);
 }
 
 // din (B, H, W, C) = the sum of the patches in col; one sample per thread
@@ -76,9 +78,11 @@ void lsr_bias_grad(float *dbias, const float *dout, int rows, int F) {
         float acc[BLOCK] = {0};
         for (int r = 0; r < rows; r++) {
             const float *d = dout + (size_t)r * F + f0;
-            for (int f = 0; f < n; f++) acc[f] += d[f];
+            for (int f = 0; f < n; f++)
+                acc[f] += d[f];
         }
-        for (int f = 0; f < n; f++) dbias[f0 + f] += acc[f];
+        for (int f = 0; f < n; f++)
+            dbias[f0 + f] += acc[f];
     }
 }
 

@@ -24,7 +24,8 @@
 
 lsr_status lsr_conv_fast_available(lsr_precision precision) {
     (void)precision;
-    return lsr__fail(LSR_ERROR_UNSUPPORTED, "bf16 convolutions need oneDNN, and this lsr was built without it");
+    return lsr__fail(LSR_ERROR_UNSUPPORTED,
+                     "bf16 convolutions need oneDNN, and this lsr was built without it");
 }
 lsr_status lsr_conv_fast_create(lsr_conv_fast **c, lsr_precision precision) {
     *c = NULL;
@@ -54,14 +55,14 @@ static dnnl_engine_t engine;
 static dnnl_stream_t stream;
 
 struct lsr_conv_fast {
-    int batch; /* the primitives below are for this batch size; 0: none */
+    int batch;                    /* the primitives below are for this batch size; 0: none */
     dnnl_primitive_t fwd;         /* out = col w^T + bias (matmul) */
     dnnl_primitive_t bwd_weights; /* dweight += dout^T col (matmul, summing) */
     dnnl_primitive_t bwd_data;    /* din from dout and w (convolution) */
     dnnl_primitive_t to_bwd_weights;
-    dnnl_memory_t col, w_low, bias, out;           /* forward */
-    dnnl_memory_t dout_t, dweight;                 /* backward weights: dout_low seen as (F, rows) */
-    dnnl_memory_t dout_low, w_user, w_bwd, din;    /* backward data */
+    dnnl_memory_t col, w_low, bias, out;        /* forward */
+    dnnl_memory_t dout_t, dweight;              /* backward weights: dout_low seen as (F, rows) */
+    dnnl_memory_t dout_low, w_user, w_bwd, din; /* backward data */
     uint16_t *col_data, *w_low_data, *dout_low_data;
     int have_col; /* col holds the last forward's patches */
 };
@@ -72,8 +73,8 @@ static void release(lsr_conv_fast *c) {
         if (*p[i]) dnnl_primitive_destroy(*p[i]);
         *p[i] = NULL;
     }
-    dnnl_memory_t *m[] = {&c->col, &c->w_low, &c->bias, &c->out, &c->dout_t, &c->dweight,
-                          &c->dout_low, &c->w_user, &c->w_bwd, &c->din};
+    dnnl_memory_t *m[] = {&c->col,     &c->w_low,    &c->bias,   &c->out,   &c->dout_t,
+                          &c->dweight, &c->dout_low, &c->w_user, &c->w_bwd, &c->din};
     for (size_t i = 0; i < sizeof m / sizeof *m; i++) {
         if (*m[i]) dnnl_memory_destroy(*m[i]);
         *m[i] = NULL;
@@ -98,7 +99,8 @@ static lsr_status init_engine(void) {
 static int rows_of(const lsr_layer *l, int batch) { return batch * l->out.h * l->out.w; }
 static int patch_of(const lsr_layer *l) { return l->kernel * l->kernel * l->in.c; }
 
-static int md2(dnnl_memory_desc_t *md, int64_t a, int64_t b, dnnl_data_type_t dt, dnnl_format_tag_t tag) {
+static int md2(dnnl_memory_desc_t *md, int64_t a, int64_t b, dnnl_data_type_t dt,
+               dnnl_format_tag_t tag) {
     const dnnl_dims_t dims = {a, b};
     return dnnl_memory_desc_init_by_tag(md, 2, dims, dt, tag) != dnnl_success;
 }
@@ -168,14 +170,16 @@ static lsr_status build(lsr_conv_fast *c, const lsr_layer *l, int batch) {
     dnnl_memory_desc_t src4_low = src4;
     src4_low.data_type = dnnl_bf16;
     if (dnnl_convolution_forward_desc_init(&desc, dnnl_forward_training, dnnl_convolution_direct,
-                                           &src4_low, &w_any4, NULL, &dst4, strides, pad_l, pad_r) ||
+                                           &src4_low, &w_any4, NULL, &dst4, strides, pad_l,
+                                           pad_r) ||
         dnnl_primitive_desc_create(&fwd_hint, &desc, NULL, engine, NULL) ||
         dnnl_convolution_backward_data_desc_init(&desc, dnnl_convolution_direct, &src4, &w_any4,
                                                  &dst4_low, strides, pad_l, pad_r) ||
         dnnl_primitive_desc_create(&bwd_data_pd, &desc, NULL, engine, fwd_hint) ||
         dnnl_primitive_create(&c->bwd_data, bwd_data_pd))
         goto fail;
-    const dnnl_memory_desc_t *w_bwd = dnnl_primitive_desc_query_md(bwd_data_pd, dnnl_query_weights_md, 0);
+    const dnnl_memory_desc_t *w_bwd =
+        dnnl_primitive_desc_query_md(bwd_data_pd, dnnl_query_weights_md, 0);
     what = "create the weight reorder";
     if (dnnl_reorder_primitive_desc_create(&reorder_pd, &w_user4, engine, w_bwd, engine, NULL) ||
         dnnl_primitive_create(&c->to_bwd_weights, reorder_pd))
@@ -198,8 +202,9 @@ fail:
     if (bwd_data_pd) dnnl_primitive_desc_destroy(bwd_data_pd);
     if (reorder_pd) dnnl_primitive_desc_destroy(reorder_pd);
     release(c);
-    return lsr__fail(LSR_ERROR_UNSUPPORTED, "oneDNN: cannot %s (bf16, %dx%dx%d -> %d filters %dx%d stride %d, batch %d)",
-                    what, l->in.h, l->in.w, l->in.c, F, l->kernel, l->kernel, l->stride, batch);
+    return lsr__fail(LSR_ERROR_UNSUPPORTED,
+                     "oneDNN: cannot %s (bf16, %dx%dx%d -> %d filters %dx%d stride %d, batch %d)",
+                     what, l->in.h, l->in.w, l->in.c, F, l->kernel, l->kernel, l->stride, batch);
 }
 
 lsr_status lsr_conv_fast_prepare(lsr_conv_fast *c, const lsr_layer *l, int batch) {
@@ -216,9 +221,11 @@ lsr_status lsr_conv_fast_create(lsr_conv_fast **out, lsr_precision precision) {
 }
 
 lsr_status lsr_conv_fast_available(lsr_precision precision) {
-    if (precision != LSR_PRECISION_BF16) return lsr__fail(LSR_ERROR_UNSUPPORTED, "oneDNN convolutions are bf16 only");
+    if (precision != LSR_PRECISION_BF16)
+        return lsr__fail(LSR_ERROR_UNSUPPORTED, "oneDNN convolutions are bf16 only");
     if (dnnl_get_effective_cpu_isa() < dnnl_cpu_isa_avx512_core_bf16)
-        return lsr__fail(LSR_ERROR_UNSUPPORTED, "bf16 convolutions need a CPU with AVX512_BF16, and this one has not");
+        return lsr__fail(LSR_ERROR_UNSUPPORTED,
+                         "bf16 convolutions need a CPU with AVX512_BF16, and this one has not");
     return init_engine();
 }
 
@@ -238,8 +245,8 @@ static int run(dnnl_primitive_t p, int n, const dnnl_exec_arg_t *args) {
 /* The CPU's own conversion (this file runs only where AVX512_BF16 is): round
  * to nearest even like lsr_bf16_from_float, but denormals become zero. */
 #include <immintrin.h>
-__attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) static void round_bf16(uint16_t *dst, const float *src,
-                                                                       size_t n) {
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) static void
+round_bf16(uint16_t *dst, const float *src, size_t n) {
     size_t i = 0;
     for (; i + 16 <= n; i += 16) {
         const __m256bh v = _mm512_cvtneps_pbh(_mm512_loadu_ps(src + i));
@@ -276,7 +283,8 @@ static int im2col_bf16(uint16_t *col, const float *in, const lsr_layer *l, int b
 
 static void round_all(uint16_t *dst, const float *src, size_t n) {
 #pragma omp parallel for schedule(static) if (n > 65536)
-    for (size_t i = 0; i < n; i += 4096) round_bf16(dst + i, src + i, n - i < 4096 ? n - i : 4096);
+    for (size_t i = 0; i < n; i += 4096)
+        round_bf16(dst + i, src + i, n - i < 4096 ? n - i : 4096);
 }
 
 int lsr_conv_fast_forward(lsr_conv_fast *c, float *out, const float *in, const float *weight,
@@ -304,7 +312,8 @@ int lsr_conv_fast_backward(lsr_conv_fast *c, float *din, float *dweight, float *
     if (din) { /* first: it may fail, and nothing has been added to the gradients yet */
         dnnl_memory_set_data_handle(c->w_user, (void *)weight);
         dnnl_memory_set_data_handle(c->din, din);
-        const dnnl_exec_arg_t reorder_args[] = {{DNNL_ARG_FROM, c->w_user}, {DNNL_ARG_TO, c->w_bwd}};
+        const dnnl_exec_arg_t reorder_args[] = {{DNNL_ARG_FROM, c->w_user},
+                                                {DNNL_ARG_TO, c->w_bwd}};
         const dnnl_exec_arg_t args[] = {{DNNL_ARG_DIFF_DST, c->dout_low},
                                         {DNNL_ARG_WEIGHTS, c->w_bwd},
                                         {DNNL_ARG_DIFF_SRC, c->din}};
@@ -312,9 +321,8 @@ int lsr_conv_fast_backward(lsr_conv_fast *c, float *din, float *dweight, float *
     }
     if (dweight) {
         dnnl_memory_set_data_handle(c->dweight, dweight);
-        const dnnl_exec_arg_t args[] = {{DNNL_ARG_SRC, c->dout_t},
-                                        {DNNL_ARG_WEIGHTS, c->col},
-                                        {DNNL_ARG_DST, c->dweight}};
+        const dnnl_exec_arg_t args[] = {
+            {DNNL_ARG_SRC, c->dout_t}, {DNNL_ARG_WEIGHTS, c->col}, {DNNL_ARG_DST, c->dweight}};
         if (run(c->bwd_weights, 3, args)) return -2;
         lsr_bias_grad(dbias, dout, rows, F);
     }

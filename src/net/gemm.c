@@ -52,14 +52,27 @@ const char *lsr_gemm_backend(void) {
     const char *isa = "";
 #ifdef LSR_HAVE_ONEDNN
     switch (dnnl_get_effective_cpu_isa()) { /* the most the CPU (or ONEDNN_MAX_CPU_ISA) allows */
-    case dnnl_cpu_isa_avx512_core_amx: isa = ", AVX-512 (AMX CPU)"; break;
-    case dnnl_cpu_isa_avx512_core_bf16: isa = ", AVX-512 (BF16 CPU)"; break;
-    case dnnl_cpu_isa_avx512_core_vnni: isa = ", AVX-512 (VNNI CPU)"; break;
-    case dnnl_cpu_isa_avx512_core: isa = ", AVX-512"; break;
+    case dnnl_cpu_isa_avx512_core_amx:
+        isa = ", AVX-512 (AMX CPU)";
+        break;
+    case dnnl_cpu_isa_avx512_core_bf16:
+        isa = ", AVX-512 (BF16 CPU)";
+        break;
+    case dnnl_cpu_isa_avx512_core_vnni:
+        isa = ", AVX-512 (VNNI CPU)";
+        break;
+    case dnnl_cpu_isa_avx512_core:
+        isa = ", AVX-512";
+        break;
     case dnnl_cpu_isa_avx2_vnni:
-    case dnnl_cpu_isa_avx2: isa = ", AVX2"; break;
-    case dnnl_cpu_isa_avx: isa = ", AVX"; break;
-    default: break;
+    case dnnl_cpu_isa_avx2:
+        isa = ", AVX2";
+        break;
+    case dnnl_cpu_isa_avx:
+        isa = ", AVX";
+        break;
+    default:
+        break;
     }
     const char *library = "oneDNN";
 #else

@@ -17,7 +17,6 @@ static const struct {
                "dense:120,relu,dense:84,relu,dense:%d"},
 };
 
-
 /* Parses "a:b:c" integer fields after the layer name; returns the count. */
 static int parse_ints(const char *s, int *v, int max) {
     int n = 0;
@@ -42,13 +41,14 @@ static lsr_status add_layer(lsr_model *m, const char *tok, lsr_shape *shape) {
         const char *pad = strrchr(tok, ':');
         char head[64];
         size_t head_len = (size_t)(pad - tok);
-        if (head_len >= sizeof head) return lsr__fail(LSR_ERROR_OPTION, "model spec: bad layer '%s'", tok);
+        if (head_len >= sizeof head)
+            return lsr__fail(LSR_ERROR_OPTION, "model spec: bad layer '%s'", tok);
         memcpy(head, tok, head_len);
         head[head_len] = '\0';
         if (parse_ints(head + 4, v, 3) != 3 ||
             (strcmp(pad + 1, "same") && strcmp(pad + 1, "valid")))
-            return lsr__fail(LSR_ERROR_OPTION, "model spec: '%s' is not conv:FILTERS:KERNEL:STRIDE:same|valid",
-                            tok);
+            return lsr__fail(LSR_ERROR_OPTION,
+                             "model spec: '%s' is not conv:FILTERS:KERNEL:STRIDE:same|valid", tok);
         l->kind = LSR_LAYER_CONV2D;
         l->units = v[0];
         l->kernel = v[1];
@@ -63,8 +63,9 @@ static lsr_status add_layer(lsr_model *m, const char *tok, lsr_shape *shape) {
             l->pad_left = pad_w > 0 ? pad_w / 2 : 0;
         } else {
             if (l->kernel > shape->h || l->kernel > shape->w)
-                return lsr__fail(LSR_ERROR_OPTION, "model spec: '%s' needs an input of at least %dx%d, it gets %dx%d",
-                                tok, l->kernel, l->kernel, shape->h, shape->w);
+                return lsr__fail(LSR_ERROR_OPTION,
+                                 "model spec: '%s' needs an input of at least %dx%d, it gets %dx%d",
+                                 tok, l->kernel, l->kernel, shape->h, shape->w);
             l->out.h = (shape->h - l->kernel) / l->stride + 1;
             l->out.w = (shape->w - l->kernel) / l->stride + 1;
         }
@@ -73,13 +74,14 @@ static lsr_status add_layer(lsr_model *m, const char *tok, lsr_shape *shape) {
         l->bias_count = (size_t)l->units;
     } else if (strncmp(tok, "maxpool:", 8) == 0) {
         if (parse_ints(tok + 7, v, 2) != 2)
-            return lsr__fail(LSR_ERROR_OPTION, "model spec: '%s' is not maxpool:KERNEL:STRIDE", tok);
+            return lsr__fail(LSR_ERROR_OPTION, "model spec: '%s' is not maxpool:KERNEL:STRIDE",
+                             tok);
         l->kind = LSR_LAYER_MAXPOOL;
         l->kernel = v[0];
         l->stride = v[1];
         if (l->kernel > shape->h || l->kernel > shape->w)
-            return lsr__fail(LSR_ERROR_OPTION, "model spec: '%s' is larger than its %dx%d input", tok, shape->h,
-                            shape->w);
+            return lsr__fail(LSR_ERROR_OPTION, "model spec: '%s' is larger than its %dx%d input",
+                             tok, shape->h, shape->w);
         l->out = (lsr_shape){(shape->h - l->kernel) / l->stride + 1,
                              (shape->w - l->kernel) / l->stride + 1, shape->c};
     } else if (strncmp(tok, "dense:", 6) == 0) {
@@ -97,7 +99,8 @@ static lsr_status add_layer(lsr_model *m, const char *tok, lsr_shape *shape) {
         char *end;
         double r = strtod(tok + 8, &end);
         if (end == tok + 8 || *end || !(r >= 0.0 && r < 1.0))
-            return lsr__fail(LSR_ERROR_OPTION, "model spec: '%s' is not dropout:RATE with RATE in [0, 1)", tok);
+            return lsr__fail(LSR_ERROR_OPTION,
+                             "model spec: '%s' is not dropout:RATE with RATE in [0, 1)", tok);
         l->kind = LSR_LAYER_DROPOUT;
         l->rate = (float)r;
         l->out = *shape;
@@ -105,13 +108,14 @@ static lsr_status add_layer(lsr_model *m, const char *tok, lsr_shape *shape) {
         l->kind = LSR_LAYER_FLATTEN;
         l->out = (lsr_shape){1, 1, (int)lsr_shape_size(*shape)};
     } else {
-        return lsr__fail(LSR_ERROR_OPTION, "model spec: unknown layer '%s' (conv, maxpool, dense, relu, "
-                        "dropout, flatten)",
-                        tok);
+        return lsr__fail(LSR_ERROR_OPTION,
+                         "model spec: unknown layer '%s' (conv, maxpool, dense, relu, "
+                         "dropout, flatten)",
+                         tok);
     }
     if (lsr_shape_size(l->out) == 0 || lsr_shape_size(l->out) > ((size_t)1 << 26))
-        return lsr__fail(LSR_ERROR_OPTION, "model spec: '%s' gives an output of %dx%dx%d", tok, l->out.h,
-                        l->out.w, l->out.c);
+        return lsr__fail(LSR_ERROR_OPTION, "model spec: '%s' gives an output of %dx%dx%d", tok,
+                         l->out.h, l->out.w, l->out.c);
     l->weight_offset = m->n_params;
     l->bias_offset = m->n_params + l->weight_count;
     m->n_params += l->weight_count + l->bias_count;
@@ -132,11 +136,13 @@ lsr_status lsr_model_init(lsr_model *m, const char *name_or_spec, lsr_shape inpu
         }
     if (spec == name_or_spec) {
         if (strlen(spec) >= sizeof m->spec)
-            return lsr__fail(LSR_ERROR_OPTION, "model spec: longer than %d characters", LSR_SPEC_LEN - 1);
+            return lsr__fail(LSR_ERROR_OPTION, "model spec: longer than %d characters",
+                             LSR_SPEC_LEN - 1);
         snprintf(m->spec, sizeof m->spec, "%s", spec);
     }
     if (input.h < 1 || input.w < 1 || input.c < 1)
-        return lsr__fail(LSR_ERROR_OPTION, "model: input shape %dx%dx%d", input.h, input.w, input.c);
+        return lsr__fail(LSR_ERROR_OPTION, "model: input shape %dx%dx%d", input.h, input.w,
+                         input.c);
     if (classes < 1) return lsr__fail(LSR_ERROR_OPTION, "model: %d classes", classes);
 
     char buf[LSR_SPEC_LEN];
@@ -148,19 +154,23 @@ lsr_status lsr_model_init(lsr_model *m, const char *name_or_spec, lsr_shape inpu
     if (m->n_layers == 0) return lsr__fail(LSR_ERROR_OPTION, "model spec '%s': no layers", m->spec);
     const lsr_layer *last = &m->layers[m->n_layers - 1];
     if (last->kind != LSR_LAYER_DENSE)
-        return lsr__fail(LSR_ERROR_OPTION, "model spec '%s': the last layer must be dense:%d (the logits)",
-                        m->spec, classes);
+        return lsr__fail(LSR_ERROR_OPTION,
+                         "model spec '%s': the last layer must be dense:%d (the logits)", m->spec,
+                         classes);
     if (last->units != classes)
-        return lsr__fail(LSR_ERROR_OPTION, "model spec '%s' ends with dense:%d but the data has %d classes",
-                        m->spec, last->units, classes);
+        return lsr__fail(LSR_ERROR_OPTION,
+                         "model spec '%s' ends with dense:%d but the data has %d classes", m->spec,
+                         last->units, classes);
     if (m->n_params > LSR_MAX_PARAMS)
-        return lsr__fail(LSR_ERROR_OPTION, "model spec '%s': %zu parameters, more than the %lld lsr takes", m->spec,
-                        m->n_params, (long long)LSR_MAX_PARAMS);
+        return lsr__fail(LSR_ERROR_OPTION,
+                         "model spec '%s': %zu parameters, more than the %lld lsr takes", m->spec,
+                         m->n_params, (long long)LSR_MAX_PARAMS);
     m->params = calloc(m->n_params, sizeof(float));
     m->grads = calloc(m->n_params, sizeof(float));
     if (!m->params || !m->grads) {
         lsr_model_clear(m);
-        return lsr__fail(LSR_ERROR_OUT_OF_MEMORY, "model: out of memory for %zu parameters", m->n_params);
+        return lsr__fail(LSR_ERROR_OUT_OF_MEMORY, "model: out of memory for %zu parameters",
+                         m->n_params);
     }
     return 0;
 }
@@ -191,7 +201,8 @@ void lsr_model_init_params(lsr_model *m, lsr_init init, lsr_rng *rng) {
 /* ReLU, dropout and flatten work in place: their output buffer (and its
  * gradient) is their input's. */
 static int works_in_place(const lsr_layer *l) {
-    return l->kind == LSR_LAYER_RELU || l->kind == LSR_LAYER_DROPOUT || l->kind == LSR_LAYER_FLATTEN;
+    return l->kind == LSR_LAYER_RELU || l->kind == LSR_LAYER_DROPOUT ||
+           l->kind == LSR_LAYER_FLATTEN;
 }
 
 static void free_activations(lsr_model *m) {
@@ -202,7 +213,8 @@ static void free_activations(lsr_model *m) {
             free(m->dacts[i]);
         }
     }
-    for (int i = LSR_MAX_LAYERS; i >= 0; i--) m->acts[i] = m->dacts[i] = NULL;
+    for (int i = LSR_MAX_LAYERS; i >= 0; i--)
+        m->acts[i] = m->dacts[i] = NULL;
 }
 
 void lsr_model_clear(lsr_model *m) {
@@ -217,7 +229,8 @@ void lsr_model_clear(lsr_model *m) {
         }
     }
     free(m->dcol);
-    for (int i = 0; i < LSR_MAX_LAYERS; i++) lsr_conv_fast_free(m->conv_fast[i]);
+    for (int i = 0; i < LSR_MAX_LAYERS; i++)
+        lsr_conv_fast_free(m->conv_fast[i]);
     memset(m, 0, sizeof *m);
 }
 
@@ -299,7 +312,8 @@ const float *lsr_model_forward(lsr_model *m, const float *x, int batch, int trai
             break;
         case LSR_LAYER_CONV2D:
             m->conv_fast_used[i] =
-                m->conv_fast[i] && lsr_conv_fast_forward(m->conv_fast[i], out, in, w, b, l, batch) == 0;
+                m->conv_fast[i] &&
+                lsr_conv_fast_forward(m->conv_fast[i], out, in, w, b, l, batch) == 0;
             if (!m->conv_fast_used[i]) lsr_conv2d_forward(out, in, w, b, m->col[i], l, batch);
             break;
         case LSR_LAYER_MAXPOOL:
@@ -311,7 +325,8 @@ const float *lsr_model_forward(lsr_model *m, const float *x, int batch, int trai
         case LSR_LAYER_DROPOUT:
             lsr_dropout_forward(out, m->dropout_mask[i], in, n, l->rate, training, rng);
             break;
-        case LSR_LAYER_FLATTEN: break; /* in place: out is in (lsr_model_reserve) */
+        case LSR_LAYER_FLATTEN:
+            break; /* in place: out is in (lsr_model_reserve) */
         }
     }
     m->forward_training = training;
@@ -353,7 +368,8 @@ void lsr_model_backward(lsr_model *m, const float *dlogits, int batch, int what)
                 lsr_dropout_backward(din, dout, m->dropout_mask[i], n,
                                      m->forward_training ? l->rate : 0.0f);
             break;
-        case LSR_LAYER_FLATTEN: break; /* in place: din is dout */
+        case LSR_LAYER_FLATTEN:
+            break; /* in place: din is dout */
         }
     }
 }

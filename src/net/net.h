@@ -48,7 +48,6 @@ typedef struct lsr_layer {
  * everything else stay fp32. */
 typedef struct lsr_conv_fast lsr_conv_fast;
 
-
 /* lsr_model of lsr/train.h */
 struct lsr_model {
     int n_layers;
@@ -69,7 +68,7 @@ struct lsr_model {
     float *dcol;                /* conv backward scratch, shared */
     lsr_conv_fast *conv_fast[LSR_MAX_LAYERS]; /* conv in bf16: oneDNN state, else NULL */
     uint8_t conv_fast_used[LSR_MAX_LAYERS];   /* the last forward of layer i went through it */
-    int forward_training;       /* the last forward ran in training mode */
+    int forward_training;                     /* the last forward ran in training mode */
     /* what the model was trained with (lsr_train, or its file) */
     int has_settings;
     lsr_train_settings settings;

@@ -71,14 +71,17 @@ void lsr_optimizer_step(lsr_optimizer *o, float *params, const float *grads) {
         return;
     }
     const float b1 = s->beta1, b2 = s->beta2, eps = s->eps;
-    const float c1 = (float)(1.0 - pow(b1, (double)o->t)), c2 = (float)(1.0 - pow(b2, (double)o->t));
+    const float c1 = (float)(1.0 - pow(b1, (double)o->t)),
+                c2 = (float)(1.0 - pow(b2, (double)o->t));
     const float step = lr / c1, root_c2 = sqrtf(c2);
     const int decoupled = s->kind == LSR_OPTIMIZER_ADAMW;
 #pragma omp parallel for schedule(static) if (n > 32768)
     for (int64_t i = 0; i < n; i++) {
         float g = grads[i];
-        if (decoupled) params[i] *= 1.0f - lr * wd;
-        else g += wd * params[i];
+        if (decoupled)
+            params[i] *= 1.0f - lr * wd;
+        else
+            g += wd * params[i];
         m[i] = b1 * m[i] + (1.0f - b1) * g;
         v[i] = b2 * v[i] + (1.0f - b2) * g * g;
         params[i] -= step * m[i] / (sqrtf(v[i]) / root_c2 + eps);

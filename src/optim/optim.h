@@ -15,10 +15,10 @@ lsr_optimizer_settings lsr_optimizer_defaults(void); /* Adam, lr 1e-3, PyTorch's
 
 typedef struct lsr_optimizer {
     lsr_optimizer_settings s;
-    int64_t t;           /* steps taken */
+    int64_t t; /* steps taken */
     size_t n;
-    float *m;            /* (n) first moment or momentum buffer */
-    float *v;            /* (n) second moment (Adam) */
+    float *m; /* (n) first moment or momentum buffer */
+    float *v; /* (n) second moment (Adam) */
 } lsr_optimizer;
 
 lsr_status lsr_optimizer_init(lsr_optimizer *o, const lsr_optimizer_settings *s, size_t n);

@@ -45,7 +45,8 @@ static lsr_status read_record(lsr_model *m, const lsr_metadata *md, const char *
 }
 
 LSR_API lsr_status lsr_model_load(lsr_model **out, const char *path) {
-    if (!out || !path) return lsr__fail(LSR_ERROR_NULL_ARGUMENT, "lsr_model_load: out or path is NULL");
+    if (!out || !path)
+        return lsr__fail(LSR_ERROR_NULL_ARGUMENT, "lsr_model_load: out or path is NULL");
     *out = NULL;
     lsr_model *m = calloc(1, sizeof *m);
     if (!m) return lsr__fail(LSR_ERROR_OUT_OF_MEMORY, "%s: out of memory", path);
@@ -152,7 +153,8 @@ static lsr_status open_checkpoint(lsr_safetensors *f, const char *path) {
     return lsr__fail(LSR_ERROR_FORMAT,
                      "%s: a checkpoint of format lsr-checkpoint-1 (an older lsr, whose settings "
                      "were a command line); this lsr reads " CHECKPOINT_FORMAT
-                     ": start the run again", path);
+                     ": start the run again",
+                     path);
 }
 
 LSR_API lsr_status lsr_checkpoint_load(lsr_model **m_out, lsr_train_state **st_out,
@@ -186,10 +188,14 @@ LSR_API lsr_status lsr_checkpoint_load(lsr_model **m_out, lsr_train_state **st_o
         return status;
     }
     if (s_out) *s_out = s;
-    if (st_out) *st_out = st;
-    else lsr_train_state_free(st);
+    if (st_out)
+        *st_out = st;
+    else
+        lsr_train_state_free(st);
     if (note_out) *note_out = note_copy;
-    if (m_out) *m_out = m;
-    else lsr_model_free(m);
+    if (m_out)
+        *m_out = m;
+    else
+        lsr_model_free(m);
     return LSR_OK;
 }

@@ -48,18 +48,21 @@ lsr_status lsr_train_settings_check(const lsr_train_settings *s) {
     LSR_TRY(in_range("optimizer.beta1", o->beta1, 0, 1));
     LSR_TRY(in_range("optimizer.beta2", o->beta2, 0, 1));
     LSR_TRY(in_range("optimizer.eps", o->eps, 0, 1));
-    LSR_TRY(in_range("optimizer.schedule", o->schedule, LSR_SCHEDULE_CONSTANT,
-                     LSR_SCHEDULE_COSINE));
+    LSR_TRY(
+        in_range("optimizer.schedule", o->schedule, LSR_SCHEDULE_CONSTANT, LSR_SCHEDULE_COSINE));
     LSR_TRY(in_range("optimizer.gamma", o->gamma, 0, 1e6));
     if (o->schedule == LSR_SCHEDULE_STEP && o->step_size < 1)
-        return lsr__fail(LSR_ERROR_OPTION, "settings.optimizer.step_size = %lld: the step schedule "
-                         "needs >= 1", (long long)o->step_size);
-    if (o->warmup < 0 || o->total_steps < 0 || o->step_size < 0 ||
-        s->train_limit < 0 || s->val_samples < 0)
+        return lsr__fail(LSR_ERROR_OPTION,
+                         "settings.optimizer.step_size = %lld: the step schedule "
+                         "needs >= 1",
+                         (long long)o->step_size);
+    if (o->warmup < 0 || o->total_steps < 0 || o->step_size < 0 || s->train_limit < 0 ||
+        s->val_samples < 0)
         return lsr__fail(LSR_ERROR_OPTION, "settings: a step count, train_limit or val_samples "
-                         "is negative");
+                                           "is negative");
     if (s->loss.prior || s->loss.class_weights || s->loss.reduction != LSR_REDUCTION_MEAN)
-        return lsr__fail(LSR_ERROR_OPTION, "settings.loss: prior and class_weights must be NULL "
+        return lsr__fail(LSR_ERROR_OPTION,
+                         "settings.loss: prior and class_weights must be NULL "
                          "(the prior comes from prior_source) and the reduction MEAN");
     LSR_TRY(in_range("prior_source", s->prior_source, LSR_PRIOR_UNIFORM, LSR_PRIOR_FILE));
     if (s->prior_source == LSR_PRIOR_FILE && !memchr(s->prior_file, '\0', sizeof s->prior_file))
@@ -142,20 +145,35 @@ static void put_field(lsr_metadata *md, const field *f, const lsr_train_settings
     const char *p = (const char *)s + f->offset;
     char buf[64];
     switch (f->type) {
-    case INT: lsr_metadata_set(md, f->key, "%d", *(const int *)p); return;
-    case I64: lsr_metadata_set(md, f->key, "%lld", (long long)*(const int64_t *)p); return;
-    case U64: lsr_metadata_set(md, f->key, "%llu", (unsigned long long)*(const uint64_t *)p); return;
-    case FLOAT: shortest(buf, sizeof buf, *(const float *)p, 1); break;
-    case DOUBLE: shortest(buf, sizeof buf, *(const double *)p, 0); break;
-    case ENUM: lsr_metadata_set(md, f->key, "%s", f->names[*(const int *)p]); return;
-    case TEXT: lsr_metadata_set(md, f->key, "%s", p); return;
+    case INT:
+        lsr_metadata_set(md, f->key, "%d", *(const int *)p);
+        return;
+    case I64:
+        lsr_metadata_set(md, f->key, "%lld", (long long)*(const int64_t *)p);
+        return;
+    case U64:
+        lsr_metadata_set(md, f->key, "%llu", (unsigned long long)*(const uint64_t *)p);
+        return;
+    case FLOAT:
+        shortest(buf, sizeof buf, *(const float *)p, 1);
+        break;
+    case DOUBLE:
+        shortest(buf, sizeof buf, *(const double *)p, 0);
+        break;
+    case ENUM:
+        lsr_metadata_set(md, f->key, "%s", f->names[*(const int *)p]);
+        return;
+    case TEXT:
+        lsr_metadata_set(md, f->key, "%s", p);
+        return;
     }
     lsr_metadata_set(md, f->key, "%s", buf);
 }
 
 void lsr_settings_to_metadata(lsr_metadata *md, const lsr_train_settings *s) {
     lsr_metadata_set(md, "settings_version", "%d", LSR_SETTINGS_VERSION);
-    for (size_t i = 0; i < N_FIELDS; i++) put_field(md, &fields[i], s);
+    for (size_t i = 0; i < N_FIELDS; i++)
+        put_field(md, &fields[i], s);
     /* the prior: its source, or the file it was read from */
     lsr_metadata_set(md, "smoothing_prior", "%s",
                      s->prior_source == LSR_PRIOR_DATA   ? "data"
@@ -175,10 +193,18 @@ static lsr_status get_field(lsr_train_settings *s, const field *f, const char *v
         *(int *)p = (int)x;
         break;
     }
-    case I64: *(int64_t *)p = strtoll(v, &end, 10); break;
-    case U64: *(uint64_t *)p = strtoull(v, &end, 10); break;
-    case FLOAT: *(float *)p = strtof(v, &end); break;
-    case DOUBLE: *(double *)p = strtod(v, &end); break;
+    case I64:
+        *(int64_t *)p = strtoll(v, &end, 10);
+        break;
+    case U64:
+        *(uint64_t *)p = strtoull(v, &end, 10);
+        break;
+    case FLOAT:
+        *(float *)p = strtof(v, &end);
+        break;
+    case DOUBLE:
+        *(double *)p = strtod(v, &end);
+        break;
     case ENUM:
         for (int k = 0; f->names[k]; k++)
             if (!strcmp(v, f->names[k])) {

@@ -26,8 +26,9 @@ LSR_API lsr_status lsr_train_split(lsr_dataset *train, lsr_dataset *val, const l
 
 lsr_status lsr_check_model_data(const lsr_model *m, const lsr_dataset *d, const char *what) {
     if (d->h != m->input.h || d->w != m->input.w || d->c != m->input.c)
-        return lsr__fail(LSR_ERROR_MISMATCH, "%s: samples are %dx%dx%d but the model takes %dx%dx%d",
-                         what, d->h, d->w, d->c, m->input.h, m->input.w, m->input.c);
+        return lsr__fail(LSR_ERROR_MISMATCH,
+                         "%s: samples are %dx%dx%d but the model takes %dx%dx%d", what, d->h, d->w,
+                         d->c, m->input.h, m->input.w, m->input.c);
     for (int64_t i = 0; i < d->n; i++)
         if (d->y[i] < 0 || d->y[i] >= m->classes)
             return lsr__fail(LSR_ERROR_MISMATCH,
@@ -48,7 +49,8 @@ LSR_API int64_t lsr_train_state_step(const lsr_train_state *st) { return st->ste
 
 static int grads_finite(const lsr_model *m) {
     float sum = 0.0f;
-    for (size_t i = 0; i < m->n_params; i++) sum += m->grads[i] * 0.0f; /* NaN or inf poison it */
+    for (size_t i = 0; i < m->n_params; i++)
+        sum += m->grads[i] * 0.0f; /* NaN or inf poison it */
     return sum == 0.0f;
 }
 
@@ -87,7 +89,8 @@ static lsr_status start_state(lsr_train_state *st, lsr_model *m, const lsr_datas
     st->n = data->n;
     st->order = malloc((size_t)data->n * sizeof *st->order);
     if (!st->order) return lsr__fail(LSR_ERROR_OUT_OF_MEMORY, "training: out of memory");
-    for (int64_t i = 0; i < data->n; i++) st->order[i] = i;
+    for (int64_t i = 0; i < data->n; i++)
+        st->order[i] = i;
     lsr_rng_shuffle(&st->rng, st->order, data->n); /* the first epoch's order */
     return LSR_OK;
 }
@@ -110,8 +113,7 @@ static lsr_status train_step(float *loss, lsr_loss_stats *stats, int *nonfinite,
     const int64_t first = st->step * s->batch;
     for (int j = 0; j < b; j++) {
         const int64_t idx = st->order[first + j];
-        memcpy(buf->x + (size_t)j * sample, data->x + (size_t)idx * sample,
-               sample * sizeof(float));
+        memcpy(buf->x + (size_t)j * sample, data->x + (size_t)idx * sample, sample * sizeof(float));
         buf->labels[j] = data->y[idx];
     }
     /* the adversarial examples come from the model before this step */
@@ -131,11 +133,12 @@ static lsr_status train_step(float *loss, lsr_loss_stats *stats, int *nonfinite,
             return LSR_OK;
         }
         if (ls != LSR_OK)
-            return lsr__fail(ls, "epoch %d step %lld: loss: %s", st->epoch,
-                             (long long)st->step + 1, lsr_last_error());
+            return lsr__fail(ls, "epoch %d step %lld: loss: %s", st->epoch, (long long)st->step + 1,
+                             lsr_last_error());
         const float w = pass ? w_adv : 1.0f - w_adv;
         if (w != 1.0f)
-            for (int i = 0; i < b * K; i++) buf->dlogits[i] *= w;
+            for (int i = 0; i < b * K; i++)
+                buf->dlogits[i] *= w;
         lsr_model_backward(m, buf->dlogits, b, LSR_GRAD_PARAMS);
         *loss += w * part;
         if (pass == 0) *stats = pst; /* statistics of the clean examples */
@@ -238,7 +241,8 @@ LSR_API lsr_status lsr_train(lsr_model *m, const lsr_dataset *data, const lsr_tr
                            (long long)cb->checkpoint_every);
         goto done;
     }
-    if ((status = lsr_train_settings_check(s)) || (status = lsr_check_model_data(m, data, "training data")))
+    if ((status = lsr_train_settings_check(s)) ||
+        (status = lsr_check_model_data(m, data, "training data")))
         goto done;
     if (data->n == 0) {
         status = lsr__fail(LSR_ERROR_SIZE, "training data: no samples");
@@ -249,8 +253,8 @@ LSR_API lsr_status lsr_train(lsr_model *m, const lsr_dataset *data, const lsr_tr
     } else if (st.n != data->n || st.opt.n != m->n_params) {
         status = lsr__fail(LSR_ERROR_MISMATCH,
                            "resume: the checkpoint has %lld samples and %zu parameters, the run "
-                           "%lld and %zu", (long long)st.n, st.opt.n, (long long)data->n,
-                           m->n_params);
+                           "%lld and %zu",
+                           (long long)st.n, st.opt.n, (long long)data->n, m->n_params);
         goto done;
     }
     if ((status = resolve_prior(&prior, s, m, data))) goto done;
@@ -258,8 +262,7 @@ LSR_API lsr_status lsr_train(lsr_model *m, const lsr_dataset *data, const lsr_tr
     lo.prior = prior;
     const int B = s->batch;
     const size_t sample = lsr_shape_size(m->input);
-    if ((status = lsr_model_set_precision(m, s->precision)) ||
-        (status = lsr_model_reserve(m, B)))
+    if ((status = lsr_model_set_precision(m, s->precision)) || (status = lsr_model_reserve(m, B)))
         goto done;
     buf.x = malloc((size_t)B * sample * sizeof(float));
     buf.dlogits = malloc((size_t)B * m->classes * sizeof(float));
@@ -297,6 +300,25 @@ LSR_API lsr_status lsr_model_predict(float *logits, lsr_model *m, const float *x
         const int b = (int)(n - first < LSR_PREDICT_BATCH ? n - first : LSR_PREDICT_BATCH);
         const float *out = lsr_model_forward(m, x + (size_t)first * sample, b, 0, NULL);
         memcpy(logits + (size_t)first * m->classes, out, (size_t)b * m->classes * sizeof(float));
+    }
+    return LSR_OK;
+}
+
+LSR_API lsr_status lsr_model_probabilities(float *probs, lsr_model *m, const float *x, int64_t n,
+                                           double temperature) {
+    if (!(temperature > 0) || !isfinite(temperature))
+        return lsr__fail(LSR_ERROR_OPTION, "temperature = %g: must be finite and > 0", temperature);
+    LSR_TRY(lsr_model_predict(probs, m, x, n));
+    const int k = m->classes;
+    for (int64_t i = 0; i < n; i++) { /* in double: rows sum to 1 within float rounding */
+        float *row = probs + i * k;
+        double zmax = -INFINITY, sum = 0.0;
+        for (int j = 0; j < k; j++)
+            zmax = fmax(zmax, row[j] / temperature);
+        for (int j = 0; j < k; j++)
+            sum += exp(row[j] / temperature - zmax);
+        for (int j = 0; j < k; j++)
+            row[j] = (float)(exp(row[j] / temperature - zmax) / sum);
     }
     return LSR_OK;
 }

@@ -4,12 +4,12 @@
 #ifndef LSR_TRAIN_INTERNAL_H
 #define LSR_TRAIN_INTERNAL_H
 
-#include "lsr/loss.h"
-#include "lsr/train.h"
 #include "../data/dataset.h"
 #include "../modelfile/modelfile.h"
 #include "../net/net.h"
 #include "../optim/optim.h"
+#include "lsr/loss.h"
+#include "lsr/train.h"
 
 /* The batch size of prediction and evaluation. */
 #define LSR_PREDICT_BATCH 256
@@ -17,13 +17,13 @@
 /* Everything a run needs to go on exactly where it stopped (with the
  * model's parameters): what a checkpoint holds. */
 struct lsr_train_state {
-    int epoch;        /* 1-based epoch in progress */
-    int64_t step;     /* steps of that epoch already taken */
-    int64_t n;        /* training samples */
-    int64_t *order;   /* (n) this epoch's sample order */
-    lsr_rng rng;      /* shuffling and dropout, as after the last step */
+    int epoch;         /* 1-based epoch in progress */
+    int64_t step;      /* steps of that epoch already taken */
+    int64_t n;         /* training samples */
+    int64_t *order;    /* (n) this epoch's sample order */
+    lsr_rng rng;       /* shuffling and dropout, as after the last step */
     lsr_optimizer opt; /* moments and step count */
-    int64_t skipped;  /* steps skipped as non-finite */
+    int64_t skipped;   /* steps skipped as non-finite */
 };
 
 /* The optimizer settings of a run of s on n samples: the cosine schedule's
@@ -49,7 +49,6 @@ void lsr_settings_to_metadata(lsr_metadata *md, const lsr_train_settings *s);
 lsr_status lsr_settings_from_metadata(lsr_train_settings *s, int *found, const lsr_metadata *md,
                                       const char *path);
 /* The metadata key of the first setting in which a and b differ, or NULL. */
-const char *lsr_settings_first_difference(const lsr_train_settings *a,
-                                          const lsr_train_settings *b);
+const char *lsr_settings_first_difference(const lsr_train_settings *a, const lsr_train_settings *b);
 
 #endif
