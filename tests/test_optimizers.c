@@ -9,7 +9,7 @@
 /* Adam's first step moves each parameter by lr against its gradient's sign, to 1e-6 (float). */
 static void test_adam_first_step(void) {
     lsr_optimizer_settings s = lsr_optimizer_defaults();
-    lsr_optimizer o;
+    lsr_optimizer_state o;
     float p[2] = {1.0f, -2.0f}, g[2] = {0.5f, -4.0f};
     lsr_optimizer_init(&o, &s, 2);
     lsr_optimizer_step(&o, p, g);
@@ -22,7 +22,7 @@ static void test_adam_first_step(void) {
 static void test_sgd_momentum(void) {
     /* SGD with momentum 0.9: v1 = g, v2 = 0.9 g + g; Nesterov uses g + mu v */
     lsr_optimizer_settings s = lsr_optimizer_defaults();
-    lsr_optimizer o;
+    lsr_optimizer_state o;
     s.kind = LSR_OPTIMIZER_SGD;
     s.lr = 0.1f;
     for (int nesterov = 0; nesterov <= 1; nesterov++) {
@@ -41,7 +41,7 @@ static void test_sgd_momentum(void) {
 /* AdamW decays the weight itself (w (1 - lr wd) with a zero gradient), to 1e-7 (float at 2). */
 static void test_adamw_decays_weights(void) {
     lsr_optimizer_settings s = lsr_optimizer_defaults();
-    lsr_optimizer o;
+    lsr_optimizer_state o;
     s.kind = LSR_OPTIMIZER_ADAMW;
     s.weight_decay = 0.1f;
     float w = 2.0f, zero = 0.0f;
@@ -54,7 +54,7 @@ static void test_adamw_decays_weights(void) {
 /* Cosine with warm-up: lr / warmup at step 0 and half of lr halfway, to 1e-9 (double). */
 static void test_cosine_schedule(void) {
     lsr_optimizer_settings s = lsr_optimizer_defaults();
-    lsr_optimizer o;
+    lsr_optimizer_state o;
     s.schedule = LSR_SCHEDULE_COSINE;
     s.total_steps = 100;
     s.warmup = 10;

@@ -174,7 +174,7 @@ typedef struct saver {
 
 static lsr_status save_checkpoint(void *ctx, const lsr_model *m, const lsr_train_state *st) {
     const saver *sv = ctx;
-    return lsr_checkpoint_save(sv->path, m, st, sv->s, "a note");
+    return lsr_checkpoint_save(sv->path, m, st, "a note");
 }
 
 static lsr_status stop_then_save(void *ctx, const lsr_train_progress *p) {
@@ -220,6 +220,16 @@ static void test_checkpoint_resumes_exactly(void) {
     CHECK(back.optimizer.schedule == LSR_SCHEDULE_COSINE && back.prior_source == LSR_PRIOR_DATA &&
               back.loss.smoothing == 0.1f && back.epochs == 3,
           "the settings did not come back");
+    /* a resume with other settings is refused, naming the setting */
+    lsr_train_state *state2 = NULL;
+    lsr_model *m2 = NULL;
+    CHECK(lsr_checkpoint_load(&m2, &state2, NULL, NULL, path) == LSR_OK, "%s", lsr_last_error());
+    lsr_train_settings other = back;
+    other.batch = 50;
+    st = lsr_train(m2, &tiny, &other, NULL, state2); /* takes state2 over */
+    CHECK(st == LSR_ERROR_MISMATCH && strstr(lsr_last_error(), "batch"),
+          "a resume with batch 50 instead of 64: %s '%s'", lsr_status_name(st), lsr_last_error());
+    lsr_model_free(m2);
     st = lsr_train(m, &tiny, &back, NULL, state);
     CHECK(st == LSR_OK, "resume: %s", lsr_last_error());
     const size_t n = lsr_model_param_count(m);
@@ -268,6 +278,47 @@ static void test_probabilities(void) {
           bad_argmax, bad_ratio);
     CHECK(lsr_model_probabilities(p, m, small_test.x, n, 0.0) == LSR_ERROR_OPTION, "T = 0");
     lsr_model_free(m);
+}
+
+/* Counts checkpoint callbacks, and tries to save the state with another model. */
+typedef struct counter {
+    int checkpoints, refused;
+    const lsr_model *other;
+} counter;
+
+static lsr_status count_checkpoint(void *ctx, const lsr_model *m, const lsr_train_state *st) {
+    counter *c = ctx;
+    char path[600];
+    snprintf(path, sizeof path, "%s/other.ckpt", tmpdir);
+    c->checkpoints++;
+    c->refused += lsr_checkpoint_save(path, c->other, st, NULL) == LSR_ERROR_MISMATCH;
+    return lsr_checkpoint_save(path, m, st, NULL);
+}
+static lsr_status stop_after_epoch(void *ctx, const lsr_train_progress *p) {
+    (void)ctx;
+    return p->epoch == 1 ? LSR_STOPPED : LSR_OK;
+}
+
+/* An epoch callback's stop is a stop after a checkpoint, and a checkpoint of
+ * another model's state is refused. */
+static void test_epoch_stop_checkpoints(void) {
+    lsr_dataset tiny;
+    subset(&tiny, &train, 128);
+    lsr_train_settings s = settings(3, 64, 0.1f);
+    s.init = LSR_INIT_HE;
+    lsr_model *m = NULL, *other = NULL;
+    CHECK(lsr_model_create(&m, "mlp", 28, 28, 1, 10) == LSR_OK, "%s", lsr_last_error());
+    CHECK(lsr_model_create(&other, "flatten,dense:10", 28, 28, 1, 10) == LSR_OK, "%s",
+          lsr_last_error());
+    counter c = {0, 0, other};
+    lsr_train_callbacks cb = {&c, NULL, stop_after_epoch, count_checkpoint, NULL, 0};
+    const lsr_status st = lsr_train(m, &tiny, &s, &cb, NULL);
+    CHECK(st == LSR_STOPPED && c.checkpoints == 1, "an epoch callback's stop: %s, %d checkpoints",
+          lsr_status_name(st), c.checkpoints);
+    CHECK(c.refused == c.checkpoints, "a checkpoint of another model's state was written");
+    lsr_model_free(m);
+    lsr_model_free(other);
+    lsr_dataset_free(&tiny);
 }
 
 /* Bad settings and data are refused before training, by status and name. */
@@ -320,6 +371,7 @@ int main(void) {
     test_fashion_mnist_shape();
     test_bad_settings_refused();
     test_probabilities();
+    test_epoch_stop_checkpoints();
     test_checkpoint_resumes_exactly();
     test_cnn_learns_in_fp32_and_bf16();
     test_training_is_reproducible();

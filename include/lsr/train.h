@@ -26,7 +26,13 @@
  *
  * Results do not depend on the thread count (OpenMP's; set it with
  * OMP_NUM_THREADS or omp_set_num_threads): a run with the same settings and
- * data gives the same bits on 1 or 64 threads.
+ * data gives the same bits on 1 or 64 threads (fp32).
+ *
+ * Threads: a model, a dataset or a training state is used by one thread at
+ * a time; different ones may be used by different threads at once, except
+ * models training with bf16 convolutions (they share oneDNN's stream).
+ * lsr_last_error() is per thread.  Pointers documented as outputs or inputs
+ * must not be NULL unless the text says so.
  */
 #ifndef LSR_TRAIN_H
 #define LSR_TRAIN_H
@@ -133,7 +139,7 @@ typedef enum lsr_precision {
  *                  dense:UNITS   relu   dropout:RATE   flatten
  *                whose last layer is dense with `classes` units
  * h, w, c        the shape of one input sample
- * classes        K >= 2
+ * classes        K >= 1
  */
 LSR_API lsr_status lsr_model_create(lsr_model **out, const char *name_or_spec, int h, int w, int c,
                                     int classes);
@@ -147,6 +153,8 @@ LSR_API lsr_status lsr_model_save(const lsr_model *m, const char *path);
 LSR_API void lsr_model_free(lsr_model *m); /* m may be NULL */
 
 LSR_API int lsr_model_classes(const lsr_model *m);
+/* h, w, c: out, the shape of one input sample. */
+LSR_API void lsr_model_input_shape(const lsr_model *m, int *h, int *w, int *c);
 LSR_API size_t lsr_model_param_count(const lsr_model *m);
 /* (lsr_model_param_count) all weights and biases, in lsr's own layout
  * (channels last; model files hold PyTorch's). */
@@ -176,11 +184,11 @@ LSR_API lsr_status lsr_model_probabilities(float *probs, lsr_model *m, const flo
 
 /* ---- training ---- */
 
-typedef enum lsr_optimizer_kind {
+typedef enum lsr_optimizer {
     LSR_OPTIMIZER_SGD = 0,   /* momentum, Nesterov, L2 weight decay */
     LSR_OPTIMIZER_ADAM = 1,  /* weight decay as L2 added to the gradient */
     LSR_OPTIMIZER_ADAMW = 2, /* decoupled weight decay */
-} lsr_optimizer_kind;
+} lsr_optimizer;
 
 typedef enum lsr_schedule {
     LSR_SCHEDULE_CONSTANT = 0,
@@ -189,7 +197,7 @@ typedef enum lsr_schedule {
 } lsr_schedule;
 
 typedef struct lsr_optimizer_settings {
-    lsr_optimizer_kind kind;
+    lsr_optimizer kind;
     float lr;
     float momentum; /* SGD */
     int nesterov;   /* SGD */
@@ -203,11 +211,11 @@ typedef struct lsr_optimizer_settings {
 } lsr_optimizer_settings;
 
 /* Where the smoothing distribution u comes from. */
-typedef enum lsr_prior_source {
+typedef enum lsr_prior {
     LSR_PRIOR_UNIFORM = 0, /* loss.convention's: 1/K, or 1/(K-1) to the other classes */
     LSR_PRIOR_DATA = 1,    /* the class frequencies of the training data */
     LSR_PRIOR_FILE = 2,    /* K numbers read from prior_file (lsr_prior_read) */
-} lsr_prior_source;
+} lsr_prior;
 
 /*
  * Everything that decides a run's result.  lsr_train records it in the
@@ -224,7 +232,7 @@ typedef struct lsr_train_settings {
     /* smoothing, convention, z_loss; prior and class_weights must be NULL
      * (the prior comes from prior_source), reduction MEAN */
     lsr_loss_options loss;
-    lsr_prior_source prior_source;
+    lsr_prior prior_source;
     char prior_file[LSR_TEXT_MAX]; /* LSR_PRIOR_FILE */
     /* adversarial training (cleverhans): loss = (1 - w) CE(x) + w CE(FGSM(x)),
      * the FGSM examples made against the current model at every step */
@@ -239,6 +247,10 @@ typedef struct lsr_train_settings {
     int64_t val_samples;     /* held out for validation, drawn with seed */
     double imbalance;        /* >= 1: lsr_dataset_imbalance's ratio; 1: none */
 } lsr_train_settings;
+
+/* LSR_OK if this build and CPU can train with precision, else
+ * LSR_ERROR_UNSUPPORTED and lsr_last_error() says why. */
+LSR_API lsr_status lsr_precision_available(lsr_precision precision);
 
 /* 6 epochs of batch 128, seed 0, Adam at lr 1e-3 (PyTorch's betas and eps),
  * no smoothing, the preset's initialisation, fp32, stop on non-finite. */
@@ -293,31 +305,36 @@ typedef struct lsr_train_callbacks {
  *         that never stopped.  The state is consumed and freed.
  *
  * Returns LSR_OK when all epochs ran, LSR_STOPPED when a callback or *stop
- * stopped it (after the checkpoint callback), or an error: LSR_ERROR_OPTION
- * (a setting out of range, named), LSR_ERROR_MISMATCH (data that does not
- * fit the model or the resumed state), LSR_ERROR_NONFINITE (the run
- * diverged), LSR_ERROR_IO (the prior file), LSR_ERROR_OUT_OF_MEMORY.
- * Afterwards m is in fp32 for evaluation and records s (lsr_model_save).
+ * stopped it before (after the checkpoint callback), or an error:
+ * LSR_ERROR_OPTION (a setting out of range, named), LSR_ERROR_SIZE (no
+ * samples), LSR_ERROR_MISMATCH (data that does not fit the model, or a
+ * resumed state of other settings, data or model), LSR_ERROR_NONFINITE (the
+ * run diverged), LSR_ERROR_UNSUPPORTED (bf16 on a CPU without it),
+ * LSR_ERROR_IO or LSR_ERROR_FORMAT (the prior file), LSR_ERROR_OUT_OF_MEMORY,
+ * or what a callback returned.  Afterwards m is in fp32 for evaluation and
+ * records s, its default initialisation resolved (lsr_model_save).
  */
 LSR_API lsr_status lsr_train(lsr_model *m, const lsr_dataset *data, const lsr_train_settings *s,
                              const lsr_train_callbacks *cb, lsr_train_state *resume);
 
 /*
- * Checkpoints: m's parameters, st, and s, atomically, in a safetensors file
- * (format lsr-checkpoint-2; files of older formats are refused, naming
- * theirs).  note: the caller's own text, stored as it is (at most
- * LSR_TEXT_MAX - 1 bytes; NULL for none); lsr train keeps its output files
- * there.
+ * Checkpoints: m's parameters and st (with the run's settings) atomically in
+ * a safetensors file (format lsr-checkpoint-2; files of older formats are
+ * refused, naming theirs).  Call it from the checkpoint callback, with the
+ * model and state it is given.  note: the caller's own text, stored as it
+ * is (at most LSR_TEXT_MAX - 1 bytes; NULL for none); lsr train keeps its
+ * output files there.
  */
 LSR_API lsr_status lsr_checkpoint_save(const char *path, const lsr_model *m,
-                                       const lsr_train_state *st, const lsr_train_settings *s,
-                                       const char *note);
+                                       const lsr_train_state *st, const char *note);
 /*
  * m     out: the run's model with the checkpoint's parameters
  * st    out: where the run stands, for lsr_train's resume argument
- * s     out: the run's settings, to pass to lsr_train
+ * s     out: the run's settings (its initialisation resolved), to pass to
+ *       lsr_train with st: a resume with other settings is refused
  * note  out: malloc'd; "" when none was stored
- * Each may be NULL when not wanted; on failure all are left NULL.
+ * Each may be NULL when not wanted; on failure m, st and note are NULL and
+ * s holds the defaults.
  */
 LSR_API lsr_status lsr_checkpoint_load(lsr_model **m, lsr_train_state **st, lsr_train_settings *s,
                                        char **note, const char *path);

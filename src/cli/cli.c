@@ -16,6 +16,11 @@
 
 char *openblas_get_corename(void);
 
+lsr_status cli_load_data(lsr_dataset *train, lsr_dataset *test, const char *dir) {
+    const lsr_status st = lsr_dataset_load_dir(train, test, dir);
+    return st == LSR_OK ? st : lsr__fail(st, "--data %s", lsr_last_error());
+}
+
 int cli_error(const char *cmd, const char *msg) {
     fprintf(stderr, "lsr %s: %s\n", cmd, msg);
     return 1;

@@ -26,6 +26,9 @@ const char *cli_blas_core(void);
  * OPENBLAS_CORETYPE and starts lsr again with argv (once); else returns. */
 void cli_fix_blas_core(char **argv);
 
+/* lsr_dataset_load_dir, its message naming the --data flag. */
+lsr_status cli_load_data(lsr_dataset *train, lsr_dataset *test, const char *dir);
+
 /* Prints the evaluation as text, or as one JSON object (json 2: no newline). */
 void cli_print_metrics(const lsr_metrics *mt, int json, const char *title);
 

@@ -18,7 +18,8 @@
 /* How many of m's predictions on x are y; pred (n) gets them.  -1: failed. */
 static int64_t count_hits(lsr_model *m, const float *x, const int64_t *y, int64_t n,
                           int64_t *pred) {
-    float *logits = malloc((size_t)n * m->classes * sizeof(float));
+    const int k = lsr_model_classes(m);
+    float *logits = malloc((size_t)n * k * sizeof(float));
     if (!logits) {
         lsr__fail(LSR_ERROR_OUT_OF_MEMORY, "out of memory");
         return -1;
@@ -27,7 +28,7 @@ static int64_t count_hits(lsr_model *m, const float *x, const int64_t *y, int64_
         free(logits);
         return -1;
     }
-    const int64_t hits = lsr_top1(logits, y, n, m->classes, pred);
+    const int64_t hits = lsr_top1(logits, y, n, k, pred);
     free(logits);
     return hits;
 }
@@ -194,14 +195,16 @@ int lsr_cmd_attack(int argc, char **argv) {
     int status = 1;
     if (lsr_model_load(&model, model_path)) goto out;
     if (source_path && lsr_model_load(&source, source_path)) goto out;
-    if (lsr_dataset_load_dir(&train, &test, data_dir)) goto out;
+    if (cli_load_data(&train, &test, data_dir)) goto out;
     if (limit && limit < test.n) test.n = limit;
     char what[4200];
     snprintf(what, sizeof what, "--data %s", data_dir);
     if (lsr_check_model_data(model, &test, what)) goto out;
     lsr_model *crafter = source_path ? source : model;
     if (source_path && (lsr_check_model_data(source, &test, "--transfer-from"))) goto out;
-    adv = malloc((size_t)test.n * lsr_shape_size(model->input) * sizeof(float));
+    lsr_shape shape;
+    lsr_model_input_shape(model, &shape.h, &shape.w, &shape.c);
+    adv = malloc((size_t)test.n * lsr_shape_size(shape) * sizeof(float));
     pred_clean = malloc((size_t)test.n * sizeof(int64_t));
     pred_adv = malloc((size_t)test.n * sizeof(int64_t));
     if (!adv || !pred_clean || !pred_adv) {
@@ -217,12 +220,11 @@ int lsr_cmd_attack(int argc, char **argv) {
     if (save_dir) {
         char p[4200];
         snprintf(p, sizeof p, "%s/t10k-images-idx3-ubyte", save_dir);
-        if (write_idx_images(p, adv, test.n, model->input)) goto out;
+        if (write_idx_images(p, adv, test.n, shape)) goto out;
         snprintf(p, sizeof p, "%s/t10k-labels-idx1-ubyte", save_dir);
         if (write_idx_labels(p, test.y, test.n)) goto out;
         snprintf(p, sizeof p, "%s/grid.svg", save_dir);
-        if (write_grid(p, test.x, adv, test.y, pred_clean, pred_adv, test.n, model->input))
-            goto out;
+        if (write_grid(p, test.x, adv, test.y, pred_clean, pred_adv, test.n, shape)) goto out;
     }
     const double ca = (double)clean_hits / (double)test.n, aa = (double)adv_hits / (double)test.n;
     if (json)

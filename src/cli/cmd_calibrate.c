@@ -64,7 +64,7 @@ int lsr_cmd_calibrate(int argc, char **argv) {
         goto out;
     }
     /* the examples the run held out: its split, made again */
-    if (lsr_dataset_load_dir(&all, NULL, data_dir) || lsr_train_split(&train, &val, &all, s) ||
+    if (cli_load_data(&all, NULL, data_dir) || lsr_train_split(&train, &val, &all, s) ||
         lsr_check_model_data(model, &val, "validation data"))
         goto out;
     const int k = lsr_model_classes(model);

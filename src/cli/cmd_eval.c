@@ -52,7 +52,7 @@ int lsr_cmd_eval(int argc, char **argv) {
     if (lsr_model_load(&model, model_path)) return cli_error("eval", lsr_last_error());
     const double temperature = lsr_model_temperature(model); /* 0: none fitted */
     lsr_dataset train, test;
-    if (lsr_dataset_load_dir(&train, &test, data_dir)) {
+    if (cli_load_data(&train, &test, data_dir)) {
         lsr_model_free(model);
         return cli_error("eval", lsr_last_error());
     }

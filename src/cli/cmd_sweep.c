@@ -177,7 +177,7 @@ int lsr_cmd_sweep(int argc, char **argv) {
     cli_set_threads((int)j.threads);
 
     lsr_dataset all, test;
-    if (lsr_dataset_load_dir(&all, &test, j.s.data)) {
+    if (cli_load_data(&all, &test, j.s.data)) {
         free(rest);
         return cli_error("sweep", lsr_last_error());
     }

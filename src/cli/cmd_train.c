@@ -67,7 +67,7 @@ int lsr_cmd_train(int argc, char **argv) {
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
 
-    if (lsr_dataset_load_dir(&all, &test, j.s.data)) goto out;
+    if (cli_load_data(&all, &test, j.s.data)) goto out;
     const int classes = all.classes > test.classes ? all.classes : test.classes;
     const lsr_status trained = train_job_run(&j, &all, classes, &model, &val_set);
     if (trained == LSR_STOPPED) { /* by a signal, after a checkpoint */

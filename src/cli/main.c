@@ -38,7 +38,7 @@ static void version(void) {
            ""
 #endif
     );
-    if (lsr_conv_fast_available(LSR_PRECISION_BF16) == LSR_OK)
+    if (lsr_precision_available(LSR_PRECISION_BF16) == LSR_OK)
         printf("--precision bf16: available (oneDNN)\n");
     else
         printf("--precision bf16: unavailable (%s)\n", lsr_last_error());

@@ -154,7 +154,13 @@ int sweep_checkpoint_matches(const char *path, const lsr_train_settings *s, cons
     lsr_train_settings stored;
     char *stored_note = NULL;
     if (lsr_checkpoint_load(NULL, NULL, &stored, &stored_note, path)) return -1;
-    const int same = !lsr_settings_first_difference(&stored, s) && !strcmp(stored_note, note);
+    /* a default initialisation is resolved in the checkpoint: the model's
+     * (the note holds the model, so the same model means the same init) */
+    lsr_train_settings mine = *s;
+    if (mine.init == LSR_INIT_DEFAULT) mine.init = stored.init;
+    char why[512];
+    const int same =
+        !lsr_settings_differ(&stored, &mine, why, sizeof why) && !strcmp(stored_note, note);
     free(stored_note);
     if (same) return 1;
     lsr__fail(LSR_ERROR_MISMATCH,

@@ -264,7 +264,7 @@ int train_job_parse(train_job *j, int argc, char **argv) {
             if (!strcmp(optarg, "fp32")) {
                 s->precision = LSR_PRECISION_FP32;
             } else if (!strcmp(optarg, "bf16")) {
-                if (lsr_conv_fast_available(LSR_PRECISION_BF16))
+                if (lsr_precision_available(LSR_PRECISION_BF16))
                     return lsr__fail(LSR_ERROR_UNSUPPORTED, "--precision bf16: %s",
                                      lsr_last_error());
                 s->precision = LSR_PRECISION_BF16;

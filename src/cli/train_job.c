@@ -34,12 +34,15 @@ lsr_status train_job_make_note(train_job *j, const char *sweep_run) {
             break;
     if (o && j->checkpoint_path)
         cJSON_AddNumberToObject(o, "checkpoint_every", (double)j->checkpoint_every);
-    if (o && sweep_run) cJSON_AddStringToObject(o, "sweep", sweep_run);
+    if (o && sweep_run) { /* the sweep matches its runs' checkpoints by their model too */
+        cJSON_AddStringToObject(o, "sweep", sweep_run);
+        cJSON_AddStringToObject(o, "model", j->model_name);
+    }
     free(j->note);
     j->note = o ? cJSON_PrintUnformatted(o) : NULL;
     cJSON_Delete(o);
     if (!j->note) return lsr__fail(LSR_ERROR_OUT_OF_MEMORY, "out of memory");
-    if (strlen(j->note) >= LSR_TEXT_MAX)
+    if (j->checkpoint_path && strlen(j->note) >= LSR_TEXT_MAX)
         return lsr__fail(LSR_ERROR_OPTION,
                          "the paths of --out, --metrics and --checkpoint are "
                          "too long to store in a checkpoint (%d bytes in all)",
@@ -74,7 +77,7 @@ static lsr_status save_checkpoint(void *ctx, const lsr_model *m, const lsr_train
     j->stopped_epoch = lsr_train_state_epoch(st);
     j->stopped_step = lsr_train_state_step(st);
     if (!j->checkpoint_path) return LSR_OK;
-    return lsr_checkpoint_save(j->checkpoint_path, m, st, &j->s, j->note);
+    return lsr_checkpoint_save(j->checkpoint_path, m, st, j->note);
 }
 
 // for the run's header line
@@ -109,8 +112,19 @@ lsr_status train_job_run(train_job *j, const lsr_dataset *all, int classes, lsr_
     lsr_dataset train_set = {0};
     lsr_train_state *resume = NULL;
     *model = NULL;
-    LSR_TRY(lsr_train_split(&train_set, val_set, all, &j->s));
-    lsr_status st;
+    lsr_status st = lsr_train_split(&train_set, val_set, all, &j->s);
+    if (st != LSR_OK)
+        return lsr__fail(st, "--val %lld: %s", (long long)j->s.val_samples, lsr_last_error());
+    if (j->s.prior_source == LSR_PRIOR_FILE) { /* read now, to name the flag */
+        float *prior = malloc((size_t)classes * sizeof *prior);
+        st = prior ? lsr_prior_read(prior, j->s.prior_file, classes)
+                   : lsr__fail(LSR_ERROR_OUT_OF_MEMORY, "out of memory");
+        free(prior);
+        if (st != LSR_OK) {
+            lsr__fail(st, "--smoothing-prior: %s", lsr_last_error());
+            goto out;
+        }
+    }
     if (j->resume_path)
         st = lsr_checkpoint_load(model, &resume, NULL, NULL, j->resume_path);
     else
@@ -129,6 +143,8 @@ lsr_status train_job_run(train_job *j, const lsr_dataset *all, int classes, lsr_
     st = lsr_train(*model, &train_set, &j->s, &cb, resume);
     resume = NULL; /* taken over */
     j->train_seconds = lsr_now() - t0;
+    if (st == LSR_ERROR_NONFINITE)
+        lsr__fail(st, "%s; try a lower --lr, or --on-nonfinite skip", lsr_last_error());
 out:
     lsr_train_state_free(resume);
     lsr_dataset_free(&train_set);

@@ -203,17 +203,19 @@ int train_job_resume_flags(train_job *j, int argc, char **argv) {
      * made a spec on the same input to compare */
     char given_spec[LSR_SPEC_LEN] = "", stored_spec[LSR_SPEC_LEN];
     snprintf(stored_spec, sizeof stored_spec, "%s", lsr_model_spec(m));
-    j->model_name = stored_spec;
+    j->model_name = NULL; /* the checkpoint's model is the run's */
     lsr_model *g = NULL;
-    if (lsr_model_create(&g, given.model_name, m->input.h, m->input.w, m->input.c, m->classes) ==
-        LSR_OK)
+    int h, w, ch;
+    lsr_model_input_shape(m, &h, &w, &ch);
+    if (lsr_model_create(&g, given.model_name, h, w, ch, lsr_model_classes(m)) == LSR_OK)
         snprintf(given_spec, sizeof given_spec, "%s", lsr_model_spec(g));
     lsr_model_free(g);
     lsr_model_free(m);
     int r = take_note(j, note, path); /* after the model, whose failure is no error here */
     free(note);
-    train_job here = given;
+    train_job here = given, there = *j;
     if (given_spec[0]) here.model_name = given_spec;
+    there.model_name = stored_spec;
     /* every flag given with --resume: the value the stored run has */
     opterr = 0;
     optind = 0;
@@ -222,10 +224,10 @@ int train_job_resume_flags(train_job *j, int argc, char **argv) {
         if (c == OPT_THREADS || c == OPT_QUIET || c == OPT_RESUME) continue;
         char mine[4200], theirs[4200];
         flag_value(&here, c, 1, mine, sizeof mine);
-        flag_value(j, c, 1, theirs, sizeof theirs);
+        flag_value(&there, c, 1, theirs, sizeof theirs);
         if (strcmp(mine, theirs) != 0) {
             flag_value(c == OPT_MODEL ? &given : &here, c, 0, mine, sizeof mine);
-            flag_value(j, c, 0, theirs, sizeof theirs);
+            flag_value(&there, c, 0, theirs, sizeof theirs);
             r = lsr__fail(LSR_ERROR_OPTION,
                           "--resume %s: %s is %.200s here but %.200s in the checkpoint's "
                           "run (leave it out to keep the run's value)",

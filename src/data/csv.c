@@ -35,6 +35,8 @@ static int parse_number(const char *s, double *out) {
 }
 
 lsr_status lsr_dataset_load_csv(lsr_dataset *d, const char *path) {
+    if (!d || !path)
+        return lsr__fail(LSR_ERROR_NULL_ARGUMENT, "lsr_dataset_load_csv: d or path is NULL");
     memset(d, 0, sizeof *d);
     FILE *f = fopen(path, "r");
     if (!f) return lsr__fail(LSR_ERROR_IO, "%s: %s", path, strerror(errno));
@@ -136,21 +138,24 @@ static int find_file(char *out, size_t size, const char *dir, const char *name) 
 }
 
 lsr_status lsr_dataset_load_dir(lsr_dataset *train, lsr_dataset *test, const char *dir) {
+    if (!train || !dir)
+        return lsr__fail(LSR_ERROR_NULL_ARGUMENT, "lsr_dataset_load_dir: train or dir is NULL");
+    memset(train, 0, sizeof *train);
+    if (test) memset(test, 0, sizeof *test);
     struct stat st;
-    if (stat(dir, &st) != 0) return lsr__fail(LSR_ERROR_IO, "--data %s: %s", dir, strerror(errno));
-    if (!S_ISDIR(st.st_mode)) return lsr__fail(LSR_ERROR_FORMAT, "--data %s: not a directory", dir);
+    if (stat(dir, &st) != 0) return lsr__fail(LSR_ERROR_IO, "%s: %s", dir, strerror(errno));
+    if (!S_ISDIR(st.st_mode)) return lsr__fail(LSR_ERROR_FORMAT, "%s: not a directory", dir);
     char img[4096], lab[4096];
     if (find_file(img, sizeof img, dir, "train-images-idx3-ubyte")) {
         if (!find_file(lab, sizeof lab, dir, "train-labels-idx1-ubyte"))
-            return lsr__fail(LSR_ERROR_FORMAT, "--data %s: train-labels-idx1-ubyte[.gz] is missing",
-                             dir);
+            return lsr__fail(LSR_ERROR_FORMAT, "%s: train-labels-idx1-ubyte[.gz] is missing", dir);
         if (lsr_dataset_load_idx(train, img, lab)) return lsr__failed();
         if (!test) return 0;
         if (!find_file(img, sizeof img, dir, "t10k-images-idx3-ubyte") ||
             !find_file(lab, sizeof lab, dir, "t10k-labels-idx1-ubyte")) {
             lsr_dataset_free(train);
             return lsr__fail(LSR_ERROR_FORMAT,
-                             "--data %s: t10k-images-idx3-ubyte[.gz] or "
+                             "%s: t10k-images-idx3-ubyte[.gz] or "
                              "t10k-labels-idx1-ubyte[.gz] is missing",
                              dir);
         }
@@ -162,7 +167,7 @@ lsr_status lsr_dataset_load_dir(lsr_dataset *train, lsr_dataset *test, const cha
         snprintf(img, sizeof img, "%s/train.csv", dir);
         if (access(img, F_OK) != 0)
             return lsr__fail(LSR_ERROR_FORMAT,
-                             "--data %s: neither train-images-idx3-ubyte[.gz] nor train.csv "
+                             "%s: neither train-images-idx3-ubyte[.gz] nor train.csv "
                              "is there",
                              dir);
         if (lsr_dataset_load_csv(train, img)) return lsr__failed();
@@ -174,9 +179,8 @@ lsr_status lsr_dataset_load_dir(lsr_dataset *train, lsr_dataset *test, const cha
         }
     }
     if (test->h != train->h || test->w != train->w || test->c != train->c) {
-        lsr__fail(LSR_ERROR_FORMAT,
-                  "--data %s: test samples are %dx%dx%d, training samples %dx%dx%d", dir, test->h,
-                  test->w, test->c, train->h, train->w, train->c);
+        lsr__fail(LSR_ERROR_FORMAT, "%s: test samples are %dx%dx%d, training samples %dx%dx%d", dir,
+                  test->h, test->w, test->c, train->h, train->w, train->c);
         lsr_dataset_free(train);
         lsr_dataset_free(test);
         return lsr__failed();

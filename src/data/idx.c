@@ -124,6 +124,8 @@ static lsr_status idx_expect_end(gzFile f, const char *path, int64_t data_bytes)
 }
 
 lsr_status lsr_dataset_load_idx(lsr_dataset *d, const char *images_path, const char *labels_path) {
+    if (!d || !images_path || !labels_path)
+        return lsr__fail(LSR_ERROR_NULL_ARGUMENT, "lsr_dataset_load_idx: an argument is NULL");
     memset(d, 0, sizeof *d);
     gzFile fi = NULL, fl = NULL;
     unsigned char *bytes = NULL;

@@ -7,6 +7,8 @@
 #include "dataset.h"
 
 lsr_status lsr_prior_from_labels(float *prior, const int64_t *labels, int64_t n, int k) {
+    if (!prior || (n > 0 && !labels))
+        return lsr__fail(LSR_ERROR_NULL_ARGUMENT, "lsr_prior_from_labels: prior or labels is NULL");
     if (k < 1) return lsr__fail(LSR_ERROR_SIZE, "prior: k = %d classes, must be >= 1", k);
     /* counted in integers: summing 1/n in float drifts past the loss's 1e-4
      * tolerance on the sum from about 30,000 examples */
@@ -26,10 +28,13 @@ lsr_status lsr_prior_from_labels(float *prior, const int64_t *labels, int64_t n,
     return LSR_OK;
 }
 
-/* --smoothing-prior FILE: K non-negative numbers. */
 lsr_status lsr_prior_read(float *prior, const char *path, int k) {
+    if (!prior || !path)
+        return lsr__fail(LSR_ERROR_NULL_ARGUMENT, "lsr_prior_read: prior or path is NULL");
+    if (k < 1)
+        return lsr__fail(LSR_ERROR_SIZE, "prior file %s: k = %d classes, must be >= 1", path, k);
     FILE *f = fopen(path, "r");
-    if (!f) return lsr__fail(LSR_ERROR_IO, "--smoothing-prior %s: cannot open", path);
+    if (!f) return lsr__fail(LSR_ERROR_IO, "prior file %s: cannot open", path);
     int n = 0;
     double v;
     char sep[2];
@@ -44,17 +49,15 @@ lsr_status lsr_prior_read(float *prior, const char *path, int k) {
     fclose(f);
     if (n != k || trailing)
         return lsr__fail(LSR_ERROR_FORMAT,
-                         "--smoothing-prior %s: expected exactly %d numbers (one per class)", path,
-                         k);
+                         "prior file %s: expected exactly %d numbers (one per class)", path, k);
     double sum = 0;
     for (int i = 0; i < k; i++) {
         if (!(prior[i] >= 0.0f) || !isfinite(prior[i]))
-            return lsr__fail(LSR_ERROR_FORMAT, "--smoothing-prior %s: value %d is %g, must be >= 0",
-                             path, i + 1, prior[i]);
+            return lsr__fail(LSR_ERROR_FORMAT, "prior file %s: value %d is %g, must be >= 0", path,
+                             i + 1, prior[i]);
         sum += prior[i];
     }
-    if (!(sum > 0))
-        return lsr__fail(LSR_ERROR_FORMAT, "--smoothing-prior %s: the values sum to 0", path);
+    if (!(sum > 0)) return lsr__fail(LSR_ERROR_FORMAT, "prior file %s: the values sum to 0", path);
     for (int i = 0; i < k; i++)
         prior[i] = (float)(prior[i] / sum); /* normalise */
     return 0;

@@ -8,6 +8,13 @@
 
 lsr_status lsr_dataset_subset(lsr_dataset *dst, const lsr_dataset *src, const int64_t *idx,
                               int64_t n) {
+    if (!dst || !src || (n > 0 && !idx))
+        return lsr__fail(LSR_ERROR_NULL_ARGUMENT, "lsr_dataset_subset: an argument is NULL");
+    if (n < 0) return lsr__fail(LSR_ERROR_SIZE, "subset: n = %lld", (long long)n);
+    for (int64_t i = 0; i < n; i++)
+        if (idx[i] < 0 || idx[i] >= src->n)
+            return lsr__fail(LSR_ERROR_SIZE, "subset: index[%lld] = %lld is outside [0, %lld)",
+                             (long long)i, (long long)idx[i], (long long)src->n);
     *dst = *src;
     dst->n = n;
     const size_t per = (size_t)src->h * (size_t)src->w * (size_t)src->c;
@@ -29,11 +36,16 @@ lsr_status lsr_dataset_subset(lsr_dataset *dst, const lsr_dataset *src, const in
 
 lsr_status lsr_dataset_split(lsr_dataset *train, lsr_dataset *val, const lsr_dataset *all,
                              int64_t limit, int64_t val_count, uint64_t seed) {
+    if (!train || !val || !all)
+        return lsr__fail(LSR_ERROR_NULL_ARGUMENT, "lsr_dataset_split: an argument is NULL");
     memset(train, 0, sizeof *train);
     memset(val, 0, sizeof *val);
     const int64_t n = limit > 0 && limit < all->n ? limit : all->n;
+    if (limit < 0 || val_count < 0)
+        return lsr__fail(LSR_ERROR_SIZE, "split: limit = %lld, val_count = %lld: must be >= 0",
+                         (long long)limit, (long long)val_count);
     if (val_count >= n)
-        return lsr__fail(LSR_ERROR_OPTION, "--val %lld: leaves no training examples of %lld",
+        return lsr__fail(LSR_ERROR_SIZE, "holding out %lld samples leaves none of %lld to train on",
                          (long long)val_count, (long long)n);
     int64_t *idx = malloc((size_t)(n ? n : 1) * sizeof *idx);
     if (!idx) return lsr__fail(LSR_ERROR_OUT_OF_MEMORY, "out of memory");
@@ -55,7 +67,15 @@ lsr_status lsr_dataset_split(lsr_dataset *train, lsr_dataset *val, const lsr_dat
 }
 
 lsr_status lsr_dataset_imbalance(lsr_dataset *d, double ratio, uint64_t seed) {
-    if (!(ratio >= 1.0)) return lsr__fail(LSR_ERROR_OPTION, "--imbalance %g: must be >= 1", ratio);
+    if (!d) return lsr__fail(LSR_ERROR_NULL_ARGUMENT, "lsr_dataset_imbalance: d is NULL");
+    if (!(ratio >= 1.0 && ratio <= 1e12))
+        return lsr__fail(LSR_ERROR_OPTION, "imbalance ratio %g: must be in [1, 1e12]", ratio);
+    for (int64_t i = 0; i < d->n; i++)
+        if (d->y[i] < 0 || d->y[i] >= d->classes)
+            return lsr__fail(LSR_ERROR_LABEL,
+                             "imbalance: label %lld of sample %lld is outside "
+                             "[0, %d)",
+                             (long long)d->y[i], (long long)i, d->classes);
     const int k = d->classes;
     const size_t slots = d->n > 0 ? (size_t)d->n : 1;
     int64_t *order = malloc(slots * sizeof *order);

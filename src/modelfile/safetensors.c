@@ -296,10 +296,14 @@ lsr_status lsr_model_from_metadata(lsr_model *m, const lsr_metadata *md, const c
 }
 
 lsr_status lsr_model_read(lsr_model *m, lsr_metadata *md, const char *path) {
-    lsr_safetensors f;
+    lsr_safetensors *f = malloc(sizeof *f); /* 70 KB: not on the stack */
     float *tmp = NULL;
-    LSR_TRY(lsr_safetensors_open(&f, path, LSR_FORMAT_NAME));
-    if (lsr_model_from_metadata(m, &f.md, path)) goto fail;
+    if (!f) return lsr__fail(LSR_ERROR_OUT_OF_MEMORY, "%s: out of memory", path);
+    if (lsr_safetensors_open(f, path, LSR_FORMAT_NAME)) {
+        free(f);
+        return lsr__failed();
+    }
+    if (lsr_model_from_metadata(m, &f->md, path)) goto fail;
     for (int i = 0; i < m->n_layers; i++) {
         const lsr_layer *l = &m->layers[i];
         if (!l->weight_count) continue;
@@ -313,20 +317,22 @@ lsr_status lsr_model_read(lsr_model *m, lsr_metadata *md, const char *path) {
             goto fail;
         }
         layer_name(name, sizeof name, i, "weight");
-        if (lsr_safetensors_get(&f, name, "F32", wshape, dims, tmp)) goto fail;
+        if (lsr_safetensors_get(f, name, "F32", wshape, dims, tmp)) goto fail;
         for (size_t j = 0; j < l->weight_count; j++)
             m->params[l->weight_offset + j] = tmp[torch_index(l, j)];
         layer_name(name, sizeof name, i, "bias");
-        if (lsr_safetensors_get(&f, name, "F32", bshape, 1, m->params + l->bias_offset)) goto fail;
+        if (lsr_safetensors_get(f, name, "F32", bshape, 1, m->params + l->bias_offset)) goto fail;
     }
-    if (lsr_safetensors_check_complete(&f)) goto fail;
+    if (lsr_safetensors_check_complete(f)) goto fail;
     free(tmp);
-    if (md) *md = f.md;
-    lsr_safetensors_close(&f);
+    if (md) *md = f->md;
+    lsr_safetensors_close(f);
+    free(f);
     return LSR_OK;
 fail:
     free(tmp);
-    lsr_safetensors_close(&f);
+    lsr_safetensors_close(f);
+    free(f);
     lsr_model_clear(m);
     return lsr__failed();
 }

@@ -14,6 +14,7 @@
  * Primitives are built for one batch size and rebuilt when it changes (the
  * last, shorter batch of an epoch; evaluation batches); oneDNN's own
  * primitive cache makes a rebuild to a shape seen before cheap. */
+#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -87,12 +88,23 @@ static void release(lsr_conv_fast *c) {
     c->have_col = 0;
 }
 
+static int engine_made; /* 1: engine and stream exist; -1: they could not be made */
+
+static void make_engine(void) {
+    engine_made =
+        dnnl_engine_create(&engine, dnnl_cpu, 0) == dnnl_success &&
+                dnnl_stream_create(&stream, engine, dnnl_stream_default_flags) == dnnl_success
+            ? 1
+            : -1;
+}
+
+/* The one CPU engine and stream, made once whichever thread asks first. */
 static lsr_status init_engine(void) {
-    if (engine) return 0;
-    if (dnnl_engine_create(&engine, dnnl_cpu, 0) != dnnl_success ||
-        dnnl_stream_create(&stream, engine, dnnl_stream_default_flags) != dnnl_success)
-        return lsr__fail(LSR_ERROR_IO, "oneDNN: cannot create a CPU engine");
-    return 0;
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, make_engine);
+    if (engine_made < 0)
+        return lsr__fail(LSR_ERROR_UNSUPPORTED, "oneDNN: cannot create a CPU engine");
+    return LSR_OK;
 }
 
 /* the im2col matrix of a batch: rows (output positions) by patch (K K C) */

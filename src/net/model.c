@@ -128,6 +128,10 @@ lsr_status lsr_model_init(lsr_model *m, const char *name_or_spec, lsr_shape inpu
     memset(m, 0, sizeof *m);
     m->input = input;
     m->classes = classes;
+    /* cleverhans-cnn trains from cleverhans' own initialisation; the other
+     * presets and spec strings from He's */
+    m->default_init =
+        strcmp(name_or_spec, "cleverhans-cnn") == 0 ? LSR_INIT_CLEVERHANS : LSR_INIT_HE;
     const char *spec = name_or_spec;
     for (size_t i = 0; i < sizeof presets / sizeof presets[0]; i++)
         if (strcmp(name_or_spec, presets[i].name) == 0) {
@@ -217,6 +221,11 @@ static void free_activations(lsr_model *m) {
         m->acts[i] = m->dacts[i] = NULL;
 }
 
+void lsr_model_forget_file_metadata(lsr_model *m) {
+    free(m->file_metadata);
+    m->file_metadata = NULL;
+}
+
 void lsr_model_clear(lsr_model *m) {
     free(m->params);
     free(m->grads);
@@ -231,6 +240,7 @@ void lsr_model_clear(lsr_model *m) {
     free(m->dcol);
     for (int i = 0; i < LSR_MAX_LAYERS; i++)
         lsr_conv_fast_free(m->conv_fast[i]);
+    free(m->file_metadata);
     memset(m, 0, sizeof *m);
 }
 
@@ -400,6 +410,17 @@ LSR_API void lsr_model_free(lsr_model *m) {
 }
 
 LSR_API int lsr_model_classes(const lsr_model *m) { return m->classes; }
+LSR_API void lsr_model_input_shape(const lsr_model *m, int *h, int *w, int *c) {
+    *h = m->input.h;
+    *w = m->input.w;
+    *c = m->input.c;
+}
+LSR_API lsr_status lsr_precision_available(lsr_precision precision) {
+    if (precision == LSR_PRECISION_FP32) return LSR_OK;
+    if (precision != LSR_PRECISION_BF16)
+        return lsr__fail(LSR_ERROR_OPTION, "precision %d: not an lsr_precision", (int)precision);
+    return lsr_conv_fast_available(precision);
+}
 LSR_API size_t lsr_model_param_count(const lsr_model *m) { return m->n_params; }
 LSR_API const float *lsr_model_params(const lsr_model *m) { return m->params; }
 LSR_API const char *lsr_model_spec(const lsr_model *m) { return m->spec; }

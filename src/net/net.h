@@ -73,7 +73,11 @@ struct lsr_model {
     int has_settings;
     lsr_train_settings settings;
     int64_t training_samples;
-    double temperature; /* fitted by lsr calibrate, or 0: none */
+    double temperature;    /* fitted by lsr calibrate, or 0: none */
+    lsr_init default_init; /* LSR_INIT_DEFAULT's: the preset's (He for a spec string) */
+    /* the metadata of the file the model was loaded from (lsr_metadata,
+     * malloc'd), written back as it was unless the model is trained again */
+    void *file_metadata;
 };
 
 /* "cleverhans-cnn", "mlp" and "lenet5" expand to a spec; anything else is
@@ -93,6 +97,8 @@ lsr_status lsr_model_set_precision(lsr_model *m, lsr_precision precision);
 lsr_status lsr_model_reserve(lsr_model *m, int batch);
 /* Frees what lsr_model_init allocated (not m itself) and zeroes m. */
 void lsr_model_clear(lsr_model *m);
+/* Drops the loaded file's metadata (the model has been trained again). */
+void lsr_model_forget_file_metadata(lsr_model *m);
 
 /* x (B, input) -> logits (B, classes), returned (owned by the model).
  * training enables dropout, drawing its masks from rng. */

@@ -18,7 +18,7 @@ lsr_optimizer_settings lsr_optimizer_defaults(void) {
     return s;
 }
 
-lsr_status lsr_optimizer_init(lsr_optimizer *o, const lsr_optimizer_settings *s, size_t n) {
+lsr_status lsr_optimizer_init(lsr_optimizer_state *o, const lsr_optimizer_settings *s, size_t n) {
     memset(o, 0, sizeof *o);
     o->s = *s;
     o->n = n;
@@ -31,13 +31,13 @@ lsr_status lsr_optimizer_init(lsr_optimizer *o, const lsr_optimizer_settings *s,
     return 0;
 }
 
-void lsr_optimizer_free(lsr_optimizer *o) {
+void lsr_optimizer_free(lsr_optimizer_state *o) {
     free(o->m);
     free(o->v);
     memset(o, 0, sizeof *o);
 }
 
-double lsr_optimizer_lr(const lsr_optimizer *o) {
+double lsr_optimizer_lr(const lsr_optimizer_state *o) {
     const lsr_optimizer_settings *s = &o->s;
     double lr = s->lr;
     if (s->warmup > 0 && o->t < s->warmup) lr *= (double)(o->t + 1) / (double)s->warmup;
@@ -51,7 +51,7 @@ double lsr_optimizer_lr(const lsr_optimizer *o) {
     return lr;
 }
 
-void lsr_optimizer_step(lsr_optimizer *o, float *params, const float *grads) {
+void lsr_optimizer_step(lsr_optimizer_state *o, float *params, const float *grads) {
     const lsr_optimizer_settings *s = &o->s;
     const float lr = (float)lsr_optimizer_lr(o), wd = s->weight_decay;
     const int64_t n = (int64_t)o->n;

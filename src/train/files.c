@@ -20,10 +20,14 @@ static _Thread_local lsr_metadata metadata;
 LSR_API lsr_status lsr_model_save(const lsr_model *m, const char *path) {
     if (!m || !path) return lsr__fail(LSR_ERROR_NULL_ARGUMENT, "lsr_model_save: m or path is NULL");
     lsr_metadata *md = &metadata;
-    memset(md, 0, sizeof *md);
-    if (m->has_settings) {
-        lsr_settings_to_metadata(md, &m->settings);
-        lsr_metadata_set(md, "training_samples", "%lld", (long long)m->training_samples);
+    if (m->file_metadata) { /* a loaded model not trained since: its file's entries as they were */
+        *md = *(const lsr_metadata *)m->file_metadata;
+    } else {
+        memset(md, 0, sizeof *md);
+        if (m->has_settings) {
+            lsr_settings_to_metadata(md, &m->settings);
+            lsr_metadata_set(md, "training_samples", "%lld", (long long)m->training_samples);
+        }
     }
     if (m->temperature > 0) lsr_metadata_set(md, "temperature", "%.6f", m->temperature);
     return lsr_model_write(m, md, path);
@@ -52,6 +56,9 @@ LSR_API lsr_status lsr_model_load(lsr_model **out, const char *path) {
     if (!m) return lsr__fail(LSR_ERROR_OUT_OF_MEMORY, "%s: out of memory", path);
     lsr_status st = lsr_model_read(m, &metadata, path);
     if (st == LSR_OK) st = read_record(m, &metadata, path);
+    if (st == LSR_OK && !(m->file_metadata = malloc(sizeof metadata)))
+        st = lsr__fail(LSR_ERROR_OUT_OF_MEMORY, "%s: out of memory", path);
+    if (st == LSR_OK) memcpy(m->file_metadata, &metadata, sizeof metadata);
     if (st != LSR_OK) {
         lsr_model_free(m);
         return st;
@@ -63,13 +70,18 @@ LSR_API lsr_status lsr_model_load(lsr_model **out, const char *path) {
 #define CHECKPOINT_FORMAT "lsr-checkpoint-2"
 
 LSR_API lsr_status lsr_checkpoint_save(const char *path, const lsr_model *m,
-                                       const lsr_train_state *st, const lsr_train_settings *s,
-                                       const char *note) {
-    if (!path || !m || !st || !s)
+                                       const lsr_train_state *st, const char *note) {
+    if (!path || !m || !st)
         return lsr__fail(LSR_ERROR_NULL_ARGUMENT, "lsr_checkpoint_save: an argument is NULL");
     if (note && strlen(note) >= LSR_TEXT_MAX)
         return lsr__fail(LSR_ERROR_OPTION, "%s: the note is longer than %d bytes", path,
                          LSR_TEXT_MAX - 1);
+    if (st->opt.n != m->n_params || st->n < 1)
+        return lsr__fail(LSR_ERROR_MISMATCH,
+                         "%s: the state holds %zu parameters' moments, the model has %zu "
+                         "parameters",
+                         path, st->opt.n, m->n_params);
+    const lsr_train_settings *s = &st->settings;
     lsr_metadata *md = &metadata;
     memset(md, 0, sizeof *md);
     lsr_metadata_set(md, "format", CHECKPOINT_FORMAT);
@@ -153,34 +165,43 @@ static lsr_status open_checkpoint(lsr_safetensors *f, const char *path) {
     return lsr__fail(LSR_ERROR_FORMAT,
                      "%s: a checkpoint of format lsr-checkpoint-1 (an older lsr, whose settings "
                      "were a command line); this lsr reads " CHECKPOINT_FORMAT
-                     ": start the run again",
+                     ": remove it and start the run again",
                      path);
 }
 
 LSR_API lsr_status lsr_checkpoint_load(lsr_model **m_out, lsr_train_state **st_out,
                                        lsr_train_settings *s_out, char **note_out,
                                        const char *path) {
-    if (!path) return lsr__fail(LSR_ERROR_NULL_ARGUMENT, "lsr_checkpoint_load: path is NULL");
     if (m_out) *m_out = NULL;
     if (st_out) *st_out = NULL;
     if (note_out) *note_out = NULL;
-    lsr_safetensors f;
-    LSR_TRY(open_checkpoint(&f, path));
+    if (s_out) *s_out = lsr_train_settings_default();
+    if (!path) return lsr__fail(LSR_ERROR_NULL_ARGUMENT, "lsr_checkpoint_load: path is NULL");
+    lsr_safetensors *f = malloc(sizeof *f); /* 70 KB: not on the stack */
+    if (!f) return lsr__fail(LSR_ERROR_OUT_OF_MEMORY, "%s: out of memory", path);
+    const lsr_status opened = open_checkpoint(f, path);
+    if (opened != LSR_OK) {
+        free(f);
+        return opened;
+    }
     lsr_train_settings s;
-    int found;
     lsr_model *m = calloc(1, sizeof *m);
     lsr_train_state *st = m_out || st_out ? calloc(1, sizeof *st) : NULL; /* m's parameters */
-    const char *note = lsr_metadata_get(&f.md, "note");
+    const char *note = lsr_metadata_get(&f->md, "note");
     char *note_copy = note_out ? strdup(note ? note : "") : NULL;
     lsr_status status = LSR_OK;
     if (!m || ((m_out || st_out) && !st) || (note_out && !note_copy))
         status = lsr__fail(LSR_ERROR_OUT_OF_MEMORY, "%s: out of memory", path);
-    if (!status) status = lsr_settings_from_metadata(&s, &found, &f.md, path);
-    if (!status && !found)
-        status = lsr__fail(LSR_ERROR_FORMAT, "%s: the checkpoint holds no training settings", path);
-    if (!status) status = lsr_model_from_metadata(m, &f.md, path);
-    if (!status && st) status = read_state(st, &f, m, &s);
-    lsr_safetensors_close(&f);
+    if (!status) status = lsr_settings_from_metadata_all(&s, &f->md, path);
+    if (!status) status = lsr_model_from_metadata(m, &f->md, path);
+    if (!status && st) status = read_state(st, f, m, &s);
+    lsr_safetensors_close(f);
+    free(f);
+    if (!status) {
+        m->settings = s;
+        m->has_settings = 1;
+        if (st) st->settings = s;
+    }
     if (status) {
         lsr_model_free(m);
         lsr_train_state_free(st);

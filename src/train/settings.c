@@ -44,9 +44,12 @@ lsr_status lsr_train_settings_check(const lsr_train_settings *s) {
     LSR_TRY(in_range("optimizer.kind", o->kind, LSR_OPTIMIZER_SGD, LSR_OPTIMIZER_ADAMW));
     LSR_TRY(in_range("optimizer.lr", o->lr, 0, 1e6));
     LSR_TRY(in_range("optimizer.momentum", o->momentum, 0, 1));
+    LSR_TRY(in_range("optimizer.nesterov", o->nesterov, 0, 1));
     LSR_TRY(in_range("optimizer.weight_decay", o->weight_decay, 0, 1e6));
-    LSR_TRY(in_range("optimizer.beta1", o->beta1, 0, 1));
-    LSR_TRY(in_range("optimizer.beta2", o->beta2, 0, 1));
+    if (!(o->beta1 >= 0 && o->beta1 < 1 && o->beta2 >= 0 && o->beta2 < 1))
+        return lsr__fail(LSR_ERROR_OPTION,
+                         "settings.optimizer.beta1 = %g, beta2 = %g: each must be in [0, 1)",
+                         (double)o->beta1, (double)o->beta2);
     LSR_TRY(in_range("optimizer.eps", o->eps, 0, 1));
     LSR_TRY(
         in_range("optimizer.schedule", o->schedule, LSR_SCHEDULE_CONSTANT, LSR_SCHEDULE_COSINE));
@@ -60,10 +63,18 @@ lsr_status lsr_train_settings_check(const lsr_train_settings *s) {
         s->val_samples < 0)
         return lsr__fail(LSR_ERROR_OPTION, "settings: a step count, train_limit or val_samples "
                                            "is negative");
-    if (s->loss.prior || s->loss.class_weights || s->loss.reduction != LSR_REDUCTION_MEAN)
+    if (s->loss.prior || s->loss.class_weights || s->loss.reduction != LSR_REDUCTION_MEAN ||
+        s->loss.ignore_index != LSR_IGNORE_INDEX_DEFAULT || s->loss.isa != LSR_ISA_AUTO)
         return lsr__fail(LSR_ERROR_OPTION,
-                         "settings.loss: prior and class_weights must be NULL "
-                         "(the prior comes from prior_source) and the reduction MEAN");
+                         "settings.loss: prior and class_weights must be NULL (the prior comes "
+                         "from prior_source), the reduction MEAN, ignore_index and isa their "
+                         "defaults (lsr_loss_options_default)");
+    LSR_TRY(in_range("loss.smoothing", s->loss.smoothing, 0, 1));
+    LSR_TRY(
+        in_range("loss.convention", s->loss.convention, LSR_SMOOTHING_ALL, LSR_SMOOTHING_OTHERS));
+    LSR_TRY(in_range("loss.z_loss", s->loss.z_loss, 0, 1e6));
+    LSR_TRY(in_range("loss.threads", s->loss.threads, 0, 1 << 20));
+    LSR_TRY(in_range("skip_nonfinite", s->skip_nonfinite, 0, 1));
     LSR_TRY(in_range("prior_source", s->prior_source, LSR_PRIOR_UNIFORM, LSR_PRIOR_FILE));
     if (s->prior_source == LSR_PRIOR_FILE && !memchr(s->prior_file, '\0', sizeof s->prior_file))
         return lsr__fail(LSR_ERROR_OPTION, "settings.prior_file: not a terminated string");
@@ -160,9 +171,18 @@ static void put_field(lsr_metadata *md, const field *f, const lsr_train_settings
     case DOUBLE:
         shortest(buf, sizeof buf, *(const double *)p, 0);
         break;
-    case ENUM:
-        lsr_metadata_set(md, f->key, "%s", f->names[*(const int *)p]);
+    case ENUM: { /* in range after lsr_train_settings_check; else the number, which reads back
+                    as an error */
+        const int v = *(const int *)p;
+        int count = 0;
+        while (f->names[count])
+            count++;
+        if (v >= 0 && v < count)
+            lsr_metadata_set(md, f->key, "%s", f->names[v]);
+        else
+            lsr_metadata_set(md, f->key, "%d", v);
         return;
+    }
     case TEXT:
         lsr_metadata_set(md, f->key, "%s", p);
         return;
@@ -174,11 +194,13 @@ void lsr_settings_to_metadata(lsr_metadata *md, const lsr_train_settings *s) {
     lsr_metadata_set(md, "settings_version", "%d", LSR_SETTINGS_VERSION);
     for (size_t i = 0; i < N_FIELDS; i++)
         put_field(md, &fields[i], s);
-    /* the prior: its source, or the file it was read from */
+    /* the prior: its source, and the file it was read from */
     lsr_metadata_set(md, "smoothing_prior", "%s",
                      s->prior_source == LSR_PRIOR_DATA   ? "data"
-                     : s->prior_source == LSR_PRIOR_FILE ? s->prior_file
+                     : s->prior_source == LSR_PRIOR_FILE ? "file"
                                                          : "uniform");
+    lsr_metadata_set(md, "smoothing_prior_file", "%s",
+                     s->prior_source == LSR_PRIOR_FILE ? s->prior_file : "");
     lsr_metadata_set(md, "adv", "%s", s->adv_eps > 0 ? "fgsm" : "none"); /* for people */
 }
 
@@ -225,8 +247,10 @@ static lsr_status get_field(lsr_train_settings *s, const field *f, const char *v
     return LSR_OK;
 }
 
-lsr_status lsr_settings_from_metadata(lsr_train_settings *s, int *found, const lsr_metadata *md,
-                                      const char *path) {
+/* s from md; all: every setting must be there (else missing ones keep their
+ * defaults, and *found tells whether there was any). */
+static lsr_status from_metadata(lsr_train_settings *s, int *found, int all, const lsr_metadata *md,
+                                const char *path) {
     *s = lsr_train_settings_default();
     *found = 0;
     const char *version = lsr_metadata_get(md, "settings_version");
@@ -236,32 +260,71 @@ lsr_status lsr_settings_from_metadata(lsr_train_settings *s, int *found, const l
                          version, LSR_SETTINGS_VERSION);
     for (size_t i = 0; i < N_FIELDS; i++) {
         const char *v = lsr_metadata_get(md, fields[i].key);
+        if (!v && all)
+            return lsr__fail(LSR_ERROR_FORMAT, "%s: the setting %s is missing", path,
+                             fields[i].key);
         if (!v) continue;
         *found = 1;
         LSR_TRY(get_field(s, &fields[i], v, path));
     }
+    /* the prior: "uniform", "data", or "file" with smoothing_prior_file; files
+     * before settings_version 1 held the file's path itself */
     const char *prior = lsr_metadata_get(md, "smoothing_prior");
-    if (prior && !strcmp(prior, "data")) {
+    const char *file = lsr_metadata_get(md, "smoothing_prior_file");
+    if (!prior && all)
+        return lsr__fail(LSR_ERROR_FORMAT, "%s: the setting smoothing_prior is missing", path);
+    if (!prior || !strcmp(prior, "uniform")) {
+        s->prior_source = LSR_PRIOR_UNIFORM;
+    } else if (!strcmp(prior, "data")) {
         s->prior_source = LSR_PRIOR_DATA;
-    } else if (prior && strcmp(prior, "uniform") != 0) {
-        if (strlen(prior) >= sizeof s->prior_file)
-            return lsr__fail(LSR_ERROR_FORMAT, "%s: metadata smoothing_prior is too long", path);
+    } else {
+        const char *name = version ? file : prior;
+        if (!name || !name[0] || (version && strcmp(prior, "file") != 0))
+            return lsr__fail(LSR_ERROR_FORMAT,
+                             "%s: metadata smoothing_prior is '%.100s' with "
+                             "no prior file",
+                             path, prior);
+        if (strlen(name) >= sizeof s->prior_file)
+            return lsr__fail(LSR_ERROR_FORMAT, "%s: metadata smoothing_prior_file is too long",
+                             path);
         s->prior_source = LSR_PRIOR_FILE;
-        strcpy(s->prior_file, prior);
+        strcpy(s->prior_file, name);
+    }
+    if (*found || !all) {
+        const lsr_status st = lsr_train_settings_check(s);
+        if (st != LSR_OK) return lsr__fail(LSR_ERROR_FORMAT, "%s: %s", path, lsr_last_error());
     }
     return LSR_OK;
 }
 
-const char *lsr_settings_first_difference(const lsr_train_settings *a,
-                                          const lsr_train_settings *b) {
-    static _Thread_local char key[LSR_META_KEY];
-    lsr_metadata ma = {0}, mb = {0};
-    lsr_settings_to_metadata(&ma, a);
-    lsr_settings_to_metadata(&mb, b);
-    for (int i = 0; i < ma.n; i++)
-        if (strcmp(ma.value[i], lsr_metadata_get(&mb, ma.key[i])) != 0) {
-            snprintf(key, sizeof key, "%s", ma.key[i]);
-            return key;
-        }
-    return NULL;
+lsr_status lsr_settings_from_metadata(lsr_train_settings *s, int *found, const lsr_metadata *md,
+                                      const char *path) {
+    return from_metadata(s, found, 0, md, path);
+}
+
+lsr_status lsr_settings_from_metadata_all(lsr_train_settings *s, const lsr_metadata *md,
+                                          const char *path) {
+    int found;
+    return from_metadata(s, &found, 1, md, path);
+}
+
+int lsr_settings_differ(const lsr_train_settings *a, const lsr_train_settings *b, char *why,
+                        size_t size) {
+    lsr_metadata *ma = calloc(2, sizeof *ma), *mb = ma + 1; /* 140 KB: not on the stack */
+    if (!ma) {
+        snprintf(why, size, "out of memory to compare the settings");
+        return 1;
+    }
+    lsr_settings_to_metadata(ma, a);
+    lsr_settings_to_metadata(mb, b);
+    int differ = 0;
+    for (int i = 0; i < ma->n && !differ; i++) {
+        const char *other = lsr_metadata_get(mb, ma->key[i]);
+        if (other && strcmp(ma->value[i], other) == 0) continue;
+        snprintf(why, size, "%s is %.200s, not %.200s", ma->key[i], ma->value[i],
+                 other ? other : "(none)");
+        differ = 1;
+    }
+    free(ma);
+    return differ;
 }

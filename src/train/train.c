@@ -95,6 +95,28 @@ static lsr_status start_state(lsr_train_state *st, lsr_model *m, const lsr_datas
     return LSR_OK;
 }
 
+/* A checkpoint's state fits the run: the same settings, data size and
+ * parameters, and a step inside an epoch. */
+static lsr_status check_resume(const lsr_train_state *st, const lsr_model *m,
+                               const lsr_dataset *data, const lsr_train_settings *s) {
+    char why[512];
+    if (lsr_settings_differ(&st->settings, s, why, sizeof why))
+        return lsr__fail(LSR_ERROR_MISMATCH,
+                         "resume: the checkpoint's run has other settings: its %s here", why);
+    const int64_t steps = (data->n + s->batch - 1) / s->batch;
+    if (st->n != data->n || st->opt.n != m->n_params)
+        return lsr__fail(LSR_ERROR_MISMATCH,
+                         "resume: the checkpoint has %lld samples and %zu parameters, the run "
+                         "%lld and %zu",
+                         (long long)st->n, st->opt.n, (long long)data->n, m->n_params);
+    if (st->epoch < 1 || st->step < 0 || st->step >= steps)
+        return lsr__fail(LSR_ERROR_MISMATCH,
+                         "resume: the checkpoint is at epoch %d step %lld, "
+                         "outside the run",
+                         st->epoch, (long long)st->step);
+    return LSR_OK;
+}
+
 /* The buffers of one step. */
 typedef struct step_buffers {
     float *x, *dlogits, *x_adv;
@@ -175,7 +197,7 @@ static lsr_status run_epochs(lsr_model *m, lsr_train_state *st, const step_buffe
             if (nonfinite && !s->skip_nonfinite)
                 return lsr__fail(LSR_ERROR_NONFINITE,
                                  "epoch %d step %lld: the loss or its gradient is not finite (the "
-                                 "run diverged; try a lower --lr, or --on-nonfinite skip)",
+                                 "run diverged)",
                                  st->epoch, (long long)st->step + 1);
             if (nonfinite) {
                 p.skipped = ++st->skipped;
@@ -205,17 +227,20 @@ static lsr_status run_epochs(lsr_model *m, lsr_train_state *st, const step_buffe
                 st->step = 0;
                 epoch_end = 1;
             }
+            /* the epoch's report before its checkpoint: a checkpoint at an
+             * epoch's end stands for everything that epoch did */
+            if (epoch_end && cb && cb->epoch) {
+                const lsr_status said = cb->epoch(cb->ctx, &p);
+                if (said != LSR_OK && said != LSR_STOPPED) return said;
+                if (said == LSR_STOPPED) asked = LSR_STOPPED;
+            }
             const int stop = asked == LSR_STOPPED || (cb && cb->stop && *cb->stop);
             const int64_t every = cb ? cb->checkpoint_every : 0;
             const int due = every > 0 && (global + 1) % every == 0;
             const int last = epoch_end && st->epoch > s->epochs;
             if (cb && cb->checkpoint && (stop || due || last))
                 LSR_TRY(cb->checkpoint(cb->ctx, m, st));
-            if (epoch_end && cb && cb->epoch) {
-                asked = cb->epoch(cb->ctx, &p);
-                if (asked != LSR_OK) return asked;
-            }
-            if (stop) return LSR_STOPPED;
+            if (stop && !last) return LSR_STOPPED; /* a stop at the last step: the run is done */
         }
     }
     return LSR_OK;
@@ -248,15 +273,17 @@ LSR_API lsr_status lsr_train(lsr_model *m, const lsr_dataset *data, const lsr_tr
         status = lsr__fail(LSR_ERROR_SIZE, "training data: no samples");
         goto done;
     }
+    /* the run's settings, the default initialisation resolved: what the
+     * model and the checkpoints record */
+    lsr_train_settings run = *s;
+    if (run.init == LSR_INIT_DEFAULT) run.init = resume ? st.settings.init : m->default_init;
+    s = &run;
     if (!resume) {
         if ((status = start_state(&st, m, data, s))) goto done;
-    } else if (st.n != data->n || st.opt.n != m->n_params) {
-        status = lsr__fail(LSR_ERROR_MISMATCH,
-                           "resume: the checkpoint has %lld samples and %zu parameters, the run "
-                           "%lld and %zu",
-                           (long long)st.n, st.opt.n, (long long)data->n, m->n_params);
+    } else if ((status = check_resume(&st, m, data, s))) {
         goto done;
     }
+    st.settings = run;
     if ((status = resolve_prior(&prior, s, m, data))) goto done;
     lsr_loss_options lo = s->loss;
     lo.prior = prior;
@@ -277,6 +304,7 @@ LSR_API lsr_status lsr_train(lsr_model *m, const lsr_dataset *data, const lsr_tr
         m->settings = *s;
         m->has_settings = 1;
         m->training_samples = data->n;
+        lsr_model_forget_file_metadata(m);
     }
 done:
     if (m) lsr_model_set_precision(m, LSR_PRECISION_FP32); /* evaluation is fp32 */

@@ -17,13 +17,14 @@
 /* Everything a run needs to go on exactly where it stopped (with the
  * model's parameters): what a checkpoint holds. */
 struct lsr_train_state {
-    int epoch;         /* 1-based epoch in progress */
-    int64_t step;      /* steps of that epoch already taken */
-    int64_t n;         /* training samples */
-    int64_t *order;    /* (n) this epoch's sample order */
-    lsr_rng rng;       /* shuffling and dropout, as after the last step */
-    lsr_optimizer opt; /* moments and step count */
-    int64_t skipped;   /* steps skipped as non-finite */
+    int epoch;                   /* 1-based epoch in progress */
+    int64_t step;                /* steps of that epoch already taken */
+    int64_t n;                   /* training samples */
+    int64_t *order;              /* (n) this epoch's sample order */
+    lsr_rng rng;                 /* shuffling and dropout, as after the last step */
+    lsr_optimizer_state opt;     /* moments and step count */
+    int64_t skipped;             /* steps skipped as non-finite */
+    lsr_train_settings settings; /* the run's, its default initialisation resolved */
 };
 
 /* The optimizer settings of a run of s on n samples: the cosine schedule's
@@ -48,7 +49,12 @@ lsr_status lsr_check_model_data(const lsr_model *m, const lsr_dataset *d, const 
 void lsr_settings_to_metadata(lsr_metadata *md, const lsr_train_settings *s);
 lsr_status lsr_settings_from_metadata(lsr_train_settings *s, int *found, const lsr_metadata *md,
                                       const char *path);
-/* The metadata key of the first setting in which a and b differ, or NULL. */
-const char *lsr_settings_first_difference(const lsr_train_settings *a, const lsr_train_settings *b);
+/* The same, every setting required (checkpoints hold them all). */
+lsr_status lsr_settings_from_metadata_all(lsr_train_settings *s, const lsr_metadata *md,
+                                          const char *path);
+/* 1 if a and b differ in any recorded setting, why then naming the first
+ * (its key and both values); 0 if they are the same. */
+int lsr_settings_differ(const lsr_train_settings *a, const lsr_train_settings *b, char *why,
+                        size_t size);
 
 #endif
