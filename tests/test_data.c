@@ -200,6 +200,101 @@ static void test_csv_refuses_malformed_files(void) {
           "CSV bad label: '%s'", lsr_last_error());
 }
 
+/* A dataset of n 1x1x1 samples whose value is their index, labels i % k. */
+static lsr_dataset counting(int64_t n, int k) {
+    lsr_dataset d = {
+        n, 1, 1, 1, k, malloc((size_t)n * sizeof(float)), malloc((size_t)n * sizeof(int64_t))};
+    for (int64_t i = 0; i < n; i++) {
+        d.x[i] = (float)i;
+        d.y[i] = i % k;
+    }
+    return d;
+}
+
+/* The split puts every one of the first limit samples in train or val once, the same seed
+ * giving the same split, and without validation keeps their order; refusals by status. */
+static void test_split(void) {
+    lsr_dataset all = counting(100, 4), train, val, train2, val2;
+    CHECK(lsr_dataset_split(&train, &val, &all, 80, 20, 7) == LSR_OK, "%s", lsr_last_error());
+    CHECK(lsr_dataset_split(&train2, &val2, &all, 80, 20, 7) == LSR_OK, "%s", lsr_last_error());
+    int seen[80] = {0}, in_order = 1, same = 1;
+    for (int64_t i = 0; i < train.n; i++) {
+        seen[(int)train.x[i]]++;
+        same &= train.x[i] == train2.x[i] && train.y[i] == (int64_t)train.x[i] % 4;
+    }
+    for (int64_t i = 0; i < val.n; i++) {
+        seen[(int)val.x[i]]++;
+        same &= val.x[i] == val2.x[i];
+    }
+    int once = 1;
+    for (int i = 0; i < 80; i++)
+        once &= seen[i] == 1;
+    CHECK(train.n == 60 && val.n == 20 && once && same,
+          "split: %lld + %lld, every sample once %d, reproducible %d", (long long)train.n,
+          (long long)val.n, once, same);
+    lsr_dataset_free(&train);
+    lsr_dataset_free(&val);
+    CHECK(lsr_dataset_split(&train, &val, &all, 50, 0, 7) == LSR_OK, "%s", lsr_last_error());
+    for (int64_t i = 0; i < train.n; i++)
+        in_order &= train.x[i] == (float)i;
+    CHECK(train.n == 50 && val.n == 0 && in_order, "no validation: the first 50 in order");
+    lsr_dataset_free(&train);
+    lsr_dataset_free(&val);
+    lsr_dataset_free(&train2);
+    lsr_dataset_free(&val2);
+    CHECK(lsr_dataset_split(&train, &val, &all, 0, 100, 7) == LSR_ERROR_SIZE, "all held out");
+    CHECK(lsr_dataset_split(&train, &val, &all, 0, -1, 7) == LSR_ERROR_SIZE, "val_count < 0");
+    CHECK(lsr_dataset_split(&train, NULL, &all, 0, 1, 7) == LSR_ERROR_NULL_ARGUMENT, "no val");
+    const int64_t bad[2] = {0, 100};
+    CHECK(lsr_dataset_subset(&train, &all, bad, 2) == LSR_ERROR_SIZE, "an index past n");
+    lsr_dataset_free(&all);
+}
+
+/* The imbalance keeps ceil(ratio^(-c/(K-1)) n_c) of class c (exact counts); priors from labels
+ * are the class frequencies; a prior file is read and normalised (to 1e-6, float). */
+static void test_imbalance_and_priors(void) {
+    lsr_dataset d = counting(400, 4); /* 100 per class */
+    CHECK(lsr_dataset_imbalance(&d, 8.0, 3) == LSR_OK, "%s", lsr_last_error());
+    int64_t count[4] = {0};
+    for (int64_t i = 0; i < d.n; i++)
+        count[d.y[i]]++;
+    CHECK(count[0] == 100 && count[1] == 50 && count[2] == 25 && count[3] == 13,
+          "imbalance 8: %lld %lld %lld %lld, want 100 50 25 13", (long long)count[0],
+          (long long)count[1], (long long)count[2], (long long)count[3]);
+    float prior[4];
+    CHECK(lsr_prior_from_labels(prior, d.y, d.n, 4) == LSR_OK, "%s", lsr_last_error());
+    CHECK(fabsf(prior[0] - 100.0f / 188) < 1e-6f && fabsf(prior[3] - 13.0f / 188) < 1e-6f,
+          "the data prior: %g %g", (double)prior[0], (double)prior[3]);
+    CHECK(lsr_prior_from_labels(prior, d.y, 0, 4) == LSR_ERROR_SIZE, "a prior of no labels");
+    d.y[0] = 9;
+    CHECK(lsr_dataset_imbalance(&d, 2.0, 3) == LSR_ERROR_LABEL, "a label past classes");
+    lsr_dataset_free(&d);
+    char p[512];
+    snprintf(p, sizeof p, "%s/prior.txt", tmpdir);
+    FILE *f = fopen(p, "w");
+    fprintf(f, "1, 1; 2\n4\n");
+    fclose(f);
+    CHECK(lsr_prior_read(prior, p, 4) == LSR_OK && fabsf(prior[3] - 0.5f) < 1e-6f &&
+              fabsf(prior[0] - 0.125f) < 1e-6f,
+          "prior file: %s", lsr_last_error());
+    CHECK(lsr_prior_read(prior, p, 3) == LSR_ERROR_FORMAT && strstr(lsr_last_error(), p),
+          "a prior file of 4 numbers for 3 classes: %s", lsr_last_error());
+}
+
+/* A model tells its input shape; fp32 is always available, bf16 where the CPU has it. */
+static void test_model_shape_and_precision(void) {
+    lsr_model *m = NULL;
+    CHECK(lsr_model_create(&m, "flatten,dense:3", 5, 4, 2, 3) == LSR_OK, "%s", lsr_last_error());
+    int h = 0, w = 0, c = 0;
+    if (m) lsr_model_input_shape(m, &h, &w, &c);
+    CHECK(h == 5 && w == 4 && c == 2 && m && lsr_model_classes(m) == 3, "shape %dx%dx%d", h, w, c);
+    lsr_model_free(m);
+    CHECK(lsr_precision_available(LSR_PRECISION_FP32) == LSR_OK, "fp32 unavailable");
+    const lsr_status bf16 = lsr_precision_available(LSR_PRECISION_BF16);
+    CHECK(bf16 == LSR_OK || (bf16 == LSR_ERROR_UNSUPPORTED && lsr_last_error()[0]), "bf16: %s",
+          lsr_status_name(bf16));
+}
+
 int main(void) {
     if (scratch_make()) return 1;
     test_idx_reads_plain();
@@ -208,6 +303,9 @@ int main(void) {
     test_model_data_mismatch_refused();
     test_csv_reads();
     test_csv_refuses_malformed_files();
+    test_split();
+    test_imbalance_and_priors();
+    test_model_shape_and_precision();
     scratch_remove();
     return check_summary();
 }

@@ -230,6 +230,25 @@ static void test_checkpoint_resumes_exactly(void) {
     CHECK(st == LSR_ERROR_MISMATCH && strstr(lsr_last_error(), "batch"),
           "a resume with batch 50 instead of 64: %s '%s'", lsr_status_name(st), lsr_last_error());
     lsr_model_free(m2);
+    /* and so is one with another model's parameters, or other data */
+    lsr_model *fresh = NULL;
+    CHECK(lsr_checkpoint_load(NULL, &state2, NULL, NULL, path) == LSR_OK, "%s", lsr_last_error());
+    CHECK(lsr_model_create(&fresh, spec, 28, 28, 1, 10) == LSR_OK, "%s", lsr_last_error());
+    st = lsr_train(fresh, &tiny, &back, NULL, state2);
+    CHECK(st == LSR_ERROR_MISMATCH && strstr(lsr_last_error(), "parameters"),
+          "a resume on a fresh model: %s '%s'", lsr_status_name(st), lsr_last_error());
+    lsr_model_free(fresh);
+    lsr_dataset shifted; /* the same count, shifted by one */
+    int64_t idx[300];
+    for (int i = 0; i < 300; i++)
+        idx[i] = i + 1;
+    CHECK(lsr_dataset_subset(&shifted, &train, idx, 300) == LSR_OK, "%s", lsr_last_error());
+    CHECK(lsr_checkpoint_load(&m2, &state2, NULL, NULL, path) == LSR_OK, "%s", lsr_last_error());
+    st = lsr_train(m2, &shifted, &back, NULL, state2);
+    CHECK(st == LSR_ERROR_MISMATCH && strstr(lsr_last_error(), "data"),
+          "a resume on other data: %s '%s'", lsr_status_name(st), lsr_last_error());
+    lsr_model_free(m2);
+    lsr_dataset_free(&shifted);
     st = lsr_train(m, &tiny, &back, NULL, state);
     CHECK(st == LSR_OK, "resume: %s", lsr_last_error());
     const size_t n = lsr_model_param_count(m);

@@ -59,7 +59,8 @@ extern "C" {
 typedef struct lsr_dataset {
     int64_t n;   /* samples */
     int h, w, c; /* sample shape; CSV rows are 1 x features x 1 */
-    int classes; /* largest label + 1 */
+    int classes; /* the label range [0, classes): largest label + 1 as read; subsets
+                    keep their source's */
     float *x;    /* (n, h * w * c); IDX pixels scaled to [0, 1] */
     int64_t *y;  /* (n) labels in [0, classes) */
 } lsr_dataset;
@@ -86,8 +87,9 @@ LSR_API lsr_status lsr_dataset_load_csv(lsr_dataset *out, const char *path);
  */
 LSR_API lsr_status lsr_dataset_load_dir(lsr_dataset *train, lsr_dataset *test, const char *dir);
 /*
- * train, val  out: val gets val_count samples drawn with seed from the first
- *             limit of all, train the others in their order
+ * train, val  out: the first limit samples of all in an order drawn with
+ *             seed (when val_count > 0; else in their order): train the
+ *             first of them, val the last val_count
  * all         in
  * limit       how many samples of all to use; 0: all of them
  * The same arguments always give the same split.
@@ -229,8 +231,9 @@ typedef struct lsr_train_settings {
     lsr_init init;
     lsr_precision precision;
     lsr_optimizer_settings optimizer;
-    /* smoothing, convention, z_loss; prior and class_weights must be NULL
-     * (the prior comes from prior_source), reduction MEAN */
+    /* smoothing, convention, z_loss, threads; prior and class_weights must
+     * be NULL (the prior comes from prior_source), reduction MEAN, and
+     * ignore_index and isa their defaults */
     lsr_loss_options loss;
     lsr_prior prior_source;
     char prior_file[LSR_TEXT_MAX]; /* LSR_PRIOR_FILE */
@@ -308,11 +311,12 @@ typedef struct lsr_train_callbacks {
  * stopped it before (after the checkpoint callback), or an error:
  * LSR_ERROR_OPTION (a setting out of range, named), LSR_ERROR_SIZE (no
  * samples), LSR_ERROR_MISMATCH (data that does not fit the model, or a
- * resumed state of other settings, data or model), LSR_ERROR_NONFINITE (the
- * run diverged), LSR_ERROR_UNSUPPORTED (bf16 on a CPU without it),
- * LSR_ERROR_IO or LSR_ERROR_FORMAT (the prior file), LSR_ERROR_OUT_OF_MEMORY,
- * or what a callback returned.  Afterwards m is in fp32 for evaluation and
- * records s, its default initialisation resolved (lsr_model_save).
+ * resumed state of other settings, data (samples, labels, order) or model
+ * (architecture, parameters)), LSR_ERROR_NONFINITE (the run diverged), LSR_ERROR_UNSUPPORTED (bf16
+ * on a CPU without it), LSR_ERROR_IO or LSR_ERROR_FORMAT (the prior file), LSR_ERROR_OUT_OF_MEMORY,
+ * or what a callback returned.  Afterwards m is in fp32 for evaluation,
+ * records s, its default initialisation resolved (lsr_model_save), and has
+ * no temperature (one fitted before no longer holds).
  */
 LSR_API lsr_status lsr_train(lsr_model *m, const lsr_dataset *data, const lsr_train_settings *s,
                              const lsr_train_callbacks *cb, lsr_train_state *resume);
@@ -379,7 +383,7 @@ LSR_API lsr_status lsr_temperature_fit(double *temperature, const float *logits,
  * labels or, when labels is NULL, against m's own predictions.
  *
  * adv  out (n, h * w * c); may equal x.   x  in (n, h * w * c)
- * eps  >= 0
+ * eps  in [0, 1]
  */
 LSR_API lsr_status lsr_fgsm_generate(float *adv, lsr_model *m, const float *x,
                                      const int64_t *labels, int64_t n, float eps);

@@ -4,7 +4,6 @@
 #include <string.h>
 
 #include "../metrics/metrics.h"
-#include "../train/train.h"
 #include "lsr/loss.h"
 
 lsr_status lsr_fgsm(lsr_model *m, float *adv, const float *x, const int64_t *labels, int64_t n,

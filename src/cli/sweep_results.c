@@ -159,13 +159,13 @@ int sweep_checkpoint_matches(const char *path, const lsr_train_settings *s, cons
     lsr_train_settings mine = *s;
     if (mine.init == LSR_INIT_DEFAULT) mine.init = stored.init;
     char why[512];
-    const int same =
-        !lsr_settings_differ(&stored, &mine, why, sizeof why) && !strcmp(stored_note, note);
+    const int differ = lsr_settings_differ(&stored, &mine, why, sizeof why);
+    const int same = !differ && !strcmp(stored_note, note);
     free(stored_note);
     if (same) return 1;
     lsr__fail(LSR_ERROR_MISMATCH,
-              "--checkpoint %s: holds a run with other settings; remove it, or give "
+              "--checkpoint %s: holds a run with other settings (%s); remove it, or give "
               "another --checkpoint",
-              path);
+              path, differ ? why : "another model or other files");
     return -1;
 }

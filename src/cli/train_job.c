@@ -98,8 +98,8 @@ static void print_header(const train_job *j, const lsr_dataset *train, const lsr
             "%d classes\nmodel %s (%zu parameters), eps %g (%s%s), %d epochs, batch %d, "
             "%d threads, %s, GEMMs by %s\n",
             j->prefix, s->data, (long long)train->n, (long long)val->n, train->h, train->w,
-            train->c, classes, m->spec, m->n_params, (double)s->loss.smoothing,
-            s->prior_source != LSR_PRIOR_UNIFORM ? "prior " : "",
+            train->c, classes, lsr_model_spec(m), lsr_model_param_count(m),
+            (double)s->loss.smoothing, s->prior_source != LSR_PRIOR_UNIFORM ? "prior " : "",
             s->prior_source != LSR_PRIOR_UNIFORM      ? prior
             : s->loss.convention == LSR_SMOOTHING_ALL ? "all"
                                                       : "others",
@@ -112,16 +112,19 @@ lsr_status train_job_run(train_job *j, const lsr_dataset *all, int classes, lsr_
     lsr_dataset train_set = {0};
     lsr_train_state *resume = NULL;
     *model = NULL;
-    lsr_status st = lsr_train_split(&train_set, val_set, all, &j->s);
-    if (st != LSR_OK)
-        return lsr__fail(st, "--val %lld: %s", (long long)j->s.val_samples, lsr_last_error());
+    const int64_t limit = j->s.train_limit, n = limit > 0 && limit < all->n ? limit : all->n;
+    if (j->s.val_samples >= n)
+        return lsr__fail(LSR_ERROR_OPTION, "--val %lld: leaves no training examples of %lld",
+                         (long long)j->s.val_samples, (long long)n);
+    LSR_TRY(lsr_train_split(&train_set, val_set, all, &j->s));
+    lsr_status st;
     if (j->s.prior_source == LSR_PRIOR_FILE) { /* read now, to name the flag */
         float *prior = malloc((size_t)classes * sizeof *prior);
         st = prior ? lsr_prior_read(prior, j->s.prior_file, classes)
                    : lsr__fail(LSR_ERROR_OUT_OF_MEMORY, "out of memory");
         free(prior);
         if (st != LSR_OK) {
-            lsr__fail(st, "--smoothing-prior: %s", lsr_last_error());
+            lsr__fail(st, "--smoothing-prior %s", lsr_last_error());
             goto out;
         }
     }
@@ -144,7 +147,8 @@ lsr_status train_job_run(train_job *j, const lsr_dataset *all, int classes, lsr_
     resume = NULL; /* taken over */
     j->train_seconds = lsr_now() - t0;
     if (st == LSR_ERROR_NONFINITE)
-        lsr__fail(st, "%s; try a lower --lr, or --on-nonfinite skip", lsr_last_error());
+        lsr__fail(st, "%s (the run diverged; try a lower --lr, or --on-nonfinite skip)",
+                  lsr_last_error());
 out:
     lsr_train_state_free(resume);
     lsr_dataset_free(&train_set);

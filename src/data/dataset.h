@@ -27,9 +27,9 @@ lsr_status lsr_dataset_load_dir(lsr_dataset *train, lsr_dataset *test, const cha
 /* dst gets copies of src's samples at idx[0..n). */
 lsr_status lsr_dataset_subset(lsr_dataset *dst, const lsr_dataset *src, const int64_t *idx,
                               int64_t n);
-/* The first limit samples of all (0: all of them), val_count of which, drawn
- * with seed, go to val and the rest, in order, to train.  The same
- * arguments always give the same split. */
+/* The first limit samples of all (0: all of them), shuffled with seed when
+ * val_count > 0: val gets the last val_count of that order, train the rest.
+ * The same arguments always give the same split. */
 lsr_status lsr_dataset_split(lsr_dataset *train, lsr_dataset *val, const lsr_dataset *all,
                              int64_t limit, int64_t val_count, uint64_t seed);
 /* Keeps ratio^(-c/(K-1)) of class c's samples (seeded): class 0 keeps all,

@@ -9,7 +9,9 @@
 lsr_status lsr_prior_from_labels(float *prior, const int64_t *labels, int64_t n, int k) {
     if (!prior || (n > 0 && !labels))
         return lsr__fail(LSR_ERROR_NULL_ARGUMENT, "lsr_prior_from_labels: prior or labels is NULL");
-    if (k < 1) return lsr__fail(LSR_ERROR_SIZE, "prior: k = %d classes, must be >= 1", k);
+    if (k < 1 || n < 1)
+        return lsr__fail(LSR_ERROR_SIZE, "prior: %lld labels of %d classes: need >= 1 of each",
+                         (long long)n, k);
     /* counted in integers: summing 1/n in float drifts past the loss's 1e-4
      * tolerance on the sum from about 30,000 examples */
     int64_t *count = calloc((size_t)k, sizeof *count);
@@ -31,10 +33,9 @@ lsr_status lsr_prior_from_labels(float *prior, const int64_t *labels, int64_t n,
 lsr_status lsr_prior_read(float *prior, const char *path, int k) {
     if (!prior || !path)
         return lsr__fail(LSR_ERROR_NULL_ARGUMENT, "lsr_prior_read: prior or path is NULL");
-    if (k < 1)
-        return lsr__fail(LSR_ERROR_SIZE, "prior file %s: k = %d classes, must be >= 1", path, k);
+    if (k < 1) return lsr__fail(LSR_ERROR_SIZE, "%s: k = %d classes, must be >= 1", path, k);
     FILE *f = fopen(path, "r");
-    if (!f) return lsr__fail(LSR_ERROR_IO, "prior file %s: cannot open", path);
+    if (!f) return lsr__fail(LSR_ERROR_IO, "%s: cannot open", path);
     int n = 0;
     double v;
     char sep[2];
@@ -48,16 +49,16 @@ lsr_status lsr_prior_read(float *prior, const char *path, int k) {
     int trailing = !feof(f) && fscanf(f, " %1s", sep) == 1;
     fclose(f);
     if (n != k || trailing)
-        return lsr__fail(LSR_ERROR_FORMAT,
-                         "prior file %s: expected exactly %d numbers (one per class)", path, k);
+        return lsr__fail(LSR_ERROR_FORMAT, "%s: expected exactly %d numbers (one per class)", path,
+                         k);
     double sum = 0;
     for (int i = 0; i < k; i++) {
         if (!(prior[i] >= 0.0f) || !isfinite(prior[i]))
-            return lsr__fail(LSR_ERROR_FORMAT, "prior file %s: value %d is %g, must be >= 0", path,
-                             i + 1, prior[i]);
+            return lsr__fail(LSR_ERROR_FORMAT, "%s: value %d is %g, must be >= 0", path, i + 1,
+                             prior[i]);
         sum += prior[i];
     }
-    if (!(sum > 0)) return lsr__fail(LSR_ERROR_FORMAT, "prior file %s: the values sum to 0", path);
+    if (!(sum > 0)) return lsr__fail(LSR_ERROR_FORMAT, "%s: the values sum to 0", path);
     for (int i = 0; i < k; i++)
         prior[i] = (float)(prior[i] / sum); /* normalise */
     return 0;

@@ -117,6 +117,7 @@ LSR_API lsr_status lsr_temperature_fit(double *temperature, const float *logits,
     if (!temperature)
         return lsr__fail(LSR_ERROR_NULL_ARGUMENT, "lsr_temperature_fit: temperature is NULL");
     LSR_TRY(check_inputs("lsr_temperature_fit", logits, labels, n, k));
+    if (n == 0) return lsr__fail(LSR_ERROR_SIZE, "lsr_temperature_fit: no rows to fit on");
     /* NLL(T) is unimodal in log T for the cases that matter; golden-section search */
     const double g = 0.5 * (sqrt(5.0) - 1.0);
     double a = log(0.01), b = log(100.0);

@@ -12,6 +12,8 @@
 #include "lsr/train.h"
 
 #define LSR_MAX_LAYERS 32
+/* Samples per forward pass in prediction, evaluation and FGSM. */
+#define LSR_PREDICT_BATCH 256
 #define LSR_SPEC_LEN 1024
 #define LSR_MAX_PARAMS ((size_t)1 << 30) /* 4 GiB of weights */
 

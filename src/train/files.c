@@ -76,11 +76,11 @@ LSR_API lsr_status lsr_checkpoint_save(const char *path, const lsr_model *m,
     if (note && strlen(note) >= LSR_TEXT_MAX)
         return lsr__fail(LSR_ERROR_OPTION, "%s: the note is longer than %d bytes", path,
                          LSR_TEXT_MAX - 1);
-    if (st->opt.n != m->n_params || st->n < 1)
+    if (st->opt.n != m->n_params || strcmp(st->spec, m->spec) != 0)
         return lsr__fail(LSR_ERROR_MISMATCH,
-                         "%s: the state holds %zu parameters' moments, the model has %zu "
-                         "parameters",
-                         path, st->opt.n, m->n_params);
+                         "%s: the state is of a run of model %.300s (%zu parameters), not of "
+                         "this one",
+                         path, st->spec, st->opt.n);
     const lsr_train_settings *s = &st->settings;
     lsr_metadata *md = &metadata;
     memset(md, 0, sizeof *md);
@@ -92,6 +92,7 @@ LSR_API lsr_status lsr_checkpoint_save(const char *path, const lsr_model *m,
     lsr_metadata_set(md, "epoch", "%d", st->epoch);
     lsr_metadata_set(md, "step", "%lld", (long long)st->step);
     lsr_metadata_set(md, "samples", "%lld", (long long)st->n);
+    lsr_metadata_set(md, "data_hash", "%016" PRIx64, st->data_hash);
     lsr_metadata_set(md, "optimizer_steps", "%lld", (long long)st->opt.t);
     lsr_metadata_set(md, "skipped", "%lld", (long long)st->skipped);
     lsr_metadata_set(md, "rng", "%016" PRIx64 "%016" PRIx64 "%016" PRIx64 "%016" PRIx64,
@@ -123,13 +124,18 @@ static lsr_status read_state(lsr_train_state *st, lsr_safetensors *f, lsr_model 
     const char *path = f->path;
     int64_t epoch, step, t, skipped, n;
     const char *rng = lsr_metadata_get(&f->md, "rng");
+    const char *data_hash = lsr_metadata_get(&f->md, "data_hash");
+    char *end;
     if (!parse_int64(&f->md, "epoch", 1, &epoch) || !parse_int64(&f->md, "step", 0, &step) ||
         !parse_int64(&f->md, "optimizer_steps", 0, &t) ||
-        !parse_int64(&f->md, "skipped", 0, &skipped) || !parse_int64(&f->md, "samples", 0, &n) ||
-        !rng || strlen(rng) != 64)
+        !parse_int64(&f->md, "skipped", 0, &skipped) || !parse_int64(&f->md, "samples", 1, &n) ||
+        !rng || strlen(rng) != 64 || !data_hash || strlen(data_hash) != 16 || epoch > s->epochs + 1)
         return lsr__fail(LSR_ERROR_FORMAT, "%s: the checkpoint's metadata is incomplete", path);
+    st->data_hash = strtoull(data_hash, &end, 16);
+    if (*end)
+        return lsr__fail(LSR_ERROR_FORMAT, "%s: the checkpoint's data_hash is malformed", path);
     for (int i = 0; i < 4; i++) {
-        char part[17], *end;
+        char part[17];
         memcpy(part, rng + 16 * i, 16);
         part[16] = '\0';
         st->rng.s[i] = strtoull(part, &end, 16);
@@ -155,6 +161,9 @@ static lsr_status read_state(lsr_train_state *st, lsr_safetensors *f, lsr_model 
         if (st->order[i] < 0 || st->order[i] >= n)
             return lsr__fail(LSR_ERROR_FORMAT, "%s: the sample order holds %lld, outside [0, %lld)",
                              path, (long long)st->order[i], (long long)n);
+    st->params_hash = lsr_train_params_hash(m);
+    snprintf(st->spec, sizeof st->spec, "%s", m->spec);
+    m->training_samples = n;
     return LSR_OK;
 }
 

@@ -50,7 +50,9 @@ lsr_status lsr_train_settings_check(const lsr_train_settings *s) {
         return lsr__fail(LSR_ERROR_OPTION,
                          "settings.optimizer.beta1 = %g, beta2 = %g: each must be in [0, 1)",
                          (double)o->beta1, (double)o->beta2);
-    LSR_TRY(in_range("optimizer.eps", o->eps, 0, 1));
+    if (!(o->eps > 0 && o->eps <= 1))
+        return lsr__fail(LSR_ERROR_OPTION, "settings.optimizer.eps = %g: must be in (0, 1]",
+                         (double)o->eps);
     LSR_TRY(
         in_range("optimizer.schedule", o->schedule, LSR_SCHEDULE_CONSTANT, LSR_SCHEDULE_COSINE));
     LSR_TRY(in_range("optimizer.gamma", o->gamma, 0, 1e6));

@@ -97,12 +97,40 @@ static lsr_status start_state(lsr_train_state *st, lsr_model *m, const lsr_datas
 
 /* A checkpoint's state fits the run: the same settings, data size and
  * parameters, and a step inside an epoch. */
+static uint64_t fnv1a(uint64_t h, const void *p, size_t n) {
+    const unsigned char *b = p;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ b[i]) * 0x100000001b3ull;
+    return h;
+}
+
+uint64_t lsr_train_data_hash(const lsr_dataset *d) {
+    const int64_t shape[4] = {d->n, d->h, d->w, d->c};
+    uint64_t h = fnv1a(0xcbf29ce484222325ull, shape, sizeof shape);
+    h = fnv1a(h, d->x, (size_t)d->n * (size_t)d->h * d->w * d->c * sizeof(float));
+    return fnv1a(h, d->y, (size_t)d->n * sizeof(int64_t));
+}
+
+uint64_t lsr_train_params_hash(const lsr_model *m) {
+    return fnv1a(0xcbf29ce484222325ull, m->params, m->n_params * sizeof(float));
+}
+
 static lsr_status check_resume(const lsr_train_state *st, const lsr_model *m,
                                const lsr_dataset *data, const lsr_train_settings *s) {
     char why[512];
     if (lsr_settings_differ(&st->settings, s, why, sizeof why))
         return lsr__fail(LSR_ERROR_MISMATCH,
                          "resume: the checkpoint's run has other settings: its %s here", why);
+    if (strcmp(st->spec, m->spec) != 0)
+        return lsr__fail(LSR_ERROR_MISMATCH, "resume: the checkpoint's model is %.300s, not %.300s",
+                         st->spec, m->spec);
+    if (st->params_hash != lsr_train_params_hash(m))
+        return lsr__fail(LSR_ERROR_MISMATCH,
+                         "resume: the model's parameters are not those the "
+                         "checkpoint was saved with (pass the model lsr_checkpoint_load gave)");
+    if (st->data_hash != lsr_train_data_hash(data))
+        return lsr__fail(LSR_ERROR_MISMATCH, "resume: the training data is not the checkpoint's "
+                                             "run's (other samples, labels or order)");
     const int64_t steps = (data->n + s->batch - 1) / s->batch;
     if (st->n != data->n || st->opt.n != m->n_params)
         return lsr__fail(LSR_ERROR_MISMATCH,
@@ -196,8 +224,7 @@ static lsr_status run_epochs(lsr_model *m, lsr_train_state *st, const step_buffe
             LSR_TRY(train_step(&loss, &stats, &nonfinite, m, st, buf, data, s, lo, b));
             if (nonfinite && !s->skip_nonfinite)
                 return lsr__fail(LSR_ERROR_NONFINITE,
-                                 "epoch %d step %lld: the loss or its gradient is not finite (the "
-                                 "run diverged)",
+                                 "epoch %d step %lld: the loss or its gradient is not finite",
                                  st->epoch, (long long)st->step + 1);
             if (nonfinite) {
                 p.skipped = ++st->skipped;
@@ -234,12 +261,17 @@ static lsr_status run_epochs(lsr_model *m, lsr_train_state *st, const step_buffe
                 if (said != LSR_OK && said != LSR_STOPPED) return said;
                 if (said == LSR_STOPPED) asked = LSR_STOPPED;
             }
-            const int stop = asked == LSR_STOPPED || (cb && cb->stop && *cb->stop);
+            int stop = asked == LSR_STOPPED || (cb && cb->stop && *cb->stop);
             const int64_t every = cb ? cb->checkpoint_every : 0;
             const int due = every > 0 && (global + 1) % every == 0;
             const int last = epoch_end && st->epoch > s->epochs;
-            if (cb && cb->checkpoint && (stop || due || last))
-                LSR_TRY(cb->checkpoint(cb->ctx, m, st));
+            if (cb && cb->checkpoint && (stop || due || last)) {
+                const lsr_status saved = cb->checkpoint(cb->ctx, m, st);
+                if (saved == LSR_STOPPED)
+                    stop = 1;
+                else if (saved != LSR_OK)
+                    return saved;
+            }
             if (stop && !last) return LSR_STOPPED; /* a stop at the last step: the run is done */
         }
     }
@@ -284,6 +316,9 @@ LSR_API lsr_status lsr_train(lsr_model *m, const lsr_dataset *data, const lsr_tr
         goto done;
     }
     st.settings = run;
+    snprintf(st.spec, sizeof st.spec, "%s", m->spec);
+    st.data_hash = lsr_train_data_hash(data);
+    m->temperature = 0; /* a temperature fitted to other parameters no longer holds */
     if ((status = resolve_prior(&prior, s, m, data))) goto done;
     lsr_loss_options lo = s->loss;
     lo.prior = prior;

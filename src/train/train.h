@@ -11,9 +11,6 @@
 #include "lsr/loss.h"
 #include "lsr/train.h"
 
-/* The batch size of prediction and evaluation. */
-#define LSR_PREDICT_BATCH 256
-
 /* Everything a run needs to go on exactly where it stopped (with the
  * model's parameters): what a checkpoint holds. */
 struct lsr_train_state {
@@ -25,7 +22,17 @@ struct lsr_train_state {
     lsr_optimizer_state opt;     /* moments and step count */
     int64_t skipped;             /* steps skipped as non-finite */
     lsr_train_settings settings; /* the run's, its default initialisation resolved */
+    char spec[LSR_SPEC_LEN];     /* the model's architecture */
+    uint64_t data_hash;          /* lsr_train_data_hash of the training data */
+    uint64_t params_hash;        /* lsr_train_params_hash of the parameters it was saved
+                                    with (a loaded state; 0 otherwise) */
 };
+
+/* FNV-1a hashes: of a dataset's shape, samples and labels (which data a
+ * run trains on), and of a model's parameters (that a resumed state gets
+ * the model it was saved with). */
+uint64_t lsr_train_data_hash(const lsr_dataset *d);
+uint64_t lsr_train_params_hash(const lsr_model *m);
 
 /* The optimizer settings of a run of s on n samples: the cosine schedule's
  * length resolved (the one place it is computed). */
