@@ -97,9 +97,17 @@ static lsr_status start_state(lsr_train_state *st, lsr_model *m, const lsr_datas
 
 /* A checkpoint's state fits the run: the same settings, data size and
  * parameters, and a step inside an epoch. */
+/* FNV-1a over 8-byte words (then the last bytes): a data set's 188 MB in a
+ * fraction of the time a byte at a time takes. */
 static uint64_t fnv1a(uint64_t h, const void *p, size_t n) {
     const unsigned char *b = p;
-    for (size_t i = 0; i < n; i++)
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t w;
+        memcpy(&w, b + i, 8);
+        h = (h ^ w) * 0x100000001b3ull;
+    }
+    for (; i < n; i++)
         h = (h ^ b[i]) * 0x100000001b3ull;
     return h;
 }
