@@ -4,7 +4,7 @@ BUILD ?= build
 CMAKE_FLAGS ?=
 JOBS ?= $(shell nproc)
 
-.PHONY: all deps build test demo bench-loss bench-train fuzz install clean
+.PHONY: all deps build test demo bench-loss bench-train fuzz install python clean
 
 all: build
 
@@ -44,6 +44,14 @@ fuzz: deps
 
 install: build
 	cmake --install $(BUILD) $(if $(PREFIX),--prefix $(PREFIX))
+
+# The Python package (python/: lsr for NumPy, lsr.torch for PyTorch) for
+# Debian's /usr/bin/python3, with the shared library inside it.
+python: build
+	@scripts/install-deps.sh python
+	cp -L $(BUILD)/liblsr.so python/lsr/liblsr.so
+	/usr/bin/python3 -m pip install --quiet --no-build-isolation --no-deps --no-index \
+	    --break-system-packages ./python
 
 clean:
 	rm -rf $(BUILD) build-*

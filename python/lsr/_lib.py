@@ -1,0 +1,104 @@
+"""The shared library liblsr through ctypes: its loss functions, structs and statuses.
+
+The library is looked for, in this order: the file named by the LSR_LIBRARY
+environment variable; a copy inside this package (what `make python` installs);
+the library directory `pkg-config --variable=libdir lsr` names; the linker's
+search path (`ctypes.util.find_library`).
+"""
+import ctypes
+import ctypes.util
+import os
+import subprocess
+
+STATUS_NAMES = [
+    "LSR_OK", "LSR_ERROR_NULL_ARGUMENT", "LSR_ERROR_SIZE", "LSR_ERROR_LABEL",
+    "LSR_ERROR_SMOOTHING", "LSR_ERROR_PRIOR", "LSR_ERROR_WEIGHT", "LSR_ERROR_TARGET",
+    "LSR_ERROR_OVERLAP", "LSR_ERROR_NONFINITE", "LSR_ERROR_OPTION", "LSR_ERROR_UNSUPPORTED",
+    "LSR_ERROR_OUT_OF_MEMORY", "LSR_ERROR_IO", "LSR_ERROR_FORMAT", "LSR_ERROR_MISMATCH",
+    "LSR_STOPPED",
+]
+LABEL = STATUS_NAMES.index("LSR_ERROR_LABEL")
+
+CONVENTIONS = {"all": 0, "others": 1}
+REDUCTIONS = {"mean": 0, "sum": 1, "none": 2}
+
+
+class LossOptions(ctypes.Structure):
+    """lsr_loss_options of lsr/loss.h, field for field."""
+    _fields_ = [
+        ("smoothing", ctypes.c_float),
+        ("convention", ctypes.c_int),
+        ("prior", ctypes.POINTER(ctypes.c_float)),
+        ("class_weights", ctypes.POINTER(ctypes.c_float)),
+        ("ignore_index", ctypes.c_int64),
+        ("reduction", ctypes.c_int),
+        ("z_loss", ctypes.c_float),
+        ("threads", ctypes.c_int),
+        ("isa", ctypes.c_int),
+    ]
+
+
+class LossStats(ctypes.Structure):
+    """lsr_loss_stats of lsr/loss.h."""
+    _fields_ = [
+        ("valid_rows", ctypes.c_int64),
+        ("top1_hits", ctypes.c_int64),
+        ("label_ce", ctypes.c_double),
+        ("prior_ce", ctypes.c_double),
+        ("mean_max_prob", ctypes.c_double),
+        ("mean_lse", ctypes.c_double),
+    ]
+
+
+def _candidates():
+    env = os.environ.get("LSR_LIBRARY")
+    if env:
+        yield env
+        return
+    here = os.path.dirname(os.path.abspath(__file__))
+    for name in sorted(os.listdir(here)):
+        if name.startswith("liblsr.so"):
+            yield os.path.join(here, name)
+    try:
+        libdir = subprocess.run(["pkg-config", "--variable=libdir", "lsr"], capture_output=True,
+                                text=True, check=True).stdout.strip()
+        if libdir:
+            yield os.path.join(libdir, "liblsr.so")
+    except (OSError, subprocess.CalledProcessError):
+        pass
+    found = ctypes.util.find_library("lsr")
+    if found:
+        yield found
+
+
+def load():
+    """The library, its functions' argument and result types declared."""
+    tried = []
+    for path in _candidates():
+        try:
+            lib = ctypes.CDLL(path)
+            break
+        except OSError as e:
+            tried.append(f"{path} ({e})")
+    else:
+        raise ImportError("lsr: cannot find liblsr.so (tried: " + (", ".join(tried) or "nothing")
+                          + "); run `make python`, or set LSR_LIBRARY to its path")
+    f32 = ctypes.POINTER(ctypes.c_float)
+    i64 = ctypes.POINTER(ctypes.c_int64)
+    stats = ctypes.POINTER(LossStats)
+    opts = ctypes.POINTER(LossOptions)
+    for name, target in (("lsr_cross_entropy", i64), ("lsr_cross_entropy_soft", f32),
+                         ("lsr_cross_entropy_reference", i64),
+                         ("lsr_cross_entropy_soft_reference", f32)):
+        fn = getattr(lib, name)
+        fn.argtypes = [f32, f32, stats, f32, target, ctypes.c_int64, ctypes.c_int64,
+                       ctypes.c_int64, opts]
+        fn.restype = ctypes.c_int
+    lib.lsr_last_error.restype = ctypes.c_char_p
+    lib.lsr_last_error.argtypes = []
+    lib.lsr_loss_options_default.restype = LossOptions
+    lib.lsr_loss_options_default.argtypes = []
+    return lib
+
+
+lib = load()

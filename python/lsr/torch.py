@@ -1,0 +1,190 @@
+"""lsr for PyTorch: a drop-in for torch.nn.functional.cross_entropy.
+
+    import lsr.torch
+    loss = lsr.torch.cross_entropy(logits, labels, label_smoothing=0.1)
+    loss = lsr.torch.cross_entropy(logits, labels, label_smoothing=0.1,
+                                   prior=class_frequencies)      # u(k) of your own
+    loss = lsr.torch.cross_entropy(logits, labels, label_smoothing=0.1,
+                                   convention="others")         # eps/(K-1), target 1 - eps
+    criterion = lsr.torch.CrossEntropyLoss(label_smoothing=0.1)
+
+Same signature and semantics as F.cross_entropy (PyTorch 1.13), plus
+keyword-only extras: prior, convention, z_loss, return_stats.  The loss and its
+gradient come from one pass of lsr's C kernel; backward only scales the saved
+gradient.  CPU tensors only; float32 is computed as it is, bfloat16, float16 and
+float64 are computed in float32 (the gradient is returned in the input's dtype).
+The kernel uses torch.get_num_threads() threads; its result does not depend on
+the count.
+"""
+import numpy as np
+import torch
+from torch.nn.modules.loss import _WeightedLoss
+
+from . import Stats, call
+
+__all__ = ["cross_entropy", "CrossEntropyLoss", "Stats"]
+
+_REDUCTIONS = ("mean", "sum", "none")
+
+
+class _Loss(torch.autograd.Function):
+    """Forward: the C kernel's loss with its gradient; backward: that gradient
+    times grad_output (per row for reduction 'none')."""
+
+    @staticmethod
+    def forward(ctx, logits, target, kwargs, nan_rows, stats_out):
+        z = logits.detach().contiguous()
+        t = target.detach().contiguous()
+        want_grad = ctx.needs_input_grad[0]
+        grad = torch.empty_like(z) if want_grad else None
+        reduction = kwargs["reduction"]
+        loss, stats = call(z.numpy(), t.numpy(), grad=None if grad is None else grad.numpy(),
+                           **kwargs)
+        loss = torch.from_numpy(loss)
+        if nan_rows is not None:  # mean over no weight: PyTorch's 0/0
+            loss = torch.full_like(loss, float("nan"))
+            if grad is not None:
+                grad[nan_rows] = float("nan")
+        stats_out.append(stats)
+        ctx.save_for_backward(grad)
+        ctx.reduction = reduction
+        return loss if reduction == "none" else loss.reshape(())
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_output):
+        (grad,) = ctx.saved_tensors
+        if ctx.reduction == "none":
+            return grad * grad_output.reshape(-1, 1).to(grad.dtype), None, None, None, None
+        return grad * grad_output.to(grad.dtype), None, None, None, None
+
+
+def _legacy_reduction(size_average, reduce, reduction):
+    if size_average is None and reduce is None:
+        return reduction
+    from torch.nn import _reduction
+    return _reduction.legacy_get_string(size_average, reduce)
+
+
+def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-100, reduce=None,
+                  reduction="mean", label_smoothing=0.0, *, prior=None, convention="all",
+                  z_loss=0.0, return_stats=False):
+    """Cross-entropy with label smoothing, as torch.nn.functional.cross_entropy.
+
+    input            (N, C), (C,) or (N, C, d1, ..., dk): logits, classes in dimension 1
+    target           class indices (N), () or (N, d1, ..., dk), int64; or probabilities
+                     of input's shape (floating point)
+    weight           (C) class weights, or None
+    ignore_index     class-index targets equal to it count in no term (not with
+                     probability targets)
+    reduction        'mean' (divided by the sum of the counted rows' weights, or by N
+                     for probability targets), 'sum' or 'none'
+    label_smoothing  eps in [0, 1]: the target becomes (1 - eps) onehot + eps u
+    prior            keyword only: (C) smoothing distribution u (e.g. the class
+                     frequencies; non-negative, summing to 1); default uniform
+    convention       keyword only: 'all' (u = 1/C, PyTorch's: the label gets
+                     1 - eps + eps/C) or 'others' (u = 1/(C-1) off the label: it gets
+                     1 - eps, darknet's and Megatron's); ignored with a prior
+    z_loss           keyword only: lambda >= 0, adds lambda * logsumexp(input)^2 per row
+    return_stats     keyword only: also return lsr.Stats: H(q, p) and H(u, p) (the two
+                     terms of the smoothed loss), valid rows, top-1 hits, mean max
+                     probability, mean log-sum-exp (plain floats, for logging)
+
+    With weights and smoothing the smoothing term is sum_k w_k u_k (-log p_k), as in
+    PyTorch.  Mean with every row ignored (or zero weight) is NaN, as in PyTorch.
+    Raises what F.cross_entropy raises: IndexError for a class index out of range,
+    ValueError or RuntimeError for shapes and dtypes, TypeError for a tensor not on
+    the CPU.
+    """
+    reduction = _legacy_reduction(size_average, reduce, reduction)
+    if reduction not in _REDUCTIONS:
+        raise ValueError(f"{reduction} is not a valid value for reduction")
+    for name, t in (("input", input), ("target", target), ("weight", weight), ("prior", prior)):
+        if t is not None and isinstance(t, torch.Tensor) and t.device.type != "cpu":
+            raise TypeError(f"lsr.torch.cross_entropy: {name} is on {t.device}; lsr runs on "
+                            "the CPU (move it with .cpu(), or use F.cross_entropy there)")
+    if not input.is_floating_point():
+        raise RuntimeError(f"cross_entropy: input must be floating point, not {input.dtype}")
+    probabilities = target.is_floating_point()
+    unbatched = input.dim() == 1
+    if unbatched:
+        input = input.unsqueeze(0)
+        target = target.unsqueeze(0)
+    if input.dim() < 2:
+        raise RuntimeError("cross_entropy: input must be (C,), (N, C) or (N, C, d1, ...)")
+    n, c = input.shape[0], input.shape[1]
+    if probabilities:
+        if target.shape != input.shape:
+            raise RuntimeError(f"cross_entropy: probability target of shape "
+                               f"{tuple(target.shape)} for input of shape {tuple(input.shape)}")
+        if ignore_index != -100:
+            raise RuntimeError("ignore_index is not supported for floating point target")
+    else:
+        if target.dtype != torch.int64:
+            raise RuntimeError(f"expected scalar type Long but found {_dtype_name(target)}")
+        if target.shape[:1] != input.shape[:1] and target.dim() >= 1:
+            raise ValueError(f"Expected input batch_size ({n}) to match target batch_size "
+                             f"({target.shape[0]}).")
+        if tuple(target.shape) != (n,) + tuple(input.shape[2:]):
+            raise RuntimeError(f"cross_entropy: target of shape {tuple(target.shape)} for "
+                               f"input of shape {tuple(input.shape)}")
+    # classes last, one row per (sample, position): differentiable, so autograd
+    # brings the gradient back to input's layout and dtype
+    rows = input.movedim(1, -1).reshape(-1, c) if input.dim() > 2 else input
+    z = rows.to(torch.float32)
+    if probabilities:
+        t = target.movedim(1, -1).reshape(-1, c) if target.dim() > 2 else target
+        t = t.detach().to(torch.float32)
+    else:
+        t = target.reshape(-1)
+        bad = (t != ignore_index) & ((t < 0) | (t >= c))
+        if bool(bad.any()):
+            raise IndexError(f"Target {int(t[bad][0])} is out of bounds.")
+    w = None if weight is None else weight.detach().to(torch.float32).contiguous().numpy()
+    u = None if prior is None else torch.as_tensor(prior).detach().to(torch.float32).numpy()
+    kwargs = dict(label_smoothing=float(label_smoothing), convention=convention, prior=u,
+                  weight=w, ignore_index=int(ignore_index) if not probabilities else -100,
+                  reduction=reduction, z_loss=float(z_loss), threads=torch.get_num_threads())
+    nan_rows = None
+    if reduction == "mean" and not probabilities:
+        counted = t != ignore_index
+        total = counted.sum() if weight is None else weight[t[counted]].sum()
+        if float(total) == 0.0:  # PyTorch: NaN loss; NaN gradient on counted rows
+            nan_rows = counted
+    if reduction == "mean" and probabilities and t.shape[0] == 0:
+        nan_rows = torch.zeros(0, dtype=torch.bool)
+    stats = []
+    loss = _Loss.apply(z, t, kwargs, nan_rows, stats)
+    if reduction == "none":
+        loss = loss.reshape(() if unbatched else (n,) + tuple(input.shape[2:]))
+    loss = loss.to(input.dtype)
+    if return_stats:
+        return loss, stats[0]
+    return loss
+
+
+def _dtype_name(t):
+    return {torch.int32: "Int", torch.int16: "Short", torch.int8: "Char", torch.uint8: "Byte",
+            torch.bool: "Bool"}.get(t.dtype, str(t.dtype))
+
+
+class CrossEntropyLoss(_WeightedLoss):
+    """nn.CrossEntropyLoss with lsr's kernel: the same constructor, plus the
+    keyword-only prior, convention and z_loss of lsr.torch.cross_entropy."""
+
+    __constants__ = ["ignore_index", "reduction", "label_smoothing"]
+
+    def __init__(self, weight=None, size_average=None, ignore_index=-100, reduce=None,
+                 reduction="mean", label_smoothing=0.0, *, prior=None, convention="all",
+                 z_loss=0.0):
+        super().__init__(weight, size_average, reduce, reduction)
+        self.ignore_index = ignore_index
+        self.label_smoothing = label_smoothing
+        self.register_buffer("prior", None if prior is None else torch.as_tensor(prior))
+        self.convention = convention
+        self.z_loss = z_loss
+
+    def forward(self, input, target):
+        return cross_entropy(input, target, weight=self.weight, ignore_index=self.ignore_index,
+                             reduction=self.reduction, label_smoothing=self.label_smoothing,
+                             prior=self.prior, convention=self.convention, z_loss=self.z_loss)

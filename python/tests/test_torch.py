@@ -1,0 +1,210 @@
+"""lsr.torch.cross_entropy against torch.nn.functional.cross_entropy (PyTorch 1.13).
+
+PyTorch computes in float64 on the same float32-rounded inputs; lsr in float32.
+Tolerances: 1e-5 relative on losses and 1e-5 relative + 1e-7 absolute on
+gradients (float32 sums over at most a few hundred classes stay within
+K * 6e-8 of the exact value)."""
+import pytest
+
+torch = pytest.importorskip("torch")
+import torch.nn.functional as F  # noqa: E402
+
+import lsr  # noqa: E402
+import lsr.torch as lt  # noqa: E402
+
+GEN = torch.Generator().manual_seed(0)
+
+
+def rand(*shape):
+    return torch.randn(*shape, generator=GEN) * 3
+
+
+def both(input32, target, **kw):
+    """(lsr's loss and gradient in float32, PyTorch's in float64), one backward each with a
+    random upstream gradient for reduction 'none'."""
+    x = input32.clone().requires_grad_(True)
+    ours = lt.cross_entropy(x, target, **kw)
+    up = torch.rand(ours.shape, generator=GEN) if ours.dim() else torch.tensor(1.0)
+    (ours * up).sum().backward()
+    x64 = input32.double().requires_grad_(True)
+    t64 = target.double() if target.is_floating_point() else target
+    kw64 = dict(kw)
+    if kw64.get("weight") is not None:
+        kw64["weight"] = kw64["weight"].double()
+    theirs = F.cross_entropy(x64, t64, **kw64)
+    (theirs * up.double()).sum().backward()
+    return ours.detach(), x.grad, theirs.detach(), x64.grad
+
+
+def close(ours, theirs):
+    torch.testing.assert_close(ours.double(), theirs, rtol=1e-5, atol=1e-7, equal_nan=True)
+
+
+SHAPES = [(7, 5), (5,), (3, 4, 6), (2, 6, 3, 2), (1, 300)]
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("eps", [0.0, 0.1])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_class_indices(shape, reduction, eps, weighted):
+    """Every input form with class-index targets, ignore_index, weights, smoothing."""
+    c = shape[1] if len(shape) > 1 else shape[0]
+    x = rand(*shape)
+    tshape = () if len(shape) == 1 else (shape[0],) + shape[2:]
+    y = torch.randint(0, c, tshape, generator=GEN)
+    if y.dim():
+        y.view(-1)[0] = -100  # one ignored row
+    w = torch.rand(c, generator=GEN) + 0.1 if weighted else None
+    o, og, t, tg = both(x, y, weight=w, reduction=reduction, label_smoothing=eps)
+    close(o, t)
+    close(og, tg)
+
+
+@pytest.mark.parametrize("shape", [(7, 5), (5,), (3, 4, 6)])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("eps", [0.0, 0.2])
+def test_probability_targets(shape, reduction, eps):
+    """Probability targets (rows not summing to 1 too), smoothed as t (1 - eps) + eps / C."""
+    x = rand(*shape)
+    t = torch.rand(*shape, generator=GEN)
+    w = torch.rand(shape[1] if len(shape) > 1 else shape[0], generator=GEN) + 0.1
+    o, og, r, rg = both(x, t, weight=w, reduction=reduction, label_smoothing=eps)
+    close(o, r)
+    close(og, rg)
+
+
+def test_prior_and_others_are_dense_targets():
+    """prior=u and convention='others' equal F.cross_entropy against the dense smoothed
+    target (1 - eps) onehot + eps u, which PyTorch can only express that way."""
+    n, c, eps = 9, 6, 0.15
+    x, y = rand(n, c), torch.randint(0, c, (n,), generator=GEN)
+    u = torch.rand(c, generator=GEN)
+    u /= u.sum()
+    onehot = F.one_hot(y, c).float()
+    dense = (1 - eps) * onehot + eps * u
+    xo = x.clone().requires_grad_(True)
+    lt.cross_entropy(xo, y, label_smoothing=eps, prior=u).backward()
+    xr = x.double().requires_grad_(True)
+    ref = F.cross_entropy(xr, dense.double())
+    ref.backward()
+    close(lt.cross_entropy(x, y, label_smoothing=eps, prior=u), ref.detach())
+    close(xo.grad, xr.grad)
+    others = (1 - eps) * onehot + eps * (1 - onehot) / (c - 1)
+    close(lt.cross_entropy(x, y, label_smoothing=eps, convention="others"),
+          F.cross_entropy(x.double(), others.double()))
+
+
+def test_every_row_ignored_or_weightless_is_nan():
+    """Mean over no weight: NaN loss as in PyTorch; the gradient as PyTorch's (0 when every
+    row is ignored, NaN on counted rows of zero weight)."""
+    x = rand(3, 4)
+    o, og, t, tg = both(x, torch.tensor([-100, -100, -100]), label_smoothing=0.1)
+    close(o, t)
+    close(og, tg)
+    o, og, t, tg = both(x, torch.tensor([0, -100, 2]), weight=torch.tensor([0.0, 1, 0, 1]))
+    close(o, t)
+    close(og, tg)
+
+
+def test_legacy_size_average_and_reduce():
+    """size_average/reduce map to a reduction as in PyTorch."""
+    x, y = rand(6, 4), torch.randint(0, 4, (6,), generator=GEN)
+    for size_average, reduce in [(False, None), (None, False), (True, True)]:
+        close(lt.cross_entropy(x, y, size_average=size_average, reduce=reduce),
+              F.cross_entropy(x.double(), y, size_average=size_average, reduce=reduce))
+
+
+def test_low_precision_inputs():
+    """bfloat16, float16 and float64 inputs are computed in float32 on the same values and
+    give their gradient in the input's dtype."""
+    x32, y = rand(8, 10), torch.randint(0, 10, (8,), generator=GEN)
+    for dtype in (torch.bfloat16, torch.float16, torch.float64):
+        x = x32.to(dtype).requires_grad_(True)
+        loss = lt.cross_entropy(x, y, label_smoothing=0.1)
+        loss.backward()
+        assert loss.dtype == dtype and x.grad.dtype == dtype
+        same = x.detach().float().double()
+        torch.testing.assert_close(loss.double(), F.cross_entropy(same, y, label_smoothing=0.1),
+                                   rtol=1e-2 if dtype != torch.float64 else 1e-5, atol=0)
+
+
+def test_non_contiguous_input_and_module():
+    """A transposed input, and nn.CrossEntropyLoss's constructor."""
+    x, y = rand(5, 8).t(), torch.randint(0, 5, (8,), generator=GEN)
+    w = torch.rand(5, generator=GEN) + 0.5
+    ours = lt.CrossEntropyLoss(weight=w, label_smoothing=0.1, ignore_index=1)(x, y)
+    theirs = torch.nn.CrossEntropyLoss(weight=w.double(), label_smoothing=0.1,
+                                       ignore_index=1)(x.double(), y)
+    close(ours, theirs)
+
+
+def test_errors_as_pytorch_raises_them():
+    """The exception types F.cross_entropy raises, and lsr's own for devices and double
+    backward."""
+    x = rand(3, 4)
+    with pytest.raises(IndexError, match="out of bounds"):
+        lt.cross_entropy(x, torch.tensor([0, 1, 7]))
+    with pytest.raises(IndexError, match="out of bounds"):
+        lt.cross_entropy(x, torch.tensor([0, 1, -5]))
+    with pytest.raises(RuntimeError, match="Long"):
+        lt.cross_entropy(x, torch.tensor([0, 1, 2], dtype=torch.int32))
+    with pytest.raises(ValueError, match="batch_size"):
+        lt.cross_entropy(x, torch.tensor([0, 1]))
+    with pytest.raises(RuntimeError, match="ignore_index"):
+        lt.cross_entropy(x, torch.rand(3, 4), ignore_index=3)
+    with pytest.raises(TypeError, match="meta"):
+        lt.cross_entropy(torch.empty(3, 4, device="meta"), torch.tensor([0, 1, 2]))
+    xg = x.clone().requires_grad_(True)
+    loss = lt.cross_entropy(xg, torch.tensor([0, 1, 2]))
+    (g,) = torch.autograd.grad(loss, xg, create_graph=True)
+    with pytest.raises(RuntimeError):
+        g.sum().backward()
+    with pytest.raises(lsr.Error):
+        lt.cross_entropy(x, torch.tensor([0, 1, 2]), label_smoothing=2.0)
+
+
+def test_thread_count_does_not_change_the_result():
+    """torch.set_num_threads is passed to the kernel; 1 and 2 threads give the same bits."""
+    x, y = rand(64, 1000), torch.randint(0, 1000, (64,), generator=GEN)
+    before = torch.get_num_threads()
+    out = []
+    for threads in (1, 2):
+        torch.set_num_threads(threads)
+        xg = x.clone().requires_grad_(True)
+        loss = lt.cross_entropy(xg, y, label_smoothing=0.1)
+        loss.backward()
+        out.append((loss.detach(), xg.grad))
+    torch.set_num_threads(before)
+    assert torch.equal(out[0][0], out[1][0]) and torch.equal(out[0][1], out[1][1])
+
+
+def test_statistics():
+    """return_stats: H(q, p) and H(u, p) combine into the loss: (1 - eps) H(q,p) + eps H(u,p)."""
+    x, y = rand(16, 7), torch.randint(0, 7, (16,), generator=GEN)
+    loss, s = lt.cross_entropy(x, y, label_smoothing=0.2, return_stats=True)
+    assert s.valid_rows == 16
+    assert abs(float(loss) - (0.8 * s.label_ce + 0.2 * s.prior_ce)) < 1e-5 * float(loss)
+
+
+def test_training_matches_pytorch():
+    """50 SGD steps of a small MLP: lsr's CrossEntropyLoss gives nn.CrossEntropyLoss's losses
+    to 1e-5 (both in float32 from the same initial weights)."""
+    data, labels = rand(256, 20), torch.randint(0, 10, (256,), generator=GEN)
+    losses = []
+    for criterion in (lt.CrossEntropyLoss(label_smoothing=0.1),
+                      torch.nn.CrossEntropyLoss(label_smoothing=0.1)):
+        torch.manual_seed(0)
+        net = torch.nn.Sequential(torch.nn.Linear(20, 32), torch.nn.ReLU(),
+                                  torch.nn.Linear(32, 10))
+        opt = torch.optim.SGD(net.parameters(), lr=0.05)
+        run = []
+        for step in range(50):
+            batch = slice(step % 8 * 32, step % 8 * 32 + 32)
+            opt.zero_grad()
+            loss = criterion(net(data[batch]), labels[batch])
+            loss.backward()
+            opt.step()
+            run.append(float(loss))
+        losses.append(torch.tensor(run))
+    torch.testing.assert_close(losses[0], losses[1], rtol=1e-5, atol=0)
