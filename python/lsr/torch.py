@@ -20,7 +20,13 @@ import numpy as np
 import torch
 from torch.nn.modules.loss import _WeightedLoss
 
-from . import Stats, call
+import torch.nn.functional as F
+
+from . import Error, Stats, call
+
+# statuses where lsr refuses what PyTorch computes (NaN, infinities, negative
+# weights or targets): such calls are computed by F.cross_entropy itself
+_PYTORCH_COMPUTES = ("LSR_ERROR_NONFINITE", "LSR_ERROR_TARGET", "LSR_ERROR_WEIGHT")
 
 __all__ = ["cross_entropy", "CrossEntropyLoss", "Stats"]
 
@@ -32,10 +38,9 @@ class _Loss(torch.autograd.Function):
     times grad_output (per row for reduction 'none')."""
 
     @staticmethod
-    def forward(ctx, logits, target, kwargs, nan_rows, stats_out):
+    def forward(ctx, logits, target, kwargs, nan_rows, stats_out, want_grad):
         z = logits.detach().contiguous()
         t = target.detach().contiguous()
-        want_grad = ctx.needs_input_grad[0]
         grad = torch.empty_like(z) if want_grad else None
         reduction = kwargs["reduction"]
         loss, stats = call(z.numpy(), t.numpy(), grad=None if grad is None else grad.numpy(),
@@ -51,12 +56,16 @@ class _Loss(torch.autograd.Function):
         return loss if reduction == "none" else loss.reshape(())
 
     @staticmethod
-    @torch.autograd.function.once_differentiable
     def backward(ctx, grad_output):
+        if torch.is_grad_enabled():  # create_graph: a gradient of this gradient is asked for
+            raise RuntimeError("lsr.torch.cross_entropy: second derivatives are not supported "
+                               "(the gradient comes from the C kernel); use F.cross_entropy "
+                               "for double backward")
         (grad,) = ctx.saved_tensors
+        grad_output = grad_output.detach()
         if ctx.reduction == "none":
-            return grad * grad_output.reshape(-1, 1).to(grad.dtype), None, None, None, None
-        return grad * grad_output.to(grad.dtype), None, None, None, None
+            return grad * grad_output.reshape(-1, 1).to(grad.dtype), None, None, None, None, None
+        return grad * grad_output.to(grad.dtype), None, None, None, None, None
 
 
 def _legacy_reduction(size_average, reduce, reduction):
@@ -92,9 +101,15 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
 
     With weights and smoothing the smoothing term is sum_k w_k u_k (-log p_k), as in
     PyTorch.  Mean with every row ignored (or zero weight) is NaN, as in PyTorch.
+    Inputs lsr's kernel refuses but PyTorch computes (NaN or infinite logits, e.g. -inf
+    masks; negative weights or probability targets) are computed by F.cross_entropy
+    itself, without the lsr-only options (return_stats then gives None).  The statistics
+    are unweighted means over the counted rows, whatever the weights and reduction.
+
     Raises what F.cross_entropy raises: IndexError for a class index out of range,
-    ValueError or RuntimeError for shapes and dtypes, TypeError for a tensor not on
-    the CPU.
+    ValueError or RuntimeError for shapes and dtypes; and TypeError for a tensor not on
+    the CPU, RuntimeError for a second derivative (create_graph=True through this loss)
+    or probability targets that require grad, which lsr does not differentiate.
     """
     reduction = _legacy_reduction(size_average, reduce, reduction)
     if reduction not in _REDUCTIONS:
@@ -103,9 +118,19 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
         if t is not None and isinstance(t, torch.Tensor) and t.device.type != "cpu":
             raise TypeError(f"lsr.torch.cross_entropy: {name} is on {t.device}; lsr runs on "
                             "the CPU (move it with .cpu(), or use F.cross_entropy there)")
+    if not isinstance(input, torch.Tensor) or not isinstance(target, torch.Tensor):
+        raise TypeError("cross_entropy(): input and target must be Tensors")
+    if not isinstance(ignore_index, int) or isinstance(ignore_index, bool):
+        raise TypeError(f"cross_entropy(): ignore_index must be int, not "
+                        f"{type(ignore_index).__name__}")
     if not input.is_floating_point():
         raise RuntimeError(f"cross_entropy: input must be floating point, not {input.dtype}")
+    if label_smoothing > 1.0:
+        raise RuntimeError(f"label_smoothing must be between 0.0 and 1.0. Got: {label_smoothing}")
     probabilities = target.is_floating_point()
+    if probabilities and target.requires_grad and torch.is_grad_enabled():
+        raise RuntimeError("lsr.torch.cross_entropy: probability targets that require grad "
+                           "are not supported (lsr differentiates the input only)")
     unbatched = input.dim() == 1
     if unbatched:
         input = input.unsqueeze(0)
@@ -113,6 +138,14 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
     if input.dim() < 2:
         raise RuntimeError("cross_entropy: input must be (C,), (N, C) or (N, C, d1, ...)")
     n, c = input.shape[0], input.shape[1]
+    if weight is not None:
+        if weight.dim() != 1 or weight.numel() != c:
+            raise RuntimeError(f"weight tensor should be defined either for all {c} classes or "
+                               f"no classes but got weight tensor of shape: "
+                               f"{list(weight.shape)}")
+        if weight.dtype != input.dtype:
+            raise RuntimeError(f"expected scalar type {_dtype_name(input)} but found "
+                               f"{_dtype_name(weight)}")
     if probabilities:
         if target.shape != input.shape:
             raise RuntimeError(f"cross_entropy: probability target of shape "
@@ -120,11 +153,13 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
         if ignore_index != -100:
             raise RuntimeError("ignore_index is not supported for floating point target")
     else:
+        if target.dtype == torch.uint8:
+            target = target.long()  # PyTorch takes Byte class indices too
         if target.dtype != torch.int64:
             raise RuntimeError(f"expected scalar type Long but found {_dtype_name(target)}")
-        if target.shape[:1] != input.shape[:1] and target.dim() >= 1:
+        if target.dim() == 0 or target.shape[0] != n:
             raise ValueError(f"Expected input batch_size ({n}) to match target batch_size "
-                             f"({target.shape[0]}).")
+                             f"({target.shape[0] if target.dim() else 0}).")
         if tuple(target.shape) != (n,) + tuple(input.shape[2:]):
             raise RuntimeError(f"cross_entropy: target of shape {tuple(target.shape)} for "
                                f"input of shape {tuple(input.shape)}")
@@ -141,9 +176,12 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
         if bool(bad.any()):
             raise IndexError(f"Target {int(t[bad][0])} is out of bounds.")
     w = None if weight is None else weight.detach().to(torch.float32).contiguous().numpy()
-    u = None if prior is None else torch.as_tensor(prior).detach().to(torch.float32).numpy()
-    kwargs = dict(label_smoothing=float(label_smoothing), convention=convention, prior=u,
-                  weight=w, ignore_index=int(ignore_index) if not probabilities else -100,
+    u = None
+    if prior is not None:
+        u = torch.as_tensor(prior).detach().to(torch.float64)
+        u = (u / u.sum()).to(torch.float32).numpy()  # rounded by a module's dtype: renormalised
+    kwargs = dict(label_smoothing=max(float(label_smoothing), 0.0), convention=convention,
+                  prior=u, weight=w, ignore_index=ignore_index if not probabilities else -100,
                   reduction=reduction, z_loss=float(z_loss), threads=torch.get_num_threads())
     nan_rows = None
     if reduction == "mean" and not probabilities:
@@ -154,7 +192,19 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
     if reduction == "mean" and probabilities and t.shape[0] == 0:
         nan_rows = torch.zeros(0, dtype=torch.bool)
     stats = []
-    loss = _Loss.apply(z, t, kwargs, nan_rows, stats)
+    want_grad = input.requires_grad and torch.is_grad_enabled()
+    try:
+        loss = _Loss.apply(z, t, kwargs, nan_rows, stats, want_grad)
+    except Error as e:
+        plain = prior is None and convention == "all" and float(z_loss) == 0.0
+        if plain and e.status in _PYTORCH_COMPUTES:
+            # non-finite logits (e.g. -inf masks), negative weights or targets: what
+            # PyTorch computes for them, by PyTorch
+            loss = F.cross_entropy(input, target, weight=weight, ignore_index=ignore_index,
+                                   reduction=reduction, label_smoothing=label_smoothing)
+            return (loss, None) if return_stats else (loss.squeeze(0) if unbatched and
+                                                      reduction == "none" else loss)
+        raise RuntimeError(f"cross_entropy: {e} ({e.status})") from None
     if reduction == "none":
         loss = loss.reshape(() if unbatched else (n,) + tuple(input.shape[2:]))
     loss = loss.to(input.dtype)
@@ -165,7 +215,9 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
 
 def _dtype_name(t):
     return {torch.int32: "Int", torch.int16: "Short", torch.int8: "Char", torch.uint8: "Byte",
-            torch.bool: "Bool"}.get(t.dtype, str(t.dtype))
+            torch.bool: "Bool", torch.int64: "Long", torch.float32: "Float",
+            torch.float64: "Double", torch.float16: "Half",
+            torch.bfloat16: "BFloat16"}.get(t.dtype, str(t.dtype))
 
 
 class CrossEntropyLoss(_WeightedLoss):
@@ -180,7 +232,8 @@ class CrossEntropyLoss(_WeightedLoss):
         super().__init__(weight, size_average, reduce, reduction)
         self.ignore_index = ignore_index
         self.label_smoothing = label_smoothing
-        self.register_buffer("prior", None if prior is None else torch.as_tensor(prior))
+        # a plain attribute, not a buffer: module.to(bfloat16) must not round it
+        self.prior = None if prior is None else torch.as_tensor(prior, dtype=torch.float32)
         self.convention = convention
         self.z_loss = z_loss
 

@@ -117,26 +117,38 @@ def test_legacy_size_average_and_reduce():
 
 def test_low_precision_inputs():
     """bfloat16, float16 and float64 inputs are computed in float32 on the same values and
-    give their gradient in the input's dtype."""
+    give loss and gradient in the input's dtype: PyTorch's on those values, rounded once to
+    that dtype (rtol: its epsilon, 2^-7 for bfloat16, 2^-10 for float16)."""
     x32, y = rand(8, 10), torch.randint(0, 10, (8,), generator=GEN)
-    for dtype in (torch.bfloat16, torch.float16, torch.float64):
+    for dtype, rtol in ((torch.bfloat16, 2**-7), (torch.float16, 2**-10), (torch.float64, 1e-5)):
         x = x32.to(dtype).requires_grad_(True)
         loss = lt.cross_entropy(x, y, label_smoothing=0.1)
         loss.backward()
         assert loss.dtype == dtype and x.grad.dtype == dtype
-        same = x.detach().float().double()
-        torch.testing.assert_close(loss.double(), F.cross_entropy(same, y, label_smoothing=0.1),
-                                   rtol=1e-2 if dtype != torch.float64 else 1e-5, atol=0)
+        same = x.detach().double().requires_grad_(True)
+        ref = F.cross_entropy(same, y, label_smoothing=0.1)
+        ref.backward()
+        torch.testing.assert_close(loss.double(), ref.detach(), rtol=rtol, atol=0)
+        torch.testing.assert_close(x.grad.double(), same.grad, rtol=rtol, atol=1e-3 * rtol)
 
 
 def test_non_contiguous_input_and_module():
     """A transposed input, and nn.CrossEntropyLoss's constructor."""
-    x, y = rand(5, 8).t(), torch.randint(0, 5, (8,), generator=GEN)
+    base, y = rand(5, 8), torch.randint(0, 5, (8,), generator=GEN)
     w = torch.rand(5, generator=GEN) + 0.5
+    x = base.t().requires_grad_(True)  # a leaf whose rows are not contiguous
     ours = lt.CrossEntropyLoss(weight=w, label_smoothing=0.1, ignore_index=1)(x, y)
+    ours.backward()
+    x64 = base.double().t().requires_grad_(True)
     theirs = torch.nn.CrossEntropyLoss(weight=w.double(), label_smoothing=0.1,
-                                       ignore_index=1)(x.double(), y)
-    close(ours, theirs)
+                                       ignore_index=1)(x64, y)
+    theirs.backward()
+    close(ours.detach(), theirs.detach())
+    close(x.grad, x64.grad)
+    # a prior survives the module being cast to bfloat16
+    u = torch.tensor([0.1, 0.2, 0.3, 0.15, 0.25])
+    crit = lt.CrossEntropyLoss(label_smoothing=0.1, prior=u).to(torch.bfloat16)
+    crit(base.t().to(torch.bfloat16), y)
 
 
 def test_errors_as_pytorch_raises_them():
@@ -155,13 +167,40 @@ def test_errors_as_pytorch_raises_them():
         lt.cross_entropy(x, torch.rand(3, 4), ignore_index=3)
     with pytest.raises(TypeError, match="meta"):
         lt.cross_entropy(torch.empty(3, 4, device="meta"), torch.tensor([0, 1, 2]))
-    xg = x.clone().requires_grad_(True)
-    loss = lt.cross_entropy(xg, torch.tensor([0, 1, 2]))
-    (g,) = torch.autograd.grad(loss, xg, create_graph=True)
-    with pytest.raises(RuntimeError):
-        g.sum().backward()
-    with pytest.raises(lsr.Error):
+    with pytest.raises(RuntimeError, match="label_smoothing"):
         lt.cross_entropy(x, torch.tensor([0, 1, 2]), label_smoothing=2.0)
+    with pytest.raises(RuntimeError, match="weight tensor should be defined"):
+        lt.cross_entropy(x, torch.tensor([0, 1, 2]), weight=torch.ones(3))
+    with pytest.raises(RuntimeError, match="expected scalar type Float but found Double"):
+        lt.cross_entropy(x, torch.tensor([0, 1, 2]), weight=torch.ones(4, dtype=torch.float64))
+    with pytest.raises(TypeError, match="ignore_index"):
+        lt.cross_entropy(x, torch.tensor([0, 1, 2]), ignore_index=1.5)
+    with pytest.raises(RuntimeError, match="require grad"):
+        lt.cross_entropy(x, torch.rand(3, 4, requires_grad=True))
+    # a second derivative is refused, not silently wrong (the Hessian would lose the loss's
+    # curvature)
+    with pytest.raises(RuntimeError, match="second derivatives"):
+        torch.autograd.functional.hessian(
+            lambda z: lt.cross_entropy(z, torch.tensor([0, 1, 2])), x.clone())
+    xg = x.clone().requires_grad_(True)
+    with pytest.raises(RuntimeError, match="second derivatives"):
+        torch.autograd.grad(lt.cross_entropy(xg, torch.tensor([0, 1, 2])), xg, create_graph=True)
+
+
+def test_what_pytorch_computes_and_lsr_refuses():
+    """-inf masks, NaN logits, negative weights: computed as PyTorch computes them (by
+    PyTorch), so a drop-in never raises where F.cross_entropy does not; uint8 targets."""
+    x = torch.tensor([[-float("inf"), 0.0, 1.0], [0.5, 0.2, -1.0]])
+    y = torch.tensor([2, 0])
+    for kw in ({}, {"label_smoothing": 0.0}, {"weight": torch.tensor([1.0, -1.0, 2.0])}):
+        o, og, t, tg = both(x, y, **kw)
+        close(o, t)
+        close(og, tg)
+    xn = torch.tensor([[float("nan"), 0.0, 1.0], [0.5, 0.2, -1.0]])
+    o, og, t, tg = both(xn, y)
+    close(o, t)
+    close(og, tg)
+    close(lt.cross_entropy(x.abs(), y.to(torch.uint8)), F.cross_entropy(x.abs().double(), y))
 
 
 def test_thread_count_does_not_change_the_result():
