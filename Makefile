@@ -4,7 +4,7 @@ BUILD ?= build
 CMAKE_FLAGS ?=
 JOBS ?= $(shell nproc)
 
-.PHONY: all deps build test demo bench-loss bench-train fuzz install python clean
+.PHONY: all deps build test demo bench-loss bench-train bench-python fuzz install python clean
 
 all: build
 
@@ -33,6 +33,12 @@ bench-loss: build
 bench-train: build
 	@scripts/install-deps.sh bench data
 	LSR=$(BUILD)/lsr bench/bench_train.sh
+
+# lsr.torch against F.cross_entropy (the loss alone, the binding's overhead, an
+# LM-head training step), on the package in python/ over this build's library
+bench-python: build
+	@scripts/install-deps.sh bench
+	LSR_LIBRARY=$(BUILD)/liblsr.so PYTHONPATH=python /usr/bin/python3 bench/bench_python.py $(JOBS)
 
 # make fuzz SECONDS=N: every libFuzzer harness for N seconds (clang 14)
 SECONDS ?= 60

@@ -17,6 +17,7 @@ The kernel uses torch.get_num_threads() threads; its result does not depend on
 the count.
 """
 import numpy as np
+import numpy as np
 import torch
 from torch.nn.modules.loss import _WeightedLoss
 
@@ -33,18 +34,47 @@ __all__ = ["cross_entropy", "CrossEntropyLoss", "Stats"]
 _REDUCTIONS = ("mean", "sum", "none")
 
 
+def _to_f32(x):
+    """A float tensor's values as a C-contiguous float32 NumPy array (bfloat16 widened
+    bit for bit: its 16 bits are the top half of a float32)."""
+    x = x.detach().contiguous()
+    if x.dtype == torch.float32:
+        return x.numpy()
+    if x.dtype == torch.bfloat16:
+        bits = x.view(torch.int16).numpy().view(np.uint16).astype(np.uint32) << 16
+        return bits.view(np.float32)
+    return x.numpy().astype(np.float32)
+
+
+def _from_f32(a, dtype):
+    """float32 array a as a tensor of dtype (bfloat16: rounded to nearest even; NaN stays
+    NaN), converted by NumPy."""
+    if dtype == torch.float32:
+        return torch.from_numpy(a)
+    if dtype == torch.bfloat16:
+        u = a.view(np.uint32)
+        rounded = ((u + np.uint32(0x7FFF) + ((u >> 16) & np.uint32(1))) >> 16).astype(np.uint16)
+        nan = np.isnan(a)
+        if nan.any():
+            rounded[nan] = ((u[nan] >> 16) | np.uint32(0x40)).astype(np.uint16)
+        return torch.from_numpy(rounded.view(np.int16)).view(torch.bfloat16)
+    return torch.from_numpy(a.astype(torch.empty(0, dtype=dtype).numpy().dtype))
+
+
 class _Loss(torch.autograd.Function):
     """Forward: the C kernel's loss with its gradient; backward: that gradient
     times grad_output (per row for reduction 'none')."""
 
     @staticmethod
     def forward(ctx, logits, target, kwargs, nan_rows, stats_out, want_grad):
-        z = logits.detach().contiguous()
+        z = _to_f32(logits)
         t = target.detach().contiguous()
-        grad = torch.empty_like(z) if want_grad else None
+        # buffers of NumPy's, converted by NumPy: Debian's PyTorch allocates, fills and
+        # converts large tensors an order of magnitude slower than NumPy on this kind of
+        # machine
+        grad = torch.from_numpy(np.empty(z.shape, dtype=np.float32)) if want_grad else None
         reduction = kwargs["reduction"]
-        loss, stats = call(z.numpy(), t.numpy(), grad=None if grad is None else grad.numpy(),
-                           **kwargs)
+        loss, stats = call(z, t.numpy(), grad=None if grad is None else grad.numpy(), **kwargs)
         loss = torch.from_numpy(loss)
         if nan_rows is not None:  # mean over no weight: PyTorch's 0/0
             loss = torch.full_like(loss, float("nan"))
@@ -53,6 +83,7 @@ class _Loss(torch.autograd.Function):
         stats_out.append(stats)
         ctx.save_for_backward(grad)
         ctx.reduction = reduction
+        ctx.dtype = logits.dtype
         return loss if reduction == "none" else loss.reshape(())
 
     @staticmethod
@@ -62,10 +93,14 @@ class _Loss(torch.autograd.Function):
                                "(the gradient comes from the C kernel); use F.cross_entropy "
                                "for double backward")
         (grad,) = ctx.saved_tensors
-        grad_output = grad_output.detach()
+        up = grad_output.detach().to(torch.float32).numpy()
+        # a new array (the saved gradient stays as it is for a second backward), scaled by
+        # NumPy: one pass, no PyTorch elementwise kernel
         if ctx.reduction == "none":
-            return grad * grad_output.reshape(-1, 1).to(grad.dtype), None, None, None, None, None
-        return grad * grad_output.to(grad.dtype), None, None, None, None, None
+            out = np.multiply(grad.numpy(), up.reshape(-1, 1))
+        else:
+            out = np.multiply(grad.numpy(), np.float32(up))
+        return _from_f32(out, ctx.dtype), None, None, None, None, None
 
 
 def _legacy_reduction(size_average, reduce, reduction):
@@ -165,8 +200,7 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
                                f"input of shape {tuple(input.shape)}")
     # classes last, one row per (sample, position): differentiable, so autograd
     # brings the gradient back to input's layout and dtype
-    rows = input.movedim(1, -1).reshape(-1, c) if input.dim() > 2 else input
-    z = rows.to(torch.float32)
+    z = input.movedim(1, -1).reshape(-1, c) if input.dim() > 2 else input
     if probabilities:
         t = target.movedim(1, -1).reshape(-1, c) if target.dim() > 2 else target
         t = t.detach().to(torch.float32)
