@@ -134,8 +134,8 @@ typedef enum lsr_precision {
 } lsr_precision;
 
 /*
- * out            the new model, its parameters not yet initialised
- *                (lsr_train does that); free with lsr_model_free
+ * out            the new model, its parameters zero until lsr_train
+ *                initialises them; free with lsr_model_free
  * name_or_spec   "cleverhans-cnn", "mlp", "lenet5", or comma-separated layers
  *                  conv:FILTERS:KERNEL:STRIDE:same|valid   maxpool:KERNEL:STRIDE
  *                  dense:UNITS   relu   dropout:RATE   flatten
