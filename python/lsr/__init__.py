@@ -42,11 +42,8 @@ class Error(ValueError):
         self.status = status
 
 
-def _f32(a, name):
-    if a is None:
-        return None
-    a = np.ascontiguousarray(a, dtype=np.float32)
-    return a
+def _f32(a):
+    return None if a is None else np.ascontiguousarray(a, dtype=np.float32)
 
 
 def _ptr(a, ctype):
@@ -54,8 +51,7 @@ def _ptr(a, ctype):
     return None if a is None else a.ctypes.data_as(ctypes.POINTER(ctype))
 
 
-def _options(label_smoothing, convention, prior, weight, ignore_index, reduction, z_loss,
-             threads):
+def _options(label_smoothing, convention, ignore_index, reduction, z_loss, threads):
     opt = _lib.lib.lsr_loss_options_default()
     if convention not in _lib.CONVENTIONS:
         raise ValueError(f"convention {convention!r}: must be 'all' or 'others'")
@@ -78,13 +74,12 @@ def call(logits, target, *, label_smoothing=0.0, convention="all", prior=None, w
     import ctypes
     n, k = logits.shape
     soft = target.dtype != np.int64
-    prior = _f32(prior, "prior")
-    weight = _f32(weight, "weight")
+    prior = _f32(prior)
+    weight = _f32(weight)
     for a, name in ((prior, "prior"), (weight, "weight")):
         if a is not None and a.shape != (k,):
             raise ValueError(f"{name}: shape {a.shape}, expected ({k},)")
-    opt = _options(label_smoothing, convention, prior, weight, ignore_index, reduction, z_loss,
-                   threads)
+    opt = _options(label_smoothing, convention, ignore_index, reduction, z_loss, threads)
     opt.prior = _ptr(prior, ctypes.c_float)
     opt.class_weights = _ptr(weight, ctypes.c_float)
     loss = np.zeros(n if reduction == "none" else 1, dtype=np.float32)
@@ -95,8 +90,7 @@ def call(logits, target, *, label_smoothing=0.0, convention="all", prior=None, w
                 _ptr(target, ctypes.c_float if soft else ctypes.c_int64), n, k, k,
                 ctypes.byref(opt))
     if status != 0:
-        name = _lib.STATUS_NAMES[status] if status < len(_lib.STATUS_NAMES) else str(status)
-        raise Error(name, _lib.lib.lsr_last_error().decode(errors="replace"))
+        raise Error(_lib.status_name(status), _lib.lib.lsr_last_error().decode(errors="replace"))
     return loss, Stats(stats.label_ce, stats.prior_ce, stats.valid_rows, stats.top1_hits,
                        stats.mean_max_prob, stats.mean_lse)
 

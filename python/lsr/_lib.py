@@ -10,15 +10,6 @@ import ctypes.util
 import os
 import subprocess
 
-STATUS_NAMES = [
-    "LSR_OK", "LSR_ERROR_NULL_ARGUMENT", "LSR_ERROR_SIZE", "LSR_ERROR_LABEL",
-    "LSR_ERROR_SMOOTHING", "LSR_ERROR_PRIOR", "LSR_ERROR_WEIGHT", "LSR_ERROR_TARGET",
-    "LSR_ERROR_OVERLAP", "LSR_ERROR_NONFINITE", "LSR_ERROR_OPTION", "LSR_ERROR_UNSUPPORTED",
-    "LSR_ERROR_OUT_OF_MEMORY", "LSR_ERROR_IO", "LSR_ERROR_FORMAT", "LSR_ERROR_MISMATCH",
-    "LSR_STOPPED",
-]
-LABEL = STATUS_NAMES.index("LSR_ERROR_LABEL")
-
 CONVENTIONS = {"all": 0, "others": 1}
 REDUCTIONS = {"mean": 0, "sum": 1, "none": 2}
 
@@ -94,6 +85,8 @@ def load():
         fn.argtypes = [f32, f32, stats, f32, target, ctypes.c_int64, ctypes.c_int64,
                        ctypes.c_int64, opts]
         fn.restype = ctypes.c_int
+    lib.lsr_status_name.restype = ctypes.c_char_p
+    lib.lsr_status_name.argtypes = [ctypes.c_int]
     lib.lsr_last_error.restype = ctypes.c_char_p
     lib.lsr_last_error.argtypes = []
     lib.lsr_loss_options_default.restype = LossOptions
@@ -102,3 +95,8 @@ def load():
 
 
 lib = load()
+
+
+def status_name(status):
+    """The C library's name of a status, e.g. "LSR_ERROR_LABEL"."""
+    return lib.lsr_status_name(status).decode()

@@ -166,6 +166,7 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
     if probabilities and target.requires_grad and torch.is_grad_enabled():
         raise RuntimeError("lsr.torch.cross_entropy: probability targets that require grad "
                            "are not supported (lsr differentiates the input only)")
+    given_input, given_target = input, target  # for F.cross_entropy, as they came
     unbatched = input.dim() == 1
     if unbatched:
         input = input.unsqueeze(0)
@@ -234,10 +235,10 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
         if plain and e.status in _PYTORCH_COMPUTES:
             # non-finite logits (e.g. -inf masks), negative weights or targets: what
             # PyTorch computes for them, by PyTorch
-            loss = F.cross_entropy(input, target, weight=weight, ignore_index=ignore_index,
-                                   reduction=reduction, label_smoothing=label_smoothing)
-            return (loss, None) if return_stats else (loss.squeeze(0) if unbatched and
-                                                      reduction == "none" else loss)
+            loss = F.cross_entropy(given_input, given_target, weight=weight,
+                                   ignore_index=ignore_index, reduction=reduction,
+                                   label_smoothing=label_smoothing)
+            return (loss, None) if return_stats else loss
         raise RuntimeError(f"cross_entropy: {e} ({e.status})") from None
     if reduction == "none":
         loss = loss.reshape(() if unbatched else (n,) + tuple(input.shape[2:]))

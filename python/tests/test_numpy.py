@@ -21,7 +21,7 @@ def reference(logits, target, **kw):
     grad = np.empty_like(logits)
     reduction = kw.get("reduction", "mean")
     loss = np.zeros(n if reduction == "none" else 1, dtype=np.float32)
-    opt = lsr._options(kw.get("label_smoothing", 0.0), kw.get("convention", "all"), None, None,
+    opt = lsr._options(kw.get("label_smoothing", 0.0), kw.get("convention", "all"),
                        kw.get("ignore_index", -100), reduction, kw.get("z_loss", 0.0), 1)
     prior = None if kw.get("prior") is None else np.ascontiguousarray(kw["prior"], np.float32)
     weight = None if kw.get("weight") is None else np.ascontiguousarray(kw["weight"], np.float32)

@@ -49,14 +49,9 @@ int lsr_cmd_train(int argc, char **argv) {
         if (parsed == TRAIN_JOB_HELP) status = 0; /* --help: the usage is printed */
         goto out;
     }
-    if (j.resume_path) {
-        /* the metrics file keeps the lines of the epochs before the checkpoint's */
-        lsr_train_state *st = NULL;
-        if (lsr_checkpoint_load(NULL, &st, NULL, NULL, j.resume_path) == LSR_OK)
-            progress_metrics_reload(j.metrics_path, lsr_train_state_epoch(st), &j.metrics_text,
-                                    &j.metrics_len);
-        lsr_train_state_free(st);
-    }
+    if (j.resume_path) /* the metrics file keeps the lines of the epochs before the
+                          checkpoint's */
+        progress_metrics_reload(j.metrics_path, j.resume_epoch, &j.metrics_text, &j.metrics_len);
     if (j.out && lsr_check_writable(j.out, "--out")) goto out;
     cli_set_threads((int)j.threads);
     stop_signal = 0;

@@ -193,12 +193,15 @@ int train_job_resume_flags(train_job *j, int argc, char **argv) {
     const train_job given = *j;
     const char *path = j->resume_path;
     lsr_model *m = NULL;
+    lsr_train_state *st = NULL;
     lsr_train_settings stored;
     char *note = NULL;
-    if (lsr_checkpoint_load(&m, NULL, &stored, &note, path)) return -1;
+    if (lsr_checkpoint_load(&m, &st, &stored, &note, path)) return -1;
     train_job_defaults(j);
     j->s = stored;
     j->resume_path = path;
+    j->resume_epoch = lsr_train_state_epoch(st);
+    lsr_train_state_free(st);
     /* the model: the checkpoint's architecture, and --model given here
      * made a spec on the same input to compare */
     char given_spec[LSR_SPEC_LEN] = "", stored_spec[LSR_SPEC_LEN];

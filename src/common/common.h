@@ -1,4 +1,4 @@
-/* Small helpers shared by the trainer's parts: error messages, a seeded
+/* Small helpers shared by the trainer's parts (and its errors, ../loss/error.h): a seeded
  * random generator, and atomic file writes.  Not part of the loss library. */
 #ifndef LSR_COMMON_H
 #define LSR_COMMON_H
@@ -7,26 +7,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "../loss/error.h"
 #include "lsr/train.h"
-
-/* The library's one error convention (lsr/loss.h): every fallible function
- * returns an lsr_status, after recording a one-line message naming the file,
- * setting or argument for lsr_last_error().  lsr__fail records the message
- * (it may quote lsr_last_error() itself, to add context) and returns status. */
-lsr_status lsr__fail(lsr_status status, const char *fmt, ...)
-#if defined(__GNUC__)
-    __attribute__((format(printf, 2, 3)))
-#endif
-    ;
-/* The status of this thread's last lsr__fail: what a function returns when
- * a call it made failed and it only passes the failure on after cleaning up. */
-lsr_status lsr__failed(void);
-/* Returns the status of expr from the calling function if it is an error. */
-#define LSR_TRY(expr)                                                                              \
-    do {                                                                                           \
-        const lsr_status lsr_try_status_ = (expr);                                                 \
-        if (lsr_try_status_ != LSR_OK) return lsr_try_status_;                                     \
-    } while (0)
 
 /* xoshiro256** seeded by splitmix64: small, fast, and its whole state can be
  * saved. */

@@ -3,15 +3,8 @@
 #ifndef LSR_LOSS_INTERNAL_H
 #define LSR_LOSS_INTERNAL_H
 
+#include "error.h"
 #include "lsr/loss.h"
-
-/* Records a printf-style message for lsr_last_error() and returns status. */
-lsr_status lsr__fail(lsr_status status, const char *fmt, ...)
-#if defined(__GNUC__)
-    __attribute__((format(printf, 2, 3)))
-#endif
-    ;
-void lsr__clear_error(void);
 
 /* A call's arguments after validation. */
 typedef struct loss_call {

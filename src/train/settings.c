@@ -292,10 +292,8 @@ static lsr_status from_metadata(lsr_train_settings *s, int *found, int all, cons
         s->prior_source = LSR_PRIOR_FILE;
         strcpy(s->prior_file, name);
     }
-    if (*found || !all) {
-        const lsr_status st = lsr_train_settings_check(s);
-        if (st != LSR_OK) return lsr__fail(LSR_ERROR_FORMAT, "%s: %s", path, lsr_last_error());
-    }
+    const lsr_status st = lsr_train_settings_check(s);
+    if (st != LSR_OK) return lsr__fail(LSR_ERROR_FORMAT, "%s: %s", path, lsr_last_error());
     return LSR_OK;
 }
 

@@ -325,7 +325,9 @@ LSR_API lsr_status lsr_train(lsr_model *m, const lsr_dataset *data, const lsr_tr
     }
     st.settings = run;
     snprintf(st.spec, sizeof st.spec, "%s", m->spec);
-    st.data_hash = lsr_train_data_hash(data);
+    /* the data's hash: checked against a resumed state's (check_resume), and
+     * for a fresh run only needed when a checkpoint may be written */
+    if (!resume && cb && cb->checkpoint) st.data_hash = lsr_train_data_hash(data);
     m->temperature = 0; /* a temperature fitted to other parameters no longer holds */
     if ((status = resolve_prior(&prior, s, m, data))) goto done;
     lsr_loss_options lo = s->loss;
