@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "check.h"
+#include "loss/bf16.h"
 #include "lsr/loss.h"
 
 /* ---- deterministic random numbers ---- */
@@ -837,6 +838,190 @@ static void test_unknown_status_name(void) {
           "unknown status name");
 }
 
+/* ---- bfloat16 logits and gradients ---- */
+
+/* One call of the fast or reference loss on p's (already bf16-rounded)
+ * logits, given as float or as bf16, the gradient written as grad_dtype
+ * into grad (NULL: none); in_place: into the logits themselves (bf16 only). */
+typedef struct bf16_run {
+    lsr_status status;
+    float loss[200];
+    lsr_loss_stats stats;
+} bf16_run;
+
+static void run_dtype(bf16_run *out, const problem *p, lsr_loss_options o, int reference,
+                      const void *logits, void *grad) {
+    problem q = *p;
+    q.logits = (float *)(uintptr_t)logits; /* the bytes of logits_dtype, passed through */
+    out->status = reference ? run_reference(&q, out->loss, grad, &out->stats, &o)
+                            : run_fast(&q, out->loss, grad, &out->stats, &o);
+}
+
+static int same_results(const bf16_run *a, const bf16_run *b, size_t nloss) {
+    return a->status == b->status && memcmp(a->loss, b->loss, nloss * sizeof(float)) == 0 &&
+           memcmp(&a->stats, &b->stats, sizeof a->stats) == 0;
+}
+
+/* With logits that bf16 holds exactly, for the fast loss and the
+ * reference alike: bf16 logits give bit for bit what float logits give
+ * (the conversion is exact and the arithmetic the same), a bf16 gradient
+ * is the float gradient rounded to nearest even, bit for bit, the padding
+ * is untouched, and in place (bf16 over bf16) equals out of place.  The
+ * float call on these values is held against the reference by compare, so
+ * the bf16 fast loss is, through these identities, too. */
+static int compare_bf16(const problem *p, lsr_loss_options o, int fast_only) {
+    int ok = fast_only || compare(p, o, 0);
+    const size_t cells = (size_t)(p->n ? p->n : 1) * (size_t)p->stride;
+    const size_t cells_out = (size_t)p->n * (size_t)p->stride;
+    const size_t nloss = o.reduction == LSR_REDUCTION_NONE ? (size_t)p->n : 1;
+    if (nloss > 200) return 0; /* bf16_run's loss array */
+    uint16_t *zb = malloc(cells * sizeof *zb), *gb = malloc(cells * sizeof *gb);
+    uint16_t *inplace = malloc(cells * sizeof *inplace);
+    float *g32 = malloc(cells * sizeof *g32), *g = malloc(cells * sizeof *g);
+    for (size_t i = 0; i < cells; i++)
+        zb[i] = lsr_bf16_from_float(p->logits[i]);
+    for (int reference = 0; reference <= !fast_only && ok; reference++) {
+        const char *what = describe(p, &o, 0);
+        const char *impl = reference ? "reference" : "fast";
+        bf16_run base, run;
+        lsr_loss_options f32 = o, zbf = o, gbf = o, both = o;
+        f32.logits_dtype = f32.grad_dtype = LSR_DTYPE_FLOAT32;
+        zbf.logits_dtype = LSR_DTYPE_BFLOAT16;
+        zbf.grad_dtype = LSR_DTYPE_FLOAT32;
+        gbf.logits_dtype = LSR_DTYPE_FLOAT32;
+        gbf.grad_dtype = LSR_DTYPE_BFLOAT16;
+        both.logits_dtype = both.grad_dtype = LSR_DTYPE_BFLOAT16;
+        for (size_t i = 0; i < cells; i++)
+            g32[i] = g[i] = 7.0f;
+        run_dtype(&base, p, f32, reference, p->logits, g32);
+        CHECK(base.status == LSR_OK, "%s %s: float status %s", impl, what,
+              lsr_status_name(base.status));
+        run_dtype(&run, p, zbf, reference, zb, g);
+        int good = same_results(&run, &base, nloss) && memcmp(g, g32, cells * sizeof(float)) == 0;
+        CHECK(good, "%s %s: bf16 logits differ from the same values as float", impl, what);
+        ok &= good;
+        for (int form = 0; form < 3 && ok; form++) { /* bf16 grad: float z, bf16 z, in place */
+            uint16_t *dst = form == 2 ? inplace : gb;
+            if (form == 2)
+                memcpy(inplace, zb, cells * sizeof *zb);
+            else
+                for (size_t i = 0; i < cells; i++)
+                    gb[i] = 0x7777;
+            if (form == 0) run_dtype(&run, p, gbf, reference, p->logits, gb);
+            if (form == 1) run_dtype(&run, p, both, reference, zb, gb);
+            if (form == 2) run_dtype(&run, p, both, reference, inplace, inplace);
+            good = same_results(&run, &base, nloss);
+            for (size_t i = 0; good && i < cells_out; i++) {
+                const int pad = (int64_t)(i % (size_t)p->stride) >= p->k;
+                const uint16_t want =
+                    pad ? (form == 2 ? zb[i] : 0x7777) : lsr_bf16_from_float(g32[i]);
+                if (dst[i] != want) {
+                    CHECK(0, "%s %s form %d: bf16 grad[%zu] = %#x, want %#x (float %.9g)", impl,
+                          what, form, i, dst[i], want, (double)g32[i]);
+                    good = 0;
+                }
+            }
+            CHECK(good, "%s %s: bf16 gradient form %d", impl, what, form);
+            ok &= good;
+        }
+    }
+    free(zb);
+    free(gb);
+    free(inplace);
+    free(g32);
+    free(g);
+    return ok;
+}
+
+static void round_logits_to_bf16(problem *p) {
+    const size_t cells = (size_t)(p->n ? p->n : 1) * (size_t)p->stride;
+    for (size_t i = 0; i < cells; i++)
+        p->logits[i] = lsr_bf16_to_float(lsr_bf16_from_float(p->logits[i]));
+}
+
+/* bf16 logits and gradients, every option, small and large shapes (K up to
+ * 100003, a streamed bf16 gradient), every ISA: compare_bf16's identities. */
+static void test_bf16_logits(void) {
+    int failures = 0, cases = 0;
+    for (int soft = 0; soft <= 1; soft++)
+        for (int pad = 0; pad <= 3; pad += 3)
+            for (int64_t k = 1; k <= 10; k += (k < 3 ? 1 : 7)) {
+                problem p;
+                problem_init(&p, 21, k, pad, soft, 3.0, 0.0, !soft);
+                round_logits_to_bf16(&p);
+                for (unsigned bits = 0; bits < 3 * 16 * 3; bits++) {
+                    cases++;
+                    if (!compare_bf16(&p, options_from_bits(&p, bits, (int)(bits % isa_count)), 0))
+                        failures++;
+                }
+                problem_free(&p);
+            }
+    static const int64_t shapes[][2] = {{1, 1000}, {5, 32000}, {33, 4097}, {2, 100003}, {0, 7}};
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+        for (int soft = 0; soft <= 1; soft++) {
+            problem p;
+            problem_init(&p, shapes[s][0], shapes[s][1], (int64_t)rng_below(3), soft, 4.0, 0.0,
+                         !soft);
+            round_logits_to_bf16(&p);
+            for (int isa = 0; isa < isa_count; isa++) {
+                cases++;
+                if (!compare_bf16(&p, options_from_bits(&p, (unsigned)rng_below(144), isa), 0))
+                    failures++;
+            }
+            problem_free(&p);
+        }
+    /* 1040 x 32768 bf16 values: a 68 MB gradient, streamed with non-temporal
+     * stores; the fast loss's identities only (the float call streams too,
+     * and test_streaming_gradient holds that against the reference) */
+    problem p;
+    problem_init(&p, 1040, 32768, 1, 0, 4.0, 0.0, 1);
+    round_logits_to_bf16(&p);
+    for (int isa = 1; isa < isa_count; isa++) { /* the vector ISAs: the scalar one never streams */
+        lsr_loss_options o = options_from_bits(&p, 0, isa);
+        o.smoothing = 0.1f;
+        o.class_weights = isa % 2 ? p.weights : NULL;
+        cases++;
+        if (!compare_bf16(&p, o, 1)) failures++;
+    }
+    problem_free(&p);
+    printf("bf16 logits and gradients: %d cases, %d disagreements\n", cases, failures);
+}
+
+/* Bad dtypes, in place across dtypes, and overlaps measured in the dtypes' bytes. */
+static void test_bf16_bad_input(void) {
+    int64_t y[2] = {0, 1};
+    uint16_t zb[8] = {0x3f80, 0x4000, 0x4040, 0x4080, 0x3f80, 0x4000, 0x4040, 0x4080};
+    float loss = -5.0f, g[8];
+    lsr_loss_options o = lsr_loss_options_default();
+    o.logits_dtype = (lsr_dtype)2;
+    CHECK(lsr_cross_entropy(&loss, g, NULL, zb, y, 2, 4, 4, &o) == LSR_ERROR_OPTION &&
+              strstr(lsr_last_error(), "logits_dtype"),
+          "bad logits_dtype: %s", lsr_last_error());
+    o = lsr_loss_options_default();
+    o.grad_dtype = (lsr_dtype)-1;
+    CHECK(lsr_cross_entropy_reference(&loss, g, NULL, zb, y, 2, 4, 4, &o) == LSR_ERROR_OPTION &&
+              strstr(lsr_last_error(), "grad_dtype"),
+          "bad grad_dtype: %s", lsr_last_error());
+    o = lsr_loss_options_default();
+    o.logits_dtype = LSR_DTYPE_BFLOAT16; /* float gradient over bf16 logits */
+    CHECK(lsr_cross_entropy(&loss, zb, NULL, zb, y, 2, 4, 4, &o) == LSR_ERROR_OVERLAP &&
+              strstr(lsr_last_error(), "grad_dtype"),
+          "in place across dtypes: %s", lsr_last_error());
+    CHECK(loss == -5.0f && zb[0] == 0x3f80, "in place across dtypes wrote");
+    /* bf16 grad starting in the second row of bf16 logits overlaps them; a
+     * float grad after 8 bf16 values does not */
+    o.grad_dtype = LSR_DTYPE_BFLOAT16;
+    uint16_t both[16] = {0};
+    CHECK(lsr_cross_entropy(&loss, both + 4, NULL, both, y, 2, 4, 4, &o) == LSR_ERROR_OVERLAP,
+          "bf16 grad over bf16 logits: %s", lsr_last_error());
+    float joint[8] = {0};
+    o.grad_dtype = LSR_DTYPE_FLOAT32;
+    CHECK(lsr_cross_entropy(&loss, joint + 4, NULL, joint, y, 2, 4, 4, &o) == LSR_OK,
+          "float grad after 8 bf16 logits (16 bytes): %s", lsr_last_error());
+    CHECK(lsr_cross_entropy(&loss, joint + 3, NULL, joint, y, 2, 4, 4, &o) == LSR_ERROR_OVERLAP,
+          "float grad over bf16 logits");
+}
+
 int main(void) {
     setup_isas();
     test_minimum_at_gap_ln91();
@@ -856,5 +1041,7 @@ int main(void) {
     test_all_combinations();
     test_random_shapes();
     test_streaming_gradient();
+    test_bf16_bad_input();
+    test_bf16_logits();
     return check_summary();
 }

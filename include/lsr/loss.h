@@ -118,6 +118,13 @@ typedef enum lsr_isa {
     LSR_ISA_AVX512 = 3, /* AVX-512 F + DQ */
 } lsr_isa;
 
+/* Element types of the logits and of the gradient (lsr_loss_options). */
+typedef enum lsr_dtype {
+    LSR_DTYPE_FLOAT32 = 0,  /* float */
+    LSR_DTYPE_BFLOAT16 = 1, /* bfloat16: the upper 16 bits of a float, stored as uint16_t;
+                               read exactly, written rounded to nearest even */
+} lsr_dtype;
+
 typedef struct lsr_loss_options {
     float smoothing;                     /* eps in [0, 1]; 0 = plain cross-entropy */
     lsr_smoothing_convention convention; /* ignored when prior is given */
@@ -131,10 +138,15 @@ typedef struct lsr_loss_options {
     float z_loss; /* lambda >= 0: adds lambda * lse^2 per row */
     int threads;  /* 0: OpenMP's default; otherwise >= 1 */
     lsr_isa isa;  /* LSR_ISA_AUTO unless testing */
+    /* What logits and grad point to.  Everything is computed in float (sums
+     * in double) whatever the types; a bfloat16 gradient is the float one
+     * rounded to nearest even.  In place (grad == logits) needs equal types. */
+    lsr_dtype logits_dtype;
+    lsr_dtype grad_dtype;
 } lsr_loss_options;
 
 /* Defaults: eps 0, ALL, no prior, no weights, ignore_index -100, MEAN,
- * z_loss 0, threads 0, ISA auto. */
+ * z_loss 0, threads 0, ISA auto, float32 logits and gradient. */
 LSR_API lsr_loss_options lsr_loss_options_default(void);
 
 /* Per-call statistics, all over the non-ignored rows. */
@@ -158,11 +170,13 @@ LSR_API const char *lsr_isa_name(lsr_isa isa);
  * integer labels.
  *
  *   loss    out (N) for LSR_REDUCTION_NONE, else (1); may be NULL
- *   grad    out (N, stride) or NULL; gradient of the reduced loss. May equal
- *           logits (in place); otherwise it must not overlap any input.
- *           Entries between K and stride in each row are not touched.
+ *   grad    out (N, stride) of options->grad_dtype, or NULL; gradient of the
+ *           reduced loss. May equal logits (in place, same dtype); otherwise
+ *           it must not overlap any input.  Entries between K and stride in
+ *           each row are not touched.
  *   stats   out, or NULL
- *   logits  in (N, stride) fp32, only the first K of each row are read
+ *   logits  in (N, stride) of options->logits_dtype (float unless set);
+ *           only the first K of each row are read
  *   labels  in (N) class indices in [0, K) or ignore_index
  *   n       rows, >= 0;  k  classes, 1..LSR_MAX_CLASSES;  stride >= k
  *   options NULL for lsr_loss_options_default()
@@ -172,17 +186,18 @@ LSR_API const char *lsr_isa_name(lsr_isa isa);
  * their grad rows untouched, the reduced loss (or those rows' losses) is
  * NaN, and lsr_last_error() names the first such row.
  */
-LSR_API lsr_status lsr_cross_entropy(float *loss, float *grad, lsr_loss_stats *stats,
-                                     const float *logits, const int64_t *labels, int64_t n,
+LSR_API lsr_status lsr_cross_entropy(float *loss, void *grad, lsr_loss_stats *stats,
+                                     const void *logits, const int64_t *labels, int64_t n,
                                      int64_t k, int64_t stride, const lsr_loss_options *options);
 
 /*
  * The same with dense target rows (soft labels), as PyTorch's probability
- * targets: targets is (N, stride), values finite and >= 0 (rows need not sum
- * to 1).  ignore_index is not accepted (only the default value).
+ * targets: targets is (N, stride) float whatever the logits' dtype, values
+ * finite and >= 0 (rows need not sum to 1).  ignore_index is not accepted
+ * (only the default value).
  */
-LSR_API lsr_status lsr_cross_entropy_soft(float *loss, float *grad, lsr_loss_stats *stats,
-                                          const float *logits, const float *targets, int64_t n,
+LSR_API lsr_status lsr_cross_entropy_soft(float *loss, void *grad, lsr_loss_stats *stats,
+                                          const void *logits, const float *targets, int64_t n,
                                           int64_t k, int64_t stride,
                                           const lsr_loss_options *options);
 
@@ -191,12 +206,12 @@ LSR_API lsr_status lsr_cross_entropy_soft(float *loss, float *grad, lsr_loss_sta
  * single-threaded.  They are the specification the fast ones are tested
  * against; use them to check, not to train.
  */
-LSR_API lsr_status lsr_cross_entropy_reference(float *loss, float *grad, lsr_loss_stats *stats,
-                                               const float *logits, const int64_t *labels,
-                                               int64_t n, int64_t k, int64_t stride,
+LSR_API lsr_status lsr_cross_entropy_reference(float *loss, void *grad, lsr_loss_stats *stats,
+                                               const void *logits, const int64_t *labels, int64_t n,
+                                               int64_t k, int64_t stride,
                                                const lsr_loss_options *options);
-LSR_API lsr_status lsr_cross_entropy_soft_reference(float *loss, float *grad, lsr_loss_stats *stats,
-                                                    const float *logits, const float *targets,
+LSR_API lsr_status lsr_cross_entropy_soft_reference(float *loss, void *grad, lsr_loss_stats *stats,
+                                                    const void *logits, const float *targets,
                                                     int64_t n, int64_t k, int64_t stride,
                                                     const lsr_loss_options *options);
 

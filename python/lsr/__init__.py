@@ -69,8 +69,9 @@ def _options(label_smoothing, convention, ignore_index, reduction, z_loss, threa
 def call(logits, target, *, label_smoothing=0.0, convention="all", prior=None, weight=None,
          ignore_index=-100, reduction="mean", z_loss=0.0, threads=0, grad=None):
     """The C call behind cross_entropy and lsr.torch, on arrays already checked:
-    logits (N, K) float32 C-contiguous; target (N,) int64 or (N, K) float32;
-    grad (N, K) float32 to write, or None.  Returns (loss array, Stats)."""
+    logits (N, K) C-contiguous, float32 or uint16 (bfloat16 bits); target (N,) int64 or
+    (N, K) float32; grad (N, K) float32 or uint16 (bfloat16) to write, or None; grad may
+    be logits itself (in place, same dtype).  Returns (loss array, Stats)."""
     import ctypes
     n, k = logits.shape
     soft = target.dtype != np.int64
@@ -82,11 +83,14 @@ def call(logits, target, *, label_smoothing=0.0, convention="all", prior=None, w
     opt = _options(label_smoothing, convention, ignore_index, reduction, z_loss, threads)
     opt.prior = _ptr(prior, ctypes.c_float)
     opt.class_weights = _ptr(weight, ctypes.c_float)
+    opt.logits_dtype = _lib.BFLOAT16 if logits.dtype == np.uint16 else _lib.FLOAT32
+    if grad is not None:
+        opt.grad_dtype = _lib.BFLOAT16 if grad.dtype == np.uint16 else _lib.FLOAT32
     loss = np.zeros(n if reduction == "none" else 1, dtype=np.float32)
     stats = _lib.LossStats()
     fn = _lib.lib.lsr_cross_entropy_soft if soft else _lib.lib.lsr_cross_entropy
-    status = fn(_ptr(loss, ctypes.c_float), _ptr(grad, ctypes.c_float), ctypes.byref(stats),
-                _ptr(logits, ctypes.c_float),
+    status = fn(_ptr(loss, ctypes.c_float), None if grad is None else grad.ctypes.data,
+                ctypes.byref(stats), logits.ctypes.data,
                 _ptr(target, ctypes.c_float if soft else ctypes.c_int64), n, k, k,
                 ctypes.byref(opt))
     if status != 0:

@@ -12,6 +12,7 @@ import subprocess
 
 CONVENTIONS = {"all": 0, "others": 1}
 REDUCTIONS = {"mean": 0, "sum": 1, "none": 2}
+FLOAT32, BFLOAT16 = 0, 1  # lsr_dtype
 
 
 class LossOptions(ctypes.Structure):
@@ -26,6 +27,8 @@ class LossOptions(ctypes.Structure):
         ("z_loss", ctypes.c_float),
         ("threads", ctypes.c_int),
         ("isa", ctypes.c_int),
+        ("logits_dtype", ctypes.c_int),
+        ("grad_dtype", ctypes.c_int),
     ]
 
 
@@ -82,8 +85,8 @@ def load():
                          ("lsr_cross_entropy_reference", i64),
                          ("lsr_cross_entropy_soft_reference", f32)):
         fn = getattr(lib, name)
-        fn.argtypes = [f32, f32, stats, f32, target, ctypes.c_int64, ctypes.c_int64,
-                       ctypes.c_int64, opts]
+        fn.argtypes = [f32, ctypes.c_void_p, stats, ctypes.c_void_p, target, ctypes.c_int64,
+                       ctypes.c_int64, ctypes.c_int64, opts]
         fn.restype = ctypes.c_int
     lib.lsr_status_name.restype = ctypes.c_char_p
     lib.lsr_status_name.argtypes = [ctypes.c_int]

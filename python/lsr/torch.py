@@ -11,12 +11,13 @@
 Same signature and semantics as F.cross_entropy (PyTorch 1.13), plus
 keyword-only extras: prior, convention, z_loss, return_stats.  The loss and its
 gradient come from one pass of lsr's C kernel; backward only scales the saved
-gradient.  CPU tensors only; float32 is computed as it is, bfloat16, float16 and
-float64 are computed in float32 (the gradient is returned in the input's dtype).
+gradient.  CPU tensors only; float32 and bfloat16 go to the kernel as they are
+(bfloat16 is computed in float32 inside it and its gradient written in bfloat16,
+rounded to nearest even); float16 and float64 are converted to float32 and their
+gradient back to the input's dtype.
 The kernel uses torch.get_num_threads() threads; its result does not depend on
 the count.
 """
-import numpy as np
 import numpy as np
 import torch
 from torch.nn.modules.loss import _WeightedLoss
@@ -35,15 +36,21 @@ _REDUCTIONS = ("mean", "sum", "none")
 
 
 def _to_f32(x):
-    """A float tensor's values as a C-contiguous float32 NumPy array (bfloat16 widened
-    bit for bit: its 16 bits are the top half of a float32)."""
+    """A float32, float16 or float64 tensor's values as a C-contiguous float32 NumPy array."""
     x = x.detach().contiguous()
     if x.dtype == torch.float32:
         return x.numpy()
-    if x.dtype == torch.bfloat16:
-        bits = x.view(torch.int16).numpy().view(np.uint16).astype(np.uint32) << 16
-        return bits.view(np.float32)
     return x.numpy().astype(np.float32)
+
+
+def _bf16_bits(x):
+    """A bfloat16 tensor's values as a C-contiguous uint16 NumPy array of their bits."""
+    return x.detach().contiguous().view(torch.int16).numpy().view(np.uint16)
+
+
+def _bf16_widen(bits):
+    """uint16 bfloat16 bits as float32 values (exact)."""
+    return (bits.astype(np.uint32) << 16).view(np.float32)
 
 
 def _from_f32(a, dtype):
@@ -67,21 +74,22 @@ class _Loss(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, logits, target, kwargs, nan_rows, stats_out, want_grad):
-        z = _to_f32(logits)
+        # bfloat16 goes to the kernel as its bits, the gradient comes back in bfloat16
+        z = _bf16_bits(logits) if logits.dtype == torch.bfloat16 else _to_f32(logits)
         t = target.detach().contiguous()
         # buffers of NumPy's, converted by NumPy: Debian's PyTorch allocates, fills and
         # converts large tensors an order of magnitude slower than NumPy on this kind of
         # machine
-        grad = torch.from_numpy(np.empty(z.shape, dtype=np.float32)) if want_grad else None
+        grad = np.empty(z.shape, dtype=z.dtype) if want_grad else None
         reduction = kwargs["reduction"]
-        loss, stats = call(z, t.numpy(), grad=None if grad is None else grad.numpy(), **kwargs)
+        loss, stats = call(z, t.numpy(), grad=grad, **kwargs)
         loss = torch.from_numpy(loss)
         if nan_rows is not None:  # mean over no weight: PyTorch's 0/0
             loss = torch.full_like(loss, float("nan"))
             if grad is not None:
-                grad[nan_rows] = float("nan")
+                grad[nan_rows.numpy()] = 0x7FC0 if grad.dtype == np.uint16 else np.nan
         stats_out.append(stats)
-        ctx.save_for_backward(grad)
+        ctx.grad = grad  # a NumPy array of the kernel's, never handed out
         ctx.reduction = reduction
         ctx.dtype = logits.dtype
         return loss if reduction == "none" else loss.reshape(())
@@ -92,15 +100,25 @@ class _Loss(torch.autograd.Function):
             raise RuntimeError("lsr.torch.cross_entropy: second derivatives are not supported "
                                "(the gradient comes from the C kernel); use F.cross_entropy "
                                "for double backward")
-        (grad,) = ctx.saved_tensors
+        grad = ctx.grad
+        if grad is None:
+            raise RuntimeError("lsr.torch.cross_entropy: no gradient was computed in the "
+                               "forward (the input did not require grad)")
         up = grad_output.detach().to(torch.float32).numpy()
-        # a new array (the saved gradient stays as it is for a second backward), scaled by
-        # NumPy: one pass, no PyTorch elementwise kernel
-        if ctx.reduction == "none":
-            out = np.multiply(grad.numpy(), up.reshape(-1, 1))
+        # a new array (the saved gradient stays as it is for a second backward), by NumPy:
+        # one pass, no PyTorch elementwise kernel; a scale of 1 (the usual mean or sum)
+        # is a copy, bfloat16 included
+        if ctx.reduction != "none" and float(up) == 1.0:
+            out = grad.copy()
         else:
-            out = np.multiply(grad.numpy(), np.float32(up))
-        return _from_f32(out, ctx.dtype), None, None, None, None, None
+            wide = _bf16_widen(grad) if grad.dtype == np.uint16 else grad
+            scale = up.reshape(-1, 1) if ctx.reduction == "none" else np.float32(up)
+            out = np.multiply(wide, scale)
+        if out.dtype == np.uint16:
+            tensor = torch.from_numpy(out.view(np.int16)).view(torch.bfloat16)
+        else:
+            tensor = _from_f32(out, ctx.dtype)
+        return tensor, None, None, None, None, None
 
 
 def _legacy_reduction(size_average, reduce, reduction):

@@ -132,6 +132,59 @@ def test_low_precision_inputs():
         torch.testing.assert_close(x.grad.double(), same.grad, rtol=rtol, atol=1e-3 * rtol)
 
 
+@pytest.mark.parametrize("shape,kw", [
+    ((8, 10), dict(label_smoothing=0.1)),
+    ((4, 32000), dict(label_smoothing=0.2, convention="others")),
+    ((3, 7, 5), dict(label_smoothing=0.1, reduction="sum", ignore_index=2)),
+    ((6, 33), dict(label_smoothing=0.1, weight=True, prior=True, z_loss=1e-3)),
+    ((6, 33), dict(label_smoothing=0.3, probabilities=True)),
+])
+def test_bfloat16_in_the_kernel(shape, kw):
+    """bfloat16 logits go to the kernel as they are: on the same values, the loss is the
+    float32 input's loss rounded to bfloat16 and the gradient (for mean and sum) the float32
+    gradient rounded to nearest even, bit for bit: the kernel computes in float32 either way.
+    Non-contiguous inputs too."""
+    kw = dict(kw)
+    k = shape[1]
+    x32 = rand(*shape).to(torch.bfloat16).float()
+    if kw.pop("probabilities", False):
+        y = torch.rand(shape, generator=GEN)
+    else:
+        y = torch.randint(0, k, (shape[0],) + shape[2:], generator=GEN)
+    if kw.get("weight"):
+        kw["weight"] = torch.rand(k, generator=GEN) + 0.5
+    if kw.get("prior"):
+        kw["prior"] = torch.rand(k, generator=GEN) + 0.1
+    for layout in ("contiguous", "transposed"):
+        base = x32 if layout == "contiguous" else x32.transpose(0, -1).contiguous().transpose(0, -1)
+        a = base.clone().requires_grad_(True)
+        b = base.to(torch.bfloat16).requires_grad_(True)
+        w = kw.get("weight")
+        kb = dict(kw, weight=None if w is None else w.to(torch.bfloat16).float())
+        ka = dict(kb)
+        kb["weight"] = None if w is None else kb["weight"].to(torch.bfloat16)
+        la = lt.cross_entropy(a, y, **ka)
+        lb = lt.cross_entropy(b, y, **kb)
+        la.backward()
+        lb.backward()
+        assert lb.dtype == torch.bfloat16 and b.grad.dtype == torch.bfloat16
+        assert torch.equal(lb, la.detach().to(torch.bfloat16)), layout
+        assert torch.equal(b.grad, a.grad.to(torch.bfloat16)), layout
+
+
+def test_bfloat16_reduction_none_scales_in_float32():
+    """Reduction 'none': the bfloat16 gradient times an upstream gradient, rounded once more:
+    within 2 bfloat16 roundings (2^-8 relative each) of float32's."""
+    x32 = rand(9, 50).to(torch.bfloat16).float()
+    y = torch.randint(0, 50, (9,), generator=GEN)
+    up = torch.rand(9, generator=GEN)
+    a = x32.clone().requires_grad_(True)
+    b = x32.to(torch.bfloat16).requires_grad_(True)
+    (lt.cross_entropy(a, y, reduction="none", label_smoothing=0.1) * up).sum().backward()
+    (lt.cross_entropy(b, y, reduction="none", label_smoothing=0.1).float() * up).sum().backward()
+    torch.testing.assert_close(b.grad.float(), a.grad, rtol=2 * 2**-8, atol=1e-30)
+
+
 def test_non_contiguous_input_and_module():
     """A transposed input, and nn.CrossEntropyLoss's constructor."""
     base, y = rand(5, 8), torch.randint(0, 5, (8,), generator=GEN)

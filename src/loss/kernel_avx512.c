@@ -19,7 +19,7 @@ static inline vec v_load_tail(const float *p, tail_mask m, float fill) {
 }
 static inline void v_store_tail(float *p, tail_mask m, vec x) { _mm512_mask_storeu_ps(p, m, x); }
 static inline vec v_zero_masked(tail_mask m, vec x) { return _mm512_maskz_mov_ps(m, x); }
-static inline void v_prefetch(const float *p) { _mm_prefetch((const char *)p, _MM_HINT_T1); }
+static inline void v_prefetch(const void *p) { _mm_prefetch((const char *)p, _MM_HINT_T1); }
 static inline vec v_set1(float x) { return _mm512_set1_ps(x); }
 static inline vec v_add(vec a, vec b) { return _mm512_add_ps(a, b); }
 static inline vec v_sub(vec a, vec b) { return _mm512_sub_ps(a, b); }
@@ -31,6 +31,23 @@ static inline float v_reduce_max(vec x) { return _mm512_reduce_max_ps(x); }
 static inline double v_reduce_sum(vec x) { return (double)_mm512_reduce_add_ps(x); }
 static inline void v_stream(float *p, vec x) { _mm512_stream_ps(p, x); }
 static inline void v_stream_fence(void) { _mm_sfence(); }
+static inline vec v_load_bf16(const uint16_t *p) {
+    const __m512i h = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(const void *)p));
+    return _mm512_castsi512_ps(_mm512_slli_epi32(h, 16));
+}
+/* round to nearest even, as lsr_bf16_from_float (no NaN reaches it) */
+static inline __m256i bf16_round(vec x) {
+    const __m512i u = _mm512_castps_si512(x);
+    const __m512i odd = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
+    const __m512i up = _mm512_add_epi32(u, _mm512_add_epi32(odd, _mm512_set1_epi32(0x7fff)));
+    return _mm512_cvtepi32_epi16(_mm512_srli_epi32(up, 16));
+}
+static inline void v_store_bf16(uint16_t *p, vec x) {
+    _mm256_storeu_si256((__m256i *)(void *)p, bf16_round(x));
+}
+static inline void v_stream_bf16(uint16_t *p, vec x) {
+    _mm256_stream_si256((__m256i *)(void *)p, bf16_round(x));
+}
 
 /* exp(x) for x <= 0 (all the kernels need), to about 3 ulp: with
  * t = x log2(e) = n + f, |f| <= 1/2, 2^f is a degree-5 polynomial fitted
@@ -53,4 +70,4 @@ static inline vec v_exp(vec x) {
 
 #include "row_kernel.inc"
 
-const row_kernels lsr__kernels_avx512 = {pass_max, pass_exp, pass_scale, v_stream_fence};
+const row_kernels lsr__kernels_avx512 = ROW_KERNELS;

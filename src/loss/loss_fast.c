@@ -25,6 +25,11 @@
 /* What a call needs beyond its arguments. */
 typedef struct loss_plan {
     const row_kernels *kernels;
+    pass_max_fn pass_max; /* the kernels for the call's dtypes */
+    pass_exp_fn pass_exp;
+    pass_scale_fn pass_scale;
+    lsr_dtype z_type, g_type;
+    size_t z_size, g_size; /* bytes of a logit, of a gradient entry */
     int soft;
     int others; /* OTHERS convention without a prior: u[y] = 0 per row */
     double eps, lambda;
@@ -59,15 +64,15 @@ typedef struct row_scratch {
 
 /* One row between its passes. */
 typedef struct row_state {
-    int skip; /* non-finite logits: no pass 3 */
-    const float *z;
-    float *g;
+    int skip;       /* non-finite logits: no pass 3 */
+    const char *z;  /* the row's logits (bytes: the dtype is the plan's) */
+    char *g;        /* its gradient, or NULL */
     const float *a; /* coefficients for passes 2 and 3, or NULL for a_const */
     const float *b;
     double a_const, a_sum, sum_t;
-    double dot_prior;    /* soft targets with a prior: sum prior (z - z[0]) */
-    int64_t target;      /* label, or argmax of the soft target */
-    const float *next_z; /* a later row's logits, to prefetch, or NULL */
+    double dot_prior;   /* soft targets with a prior: sum prior (z - z[0]) */
+    int64_t target;     /* label, or argmax of the soft target */
+    const char *next_z; /* a later row's logits, to prefetch, or NULL */
     float z_target;
     double w_target;
     float max;
@@ -76,20 +81,26 @@ typedef struct row_state {
     double inv_sum_exp;                     /* 1 / sum exp(z - max) */
 } row_state;
 
+/* Logit j of the row, as a float. */
+static inline float logit(const row_state *r, const loss_plan *p, int64_t j) {
+    return lsr__logit(r->z, j, p->z_type);
+}
+
 /* Sets up a row; returns 0 when the row is ignored (then it is finished). */
 static int row_begin(row_state *r, const loss_call *c, const loss_plan *p, int64_t i, float *coef) {
     static const row_state zero; /* a copy, not memset: rep stos costs ~15 % at K = 10 */
     *r = zero;
-    r->z = c->logits + i * c->stride;
-    r->g = c->grad ? c->grad + i * c->stride : NULL;
+    const size_t z_row = (size_t)c->stride * p->z_size, g_row = (size_t)c->stride * p->g_size;
+    r->z = (const char *)c->logits + (size_t)i * z_row;
+    r->g = c->grad ? (char *)c->grad + (size_t)i * g_row : NULL;
     /* prefetch two rows ahead while two rows, their exps and the next fit in L2 */
     const int64_t ahead = c->k <= 65536 ? 2 : 1;
-    if (i + ahead < c->n) r->next_z = r->z + ahead * c->stride;
+    if (i + ahead < c->n) r->next_z = r->z + (size_t)ahead * z_row;
     const int64_t k = c->k;
     if (!p->soft) {
         const int64_t y = c->labels[i];
         if (y == c->opt.ignore_index) {
-            if (r->g) memset(r->g, 0, (size_t)k * sizeof(float));
+            if (r->g) memset(r->g, 0, (size_t)k * p->g_size); /* 0.0f and bf16 0 alike */
             if (c->loss && c->opt.reduction == LSR_REDUCTION_NONE) c->loss[i] = 0.0f;
             return 0;
         }
@@ -124,14 +135,14 @@ static int row_begin(row_state *r, const loss_call *c, const loss_plan *p, int64
         }
         if (prior) /* read now: an in-place gradient overwrites z */
             for (int64_t j = 0; j < k; j++)
-                r->dot_prior += (double)prior[j] * ((double)r->z[j] - r->z[0]);
+                r->dot_prior += (double)prior[j] * ((double)logit(r, p, j) - logit(r, p, 0));
         r->a = coef;
         r->b = t;
         r->a_sum = a_sum;
         r->sum_t = sum_t;
         r->target = best;
     }
-    r->z_target = r->z[r->target];
+    r->z_target = logit(r, p, r->target);
     return 1;
 }
 
@@ -142,7 +153,8 @@ static int64_t chunk_length(int64_t k, int64_t chunk) {
 
 static void row_pass1(const row_state *r, const loss_plan *p, int64_t k, int64_t chunk,
                       chunk_sums *chunks) {
-    chunks[chunk].max = p->kernels->pass_max(r->z + chunk * LSR_CHUNK, chunk_length(k, chunk));
+    chunks[chunk].max =
+        p->pass_max(r->z + (size_t)(chunk * LSR_CHUNK) * p->z_size, chunk_length(k, chunk));
 }
 
 static void row_after_pass1(row_state *r, const loss_plan *p, const chunk_sums *chunks) {
@@ -155,9 +167,10 @@ static void row_after_pass1(row_state *r, const loss_plan *p, const chunk_sums *
 static void row_pass2(const row_state *r, const loss_plan *p, int64_t k, int64_t chunk,
                       chunk_sums *chunks, float *exps) {
     const int64_t off = chunk * LSR_CHUNK;
-    p->kernels->pass_exp(&chunks[chunk], r->g ? exps + off : NULL, r->z + off,
-                         chunk_length(k, chunk), r->max, r->a ? r->a + off : NULL,
-                         r->b ? r->b + off : NULL, r->next_z ? r->next_z + off : NULL);
+    const size_t z_off = (size_t)off * p->z_size;
+    p->pass_exp(&chunks[chunk], r->g ? exps + off : NULL, r->z + z_off, chunk_length(k, chunk),
+                r->max, r->a ? r->a + off : NULL, r->b ? r->b + off : NULL,
+                r->next_z ? r->next_z + z_off : NULL);
 }
 
 /* The "others" convention leaves the target's own term out: with
@@ -193,11 +206,11 @@ static void row_pass2(const row_state *r, const loss_plan *p, int64_t k, int64_t
  * formed from the float logits to double's 1e-16 (soft: terms
  * (1 - t_k) n_k, as the definition has them): nothing cancels beyond what
  * the definition itself does.  The gradient does not use O. */
-static void others_direct(const row_state *r, int64_t k, double L, double *others_sum,
-                          double *smooth) {
+static void others_direct(const row_state *r, const loss_plan *p, int64_t k, double L,
+                          double *others_sum, double *smooth) {
     if (k == 2) { /* one other class, no loop: K = 2 takes this way for every row */
         const int64_t j = 1 - r->target;
-        const double nll = ((double)r->max - (double)r->z[j]) + L;
+        const double nll = ((double)r->max - (double)logit(r, p, j)) + L;
         *others_sum = nll;
         *smooth = (r->a ? (double)r->a[j] : r->a_const) * nll;
         return;
@@ -205,7 +218,7 @@ static void others_direct(const row_state *r, int64_t k, double L, double *other
     double o = 0.0, sm = 0.0;
     for (int64_t j = 0; j < k; j++) {
         if (j == r->target) continue;
-        const double nll = ((double)r->max - (double)r->z[j]) + L;
+        const double nll = ((double)r->max - (double)logit(r, p, j)) + L;
         o += nll;
         sm += (r->a ? (double)r->a[j] : r->a_const) * nll;
     }
@@ -214,10 +227,10 @@ static void others_direct(const row_state *r, int64_t k, double L, double *other
 }
 
 /* Soft targets t (r->b): sum_j (1 - t_j)(lse - z_j), directly in double. */
-static double soft_others_direct(const row_state *r, int64_t k, double L) {
+static double soft_others_direct(const row_state *r, const loss_plan *p, int64_t k, double L) {
     double o = 0.0;
     for (int64_t j = 0; j < k; j++)
-        o += (1.0 - (double)r->b[j]) * (((double)r->max - (double)r->z[j]) + L);
+        o += (1.0 - (double)r->b[j]) * (((double)r->max - (double)logit(r, p, j)) + L);
     return o;
 }
 
@@ -262,7 +275,7 @@ static void row_after_pass2(row_state *r, const loss_call *c, const loss_plan *p
             /* see others_direct; K = 2 always (a branch on the data would
              * be mispredicted on half the rows, and is costlier than it) */
             if (k == 2 || nll_target > others_sum || a_nll > smooth)
-                others_direct(r, k, L, &others_sum, &smooth);
+                others_direct(r, p, k, L, &others_sum, &smooth);
         }
         ce = keep * r->w_target * nll_target + eps * smooth;
         label_ce = nll_target;
@@ -278,14 +291,14 @@ static void row_after_pass2(row_state *r, const loss_call *c, const loss_plan *p
         ce = r->a_sum * L - s.dot_a;
         label_ce = r->sum_t * L - s.dot_b;
         if (c->opt.prior)
-            prior_ce = p->prior_sum * (lse - (double)r->z[0]) - r->dot_prior;
+            prior_ce = p->prior_sum * (lse - (double)logit(r, p, 0)) - r->dot_prior;
         else if (!p->others)
             prior_ce = L - s.sum_z / (double)k;
         else if (k > 1) {
             /* sum_j (1 - t_j)(lse - z_j): the all-classes sum less label_ce */
             double others = ((double)k * L - s.sum_z) - label_ce;
             if (k == 2 || label_ce > others) /* see others_direct */
-                others = soft_others_direct(r, k, L);
+                others = soft_others_direct(r, p, k, L);
             prior_ce = others / (double)(k - 1);
         } else
             prior_ce = 0.0;
@@ -316,8 +329,8 @@ static void row_after_pass2(row_state *r, const loss_call *c, const loss_plan *p
 static void row_pass3(const row_state *r, const loss_plan *p, int64_t k, int64_t chunk,
                       const float *exps) {
     const int64_t off = chunk * LSR_CHUNK;
-    p->kernels->pass_scale(r->g + off, exps + off, chunk_length(k, chunk), r->scale_p,
-                           r->a ? r->a + off : NULL, r->a_scale, r->a_const_scaled, p->stream);
+    p->pass_scale(r->g + (size_t)off * p->g_size, exps + off, chunk_length(k, chunk), r->scale_p,
+                  r->a ? r->a + off : NULL, r->a_scale, r->a_const_scaled, p->stream);
 }
 
 /* After pass 3.  Orders this thread's streamed stores of the row first:
@@ -327,7 +340,7 @@ static void row_end(const row_state *r, const loss_plan *p, const float *exps) {
     if (p->soft) return;
     /* The label's entry p_y A - c_y in double: pass 3 left out (1 - eps) w_y. */
     const double pt = (double)exps[r->target] * r->inv_sum_exp;
-    r->g[r->target] = (float)(pt * r->target_scale - r->target_coef);
+    lsr__grad_store(r->g, r->target, (float)(pt * r->target_scale - r->target_coef), p->g_type);
 }
 
 static lsr_status plan_init(loss_plan *p, const loss_call *c) {
@@ -347,13 +360,20 @@ static lsr_status plan_init(loss_plan *p, const loss_call *c) {
         p->kernels = &lsr__kernels_scalar;
         break;
     }
+    p->z_type = opt->logits_dtype;
+    p->g_type = opt->grad_dtype;
+    p->z_size = lsr__dtype_size(p->z_type);
+    p->g_size = lsr__dtype_size(p->g_type);
+    p->pass_max = p->kernels->pass_max[p->z_type];
+    p->pass_exp = p->kernels->pass_exp[p->z_type];
+    p->pass_scale = p->kernels->pass_scale[p->g_type];
     p->soft = c->labels == NULL;
     p->others = opt->convention == LSR_SMOOTHING_OTHERS && !opt->prior;
     p->eps = opt->smoothing;
     p->lambda = opt->z_loss;
     p->nchunks = (k + LSR_CHUNK - 1) / LSR_CHUNK;
     /* Streaming stores pay off once the gradient is far larger than the caches. */
-    p->stream = c->grad && (double)n * (double)c->stride * sizeof(float) >= 64.0 * (1 << 20);
+    p->stream = c->grad && (double)n * (double)c->stride * (double)p->g_size >= 64.0 * (1 << 20);
     if (opt->prior)
         for (int64_t j = 0; j < k; j++)
             p->prior_sum += opt->prior[j];
@@ -617,7 +637,7 @@ static lsr_status fast(const loss_call *c) {
     return s;
 }
 
-lsr_status lsr_cross_entropy(float *loss, float *grad, lsr_loss_stats *stats, const float *logits,
+lsr_status lsr_cross_entropy(float *loss, void *grad, lsr_loss_stats *stats, const void *logits,
                              const int64_t *labels, int64_t n, int64_t k, int64_t stride,
                              const lsr_loss_options *options) {
     loss_call call;
@@ -626,8 +646,8 @@ lsr_status lsr_cross_entropy(float *loss, float *grad, lsr_loss_stats *stats, co
     return s ? s : fast(&call);
 }
 
-lsr_status lsr_cross_entropy_soft(float *loss, float *grad, lsr_loss_stats *stats,
-                                  const float *logits, const float *targets, int64_t n, int64_t k,
+lsr_status lsr_cross_entropy_soft(float *loss, void *grad, lsr_loss_stats *stats,
+                                  const void *logits, const float *targets, int64_t n, int64_t k,
                                   int64_t stride, const lsr_loss_options *options) {
     loss_call call;
     lsr_status s =

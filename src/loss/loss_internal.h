@@ -3,15 +3,16 @@
 #ifndef LSR_LOSS_INTERNAL_H
 #define LSR_LOSS_INTERNAL_H
 
+#include "bf16.h"
 #include "error.h"
 #include "lsr/loss.h"
 
 /* A call's arguments after validation. */
 typedef struct loss_call {
     float *loss;
-    float *grad;
+    void *grad; /* (N, stride) of opt.grad_dtype */
     lsr_loss_stats *stats;
-    const float *logits;   /* (N, stride) */
+    const void *logits;    /* (N, stride) of opt.logits_dtype */
     const int64_t *labels; /* (N) or NULL for soft targets */
     const float *targets;  /* (N, stride) or NULL for labels */
     int64_t n, k, stride;
@@ -22,9 +23,9 @@ typedef struct loss_call {
 
 /* Checks every argument (labels and targets included) and fills call.
  * Nothing is written to the outputs. */
-lsr_status lsr__validate(loss_call *call, int soft, float *loss, float *grad, lsr_loss_stats *stats,
-                         const float *logits, const int64_t *labels, const float *targets,
-                         int64_t n, int64_t k, int64_t stride, const lsr_loss_options *options);
+lsr_status lsr__validate(loss_call *call, int soft, float *loss, void *grad, lsr_loss_stats *stats,
+                         const void *logits, const int64_t *labels, const float *targets, int64_t n,
+                         int64_t k, int64_t stride, const lsr_loss_options *options);
 
 /* Logits are processed in chunks of this many values; the per-chunk maxima
  * and sums are combined in chunk order, so results do not depend on how
@@ -43,7 +44,28 @@ typedef struct chunk_sums {
     double dot_b;   /* sum b_k d_k when b is given */
 } chunk_sums;
 
-/* One instruction set's row kernels, each over len <= LSR_CHUNK values:
+/* Bytes of one value of a dtype. */
+static inline size_t lsr__dtype_size(lsr_dtype t) {
+    return t == LSR_DTYPE_BFLOAT16 ? sizeof(uint16_t) : sizeof(float);
+}
+
+/* Value j of a row of logits of either type, as a float (exact). */
+static inline float lsr__logit(const void *z, int64_t j, lsr_dtype t) {
+    return t == LSR_DTYPE_BFLOAT16 ? lsr_bf16_to_float(((const uint16_t *)z)[j])
+                                   : ((const float *)z)[j];
+}
+
+/* Stores v as value j of a gradient row of either type. */
+static inline void lsr__grad_store(void *g, int64_t j, float v, lsr_dtype t) {
+    if (t == LSR_DTYPE_BFLOAT16)
+        ((uint16_t *)g)[j] = lsr_bf16_from_float(v);
+    else
+        ((float *)g)[j] = v;
+}
+
+/* One instruction set's row kernels, each over len <= LSR_CHUNK values;
+ * each exists for both dtypes of z (pass_max, pass_exp) and of g
+ * (pass_scale), indexed by lsr_dtype:
  *   pass_max    returns the largest z (a NaN may be missed).
  *   pass_exp    with d = z - max: e[k] = exp(d[k]) into e (NULL: not kept),
  *               and the sums of chunk_sums; prefetches next (len) unless NULL.
@@ -54,12 +76,15 @@ typedef struct chunk_sums {
  *               wait for the write-combining buffers cost up to 10 %), and
  *               by every thread that streamed, before another reads or
  *               writes those rows. */
+typedef float (*pass_max_fn)(const void *z, int64_t len);
+typedef void (*pass_exp_fn)(chunk_sums *out, float *e, const void *z, int64_t len, float max,
+                            const float *a, const float *b, const void *next);
+typedef void (*pass_scale_fn)(void *g, const float *e, int64_t len, float scale_p, const float *a,
+                              float a_scale, float a_const, int stream);
 typedef struct row_kernels {
-    float (*pass_max)(const float *z, int64_t len);
-    void (*pass_exp)(chunk_sums *out, float *e, const float *z, int64_t len, float max,
-                     const float *a, const float *b, const float *next);
-    void (*pass_scale)(float *g, const float *e, int64_t len, float scale_p, const float *a,
-                       float a_scale, float a_const, int stream);
+    pass_max_fn pass_max[2];
+    pass_exp_fn pass_exp[2];
+    pass_scale_fn pass_scale[2];
     void (*stream_fence)(void);
 } row_kernels;
 

@@ -41,24 +41,32 @@ static lsr_status reference(const loss_call *c) {
 
     double *coef = malloc((size_t)k * sizeof *coef); /* (K) c_j of the row */
     double *prob = malloc((size_t)k * sizeof *prob); /* (K) p_j of the row */
-    if (!coef || !prob) {
+    float *z = malloc((size_t)k * sizeof *z);        /* (K) the row's logits */
+    if (!coef || !prob || !z) {
         free(coef);
         free(prob);
+        free(z);
         return lsr__fail(LSR_ERROR_OUT_OF_MEMORY, "out of memory for %lld classes", (long long)k);
     }
 
     double total = 0.0, label_ce = 0.0, prior_ce = 0.0, max_prob = 0.0, lse_sum = 0.0;
     int64_t hits = 0, first_bad_row = -1;
     for (int64_t i = 0; i < n; i++) {
-        const float *z = c->logits + i * c->stride;
+        /* the row's logits, read once (an in-place gradient overwrites them) */
+        const void *z_in = (const char *)c->logits +
+                           (size_t)i * (size_t)c->stride * lsr__dtype_size(opt->logits_dtype);
+        for (int64_t j = 0; j < k; j++)
+            z[j] = lsr__logit(z_in, j, opt->logits_dtype);
         const float *t = soft ? c->targets + i * c->stride : NULL;
-        float *g = c->grad ? c->grad + i * c->stride : NULL;
+        void *g = c->grad ? (char *)c->grad +
+                                (size_t)i * (size_t)c->stride * lsr__dtype_size(opt->grad_dtype)
+                          : NULL;
         const int64_t y = soft ? -1 : c->labels[i];
 
         if (!soft && y == opt->ignore_index) {
             if (g)
                 for (int64_t j = 0; j < k; j++)
-                    g[j] = 0.0f;
+                    lsr__grad_store(g, j, 0.0f, opt->grad_dtype);
             if (c->loss && opt->reduction == LSR_REDUCTION_NONE) c->loss[i] = 0.0f;
             continue;
         }
@@ -100,14 +108,16 @@ static lsr_status reference(const loss_call *c) {
             if (soft && (target_class < 0 || t[j] > t[target_class])) target_class = j;
         }
         const double zl = lambda * lse * lse;
-        if ((double)z[target_class] == zmax) hits++; /* before g may overwrite z */
+        if ((double)z[target_class] == zmax) hits++;
 
         total += ce * ce_scale + zl * z_scale;
         if (c->loss && opt->reduction == LSR_REDUCTION_NONE) c->loss[i] = (float)(ce + zl);
         if (g)
             for (int64_t j = 0; j < k; j++)
-                g[j] = (float)(ce_scale * (prob[j] * coef_sum - coef[j]) +
-                               z_scale * 2.0 * lambda * lse * prob[j]);
+                lsr__grad_store(g, j,
+                                (float)(ce_scale * (prob[j] * coef_sum - coef[j]) +
+                                        z_scale * 2.0 * lambda * lse * prob[j]),
+                                opt->grad_dtype);
 
         label_ce += row_label_ce;
         prior_ce += row_prior_ce;
@@ -116,6 +126,7 @@ static lsr_status reference(const loss_call *c) {
     }
     free(coef);
     free(prob);
+    free(z);
 
     if (c->loss && opt->reduction != LSR_REDUCTION_NONE)
         c->loss[0] = first_bad_row >= 0 ? NAN : (float)total;
@@ -136,8 +147,8 @@ static lsr_status reference(const loss_call *c) {
     return LSR_OK;
 }
 
-lsr_status lsr_cross_entropy_reference(float *loss, float *grad, lsr_loss_stats *stats,
-                                       const float *logits, const int64_t *labels, int64_t n,
+lsr_status lsr_cross_entropy_reference(float *loss, void *grad, lsr_loss_stats *stats,
+                                       const void *logits, const int64_t *labels, int64_t n,
                                        int64_t k, int64_t stride, const lsr_loss_options *options) {
     loss_call call;
     lsr_status s =
@@ -145,8 +156,8 @@ lsr_status lsr_cross_entropy_reference(float *loss, float *grad, lsr_loss_stats 
     return s ? s : reference(&call);
 }
 
-lsr_status lsr_cross_entropy_soft_reference(float *loss, float *grad, lsr_loss_stats *stats,
-                                            const float *logits, const float *targets, int64_t n,
+lsr_status lsr_cross_entropy_soft_reference(float *loss, void *grad, lsr_loss_stats *stats,
+                                            const void *logits, const float *targets, int64_t n,
                                             int64_t k, int64_t stride,
                                             const lsr_loss_options *options) {
     loss_call call;

@@ -116,9 +116,9 @@ static lsr_status check_distribution(const float *v, int64_t k, const char *name
     return LSR_OK;
 }
 
-lsr_status lsr__validate(loss_call *call, int soft, float *loss, float *grad, lsr_loss_stats *stats,
-                         const float *logits, const int64_t *labels, const float *targets,
-                         int64_t n, int64_t k, int64_t stride, const lsr_loss_options *options) {
+lsr_status lsr__validate(loss_call *call, int soft, float *loss, void *grad, lsr_loss_stats *stats,
+                         const void *logits, const int64_t *labels, const float *targets, int64_t n,
+                         int64_t k, int64_t stride, const lsr_loss_options *options) {
     lsr__clear_error();
     lsr_loss_options opt = options ? *options : lsr_loss_options_default();
 
@@ -129,7 +129,7 @@ lsr_status lsr__validate(loss_call *call, int soft, float *loss, float *grad, ls
     if (stride < k)
         return lsr__fail(LSR_ERROR_SIZE, "stride = %lld: must be >= k = %lld", (long long)stride,
                          (long long)k);
-    if (n > 0 &&
+    if (n > 0 && /* in floats: the largest element of either dtype */
         (uint64_t)(n - 1) > ((uint64_t)SIZE_MAX / sizeof(float) - (uint64_t)k) / (uint64_t)stride)
         return lsr__fail(LSR_ERROR_SIZE, "n = %lld rows of stride %lld do not fit in memory",
                          (long long)n, (long long)stride);
@@ -155,6 +155,10 @@ lsr_status lsr__validate(loss_call *call, int soft, float *loss, float *grad, ls
                          (double)opt.z_loss);
     if (opt.threads < 0)
         return lsr__fail(LSR_ERROR_OPTION, "threads = %d: must be >= 0", opt.threads);
+    if (opt.logits_dtype != LSR_DTYPE_FLOAT32 && opt.logits_dtype != LSR_DTYPE_BFLOAT16)
+        return lsr__fail(LSR_ERROR_OPTION, "logits_dtype = %d: not a dtype", (int)opt.logits_dtype);
+    if (opt.grad_dtype != LSR_DTYPE_FLOAT32 && opt.grad_dtype != LSR_DTYPE_BFLOAT16)
+        return lsr__fail(LSR_ERROR_OPTION, "grad_dtype = %d: not a dtype", (int)opt.grad_dtype);
     if (soft && opt.ignore_index != LSR_IGNORE_INDEX_DEFAULT)
         return lsr__fail(LSR_ERROR_OPTION,
                          "ignore_index = %lld: soft targets do not take ignore_index",
@@ -185,9 +189,9 @@ lsr_status lsr__validate(loss_call *call, int soft, float *loss, float *grad, ls
     const size_t loss_count = opt.reduction == LSR_REDUCTION_NONE ? (size_t)n : 1;
     byte_range r_loss = {(uintptr_t)loss, (uintptr_t)loss};
     if (loss && loss_count) r_loss.end = r_loss.begin + loss_count * sizeof(float);
-    byte_range r_grad = matrix_range(grad, n, k, stride, sizeof(float));
+    byte_range r_grad = matrix_range(grad, n, k, stride, lsr__dtype_size(opt.grad_dtype));
     byte_range r_stats = {(uintptr_t)stats, stats ? (uintptr_t)stats + sizeof *stats : 0};
-    byte_range r_logits = matrix_range(logits, n, k, stride, sizeof(float));
+    byte_range r_logits = matrix_range(logits, n, k, stride, lsr__dtype_size(opt.logits_dtype));
     byte_range r_labels = matrix_range(labels, n, 1, 1, sizeof(int64_t));
     byte_range r_targets = matrix_range(targets, n, k, stride, sizeof(float));
     byte_range r_prior = matrix_range(opt.prior, 1, k, k, sizeof(float));
@@ -196,6 +200,11 @@ lsr_status lsr__validate(loss_call *call, int soft, float *loss, float *grad, ls
     const char *output_names[] = {"loss", "grad", "stats"};
     const byte_range inputs[] = {r_logits, r_labels, r_targets, r_prior, r_weights};
     const char *input_names[] = {"logits", "labels", "targets", "prior", "class_weights"};
+    if (grad && grad == logits && n > 0 && opt.grad_dtype != opt.logits_dtype)
+        return lsr__fail(LSR_ERROR_OVERLAP,
+                         "grad is logits (in place) but grad_dtype %s differs from logits_dtype %s",
+                         opt.grad_dtype == LSR_DTYPE_BFLOAT16 ? "bfloat16" : "float32",
+                         opt.logits_dtype == LSR_DTYPE_BFLOAT16 ? "bfloat16" : "float32");
     for (int o = 0; o < 3; o++) {
         for (int i = 0; i < 5; i++) {
             if (o == 1 && i == 0 && grad == logits) continue; /* in place */

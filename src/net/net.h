@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "../common/common.h"
+#include "../loss/bf16.h"
 #include "lsr/train.h"
 
 #define LSR_MAX_LAYERS 32
@@ -147,21 +148,9 @@ void lsr_conv2d_im2col(float *col, const float *in, const lsr_layer *l, int batc
 /* dst (K*K*C) = row r of that matrix: the patch of one output position */
 void lsr_conv2d_patch(float *dst, const float *in, const lsr_layer *l, int64_t r);
 
-/* bf16: the upper half of a float, rounded to nearest even (NaN stays NaN).
- * The fast path converts with the CPU's instruction, which also flushes
- * denormals to zero. */
-static inline uint16_t lsr_bf16_from_float(float f) {
-    uint32_t u;
-    memcpy(&u, &f, sizeof u);
-    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40u);
-    return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
-}
-static inline float lsr_bf16_to_float(uint16_t h) {
-    const uint32_t u = (uint32_t)h << 16;
-    float f;
-    memcpy(&f, &u, sizeof f);
-    return f;
-}
+/* bf16 values: lsr_bf16_from_float and lsr_bf16_to_float (loss/bf16.h).  The
+ * fast convolution path converts with the CPU's instruction, which also
+ * flushes denormals to zero. */
 
 void lsr_conv2d_backward(float *din, float *dweight, float *dbias, const float *dout,
                          const float *col, const float *weight, float *dcol, const lsr_layer *l,
