@@ -10,10 +10,15 @@
  * runs of a millisecond can all land in someone else's burst.  At
  * 8192 x 1000 (32 MB each way, with a 32 MB L3) the copy's best often finds
  * its data still in L3 and reaches 70+ GB/s.
- * Effective bandwidth counts one read of the logits and one write of the
- * gradient (2 * N * K * 4 bytes).  The last line is
- *   min-vs-copy 0.NN min-speedup-vs-torch NN.N
- * with both minima over the shapes with K >= 1000. */
+ * Each shape runs with float32 logits and gradient, then with bfloat16
+ * ones (computed in float32 inside the kernel), each against a copy of its
+ * own bytes.  Effective bandwidth counts one read of the logits and one
+ * write of the gradient (2 * N * K * 4 bytes, or * 2 for bfloat16).  The
+ * last line is
+ *   min-vs-copy 0.NN min-speedup-vs-torch NN.N bf16-min-vs-copy-large 0.NN
+ * with the first two minima over the float32 rows with K >= 1000, the last
+ * over the bfloat16 rows with K >= 32000 (larger than a 32 MB L3 cache, where
+ * a copy is not flattered by it). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,8 +37,8 @@ static double now(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-/* memcpy split over the threads, as the loss splits its rows */
-static void parallel_copy(float *dst, const float *src, size_t count, int threads) {
+/* memcpy of bytes split over the threads, as the loss splits its rows */
+static void parallel_copy(void *dst, const void *src, size_t bytes, int threads) {
     (void)threads; /* unused without OpenMP */
 #pragma omp parallel num_threads(threads)
     {
@@ -42,8 +47,9 @@ static void parallel_copy(float *dst, const float *src, size_t count, int thread
         t = omp_get_thread_num();
         nt = omp_get_num_threads();
 #endif
-        size_t begin = count * (size_t)t / (size_t)nt, end = count * (size_t)(t + 1) / (size_t)nt;
-        memcpy(dst + begin, src + begin, (end - begin) * sizeof(float));
+        size_t begin = bytes * (size_t)t / (size_t)nt / 64 * 64;
+        size_t end = t + 1 == nt ? bytes : bytes * (size_t)(t + 1) / (size_t)nt / 64 * 64;
+        memcpy((char *)dst + begin, (const char *)src + begin, end - begin);
     }
 }
 
@@ -54,10 +60,10 @@ static const char *python(void) {
     return py && *py ? py : "/usr/bin/python3";
 }
 
-static double torch_seconds(long n, long k, int threads, int repeats) {
+static double torch_seconds(long n, long k, int threads, int repeats, const char *dtype) {
     char cmd[768];
-    snprintf(cmd, sizeof cmd, "'%s' %s/torch_loss.py %ld %ld %d %d 2>/dev/null", python(),
-             LSR_BENCH_DIR, n, k, threads, repeats);
+    snprintf(cmd, sizeof cmd, "'%s' %s/torch_loss.py %ld %ld %d %d %s 2>/dev/null", python(),
+             LSR_BENCH_DIR, n, k, threads, repeats, dtype);
     FILE *p = popen(cmd, "r");
     if (!p) return NAN;
     double s = NAN;
@@ -92,17 +98,21 @@ int main(int argc, char **argv) {
         }
     }
     static const long shapes[][2] = {{65536, 10}, {8192, 1000}, {4096, 32000}, {1024, 128256}};
-    printf("lsr %s, isa %s, %d threads, best of >= %d runs and >= 1 s; fp32, eps 0.1, "
-           "mean, gradient written to a separate buffer\n",
+    printf("lsr %s, isa %s, %d threads, best of >= %d runs and >= 1 s; eps 0.1, mean, "
+           "gradient of the logits' dtype written to a separate buffer\n",
            LSR_VERSION_STRING, lsr_isa_name(lsr_isa_detect()), threads, repeats);
-    printf("%-14s %10s %8s %10s %8s %10s %8s %8s %9s\n", "N x K", "lsr ms", "GB/s", "copy ms",
-           "GB/s", "torch ms", "GB/s", "vs-copy", "vs-torch");
-    double min_vs_copy = INFINITY, min_vs_torch = INFINITY;
+    printf("%-14s %-5s %10s %8s %10s %8s %10s %8s %8s %9s %9s\n", "N x K", "dtype", "lsr ms",
+           "GB/s", "copy ms", "GB/s", "torch ms", "GB/s", "vs-copy", "vs-torch", "ns/logit");
+    double min_vs_copy = INFINITY, min_vs_torch = INFINITY, bf16_min_vs_copy = INFINITY;
     int failed = 0;
-    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+    for (size_t row = 0; row < 2 * sizeof shapes / sizeof shapes[0]; row++) {
+        const size_t s = row / 2;
+        const int bf16 = (int)(row % 2);
         const long n = shapes[s][0], k = shapes[s][1];
         const size_t count = (size_t)n * (size_t)k;
-        float *logits = malloc(count * sizeof(float)), *grad = malloc(count * sizeof(float));
+        const size_t size = bf16 ? sizeof(uint16_t) : sizeof(float);
+        float *logits = malloc(count * sizeof(float));
+        void *grad = malloc(count * size);
         int64_t *labels = malloc((size_t)n * sizeof(int64_t));
         if (!logits || !grad || !labels) {
             fprintf(stderr, "bench_loss: out of memory for %ld x %ld\n", n, k);
@@ -113,13 +123,22 @@ int main(int argc, char **argv) {
             x = x * 1664525u + 1013904223u;
             logits[i] = (float)((int)(x >> 9) - (1 << 22)) * (3.0f / (float)(1 << 22));
         }
-        memset(grad, 0, count * sizeof(float));
+        if (bf16) { /* the same values, rounded to nearest even, in place */
+            uint16_t *half = (uint16_t *)(void *)logits;
+            for (size_t i = 0; i < count; i++) {
+                uint32_t u;
+                memcpy(&u, &logits[i], sizeof u);
+                half[i] = (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+            }
+        }
+        memset(grad, 0, count * size);
         for (long i = 0; i < n; i++)
             labels[i] = (int64_t)((i * 7919) % k);
 
         lsr_loss_options o = lsr_loss_options_default();
         o.smoothing = 0.1f;
         o.threads = threads;
+        o.logits_dtype = o.grad_dtype = bf16 ? LSR_DTYPE_BFLOAT16 : LSR_DTYPE_FLOAT32;
         float loss;
         double best_lsr = INFINITY, best_copy = INFINITY;
         double spent = 0.0;
@@ -134,29 +153,33 @@ int main(int argc, char **argv) {
             if (r) best_lsr = fmin(best_lsr, t1 - t0);
             spent += t1 - t0;
             t0 = now();
-            parallel_copy(grad, logits, count, threads);
+            parallel_copy(grad, logits, count * size, threads);
             t1 = now();
             if (r) best_copy = fmin(best_copy, t1 - t0);
             spent += t1 - t0;
         }
-        const double bytes = 2.0 * (double)count * sizeof(float);
-        double best_torch = use_torch ? torch_seconds(n, k, threads, repeats) : NAN;
+        const double bytes = 2.0 * (double)count * (double)size;
+        double best_torch =
+            use_torch ? torch_seconds(n, k, threads, repeats, bf16 ? "bfloat16" : "float32") : NAN;
         if (use_torch && isnan(best_torch)) failed = 1;
         const double vs_copy = best_copy / best_lsr, vs_torch = best_torch / best_lsr;
         char name[32];
         snprintf(name, sizeof name, "%ldx%ld", n, k);
-        printf("%-14s %10.3f %8.2f %10.3f %8.2f %10.3f %8.2f %8.2f %9.1f\n", name, 1e3 * best_lsr,
-               bytes / best_lsr * 1e-9, 1e3 * best_copy, bytes / best_copy * 1e-9, 1e3 * best_torch,
-               bytes / best_torch * 1e-9, vs_copy, vs_torch);
-        if (k >= 1000) {
+        printf("%-14s %-5s %10.3f %8.2f %10.3f %8.2f %10.3f %8.2f %8.2f %9.1f %9.3f\n", name,
+               bf16 ? "bf16" : "fp32", 1e3 * best_lsr, bytes / best_lsr * 1e-9, 1e3 * best_copy,
+               bytes / best_copy * 1e-9, 1e3 * best_torch, bytes / best_torch * 1e-9, vs_copy,
+               vs_torch, best_lsr * 1e9 * threads / (double)count);
+        if (!bf16 && k >= 1000) {
             min_vs_copy = fmin(min_vs_copy, vs_copy);
             if (use_torch) min_vs_torch = fmin(min_vs_torch, vs_torch);
         }
+        if (bf16 && k >= 32000) bf16_min_vs_copy = fmin(bf16_min_vs_copy, vs_copy);
         free(logits);
         free(grad);
         free(labels);
     }
     if (failed) fprintf(stderr, "bench_loss: a PyTorch run with %s failed\n", python());
-    printf("min-vs-copy %.2f min-speedup-vs-torch %.1f\n", min_vs_copy, min_vs_torch);
+    printf("min-vs-copy %.2f min-speedup-vs-torch %.1f bf16-min-vs-copy-large %.2f\n", min_vs_copy,
+           min_vs_torch, bf16_min_vs_copy);
     return failed;
 }

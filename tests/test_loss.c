@@ -7,6 +7,7 @@
 
 #include "check.h"
 #include "loss/bf16.h"
+#include "loss/loss_internal.h"
 #include "lsr/loss.h"
 
 /* ---- deterministic random numbers ---- */
@@ -914,7 +915,7 @@ static int compare_bf16(const problem *p, lsr_loss_options o, int fast_only) {
             for (size_t i = 0; good && i < cells_out; i++) {
                 const int pad = (int64_t)(i % (size_t)p->stride) >= p->k;
                 const uint16_t want =
-                    pad ? (form == 2 ? zb[i] : 0x7777) : lsr_bf16_from_float(g32[i]);
+                    pad ? (form == 2 ? zb[i] : 0x7777) : lsr_bf16_from_float_flush(g32[i]);
                 if (dst[i] != want) {
                     CHECK(0, "%s %s form %d: bf16 grad[%zu] = %#x, want %#x (float %.9g)", impl,
                           what, form, i, dst[i], want, (double)g32[i]);
@@ -987,6 +988,82 @@ static void test_bf16_logits(void) {
     printf("bf16 logits and gradients: %d cases, %d disagreements\n", cases, failures);
 }
 
+/* The row kernels of every instruction set this CPU runs (the AVX-512 ones
+ * with and without the AVX512_BF16 conversion), at the level of one chunk:
+ * the bf16 gradient pass writes exactly lsr_bf16_from_float_flush of the
+ * fused float value (ties to even, subnormals to signed zero, streamed or
+ * not, at every alignment), and the fused pass 2 + 3 equals the two passes. */
+static void test_bf16_row_kernels(void) {
+    const row_kernels *sets[5];
+    const char *names[5];
+    int count = 0;
+    sets[count] = &lsr__kernels_scalar, names[count++] = "scalar";
+#if defined(LSR_HAVE_X86_KERNELS)
+    if (lsr_isa_detect() >= LSR_ISA_AVX2) sets[count] = &lsr__kernels_avx2, names[count++] = "avx2";
+    if (lsr_isa_detect() >= LSR_ISA_AVX512)
+        sets[count] = &lsr__kernels_avx512, names[count++] = "avx512";
+    if (lsr__cpu_has_avx512_bf16())
+        sets[count] = &lsr__kernels_avx512_bf16, names[count++] = "avx512+bf16";
+#endif
+    enum { LEN = 1000 };
+    static float e[LEN], e2[LEN], a_none[1];
+    static uint16_t g[LEN + 64], g2[LEN + 64], z[LEN];
+    (void)a_none;
+    /* g = e * 1 - 0: ties of either parity, subnormals of both signs,
+     * values that round up to FLT_MIN, and ordinary values */
+    for (int i = 0; i < LEN; i++) {
+        const int kind = i % 6;
+        uint32_t u = (uint32_t)rng_next();
+        if (kind == 0) u = (u & 0x80ff0000u) | 0x3f008000u; /* a tie */
+        if (kind == 1) u &= 0x807fffffu;                    /* subnormal */
+        if (kind == 2) u = (u & 0x80000000u) | 0x007fff80u; /* subnormal, rounds up to FLT_MIN */
+        memcpy(&e[i], &u, sizeof u);
+        if (kind >= 3) e[i] = (float)rng_normal();
+        z[i] = lsr_bf16_from_float((float)(3.0 * rng_normal()));
+    }
+    int failures = 0;
+    for (int s = 0; s < count; s++)
+        for (int offset = 0; offset < 40; offset += 13)
+            for (int stream = 0; stream <= 1; stream++) {
+                memset(g, 0, sizeof g);
+                sets[s]->pass_scale[LSR_DTYPE_BFLOAT16](g + offset, e, LEN, 1.0f, NULL, 0.0f, 0.0f,
+                                                        stream);
+                sets[s]->stream_fence();
+                for (int i = 0; i < LEN; i++) {
+                    const uint16_t want = lsr_bf16_from_float_flush(e[i]);
+                    if (g[offset + i] != want) {
+                        CHECK(0, "%s pass_scale bf16 offset %d stream %d: [%d] %#x, want %#x (%a)",
+                              names[s], offset, stream, i, g[offset + i], want, (double)e[i]);
+                        failures++;
+                        break;
+                    }
+                }
+            }
+    /* fused = separate, for each dtype pair */
+    for (int s = 0; s < count; s++)
+        for (int zt = 0; zt <= 1; zt++)
+            for (int gt = 0; gt <= 1; gt++) {
+                static float zf[LEN], gf[LEN], gf2[LEN];
+                for (int i = 0; i < LEN; i++)
+                    zf[i] = lsr_bf16_to_float(z[i]);
+                const void *zz = zt ? (const void *)z : (const void *)zf;
+                void *ga = gt ? (void *)g : (void *)gf, *gb = gt ? (void *)g2 : (void *)gf2;
+                chunk_sums c1, c2;
+                const float max = sets[s]->pass_max[zt](zz, LEN);
+                sets[s]->pass_exp_scale[zt][gt](&c1, e2, zz, LEN, max, NULL, ga, e, 0.5f, 0.01f, 0);
+                static float e3[LEN];
+                sets[s]->pass_exp[zt](&c2, e3, zz, LEN, max, NULL, NULL, NULL);
+                sets[s]->pass_scale[gt](gb, e, LEN, 0.5f, NULL, 0.0f, 0.01f, 0);
+                const int same = memcmp(&c1, &c2, sizeof c1) == 0 &&
+                                 memcmp(e2, e3, sizeof e2) == 0 &&
+                                 memcmp(ga, gb, (size_t)LEN * (gt ? 2 : 4)) == 0;
+                CHECK(same, "%s: fused pass 2 + 3 differs from the two passes (z %d g %d)",
+                      names[s], zt, gt);
+                failures += !same;
+            }
+    printf("bf16 row kernels (%d sets): %d disagreements\n", count, failures);
+}
+
 /* Bad dtypes, in place across dtypes, and overlaps measured in the dtypes' bytes. */
 static void test_bf16_bad_input(void) {
     int64_t y[2] = {0, 1};
@@ -1042,6 +1119,7 @@ int main(void) {
     test_random_shapes();
     test_streaming_gradient();
     test_bf16_bad_input();
+    test_bf16_row_kernels();
     test_bf16_logits();
     return check_summary();
 }

@@ -23,7 +23,9 @@ static inline void v_store_tail(float *p, tail_mask m, vec x) { _mm256_maskstore
 static inline vec v_zero_masked(tail_mask m, vec x) {
     return _mm256_and_ps(_mm256_castsi256_ps(m), x);
 }
-static inline void v_prefetch(const void *p) { _mm_prefetch((const char *)p, _MM_HINT_T1); }
+static inline __attribute__((always_inline)) void v_prefetch(const void *p) {
+    _mm_prefetch((const char *)p, _MM_HINT_T1);
+}
 static inline vec v_set1(float x) { return _mm256_set1_ps(x); }
 static inline vec v_add(vec a, vec b) { return _mm256_add_ps(a, b); }
 static inline vec v_sub(vec a, vec b) { return _mm256_sub_ps(a, b); }
@@ -48,19 +50,27 @@ static inline vec v_load_bf16(const uint16_t *p) {
     const __m256i h = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(const void *)p));
     return _mm256_castsi256_ps(_mm256_slli_epi32(h, 16));
 }
-/* round to nearest even, as lsr_bf16_from_float (no NaN reaches it) */
+/* round to nearest even, subnormals to zero, as lsr_bf16_from_float_flush
+ * (no NaN reaches it) */
 static inline __m128i bf16_round(vec x) {
     const __m256i u = _mm256_castps_si256(x);
     const __m256i odd = _mm256_and_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(1));
     const __m256i up = _mm256_srli_epi32(
         _mm256_add_epi32(u, _mm256_add_epi32(odd, _mm256_set1_epi32(0x7fff))), 16);
-    return _mm_packus_epi32(_mm256_castsi256_si128(up), _mm256_extracti128_si256(up, 1));
+    const __m256i subnormal = _mm256_cmpeq_epi32(_mm256_and_si256(u, _mm256_set1_epi32(0x7f800000)),
+                                                 _mm256_setzero_si256());
+    const __m256i sign = _mm256_and_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(0x8000));
+    const __m256i h = _mm256_blendv_epi8(up, sign, subnormal);
+    return _mm_packus_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
 }
 static inline void v_store_bf16(uint16_t *p, vec x) {
     _mm_storeu_si128((__m128i *)(void *)p, bf16_round(x));
 }
-static inline void v_stream_bf16(uint16_t *p, vec x) {
-    _mm_stream_si128((__m128i *)(void *)p, bf16_round(x));
+/* 16 values, half a 64-byte line */
+static inline void v_stream_bf16_pair(uint16_t *p, vec x0, vec x1) {
+    const __m256i both =
+        _mm256_inserti128_si256(_mm256_castsi128_si256(bf16_round(x0)), bf16_round(x1), 1);
+    _mm256_stream_si256((__m256i *)(void *)p, both);
 }
 
 /* exp(x) for x <= 0: as the AVX-512 version, with 2^n built in the exponent

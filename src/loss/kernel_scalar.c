@@ -61,9 +61,25 @@ static void pass_scale_bf16(void *g, const float *e, int64_t len, float scale_p,
     pass_scale_any(g, e, len, scale_p, a, a_scale, a_const, 1);
 }
 
+#define PASS_EXP_SCALE(name, z_bf16, g_bf16)                                                       \
+    static void name(chunk_sums *out, float *e, const void *z, int64_t len, float max,             \
+                     const void *next, void *g, const float *e_prev, float scale_p, float a_const, \
+                     int stream) {                                                                 \
+        (void)next;                                                                                \
+        (void)stream;                                                                              \
+        pass_exp_any(out, e, z, len, max, NULL, NULL, z_bf16);                                     \
+        pass_scale_any(g, e_prev, len, scale_p, NULL, 0.0f, a_const, g_bf16);                      \
+    }
+PASS_EXP_SCALE(pass_exp_scale_f32_f32, 0, 0)
+PASS_EXP_SCALE(pass_exp_scale_f32_bf16, 0, 1)
+PASS_EXP_SCALE(pass_exp_scale_bf16_f32, 1, 0)
+PASS_EXP_SCALE(pass_exp_scale_bf16_bf16, 1, 1)
+
 static void stream_fence(void) {}
 
 const row_kernels lsr__kernels_scalar = {{pass_max_f32, pass_max_bf16},
                                          {pass_exp_f32, pass_exp_bf16},
                                          {pass_scale_f32, pass_scale_bf16},
+                                         {{pass_exp_scale_f32_f32, pass_exp_scale_f32_bf16},
+                                          {pass_exp_scale_bf16_f32, pass_exp_scale_bf16_bf16}},
                                          stream_fence};

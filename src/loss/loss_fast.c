@@ -28,6 +28,7 @@ typedef struct loss_plan {
     pass_max_fn pass_max; /* the kernels for the call's dtypes */
     pass_exp_fn pass_exp;
     pass_scale_fn pass_scale;
+    pass_exp_scale_fn pass_exp_scale;
     lsr_dtype z_type, g_type;
     size_t z_size, g_size; /* bytes of a logit, of a gradient entry */
     int soft;
@@ -333,6 +334,18 @@ static void row_pass3(const row_state *r, const loss_plan *p, int64_t k, int64_t
                   r->a ? r->a + off : NULL, r->a_scale, r->a_const_scaled, p->stream);
 }
 
+/* Pass 2 of row r and pass 3 of row prev on the same chunk, in one loop (a,
+ * b NULL): what row_pass2 and row_pass3 compute. */
+static void row_pass2_and_3(const row_state *r, const row_state *prev, const loss_plan *p,
+                            int64_t k, int64_t chunk, chunk_sums *chunks, float *exps,
+                            const float *prev_exps) {
+    const int64_t off = chunk * LSR_CHUNK;
+    const size_t z_off = (size_t)off * p->z_size;
+    p->pass_exp_scale(&chunks[chunk], exps + off, r->z + z_off, chunk_length(k, chunk), r->max,
+                      r->next_z ? r->next_z + z_off : NULL, prev->g + (size_t)off * p->g_size,
+                      prev_exps + off, prev->scale_p, prev->a_const_scaled, p->stream);
+}
+
 /* After pass 3.  Orders this thread's streamed stores of the row first:
  * before the plain store below, and before any other thread reads them. */
 static void row_end(const row_state *r, const loss_plan *p, const float *exps) {
@@ -349,8 +362,8 @@ static lsr_status plan_init(loss_plan *p, const loss_call *c) {
     const lsr_loss_options *opt = &c->opt;
     switch (c->isa) {
 #if defined(LSR_HAVE_X86_KERNELS)
-    case LSR_ISA_AVX512:
-        p->kernels = &lsr__kernels_avx512;
+    case LSR_ISA_AVX512: /* the same bits either way */
+        p->kernels = lsr__cpu_has_avx512_bf16() ? &lsr__kernels_avx512_bf16 : &lsr__kernels_avx512;
         break;
     case LSR_ISA_AVX2:
         p->kernels = &lsr__kernels_avx2;
@@ -367,6 +380,7 @@ static lsr_status plan_init(loss_plan *p, const loss_call *c) {
     p->pass_max = p->kernels->pass_max[p->z_type];
     p->pass_exp = p->kernels->pass_exp[p->z_type];
     p->pass_scale = p->kernels->pass_scale[p->g_type];
+    p->pass_exp_scale = p->kernels->pass_exp_scale[p->z_type][p->g_type];
     p->soft = c->labels == NULL;
     p->others = opt->convention == LSR_SMOOTHING_OTHERS && !opt->prior;
     p->eps = opt->smoothing;
@@ -483,7 +497,15 @@ static void process_rows_pipelined(const loss_call *c, const loss_plan *p, int64
                 row_pass1(&r[cur], p, k, ch, rs[cur].chunks);
             row_after_pass1(&r[cur], p, rs[cur].chunks);
         }
+        /* the two passes in one loop where the kernels have it: no a, b */
+        const int fused =
+            p->stream && live && pending >= 0 && !r[cur].a && !r[cur].b && !r[pending].a;
         for (int64_t ch = 0; ch < nchunks; ch++) {
+            if (fused) {
+                row_pass2_and_3(&r[cur], &r[pending], p, k, ch, rs[cur].chunks, rs[cur].exps,
+                                rs[pending].exps);
+                continue;
+            }
             if (live) row_pass2(&r[cur], p, k, ch, rs[cur].chunks, rs[cur].exps);
             if (pending >= 0) row_pass3(&r[pending], p, k, ch, rs[pending].exps);
         }

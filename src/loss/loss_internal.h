@@ -55,10 +55,11 @@ static inline float lsr__logit(const void *z, int64_t j, lsr_dtype t) {
                                    : ((const float *)z)[j];
 }
 
-/* Stores v as value j of a gradient row of either type. */
+/* Stores v as value j of a gradient row of either type (bf16: rounded to
+ * nearest even, subnormals flushed to zero). */
 static inline void lsr__grad_store(void *g, int64_t j, float v, lsr_dtype t) {
     if (t == LSR_DTYPE_BFLOAT16)
-        ((uint16_t *)g)[j] = lsr_bf16_from_float(v);
+        ((uint16_t *)g)[j] = lsr_bf16_from_float_flush(v);
     else
         ((float *)g)[j] = v;
 }
@@ -71,6 +72,9 @@ static inline void lsr__grad_store(void *g, int64_t j, float v, lsr_dtype t) {
  *               and the sums of chunk_sums; prefetches next (len) unless NULL.
  *   pass_scale  g[k] = e[k] * scale_p - (a ? a[k] * a_scale : a_const);
  *               stream: non-temporal stores (g is not read back soon).
+ *   pass_exp_scale  pass_exp of a chunk without a or b, and pass_scale
+ *               without a of the same chunk of another row (g, e_prev), in
+ *               one loop; the same results as the two calls.
  *   stream_fence  orders the calling thread's non-temporal stores before
  *               what it writes next: once per row (not per chunk, where the
  *               wait for the write-combining buffers cost up to 10 %), and
@@ -81,10 +85,14 @@ typedef void (*pass_exp_fn)(chunk_sums *out, float *e, const void *z, int64_t le
                             const float *a, const float *b, const void *next);
 typedef void (*pass_scale_fn)(void *g, const float *e, int64_t len, float scale_p, const float *a,
                               float a_scale, float a_const, int stream);
+typedef void (*pass_exp_scale_fn)(chunk_sums *out, float *e, const void *z, int64_t len, float max,
+                                  const void *next, void *g, const float *e_prev, float scale_p,
+                                  float a_const, int stream);
 typedef struct row_kernels {
     pass_max_fn pass_max[2];
     pass_exp_fn pass_exp[2];
     pass_scale_fn pass_scale[2];
+    pass_exp_scale_fn pass_exp_scale[2][2]; /* [z dtype][g dtype] */
     void (*stream_fence)(void);
 } row_kernels;
 
@@ -92,6 +100,9 @@ extern const row_kernels lsr__kernels_scalar;
 #if defined(LSR_HAVE_X86_KERNELS)
 extern const row_kernels lsr__kernels_avx2;
 extern const row_kernels lsr__kernels_avx512;
+extern const row_kernels lsr__kernels_avx512_bf16; /* with AVX512_BF16, BW, VL */
+/* AVX512_BF16, BW and VL as well as AVX-512 F and DQ: lsr__kernels_avx512_bf16 */
+int lsr__cpu_has_avx512_bf16(void);
 #endif
 
 #endif

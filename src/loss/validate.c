@@ -73,6 +73,16 @@ lsr_isa lsr_isa_detect(void) {
     return LSR_ISA_SCALAR;
 }
 
+int lsr__cpu_has_avx512_bf16(void) {
+#if defined(LSR_HAVE_X86_KERNELS)
+    __builtin_cpu_init();
+    return lsr_isa_detect() == LSR_ISA_AVX512 && __builtin_cpu_supports("avx512bf16") &&
+           __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl");
+#else
+    return 0;
+#endif
+}
+
 const char *lsr_isa_name(lsr_isa isa) {
     switch (isa) {
     case LSR_ISA_AUTO:
