@@ -35,6 +35,9 @@
  *
  * The gradient written is d(reduced loss)/d(logits) = p * sum_k c_k - c
  * for the row's coefficients c (c = q' without weights: p - q').
+ *
+ * Logits and gradient are float, or bfloat16 (lsr_loss_options.logits_dtype
+ * and grad_dtype): computed in float either way.
  */
 #ifndef LSR_LOSS_H
 #define LSR_LOSS_H

@@ -73,14 +73,17 @@ class _Loss(torch.autograd.Function):
     times grad_output (per row for reduction 'none')."""
 
     @staticmethod
-    def forward(ctx, logits, target, kwargs, nan_rows, stats_out, want_grad):
+    def forward(ctx, logits, target, kwargs, nan_rows, stats_out, want_grad, inplace):
         # bfloat16 goes to the kernel as its bits, the gradient comes back in bfloat16
         z = _bf16_bits(logits) if logits.dtype == torch.bfloat16 else _to_f32(logits)
         t = target.detach().contiguous()
         # buffers of NumPy's, converted by NumPy: Debian's PyTorch allocates, fills and
         # converts large tensors an order of magnitude slower than NumPy on this kind of
-        # machine
-        grad = np.empty(z.shape, dtype=z.dtype) if want_grad else None
+        # machine; in place, the logits' own memory (z is a view of it)
+        if inplace:
+            grad = z
+        else:
+            grad = np.empty(z.shape, dtype=z.dtype) if want_grad else None
         reduction = kwargs["reduction"]
         loss, stats = call(z, t.numpy(), grad=grad, **kwargs)
         loss = torch.from_numpy(loss)
@@ -89,13 +92,26 @@ class _Loss(torch.autograd.Function):
             if grad is not None:
                 grad[nan_rows.numpy()] = 0x7FC0 if grad.dtype == np.uint16 else np.nan
         stats_out.append(stats)
-        ctx.grad = grad  # a NumPy array of the kernel's, never handed out
+        ctx.grad = grad  # a NumPy array of the kernel's, handed out only in place
         ctx.reduction = reduction
         ctx.dtype = logits.dtype
-        return loss if reduction == "none" else loss.reshape(())
+        ctx.inplace = inplace
+        loss = loss if reduction == "none" else loss.reshape(())
+        if not inplace:
+            return loss
+        # the input now holds its gradient: autograd must know (a later use of what
+        # an earlier operation saved of it then raises instead of reading the gradient)
+        ctx.mark_dirty(logits)
+        ctx.set_materialize_grads(False)
+        return loss, logits
 
     @staticmethod
-    def backward(ctx, grad_output):
+    def backward(ctx, grad_output, grad_overwritten=None):
+        if grad_overwritten is not None:
+            raise RuntimeError("lsr.torch.cross_entropy(inplace=True): the input was "
+                               "overwritten by its gradient and cannot be used again")
+        if ctx.inplace:
+            return _backward_in_place(ctx, grad_output)
         if torch.is_grad_enabled():  # create_graph: a gradient of this gradient is asked for
             raise RuntimeError("lsr.torch.cross_entropy: second derivatives are not supported "
                                "(the gradient comes from the C kernel); use F.cross_entropy "
@@ -118,7 +134,33 @@ class _Loss(torch.autograd.Function):
             tensor = torch.from_numpy(out.view(np.int16)).view(torch.bfloat16)
         else:
             tensor = _from_f32(out, ctx.dtype)
-        return tensor, None, None, None, None, None
+        return tensor, None, None, None, None, None, None
+
+
+def _backward_in_place(ctx, grad_output):
+    """The gradient in the input's memory, scaled there: handed out as it is, once."""
+    if torch.is_grad_enabled():
+        raise RuntimeError("lsr.torch.cross_entropy: second derivatives are not supported "
+                           "(the gradient comes from the C kernel); use F.cross_entropy "
+                           "for double backward")
+    grad = ctx.grad
+    if grad is None:
+        raise RuntimeError("lsr.torch.cross_entropy(inplace=True): backward a second time "
+                           "(the gradient was handed out in the input's memory)")
+    ctx.grad = None
+    up = grad_output.detach().to(torch.float32).numpy()
+    if ctx.reduction == "none" or float(up) != 1.0:
+        scale = up.reshape(-1, 1) if ctx.reduction == "none" else np.float32(up)
+        if grad.dtype == np.uint16:
+            wide = np.multiply(_bf16_widen(grad), scale)
+            grad[...] = _from_f32(wide, torch.bfloat16).view(torch.int16).numpy().view(np.uint16)
+        else:
+            np.multiply(grad, scale, out=grad)
+    if grad.dtype == np.uint16:
+        tensor = torch.from_numpy(grad.view(np.int16)).view(torch.bfloat16)
+    else:
+        tensor = torch.from_numpy(grad)
+    return tensor, None, None, None, None, None, None
 
 
 def _legacy_reduction(size_average, reduce, reduction):
@@ -130,7 +172,7 @@ def _legacy_reduction(size_average, reduce, reduction):
 
 def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-100, reduce=None,
                   reduction="mean", label_smoothing=0.0, *, prior=None, convention="all",
-                  z_loss=0.0, return_stats=False):
+                  z_loss=0.0, return_stats=False, inplace=False):
     """Cross-entropy with label smoothing, as torch.nn.functional.cross_entropy.
 
     input            (N, C), (C,) or (N, C, d1, ..., dk): logits, classes in dimension 1
@@ -151,6 +193,13 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
     return_stats     keyword only: also return lsr.Stats: H(q, p) and H(u, p) (the two
                      terms of the smoothed loss), valid rows, top-1 hits, mean max
                      probability, mean log-sum-exp (plain floats, for logging)
+    inplace          keyword only: write the gradient over input's own memory instead
+                     of a buffer of its size (Liger's trick for large vocabularies:
+                     one N x C array less).  input must be a contiguous (N, C)
+                     float32 or bfloat16 tensor computed by another operation (not a
+                     leaf), used by nothing else: its values are the gradient after
+                     the call, and autograd raises if an operation that saved it
+                     needs it in backward.  One backward only.
 
     With weights and smoothing the smoothing term is sum_k w_k u_k (-log p_k), as in
     PyTorch.  Mean with every row ignored (or zero weight) is NaN, as in PyTorch.
@@ -246,10 +295,18 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
         nan_rows = torch.zeros(0, dtype=torch.bool)
     stats = []
     want_grad = input.requires_grad and torch.is_grad_enabled()
+    if inplace:
+        _check_in_place(input, want_grad)
     try:
-        loss = _Loss.apply(z, t, kwargs, nan_rows, stats, want_grad)
+        loss = _Loss.apply(z, t, kwargs, nan_rows, stats, want_grad, bool(inplace))
+        if inplace:
+            loss = loss[0]
     except Error as e:
         plain = prior is None and convention == "all" and float(z_loss) == 0.0
+        if inplace and e.status == "LSR_ERROR_NONFINITE":
+            # the other rows already hold their gradient: nothing left to hand to PyTorch
+            raise RuntimeError(f"cross_entropy(inplace=True): {e}; the other rows of input "
+                               "now hold their gradient") from None
         if plain and e.status in _PYTORCH_COMPUTES:
             # non-finite logits (e.g. -inf masks), negative weights or targets: what
             # PyTorch computes for them, by PyTorch
@@ -266,6 +323,23 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
     return loss
 
 
+def _check_in_place(input, want_grad):
+    if not want_grad:
+        raise RuntimeError("lsr.torch.cross_entropy(inplace=True): input does not require "
+                           "grad here, so there is no gradient to write over it")
+    if input.dim() != 2 or not input.is_contiguous():
+        raise RuntimeError(f"lsr.torch.cross_entropy(inplace=True): input must be a "
+                           f"contiguous (N, C) tensor, not of shape {tuple(input.shape)}"
+                           f"{'' if input.is_contiguous() else ' (non-contiguous)'}")
+    if input.dtype not in (torch.float32, torch.bfloat16):
+        raise RuntimeError(f"lsr.torch.cross_entropy(inplace=True): input must be float32 "
+                           f"or bfloat16, not {input.dtype}")
+    if input.grad_fn is None:
+        raise RuntimeError("lsr.torch.cross_entropy(inplace=True): input is a leaf that "
+                           "requires grad; only the output of another operation can be "
+                           "overwritten by its gradient")
+
+
 def _dtype_name(t):
     return {torch.int32: "Int", torch.int16: "Short", torch.int8: "Char", torch.uint8: "Byte",
             torch.bool: "Bool", torch.int64: "Long", torch.float32: "Float",
@@ -275,13 +349,13 @@ def _dtype_name(t):
 
 class CrossEntropyLoss(_WeightedLoss):
     """nn.CrossEntropyLoss with lsr's kernel: the same constructor, plus the
-    keyword-only prior, convention and z_loss of lsr.torch.cross_entropy."""
+    keyword-only prior, convention, z_loss and inplace of lsr.torch.cross_entropy."""
 
     __constants__ = ["ignore_index", "reduction", "label_smoothing"]
 
     def __init__(self, weight=None, size_average=None, ignore_index=-100, reduce=None,
                  reduction="mean", label_smoothing=0.0, *, prior=None, convention="all",
-                 z_loss=0.0):
+                 z_loss=0.0, inplace=False):
         super().__init__(weight, size_average, reduce, reduction)
         self.ignore_index = ignore_index
         self.label_smoothing = label_smoothing
@@ -289,8 +363,10 @@ class CrossEntropyLoss(_WeightedLoss):
         self.prior = None if prior is None else torch.as_tensor(prior, dtype=torch.float32)
         self.convention = convention
         self.z_loss = z_loss
+        self.inplace = inplace
 
     def forward(self, input, target):
         return cross_entropy(input, target, weight=self.weight, ignore_index=self.ignore_index,
                              reduction=self.reduction, label_smoothing=self.label_smoothing,
-                             prior=self.prior, convention=self.convention, z_loss=self.z_loss)
+                             prior=self.prior, convention=self.convention, z_loss=self.z_loss,
+                             inplace=self.inplace)

@@ -185,6 +185,56 @@ def test_bfloat16_reduction_none_scales_in_float32():
     torch.testing.assert_close(b.grad.float(), a.grad, rtol=2 * 2**-8, atol=1e-30)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("reduction", ["mean", "none"])
+def test_inplace_gradient_over_the_logits(dtype, reduction):
+    """inplace=True: the same loss and parameter gradients as without, the logits' memory
+    holding the input gradient (no buffer of their size), one backward only."""
+    torch.manual_seed(0)
+    head = torch.nn.Linear(16, 300).to(dtype)
+    h = torch.randn(24, 16, generator=GEN).to(dtype)
+    y = torch.randint(0, 300, (24,), generator=GEN)
+    up = torch.rand(24, generator=GEN).to(dtype)
+    grads = []
+    for inplace in (False, True):
+        head.zero_grad()
+        logits = head(h)
+        loss = lt.cross_entropy(logits, y, label_smoothing=0.1, reduction=reduction,
+                                inplace=inplace)
+        (loss * up if reduction == "none" else loss).sum().backward()
+        grads.append((loss.detach(), head.weight.grad.clone(), head.bias.grad.clone()))
+        if inplace:  # the logits now hold the kernel's gradient (scaled in place)
+            assert logits._version > 0
+    for a, b in zip(*grads):
+        assert torch.equal(a, b)
+
+
+def test_inplace_refusals():
+    """What inplace=True cannot do, it says: a leaf, a non-contiguous or N-d input, a
+    second backward, an input another operation saved for its backward."""
+    x = rand(4, 5).requires_grad_(True)
+    y = torch.randint(0, 5, (4,), generator=GEN)
+    with pytest.raises(RuntimeError, match="leaf"):
+        lt.cross_entropy(x, y, inplace=True)
+    with pytest.raises(RuntimeError, match="contiguous"):
+        lt.cross_entropy((x * 1).t(), torch.randint(0, 4, (5,), generator=GEN), inplace=True)
+    with pytest.raises(RuntimeError, match="float32 or bfloat16"):
+        lt.cross_entropy(x.double() * 1, y, inplace=True)
+    z = x * 2
+    loss = lt.cross_entropy(z, y, inplace=True)
+    loss.backward(retain_graph=True)
+    with pytest.raises(RuntimeError, match="second time"):
+        loss.backward()
+    z = x.exp()  # exp saves its output for backward
+    loss = lt.cross_entropy(z, y, inplace=True)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        loss.backward()
+    z = x * 2  # the overwritten input used again
+    loss = lt.cross_entropy(z, y, inplace=True) + z.sum()
+    with pytest.raises(RuntimeError, match="overwritten by its gradient"):
+        loss.backward()
+
+
 def test_non_contiguous_input_and_module():
     """A transposed input, and nn.CrossEntropyLoss's constructor."""
     base, y = rand(5, 8), torch.randint(0, 5, (8,), generator=GEN)

@@ -53,6 +53,18 @@ static inline void v_stream_bf16_pair(uint16_t *p, vec x0, vec x1) {
     const __m512bh h = _mm512_cvtne2ps_pbh(x1, x0);
     _mm512_stream_si512((void *)p, (__m512i)h);
 }
+/* the first values of a vector (tail_mask), by AVX512BW's masked 16-bit
+ * loads and stores (the lanes masked off are not touched, nor faulted on) */
+static inline vec v_load_bf16_tail(const uint16_t *p, tail_mask m, float fill) {
+    const __m512i h = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, p));
+    return _mm512_mask_blend_ps(m, _mm512_set1_ps(fill),
+                                _mm512_castsi512_ps(_mm512_slli_epi32(h, 16)));
+}
+static inline void v_store_bf16_tail(uint16_t *p, tail_mask m, vec x) {
+    _mm256_mask_storeu_epi16(p, m, (__m256i)_mm512_cvtneps_pbh(x));
+}
+#define V_LOAD_BF16_TAIL v_load_bf16_tail
+#define V_STORE_BF16_TAIL v_store_bf16_tail
 #else
 /* as the CPU's conversion, which lsr_bf16_from_float_flush defines: to
  * nearest even, subnormals to zero (no NaN reaches it) */
