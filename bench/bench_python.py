@@ -2,11 +2,11 @@
 """make bench-python: lsr.torch.cross_entropy against F.cross_entropy, in one run.
 
 Forward + backward of the loss alone (label smoothing 0.1, mean) at 64x10,
-8192x1000, 4096x32000 and 1024x128256, fp32 and bf16 logits (lsr computes bf16
-in float32 for now: the C kernel reads float32 only); the per-call cost at 2x3
+8192x1000, 4096x32000 and 1024x128256, fp32 and bf16 logits (bf16 goes to the C
+kernel as it is and comes back as a bf16 gradient); the per-call cost at 2x3
 (the binding's overhead); and one training step of a small language-model head
 (Embedding(32000, 256) -> Linear(256, 32000) -> loss, 4096 tokens, SGD) with
-each loss.  Each timing is the best of several repetitions (this shared
+each loss, and with lsr's gradient written over the logits (inplace=True).  Each timing is the best of several repetitions (this shared
 machine's speed drifts).  Last line:
     speedup-loss-32000 S1 speedup-step-32000 S2 overhead-us U
 """
@@ -77,9 +77,15 @@ def lm_step(loss_fn):
     return run
 
 
+def lsr_in_place(z, y, **kw):
+    return lt.cross_entropy(z, y, inplace=True, **kw)
+
+
 t_torch = best(lm_step(F.cross_entropy), 3)
 t_lsr = best(lm_step(lt.cross_entropy), 3)
+t_in_place = best(lm_step(lsr_in_place), 3)
 print(f"LM-head step (4096 tokens, 32000 classes): F.cross_entropy {t_torch * 1e3:.1f} ms, "
-      f"lsr.torch {t_lsr * 1e3:.1f} ms, {t_torch / t_lsr:.2f}x")
+      f"lsr.torch {t_lsr * 1e3:.1f} ms, {t_torch / t_lsr:.2f}x; inplace=True "
+      f"{t_in_place * 1e3:.1f} ms, {t_torch / t_in_place:.2f}x")
 print(f"speedup-loss-32000 {speed_32000:.2f} speedup-step-32000 {t_torch / t_lsr:.2f} "
       f"overhead-us {overhead_us:.1f}")
