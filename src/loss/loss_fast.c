@@ -550,7 +550,7 @@ static void process_row_shared(const loss_call *c, const loss_plan *p, int64_t i
     row_end(&r, p, rs->exps);
 }
 
-static lsr_status run(const loss_call *c, const loss_plan *p) {
+static lsr_status run(const loss_call *c, const loss_plan *p, lsr__loss_sums *sums_out) {
     const int64_t n = c->n, k = c->k;
     const int64_t nblocks = (n + ROWS_PER_BLOCK - 1) / ROWS_PER_BLOCK;
     const int threads = c->threads;
@@ -632,6 +632,11 @@ static lsr_status run(const loss_call *c, const loss_plan *p) {
     free(chunk_bytes);
     free(scratch);
 
+    if (sums_out) { /* the caller reduces, and reports non-finite rows itself */
+        *sums_out = (lsr__loss_sums){sum.loss, sum.label_ce, sum.prior_ce, sum.max_prob,
+                                     sum.lse,  sum.valid,    sum.hits,     sum.first_bad};
+        return LSR_OK;
+    }
     if (c->loss && c->opt.reduction != LSR_REDUCTION_NONE)
         c->loss[0] = sum.first_bad >= 0 ? NAN : (float)sum.loss;
     if (c->stats) {
@@ -654,7 +659,27 @@ static lsr_status run(const loss_call *c, const loss_plan *p) {
 static lsr_status fast(const loss_call *c) {
     loss_plan p;
     lsr_status s = plan_init(&p, c);
-    if (s == LSR_OK) s = run(c, &p);
+    if (s == LSR_OK) s = run(c, &p, NULL);
+    free(p.a_owned);
+    return s;
+}
+
+lsr_status lsr__cross_entropy_rows(lsr__loss_sums *sums, float *row_loss, float *grad,
+                                   const float *logits, const int64_t *labels, int64_t n, int64_t k,
+                                   int64_t stride, const lsr_loss_options *options, double ce_scale,
+                                   double z_scale) {
+    loss_call call;
+    lsr_loss_options o = *options;
+    o.reduction = row_loss ? LSR_REDUCTION_NONE : LSR_REDUCTION_SUM;
+    o.logits_dtype = o.grad_dtype = LSR_DTYPE_FLOAT32;
+    LSR_TRY(lsr__validate(&call, 0, row_loss, grad, NULL, logits, labels, NULL, n, k, stride, &o));
+    loss_plan p;
+    lsr_status s = plan_init(&p, &call);
+    if (s == LSR_OK) {
+        p.ce_scale = ce_scale;
+        p.z_scale = z_scale;
+        s = run(&call, &p, sums);
+    }
     free(p.a_owned);
     return s;
 }

@@ -105,4 +105,23 @@ extern const row_kernels lsr__kernels_avx512_bf16; /* with AVX512_BF16, BW, VL *
 int lsr__cpu_has_avx512_bf16(void);
 #endif
 
+/* What a call adds up over its rows, before any division: the reduced
+ * loss's share (already scaled), the sums behind lsr_loss_stats, and the
+ * first row with a non-finite logit (-1: none). */
+typedef struct lsr__loss_sums {
+    double loss, label_ce, prior_ce, max_prob, lse;
+    int64_t valid, hits, first_bad;
+} lsr__loss_sums;
+
+/* The fast loss of some rows of a larger problem whose reduction divisors
+ * the caller knows (lsr_linear_cross_entropy's row blocks): the gradient
+ * written is ce_scale d(CE)/dz + z_scale d(z-loss)/dz; row_loss, when not
+ * NULL, gets each row's unscaled loss.  options' reduction and dtypes are
+ * ignored (float).  Non-finite rows are reported in sums->first_bad, not as
+ * a status. */
+lsr_status lsr__cross_entropy_rows(lsr__loss_sums *sums, float *row_loss, float *grad,
+                                   const float *logits, const int64_t *labels, int64_t n, int64_t k,
+                                   int64_t stride, const lsr_loss_options *options, double ce_scale,
+                                   double z_scale);
+
 #endif

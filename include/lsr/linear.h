@@ -1,0 +1,78 @@
+/*
+ * lsr/linear.h - a classifier head and its label-smoothed cross-entropy in
+ * one call, without the N x K logits.
+ *
+ * With logits z = H W^T + b (H: N x D hidden states, W: K x D, b: K), one
+ * call computes the loss of lsr_cross_entropy (lsr/loss.h: every smoothing
+ * convention, a prior, class weights, ignore_index, the reductions, z-loss)
+ * and its gradients with respect to H, W and b.  The logits exist only a
+ * block of rows at a time: LSR_LINEAR_ROWS rows of K values (64 x K floats,
+ * 8 MB at K = 32000, 33 MB at K = 128256; for K > 262144 the block has
+ * fewer rows, so that it stays within 64 MiB), plus the loss's scratch of a
+ * few rows of K per thread.  Each block costs the three products of the
+ * unfused computation on its rows (its logits, its rows of dH, its share of
+ * dW) and one pass of the loss kernel over its logits while they are in
+ * cache; nothing is recomputed.
+ *
+ * Results are the same bits for any thread count: the products run in the
+ * fixed tiles of the trainer's sgemm and the blocks in a fixed order.
+ * Needs the full liblsr (BLAS); the loss-only part of the library does not
+ * depend on it.
+ */
+#ifndef LSR_LINEAR_H
+#define LSR_LINEAR_H
+
+#include "lsr/loss.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Rows of logits per block (fewer for K > 262144, see above). */
+#define LSR_LINEAR_ROWS 64
+
+/*
+ * Forward and backward of cross_entropy(H W^T + b, labels) in one call.
+ *
+ *   loss    out (N) for LSR_REDUCTION_NONE, else (1); may be NULL
+ *   dh      out (N, ldh), d(reduced loss)/dH, or NULL; entries between D and
+ *           ldh are not touched
+ *   dw      out (K, D), d(reduced loss)/dW, overwritten (not accumulated), or NULL
+ *   db      out (K), d(reduced loss)/db, or NULL (also without a bias: the
+ *           gradient a bias would get)
+ *   stats   out, or NULL: as lsr_cross_entropy's, of the logits H W^T + b
+ *   h       in (N, ldh) float, the first D of each row read
+ *   w       in (K, D) float, row k the class's template
+ *   bias    in (K) float, or NULL for none
+ *   labels  in (N) class indices in [0, K) or options->ignore_index
+ *   n >= 0, d >= 1, k in 1..LSR_MAX_CLASSES, ldh >= d
+ *   options NULL for lsr_loss_options_default(); logits_dtype and grad_dtype
+ *           must be float32 (bf16 H and W: LSR_ERROR_UNSUPPORTED for now)
+ *
+ * Outputs must not overlap the inputs or each other.  Errors: everything but
+ * LSR_ERROR_NONFINITE is found before any output is written.  A row whose
+ * logits are not finite (or too far apart for float) gets no gradient (its
+ * rows of dh are 0 and it adds nothing to dw and db), the reduced loss (or
+ * that row's loss) is NaN, and lsr_last_error() names the first such row.
+ */
+LSR_API lsr_status lsr_linear_cross_entropy(float *loss, float *dh, float *dw, float *db,
+                                            lsr_loss_stats *stats, const float *h, int64_t ldh,
+                                            const float *w, const float *bias,
+                                            const int64_t *labels, int64_t n, int64_t d, int64_t k,
+                                            const lsr_loss_options *options);
+
+/*
+ * The specification, same contract: the full N x K logits by a product
+ * summed in double, lsr_cross_entropy_reference on them, and the gradients'
+ * products summed in double.  Memory 2 N K floats; use it to check.
+ */
+LSR_API lsr_status lsr_linear_cross_entropy_reference(
+    float *loss, float *dh, float *dw, float *db, lsr_loss_stats *stats, const float *h,
+    int64_t ldh, const float *w, const float *bias, const int64_t *labels, int64_t n, int64_t d,
+    int64_t k, const lsr_loss_options *options);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* LSR_LINEAR_H */

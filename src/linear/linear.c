@@ -1,0 +1,278 @@
+/* lsr_linear_cross_entropy: the classifier head and its loss in one call,
+ * LSR_LINEAR_ROWS rows of logits at a time (lsr/linear.h).  Per block:
+ * its logits by the trainer's fixed-tile sgemm (bias first, then H W^T
+ * added), the fast loss kernel over them in place (the gradient written over
+ * the logits while they are in cache, scaled by the whole call's reduction
+ * divisors), then the block's rows of dH = G W and its share of
+ * dW += G^T H, and db += the column sums of G.  Blocks run in row order, so
+ * dW's and db's sums have a fixed order whatever the thread count. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../loss/loss_internal.h"
+#include "../net/net.h"
+#include "lsr/linear.h"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+/* The block's logits stay within this many bytes (fewer rows for large K). */
+#define LINEAR_BLOCK_BYTES (64.0 * 1024 * 1024)
+
+typedef struct byte_range {
+    uintptr_t begin, end;
+} byte_range;
+
+static byte_range range_of(const void *p, size_t bytes) {
+    byte_range r = {(uintptr_t)p, (uintptr_t)p + (p ? bytes : 0)};
+    return r;
+}
+
+static byte_range rows_range(const void *p, int64_t n, int64_t d, int64_t ld, size_t elem) {
+    return range_of(p, n > 0 ? ((size_t)(n - 1) * (size_t)ld + (size_t)d) * elem : 0);
+}
+
+static int overlap(byte_range a, byte_range b) {
+    return a.begin < a.end && b.begin < b.end && a.begin < b.end && b.begin < a.end;
+}
+
+/* Every check of the contract, before any output is written. */
+static lsr_status validate(lsr_loss_options *opt, float *loss, float *dh, float *dw, float *db,
+                           lsr_loss_stats *stats, const float *h, int64_t ldh, const float *w,
+                           const float *bias, const int64_t *labels, int64_t n, int64_t d,
+                           int64_t k, const lsr_loss_options *options) {
+    lsr__clear_error();
+    *opt = options ? *options : lsr_loss_options_default();
+    if (n < 0 || n > INT32_MAX) return lsr__fail(LSR_ERROR_SIZE, "n = %lld: must be in [0, 2^31)", (long long)n);
+    if (d < 1 || d > INT32_MAX) return lsr__fail(LSR_ERROR_SIZE, "d = %lld: must be in [1, 2^31)", (long long)d);
+    if (k < 1 || k > LSR_MAX_CLASSES)
+        return lsr__fail(LSR_ERROR_SIZE, "k = %lld: must be in [1, %d]", (long long)k, LSR_MAX_CLASSES);
+    if (ldh < d || ldh > INT32_MAX)
+        return lsr__fail(LSR_ERROR_SIZE, "ldh = %lld: must be >= d = %lld (and < 2^31)",
+                         (long long)ldh, (long long)d);
+    if ((double)k * (double)d > 9.0e15 || (double)n * (double)ldh > 9.0e15)
+        return lsr__fail(LSR_ERROR_SIZE, "n, d, k = %lld, %lld, %lld: too large", (long long)n,
+                         (long long)d, (long long)k);
+    if (!w) return lsr__fail(LSR_ERROR_NULL_ARGUMENT, "w is NULL");
+    if (n > 0 && !h) return lsr__fail(LSR_ERROR_NULL_ARGUMENT, "h is NULL");
+    if (n > 0 && !labels) return lsr__fail(LSR_ERROR_NULL_ARGUMENT, "labels is NULL");
+    if (opt->logits_dtype != LSR_DTYPE_FLOAT32 || opt->grad_dtype != LSR_DTYPE_FLOAT32)
+        return lsr__fail(LSR_ERROR_UNSUPPORTED,
+                         "logits_dtype, grad_dtype: lsr_linear_cross_entropy takes float32 only");
+    /* the loss options (smoothing, convention, prior, weights, reduction, z_loss,
+     * threads, isa), checked by the loss itself on no rows */
+    loss_call call;
+    float none = 0.0f;
+    LSR_TRY(lsr__validate(&call, 0, NULL, NULL, NULL, &none, NULL, NULL, 0, k, k, opt));
+    for (int64_t i = 0; i < n; i++) {
+        const int64_t y = labels[i];
+        if (y != opt->ignore_index && (y < 0 || y >= k))
+            return lsr__fail(LSR_ERROR_LABEL,
+                             "labels[%lld] = %lld: must be in [0, %lld) or ignore_index %lld",
+                             (long long)i, (long long)y, (long long)k,
+                             (long long)opt->ignore_index);
+    }
+    const size_t loss_count = opt->reduction == LSR_REDUCTION_NONE ? (size_t)n : 1;
+    const byte_range outputs[] = {range_of(loss, loss_count * sizeof(float)),
+                                  rows_range(dh, n, d, ldh, sizeof(float)),
+                                  range_of(dw, (size_t)k * (size_t)d * sizeof(float)),
+                                  range_of(db, (size_t)k * sizeof(float)),
+                                  range_of(stats, sizeof *stats)};
+    const char *output_names[] = {"loss", "dh", "dw", "db", "stats"};
+    const byte_range inputs[] = {rows_range(h, n, d, ldh, sizeof(float)),
+                                 range_of(w, (size_t)k * (size_t)d * sizeof(float)),
+                                 range_of(bias, (size_t)k * sizeof(float)),
+                                 range_of(labels, (size_t)n * sizeof(int64_t)),
+                                 range_of(opt->prior, (size_t)k * sizeof(float)),
+                                 range_of(opt->class_weights, (size_t)k * sizeof(float))};
+    const char *input_names[] = {"h", "w", "bias", "labels", "prior", "class_weights"};
+    for (int o = 0; o < 5; o++) {
+        for (int i = 0; i < 6; i++)
+            if (overlap(outputs[o], inputs[i]))
+                return lsr__fail(LSR_ERROR_OVERLAP, "%s overlaps %s", output_names[o],
+                                 input_names[i]);
+        for (int p = o + 1; p < 5; p++)
+            if (overlap(outputs[o], outputs[p]))
+                return lsr__fail(LSR_ERROR_OVERLAP, "%s overlaps %s", output_names[o],
+                                 output_names[p]);
+    }
+    return LSR_OK;
+}
+
+/* The reduction's divisors over the whole call, as lsr_cross_entropy's. */
+static void divisors(double *ce_scale, double *z_scale, const lsr_loss_options *opt,
+                     const int64_t *labels, int64_t n) {
+    double weight_sum = 0.0;
+    int64_t valid = 0;
+    for (int64_t i = 0; i < n; i++) {
+        if (labels[i] == opt->ignore_index) continue;
+        valid++;
+        weight_sum += opt->class_weights ? opt->class_weights[labels[i]] : 1.0;
+    }
+    *ce_scale = *z_scale = 1.0;
+    if (opt->reduction == LSR_REDUCTION_MEAN) {
+        *ce_scale = weight_sum > 0.0 ? 1.0 / weight_sum : 0.0;
+        *z_scale = valid > 0 ? 1.0 / (double)valid : 0.0;
+    }
+}
+
+static void write_stats(lsr_loss_stats *stats, const lsr__loss_sums *s) {
+    if (!stats) return;
+    const double div = s->valid > 0 ? (double)s->valid : 1.0;
+    stats->valid_rows = s->valid;
+    stats->top1_hits = s->hits;
+    stats->label_ce = s->label_ce / div;
+    stats->prior_ce = s->prior_ce / div;
+    stats->mean_max_prob = s->max_prob / div;
+    stats->mean_lse = s->lse / div;
+}
+
+static lsr_status nonfinite(int64_t row) {
+    return lsr__fail(LSR_ERROR_NONFINITE,
+                     "logits row %lld has a NaN or infinite value, or values too far apart "
+                     "for float",
+                     (long long)row);
+}
+
+static lsr_status fused(float *loss, float *dh, float *dw, float *db, lsr_loss_stats *stats,
+                        const float *h, int64_t ldh, const float *w, const float *bias,
+                        const int64_t *labels, int64_t n, int64_t d, int64_t k,
+                        const lsr_loss_options *opt) {
+    int64_t rows = LSR_LINEAR_ROWS;
+    if ((double)rows * (double)k * sizeof(float) > LINEAR_BLOCK_BYTES)
+        rows = (int64_t)(LINEAR_BLOCK_BYTES / ((double)k * sizeof(float)));
+    if (rows < 1) rows = 1;
+    const int64_t ld = (k + 15) / 16 * 16; /* each block row starts on a cache line */
+    float *block = aligned_alloc(64, (size_t)rows * (size_t)ld * sizeof(float));
+    float *row_loss = malloc((size_t)rows * sizeof(float));
+    double *db_sum = db ? calloc((size_t)k, sizeof(double)) : NULL;
+    if (!block || !row_loss || (db && !db_sum)) {
+        free(block);
+        free(row_loss);
+        free(db_sum);
+        return lsr__fail(LSR_ERROR_OUT_OF_MEMORY, "out of memory for %lld rows of %lld logits",
+                         (long long)rows, (long long)k);
+    }
+    double ce_scale, z_scale;
+    divisors(&ce_scale, &z_scale, opt, labels, n);
+#ifdef _OPENMP
+    const int threads_before = omp_get_max_threads();
+    if (opt->threads > 0) omp_set_num_threads(opt->threads); /* the products' threads */
+#endif
+    lsr__loss_sums total = {0.0, 0.0, 0.0, 0.0, 0.0, 0, 0, -1};
+    lsr_status status = LSR_OK;
+    for (int64_t r0 = 0; r0 < n; r0 += rows) {
+        const int64_t m = n - r0 < rows ? n - r0 : rows;
+        const float *hb = h + (size_t)r0 * (size_t)ldh;
+        if (bias)
+            for (int64_t i = 0; i < m; i++)
+                memcpy(block + (size_t)i * (size_t)ld, bias, (size_t)k * sizeof(float));
+        lsr_gemm(0, 1, (int)m, (int)k, (int)d, 1.0f, hb, (int)ldh, w, (int)d, bias ? 1.0f : 0.0f,
+                 block, (int)ld);
+        lsr__loss_sums s;
+        status = lsr__cross_entropy_rows(&s, row_loss, block, block, labels + r0, m, k, ld, opt,
+                                         ce_scale, z_scale);
+        if (status) break;
+        total.loss += s.loss;
+        total.label_ce += s.label_ce;
+        total.prior_ce += s.prior_ce;
+        total.max_prob += s.max_prob;
+        total.lse += s.lse;
+        total.valid += s.valid;
+        total.hits += s.hits;
+        if (s.first_bad >= 0) {
+            if (total.first_bad < 0) total.first_bad = r0 + s.first_bad;
+            for (int64_t i = 0; i < m; i++) /* no gradient from a row without a loss */
+                if (isnan(row_loss[i]))
+                    memset(block + (size_t)i * (size_t)ld, 0, (size_t)k * sizeof(float));
+        }
+        if (loss && opt->reduction == LSR_REDUCTION_NONE)
+            memcpy(loss + r0, row_loss, (size_t)m * sizeof(float));
+        if (dh)
+            lsr_gemm(0, 0, (int)m, (int)d, (int)k, 1.0f, block, (int)ld, w, (int)d, 0.0f,
+                     dh + (size_t)r0 * (size_t)ldh, (int)ldh);
+        if (dw)
+            lsr_gemm(1, 0, (int)k, (int)d, (int)m, 1.0f, block, (int)ld, hb, (int)ldh,
+                     r0 == 0 ? 0.0f : 1.0f, dw, (int)d);
+        if (db)
+            for (int64_t i = 0; i < m; i++) {
+                const float *g = block + (size_t)i * (size_t)ld;
+                for (int64_t j = 0; j < k; j++)
+                    db_sum[j] += g[j];
+            }
+    }
+#ifdef _OPENMP
+    omp_set_num_threads(threads_before);
+#endif
+    if (status == LSR_OK) {
+        if (n == 0 && dw) memset(dw, 0, (size_t)k * (size_t)d * sizeof(float));
+        if (db)
+            for (int64_t j = 0; j < k; j++)
+                db[j] = (float)db_sum[j];
+        if (loss && opt->reduction != LSR_REDUCTION_NONE)
+            loss[0] = total.first_bad >= 0 ? NAN : (float)total.loss;
+        write_stats(stats, &total);
+        if (total.first_bad >= 0) status = nonfinite(total.first_bad);
+    }
+    free(block);
+    free(row_loss);
+    free(db_sum);
+    return status;
+}
+
+lsr_status lsr_linear_cross_entropy(float *loss, float *dh, float *dw, float *db,
+                                    lsr_loss_stats *stats, const float *h, int64_t ldh,
+                                    const float *w, const float *bias, const int64_t *labels,
+                                    int64_t n, int64_t d, int64_t k,
+                                    const lsr_loss_options *options) {
+    lsr_loss_options opt;
+    LSR_TRY(validate(&opt, loss, dh, dw, db, stats, h, ldh, w, bias, labels, n, d, k, options));
+    return fused(loss, dh, dw, db, stats, h, ldh, w, bias, labels, n, d, k, &opt);
+}
+
+lsr_status lsr_linear_cross_entropy_reference(float *loss, float *dh, float *dw, float *db,
+                                              lsr_loss_stats *stats, const float *h, int64_t ldh,
+                                              const float *w, const float *bias,
+                                              const int64_t *labels, int64_t n, int64_t d,
+                                              int64_t k, const lsr_loss_options *options) {
+    lsr_loss_options opt;
+    LSR_TRY(validate(&opt, loss, dh, dw, db, stats, h, ldh, w, bias, labels, n, d, k, options));
+    const size_t cells = (size_t)(n ? n : 1) * (size_t)k;
+    /* g starts at 0: rows without a loss are left alone by the loss, and so give
+     * no gradient */
+    float *z = malloc(cells * sizeof(float)), *g = calloc(cells, sizeof(float));
+    if (!z || !g) {
+        free(z);
+        free(g);
+        return lsr__fail(LSR_ERROR_OUT_OF_MEMORY, "out of memory for %lld x %lld logits",
+                         (long long)n, (long long)k);
+    }
+    for (int64_t i = 0; i < n; i++) /* z = b + H W^T, each summed in double and rounded once */
+        for (int64_t j = 0; j < k; j++)
+            z[(size_t)i * (size_t)k + (size_t)j] = bias ? bias[j] : 0.0f;
+    lsr_gemm_reference(0, 1, (int)n, (int)k, (int)d, 1.0f, h, (int)ldh, w, (int)d,
+                       bias ? 1.0f : 0.0f, z, (int)k);
+    lsr_status s = lsr_cross_entropy_reference(loss, g, stats, z, labels, n, k, k, &opt);
+    if (s == LSR_OK || s == LSR_ERROR_NONFINITE) {
+        const lsr_status loss_status = s;
+        const char *message = lsr_last_error();
+        char kept[1024];
+        strncpy(kept, message, sizeof kept - 1);
+        kept[sizeof kept - 1] = '\0';
+        if (dh) lsr_gemm_reference(0, 0, (int)n, (int)d, (int)k, 1.0f, g, (int)k, w, (int)d, 0.0f, dh, (int)ldh);
+        if (dw) lsr_gemm_reference(1, 0, (int)k, (int)d, (int)n, 1.0f, g, (int)k, h, (int)ldh, 0.0f, dw, (int)d);
+        if (db)
+            for (int64_t j = 0; j < k; j++) {
+                double sum = 0.0;
+                for (int64_t i = 0; i < n; i++)
+                    sum += g[(size_t)i * (size_t)k + (size_t)j];
+                db[j] = (float)sum;
+            }
+        if (loss_status) s = lsr__fail(loss_status, "%s", kept);
+    }
+    free(z);
+    free(g);
+    return s;
+}

@@ -1,0 +1,415 @@
+/* lsr_linear_cross_entropy against its reference (full logits, the loss's
+ * reference, products summed in double) within bounds derived from the
+ * float arithmetic; the reference against central differences; 1 and 2
+ * threads bit-identical; bad input refused before any output is written. */
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "check.h"
+#include "lsr/linear.h"
+
+static uint64_t rng_state = 0x2545f4914f6cdd1dull;
+static uint64_t rng_next(void) {
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return rng_state;
+}
+static double rng_uniform(void) { return (double)(rng_next() >> 11) * 0x1p-53; }
+static double rng_normal(void) {
+    return sqrt(-2.0 * log(rng_uniform() + 1e-300)) * cos(6.283185307179586 * rng_uniform());
+}
+
+typedef struct problem {
+    int64_t n, d, k, ldh;
+    float *h, *w, *bias, *prior, *weights;
+    int64_t *labels;
+} problem;
+
+static void problem_init(problem *p, int64_t n, int64_t d, int64_t k, int64_t pad, int with_bias,
+                         double scale) {
+    p->n = n, p->d = d, p->k = k, p->ldh = d + pad;
+    p->h = malloc((size_t)(n ? n : 1) * (size_t)p->ldh * sizeof(float));
+    p->w = malloc((size_t)k * (size_t)d * sizeof(float));
+    p->bias = with_bias ? malloc((size_t)k * sizeof(float)) : NULL;
+    p->prior = malloc((size_t)k * sizeof(float));
+    p->weights = malloc((size_t)k * sizeof(float));
+    p->labels = malloc((size_t)(n ? n : 1) * sizeof(int64_t));
+    for (int64_t i = 0; i < n * p->ldh; i++)
+        p->h[i] = (float)rng_normal();
+    for (int64_t i = 0; i < k * d; i++)
+        p->w[i] = (float)(scale * rng_normal() / sqrt((double)d));
+    double sum = 0.0;
+    for (int64_t j = 0; j < k; j++) {
+        if (p->bias) p->bias[j] = (float)rng_normal();
+        p->prior[j] = (float)(0.05 + rng_uniform());
+        sum += p->prior[j];
+        p->weights[j] = (float)(0.1 + 1.9 * rng_uniform());
+    }
+    for (int64_t j = 0; j < k; j++)
+        p->prior[j] = (float)(p->prior[j] / sum);
+    for (int64_t i = 0; i < n; i++)
+        p->labels[i] = rng_next() % 5 == 0 ? LSR_IGNORE_INDEX_DEFAULT : (int64_t)(rng_next() % (uint64_t)k);
+}
+
+static void problem_free(problem *p) {
+    free(p->h), free(p->w), free(p->bias), free(p->prior), free(p->weights), free(p->labels);
+}
+
+typedef struct result {
+    lsr_status status;
+    float *loss, *dh, *dw, *db;
+    lsr_loss_stats stats;
+} result;
+
+static void run(result *r, const problem *p, const lsr_loss_options *o, int reference) {
+    const size_t nl = (size_t)(p->n ? p->n : 1);
+    r->loss = malloc(nl * sizeof(float));
+    r->dh = malloc(nl * (size_t)p->ldh * sizeof(float));
+    r->dw = malloc((size_t)p->k * (size_t)p->d * sizeof(float));
+    r->db = malloc((size_t)p->k * sizeof(float));
+    for (size_t i = 0; i < nl * (size_t)p->ldh; i++)
+        r->dh[i] = 7.0f; /* the padding must stay */
+    r->status = (reference ? lsr_linear_cross_entropy_reference : lsr_linear_cross_entropy)(
+        r->loss, r->dh, r->dw, r->db, &r->stats, p->h, p->ldh, p->w, p->bias, p->labels, p->n,
+        p->d, p->k, o);
+}
+
+static void result_free(result *r) { free(r->loss), free(r->dh), free(r->dw), free(r->db); }
+
+/* |fast - reference| bounds from the arithmetic (u = 2^-24):
+ *   logits: delta_n = (D + 2) u max_k sum_d |h_nd w_kd| + u |b| (the product's sum);
+ *   gradient entry G = p A - c: a logit error delta moves p by a factor
+ *     within exp(+-2 delta), so |dG| <= 2.1 delta (|G| + C) with C >= c the
+ *     row's largest coefficient (scale x largest weight), plus the loss
+ *     kernel's own 1e-4 |G| + 1e-6 max|G| + 1e-7 C (test_loss's bound);
+ *   dh, dw, db: the sums of those errors times |w|, |h| or 1, plus the
+ *     products' own (K + 2) u or (N + 2) u times the sums of |G||w|, |G||h|;
+ *   loss: per row 2 delta_n C (C with the z-loss's 2 lambda |lse| per row) and
+ *   2e-5 relative. */
+static int within_bounds(const problem *p, const lsr_loss_options *o, const result *f,
+                         const result *r, const char *what, int exact_logits) {
+    const double u = 0x1p-24;
+    const int64_t n = p->n, d = p->d, k = p->k;
+    double wmax = 1.0;
+    if (o->class_weights)
+        for (int64_t j = 0; j < k; j++)
+            wmax = fmax(wmax, o->class_weights[j]);
+    double divisor = 0.0;
+    int64_t valid = 0;
+    for (int64_t i = 0; i < n; i++)
+        if (p->labels[i] != o->ignore_index) {
+            valid++;
+            divisor += o->class_weights ? o->class_weights[p->labels[i]] : 1.0;
+        }
+    const double scale = o->reduction == LSR_REDUCTION_MEAN && divisor > 0 ? 1.0 / divisor : 1.0;
+    const double zscale = o->reduction == LSR_REDUCTION_MEAN && valid > 0 ? 1.0 / (double)valid : 1.0;
+    double *delta = calloc((size_t)(n ? n : 1), sizeof(double));
+    double *gerr = calloc((size_t)(n ? n : 1) * (size_t)k, sizeof(double));
+    double gmax = 0.0;
+    /* the reference's gradient of the logits is not an output: rebuild |G| from
+     * a reference loss call on its logits */
+    float *z = malloc((size_t)(n ? n : 1) * (size_t)k * sizeof(float));
+    float *g = malloc((size_t)(n ? n : 1) * (size_t)k * sizeof(float));
+    for (int64_t i = 0; i < n; i++) {
+        double worst = 0.0;
+        for (int64_t j = 0; j < k; j++) {
+            double s = p->bias ? p->bias[j] : 0.0, mag = 0.0;
+            for (int64_t c = 0; c < d; c++) {
+                s += (double)p->h[i * p->ldh + c] * p->w[j * d + c];
+                mag += fabs((double)p->h[i * p->ldh + c] * p->w[j * d + c]);
+            }
+            z[i * k + j] = (float)s;
+            if (!exact_logits) worst = fmax(worst, (double)(d + 2) * u * mag + u * fabs(s));
+        }
+        delta[i] = worst;
+    }
+    double lse_max = 0.0; /* the z-loss gradient's coefficient 2 lambda lse, at its largest */
+    for (int64_t i = 0; i < n; i++) {
+        double m = -INFINITY, s = 0.0;
+        for (int64_t j = 0; j < k; j++)
+            m = fmax(m, z[i * k + j]);
+        for (int64_t j = 0; j < k; j++)
+            s += exp(z[i * k + j] - m);
+        lse_max = fmax(lse_max, fabs(m + log(s)) + 1.0);
+    }
+    const double C = scale * wmax + zscale * 2.0 * o->z_loss * lse_max;
+    lsr_loss_options lo = *o;
+    lsr_status st = lsr_cross_entropy_reference(NULL, g, NULL, z, p->labels, n, k, k, &lo);
+    int ok = st == LSR_OK;
+    for (int64_t i = 0; i < n * k; i++)
+        gmax = fmax(gmax, fabs(g[i]));
+    for (int64_t i = 0; i < n; i++)
+        for (int64_t j = 0; j < k; j++) {
+            const double gij = fabs(g[i * k + j]);
+            gerr[i * k + j] = 2.1 * delta[i] * (gij + C) + 1e-4 * gij + 1e-6 * gmax + 1e-7 * C;
+        }
+    /* loss */
+    double loss_bound = 0.0;
+    for (int64_t i = 0; i < n; i++)
+        if (p->labels[i] != o->ignore_index)
+            loss_bound += 2.0 * delta[i] * C;
+    if (o->reduction != LSR_REDUCTION_NONE && n > 0) {
+        const double diff = fabs((double)f->loss[0] - r->loss[0]);
+        const int good = diff <= loss_bound + 2e-5 * fabs(r->loss[0]) + 2e-6;
+        CHECK(good, "%s: loss %.9g ref %.9g (bound %.3g)", what, (double)f->loss[0],
+              (double)r->loss[0], loss_bound);
+        ok &= good;
+    }
+    for (int64_t i = 0; o->reduction == LSR_REDUCTION_NONE && i < n && ok; i++) {
+        const double b = 2.0 * delta[i] * (wmax + 2.0 * o->z_loss * lse_max);
+        const int good = fabs((double)f->loss[i] - r->loss[i]) <= b + 2e-5 * fabs(r->loss[i]) + 2e-6;
+        CHECK(good, "%s: loss[%lld] %.9g ref %.9g", what, (long long)i, (double)f->loss[i],
+              (double)r->loss[i]);
+        ok &= good;
+    }
+    /* dh */
+    for (int64_t i = 0; i < n && ok; i++)
+        for (int64_t c = 0; c < p->ldh && ok; c++) {
+            const size_t at = (size_t)(i * p->ldh + c);
+            if (c >= d) {
+                ok &= f->dh[at] == 7.0f;
+                CHECK(f->dh[at] == 7.0f, "%s: dh padding [%lld][%lld] written", what, (long long)i,
+                      (long long)c);
+                continue;
+            }
+            double b = 0.0, mag = 0.0;
+            for (int64_t j = 0; j < k; j++) {
+                b += gerr[i * k + j] * fabs(p->w[j * d + c]);
+                mag += fabs(g[i * k + j] * p->w[j * d + c]);
+            }
+            b += (double)(k + 2) * u * mag;
+            const int good = fabs((double)f->dh[at] - r->dh[at]) <= b;
+            CHECK(good, "%s: dh[%lld][%lld] %.9g ref %.9g bound %.3g", what, (long long)i,
+                  (long long)c, (double)f->dh[at], (double)r->dh[at], b);
+            ok &= good;
+        }
+    /* dw, db */
+    for (int64_t j = 0; j < k && ok; j++) {
+        double bb = 0.0, magb = 0.0;
+        for (int64_t i = 0; i < n; i++) {
+            bb += gerr[i * k + j];
+            magb += fabs(g[i * k + j]);
+        }
+        bb += (double)(n + 2) * u * magb;
+        const int goodb = fabs((double)f->db[j] - r->db[j]) <= bb;
+        CHECK(goodb, "%s: db[%lld] %.9g ref %.9g bound %.3g", what, (long long)j,
+              (double)f->db[j], (double)r->db[j], bb);
+        ok &= goodb;
+        for (int64_t c = 0; c < d && ok; c++) {
+            double b = 0.0, mag = 0.0;
+            for (int64_t i = 0; i < n; i++) {
+                b += gerr[i * k + j] * fabs(p->h[i * p->ldh + c]);
+                mag += fabs(g[i * k + j] * p->h[i * p->ldh + c]);
+            }
+            b += (double)(n + 2) * u * mag;
+            const int good = fabs((double)f->dw[j * d + c] - r->dw[j * d + c]) <= b;
+            CHECK(good, "%s: dw[%lld][%lld] %.9g ref %.9g bound %.3g", what, (long long)j,
+                  (long long)c, (double)f->dw[j * d + c], (double)r->dw[j * d + c], b);
+            ok &= good;
+        }
+    }
+    if (ok) {
+        const int good = f->stats.valid_rows == r->stats.valid_rows &&
+                         fabs(f->stats.label_ce - r->stats.label_ce) <=
+                             2e-5 * fabs(r->stats.label_ce) + 2e-6 + 4 * loss_bound / (scale * wmax) &&
+                         fabs(f->stats.mean_lse - r->stats.mean_lse) <=
+                             2e-5 * fabs(r->stats.mean_lse) + 2e-6 + 4 * loss_bound / (scale * wmax);
+        CHECK(good, "%s: stats differ: label_ce %.9g ref %.9g", what, f->stats.label_ce,
+              r->stats.label_ce);
+        ok &= good;
+    }
+    free(delta), free(gerr), free(z), free(g);
+    return ok;
+}
+
+static int same_bits(const problem *p, const lsr_loss_options *o, const result *a, const result *b) {
+    const size_t nl = o->reduction == LSR_REDUCTION_NONE ? (size_t)p->n : 1;
+    return a->status == b->status && memcmp(a->loss, b->loss, nl * sizeof(float)) == 0 &&
+           memcmp(a->dh, b->dh, (size_t)p->n * (size_t)p->ldh * sizeof(float)) == 0 &&
+           memcmp(a->dw, b->dw, (size_t)p->k * (size_t)p->d * sizeof(float)) == 0 &&
+           memcmp(a->db, b->db, (size_t)p->k * sizeof(float)) == 0 &&
+           memcmp(&a->stats, &b->stats, sizeof a->stats) == 0;
+}
+
+static lsr_loss_options random_options(const problem *p) {
+    static const float eps[] = {0.0f, 0.1f, 1.0f};
+    lsr_loss_options o = lsr_loss_options_default();
+    o.smoothing = eps[rng_next() % 3];
+    if (p->k > 1 && rng_next() % 2) o.convention = LSR_SMOOTHING_OTHERS;
+    if (rng_next() % 3 == 0) o.prior = p->prior;
+    if (rng_next() % 3 == 0) o.class_weights = p->weights;
+    if (rng_next() % 3 == 0) o.z_loss = 1e-3f;
+    o.reduction = (lsr_reduction)(rng_next() % 3);
+    o.threads = 2;
+    return o;
+}
+
+/* Shapes around the block (64 rows) and chunk (4096 logits) edges, D = 1,
+ * K = 1, N = 0, with and without bias, random options: fused = reference
+ * within the bounds, 1 thread = 2 threads bit for bit.  One case in four
+ * has small integers for H and W (exact logits: the bounds are then the
+ * loss kernel's and the gradient products' alone). */
+static void test_against_reference(void) {
+    static const int64_t shapes[][3] = {{0, 3, 5},   {1, 1, 1},   {5, 1, 7},    {7, 3, 1},
+                                        {64, 5, 33}, {70, 5, 33}, {130, 17, 300}, {65, 8, 4097},
+                                        {3, 4, 20000}, {129, 33, 10}};
+    int cases = 0, failures = 0;
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+        for (int rep = 0; rep < 4; rep++) {
+            problem p;
+            problem_init(&p, shapes[s][0], shapes[s][1], shapes[s][2], rep % 2 ? 3 : 0, rep < 2,
+                         rep == 3 ? 8.0 : 2.0);
+            if (rep == 2) { /* small integers and halves: every logit exact in float */
+                for (int64_t i = 0; i < p.n * p.ldh; i++)
+                    p.h[i] = (float)((int)(rng_next() % 5) - 2);
+                for (int64_t i = 0; i < p.k * p.d; i++)
+                    p.w[i] = 0.5f * (float)((int)(rng_next() % 5) - 2);
+            }
+            lsr_loss_options o = random_options(&p);
+            char what[160];
+            snprintf(what, sizeof what, "n=%lld d=%lld k=%lld bias=%d eps=%g conv=%d prior=%d "
+                     "weights=%d z=%g red=%d", (long long)p.n, (long long)p.d, (long long)p.k,
+                     p.bias != NULL, (double)o.smoothing, (int)o.convention, o.prior != NULL,
+                     o.class_weights != NULL, (double)o.z_loss, (int)o.reduction);
+            result f, r, f1;
+            run(&f, &p, &o, 0);
+            run(&r, &p, &o, 1);
+            lsr_loss_options o1 = o;
+            o1.threads = 1;
+            run(&f1, &p, &o1, 0);
+            int ok = f.status == LSR_OK && r.status == LSR_OK && f1.status == LSR_OK;
+            CHECK(ok, "%s: status fused %s reference %s (%s)", what, lsr_status_name(f.status),
+                  lsr_status_name(r.status), lsr_last_error());
+            if (ok) ok = within_bounds(&p, &o, &f, &r, what, rep == 2);
+            if (ok) {
+                ok = same_bits(&p, &o, &f, &f1);
+                CHECK(ok, "%s: 1 and 2 threads differ", what);
+            }
+            cases++;
+            failures += !ok;
+            result_free(&f), result_free(&r), result_free(&f1);
+            problem_free(&p);
+        }
+    printf("fused against reference: %d cases, %d disagreements\n", cases, failures);
+}
+
+/* The reference's gradients against central differences of its own loss (in
+ * float, step 1e-2 on values of order 1: 3e-3 relative + 3e-4). */
+static void test_reference_finite_differences(void) {
+    problem p;
+    problem_init(&p, 4, 3, 5, 1, 1, 1.0);
+    p.labels[0] = 1; /* at least one row counted */
+    lsr_loss_options o = lsr_loss_options_default();
+    o.smoothing = 0.2f;
+    o.class_weights = p.weights;
+    o.z_loss = 1e-2f;
+    result r;
+    run(&r, &p, &o, 1);
+    CHECK(r.status == LSR_OK, "reference: %s", lsr_last_error());
+    const float step = 1e-2f;
+    float *params[3] = {p.h, p.w, p.bias};
+    const float *grads[3] = {r.dh, r.dw, r.db};
+    const int64_t counts[3] = {p.n * p.ldh, p.k * p.d, p.k};
+    int bad = 0;
+    for (int t = 0; t < 3; t++)
+        for (int64_t i = 0; i < counts[t]; i++) {
+            if (t == 0 && i % p.ldh >= p.d) continue;
+            const float keep = params[t][i];
+            float lp, lm;
+            params[t][i] = keep + step;
+            lsr_linear_cross_entropy_reference(&lp, NULL, NULL, NULL, NULL, p.h, p.ldh, p.w,
+                                               p.bias, p.labels, p.n, p.d, p.k, &o);
+            params[t][i] = keep - step;
+            lsr_linear_cross_entropy_reference(&lm, NULL, NULL, NULL, NULL, p.h, p.ldh, p.w,
+                                               p.bias, p.labels, p.n, p.d, p.k, &o);
+            params[t][i] = keep;
+            const double fd = ((double)lp - lm) / (2.0 * step);
+            if (fabs(fd - grads[t][i]) > 3e-3 * fabs(fd) + 3e-4) {
+                CHECK(0, "finite differences: %s[%lld] analytic %.6g numeric %.6g",
+                      t == 0 ? "dh" : t == 1 ? "dw" : "db", (long long)i, (double)grads[t][i], fd);
+                bad++;
+            }
+        }
+    printf("reference against finite differences: %d disagreements\n", bad);
+    result_free(&r);
+    problem_free(&p);
+}
+
+/* Logits beyond float: the row gets no gradient, the loss is NaN, the status names the row. */
+static void test_nonfinite_rows(void) {
+    problem p;
+    problem_init(&p, 3, 2, 4, 0, 0, 1.0);
+    for (int64_t i = 0; i < 3; i++)
+        p.labels[i] = 1;
+    p.h[2] = 3e38f, p.h[3] = 3e38f; /* row 1 */
+    p.w[0] = 2.0f, p.w[1] = 2.0f;   /* its class-0 logit overflows */
+    lsr_loss_options o = lsr_loss_options_default();
+    for (int reference = 0; reference <= 1; reference++) {
+        result r;
+        run(&r, &p, &o, reference);
+        CHECK(r.status == LSR_ERROR_NONFINITE && strstr(lsr_last_error(), "row 1") &&
+                  isnan(r.loss[0]),
+              "non-finite (reference %d): %s '%s' loss %g", reference,
+              lsr_status_name(r.status), lsr_last_error(), (double)r.loss[0]);
+        CHECK(r.dh[2] == 0.0f && r.dh[3] == 0.0f && r.dh[0] != 0.0f,
+              "non-finite (reference %d): row 1 has a gradient or row 0 none", reference);
+        result_free(&r);
+    }
+    problem_free(&p);
+}
+
+/* Every bad input: its status, a message naming it, nothing written. */
+static void test_bad_input(void) {
+    problem p;
+    problem_init(&p, 3, 2, 4, 0, 1, 1.0);
+    float loss = -5.0f, dh[6], dw[8], db[4];
+    for (int i = 0; i < 8; i++)
+        dw[i] = -5.0f;
+    lsr_loss_options o = lsr_loss_options_default();
+#define EXPECT(call, want, needle)                                                                 \
+    do {                                                                                           \
+        lsr_status s_ = (call);                                                                    \
+        CHECK(s_ == (want) && strstr(lsr_last_error(), needle), "%s: %s '%s'", #call,              \
+              lsr_status_name(s_), lsr_last_error());                                              \
+        CHECK(loss == -5.0f && dw[0] == -5.0f, "%s: an output was written", #call);                \
+    } while (0)
+    EXPECT(lsr_linear_cross_entropy(&loss, dh, dw, db, NULL, p.h, 2, p.w, p.bias, p.labels, -1, 2, 4, &o),
+           LSR_ERROR_SIZE, "n");
+    EXPECT(lsr_linear_cross_entropy(&loss, dh, dw, db, NULL, p.h, 2, p.w, p.bias, p.labels, 3, 0, 4, &o),
+           LSR_ERROR_SIZE, "d");
+    EXPECT(lsr_linear_cross_entropy(&loss, dh, dw, db, NULL, p.h, 1, p.w, p.bias, p.labels, 3, 2, 4, &o),
+           LSR_ERROR_SIZE, "ldh");
+    EXPECT(lsr_linear_cross_entropy(&loss, dh, dw, db, NULL, p.h, 2, NULL, p.bias, p.labels, 3, 2, 4, &o),
+           LSR_ERROR_NULL_ARGUMENT, "w");
+    EXPECT(lsr_linear_cross_entropy(&loss, dh, dw, db, NULL, NULL, 2, p.w, p.bias, p.labels, 3, 2, 4, &o),
+           LSR_ERROR_NULL_ARGUMENT, "h");
+    p.labels[2] = 4;
+    EXPECT(lsr_linear_cross_entropy(&loss, dh, dw, db, NULL, p.h, 2, p.w, p.bias, p.labels, 3, 2, 4, &o),
+           LSR_ERROR_LABEL, "labels[2]");
+    p.labels[2] = 0;
+    o.smoothing = 2.0f;
+    EXPECT(lsr_linear_cross_entropy(&loss, dh, dw, db, NULL, p.h, 2, p.w, p.bias, p.labels, 3, 2, 4, &o),
+           LSR_ERROR_SMOOTHING, "smoothing");
+    o = lsr_loss_options_default();
+    o.logits_dtype = LSR_DTYPE_BFLOAT16;
+    EXPECT(lsr_linear_cross_entropy(&loss, dh, dw, db, NULL, p.h, 2, p.w, p.bias, p.labels, 3, 2, 4, &o),
+           LSR_ERROR_UNSUPPORTED, "float32");
+    o = lsr_loss_options_default();
+    EXPECT(lsr_linear_cross_entropy(&loss, dh, p.w, db, NULL, p.h, 2, p.w, p.bias, p.labels, 3, 2, 4, &o),
+           LSR_ERROR_OVERLAP, "dw overlaps w");
+    EXPECT(lsr_linear_cross_entropy(&loss, dh, dw, dh + 2, NULL, p.h, 2, p.w, p.bias, p.labels, 3, 2, 4, &o),
+           LSR_ERROR_OVERLAP, "dh overlaps db");
+#undef EXPECT
+    problem_free(&p);
+}
+
+int main(void) {
+    test_bad_input();
+    test_nonfinite_rows();
+    test_reference_finite_differences();
+    test_against_reference();
+    return check_summary();
+}
