@@ -4,7 +4,7 @@ BUILD ?= build
 CMAKE_FLAGS ?=
 JOBS ?= $(shell nproc)
 
-.PHONY: all deps build test demo bench-loss bench-train bench-python fuzz install python clean
+.PHONY: all deps build test demo bench-loss bench-linear bench-train bench-python fuzz install python clean
 
 all: build
 
@@ -29,6 +29,10 @@ demo: build
 bench-loss: build
 	@scripts/install-deps.sh bench
 	$(BUILD)/bench_loss
+
+bench-linear: build
+	@scripts/install-deps.sh bench
+	$(BUILD)/bench_linear
 
 bench-train: build
 	@scripts/install-deps.sh bench data

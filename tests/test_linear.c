@@ -51,7 +51,8 @@ static void problem_init(problem *p, int64_t n, int64_t d, int64_t k, int64_t pa
     for (int64_t j = 0; j < k; j++)
         p->prior[j] = (float)(p->prior[j] / sum);
     for (int64_t i = 0; i < n; i++)
-        p->labels[i] = rng_next() % 5 == 0 ? LSR_IGNORE_INDEX_DEFAULT : (int64_t)(rng_next() % (uint64_t)k);
+        p->labels[i] =
+            rng_next() % 5 == 0 ? LSR_IGNORE_INDEX_DEFAULT : (int64_t)(rng_next() % (uint64_t)k);
 }
 
 static void problem_free(problem *p) {
@@ -73,8 +74,8 @@ static void run(result *r, const problem *p, const lsr_loss_options *o, int refe
     for (size_t i = 0; i < nl * (size_t)p->ldh; i++)
         r->dh[i] = 7.0f; /* the padding must stay */
     r->status = (reference ? lsr_linear_cross_entropy_reference : lsr_linear_cross_entropy)(
-        r->loss, r->dh, r->dw, r->db, &r->stats, p->h, p->ldh, p->w, p->bias, p->labels, p->n,
-        p->d, p->k, o);
+        r->loss, r->dh, r->dw, r->db, &r->stats, p->h, p->ldh, p->w, p->bias, p->labels, p->n, p->d,
+        p->k, o);
 }
 
 static void result_free(result *r) { free(r->loss), free(r->dh), free(r->dw), free(r->db); }
@@ -105,7 +106,8 @@ static int within_bounds(const problem *p, const lsr_loss_options *o, const resu
             divisor += o->class_weights ? o->class_weights[p->labels[i]] : 1.0;
         }
     const double scale = o->reduction == LSR_REDUCTION_MEAN && divisor > 0 ? 1.0 / divisor : 1.0;
-    const double zscale = o->reduction == LSR_REDUCTION_MEAN && valid > 0 ? 1.0 / (double)valid : 1.0;
+    const double zscale =
+        o->reduction == LSR_REDUCTION_MEAN && valid > 0 ? 1.0 / (double)valid : 1.0;
     double *delta = calloc((size_t)(n ? n : 1), sizeof(double));
     double *gerr = calloc((size_t)(n ? n : 1) * (size_t)k, sizeof(double));
     double gmax = 0.0;
@@ -149,8 +151,7 @@ static int within_bounds(const problem *p, const lsr_loss_options *o, const resu
     /* loss */
     double loss_bound = 0.0;
     for (int64_t i = 0; i < n; i++)
-        if (p->labels[i] != o->ignore_index)
-            loss_bound += 2.0 * delta[i] * C;
+        if (p->labels[i] != o->ignore_index) loss_bound += 2.0 * delta[i] * C;
     if (o->reduction != LSR_REDUCTION_NONE && n > 0) {
         const double diff = fabs((double)f->loss[0] - r->loss[0]);
         const int good = diff <= loss_bound + 2e-5 * fabs(r->loss[0]) + 2e-6;
@@ -160,7 +161,8 @@ static int within_bounds(const problem *p, const lsr_loss_options *o, const resu
     }
     for (int64_t i = 0; o->reduction == LSR_REDUCTION_NONE && i < n && ok; i++) {
         const double b = 2.0 * delta[i] * (wmax + 2.0 * o->z_loss * lse_max);
-        const int good = fabs((double)f->loss[i] - r->loss[i]) <= b + 2e-5 * fabs(r->loss[i]) + 2e-6;
+        const int good =
+            fabs((double)f->loss[i] - r->loss[i]) <= b + 2e-5 * fabs(r->loss[i]) + 2e-6;
         CHECK(good, "%s: loss[%lld] %.9g ref %.9g", what, (long long)i, (double)f->loss[i],
               (double)r->loss[i]);
         ok &= good;
@@ -195,8 +197,8 @@ static int within_bounds(const problem *p, const lsr_loss_options *o, const resu
         }
         bb += (double)(n + 2) * u * magb;
         const int goodb = fabs((double)f->db[j] - r->db[j]) <= bb;
-        CHECK(goodb, "%s: db[%lld] %.9g ref %.9g bound %.3g", what, (long long)j,
-              (double)f->db[j], (double)r->db[j], bb);
+        CHECK(goodb, "%s: db[%lld] %.9g ref %.9g bound %.3g", what, (long long)j, (double)f->db[j],
+              (double)r->db[j], bb);
         ok &= goodb;
         for (int64_t c = 0; c < d && ok; c++) {
             double b = 0.0, mag = 0.0;
@@ -212,11 +214,12 @@ static int within_bounds(const problem *p, const lsr_loss_options *o, const resu
         }
     }
     if (ok) {
-        const int good = f->stats.valid_rows == r->stats.valid_rows &&
-                         fabs(f->stats.label_ce - r->stats.label_ce) <=
-                             2e-5 * fabs(r->stats.label_ce) + 2e-6 + 4 * loss_bound / (scale * wmax) &&
-                         fabs(f->stats.mean_lse - r->stats.mean_lse) <=
-                             2e-5 * fabs(r->stats.mean_lse) + 2e-6 + 4 * loss_bound / (scale * wmax);
+        const int good =
+            f->stats.valid_rows == r->stats.valid_rows &&
+            fabs(f->stats.label_ce - r->stats.label_ce) <=
+                2e-5 * fabs(r->stats.label_ce) + 2e-6 + 4 * loss_bound / (scale * wmax) &&
+            fabs(f->stats.mean_lse - r->stats.mean_lse) <=
+                2e-5 * fabs(r->stats.mean_lse) + 2e-6 + 4 * loss_bound / (scale * wmax);
         CHECK(good, "%s: stats differ: label_ce %.9g ref %.9g", what, f->stats.label_ce,
               r->stats.label_ce);
         ok &= good;
@@ -225,7 +228,8 @@ static int within_bounds(const problem *p, const lsr_loss_options *o, const resu
     return ok;
 }
 
-static int same_bits(const problem *p, const lsr_loss_options *o, const result *a, const result *b) {
+static int same_bits(const problem *p, const lsr_loss_options *o, const result *a,
+                     const result *b) {
     const size_t nl = o->reduction == LSR_REDUCTION_NONE ? (size_t)p->n : 1;
     return a->status == b->status && memcmp(a->loss, b->loss, nl * sizeof(float)) == 0 &&
            memcmp(a->dh, b->dh, (size_t)p->n * (size_t)p->ldh * sizeof(float)) == 0 &&
@@ -247,15 +251,16 @@ static lsr_loss_options random_options(const problem *p) {
     return o;
 }
 
-/* Shapes around the block (64 rows) and chunk (4096 logits) edges, D = 1,
+/* Shapes around the block (256 rows; 224 at K = 70000) and chunk (4096
+ * logits) edges, D = 1,
  * K = 1, N = 0, with and without bias, random options: fused = reference
  * within the bounds, 1 thread = 2 threads bit for bit.  One case in four
  * has small integers for H and W (exact logits: the bounds are then the
  * loss kernel's and the gradient products' alone). */
 static void test_against_reference(void) {
-    static const int64_t shapes[][3] = {{0, 3, 5},   {1, 1, 1},   {5, 1, 7},    {7, 3, 1},
-                                        {64, 5, 33}, {70, 5, 33}, {130, 17, 300}, {65, 8, 4097},
-                                        {3, 4, 20000}, {129, 33, 10}};
+    static const int64_t shapes[][3] = {
+        {0, 3, 5},      {1, 1, 1},     {5, 1, 7},     {7, 3, 1},     {64, 5, 33},  {70, 5, 33},
+        {130, 17, 300}, {65, 8, 4097}, {3, 4, 20000}, {129, 33, 10}, {257, 3, 40}, {230, 2, 70000}};
     int cases = 0, failures = 0;
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
         for (int rep = 0; rep < 4; rep++) {
@@ -270,9 +275,11 @@ static void test_against_reference(void) {
             }
             lsr_loss_options o = random_options(&p);
             char what[160];
-            snprintf(what, sizeof what, "n=%lld d=%lld k=%lld bias=%d eps=%g conv=%d prior=%d "
-                     "weights=%d z=%g red=%d", (long long)p.n, (long long)p.d, (long long)p.k,
-                     p.bias != NULL, (double)o.smoothing, (int)o.convention, o.prior != NULL,
+            snprintf(what, sizeof what,
+                     "n=%lld d=%lld k=%lld bias=%d eps=%g conv=%d prior=%d "
+                     "weights=%d z=%g red=%d",
+                     (long long)p.n, (long long)p.d, (long long)p.k, p.bias != NULL,
+                     (double)o.smoothing, (int)o.convention, o.prior != NULL,
                      o.class_weights != NULL, (double)o.z_loss, (int)o.reduction);
             result f, r, f1;
             run(&f, &p, &o, 0);
@@ -320,16 +327,19 @@ static void test_reference_finite_differences(void) {
             const float keep = params[t][i];
             float lp, lm;
             params[t][i] = keep + step;
-            lsr_linear_cross_entropy_reference(&lp, NULL, NULL, NULL, NULL, p.h, p.ldh, p.w,
-                                               p.bias, p.labels, p.n, p.d, p.k, &o);
+            lsr_linear_cross_entropy_reference(&lp, NULL, NULL, NULL, NULL, p.h, p.ldh, p.w, p.bias,
+                                               p.labels, p.n, p.d, p.k, &o);
             params[t][i] = keep - step;
-            lsr_linear_cross_entropy_reference(&lm, NULL, NULL, NULL, NULL, p.h, p.ldh, p.w,
-                                               p.bias, p.labels, p.n, p.d, p.k, &o);
+            lsr_linear_cross_entropy_reference(&lm, NULL, NULL, NULL, NULL, p.h, p.ldh, p.w, p.bias,
+                                               p.labels, p.n, p.d, p.k, &o);
             params[t][i] = keep;
             const double fd = ((double)lp - lm) / (2.0 * step);
             if (fabs(fd - grads[t][i]) > 3e-3 * fabs(fd) + 3e-4) {
                 CHECK(0, "finite differences: %s[%lld] analytic %.6g numeric %.6g",
-                      t == 0 ? "dh" : t == 1 ? "dw" : "db", (long long)i, (double)grads[t][i], fd);
+                      t == 0   ? "dh"
+                      : t == 1 ? "dw"
+                               : "db",
+                      (long long)i, (double)grads[t][i], fd);
                 bad++;
             }
         }
@@ -352,8 +362,8 @@ static void test_nonfinite_rows(void) {
         run(&r, &p, &o, reference);
         CHECK(r.status == LSR_ERROR_NONFINITE && strstr(lsr_last_error(), "row 1") &&
                   isnan(r.loss[0]),
-              "non-finite (reference %d): %s '%s' loss %g", reference,
-              lsr_status_name(r.status), lsr_last_error(), (double)r.loss[0]);
+              "non-finite (reference %d): %s '%s' loss %g", reference, lsr_status_name(r.status),
+              lsr_last_error(), (double)r.loss[0]);
         CHECK(r.dh[2] == 0.0f && r.dh[3] == 0.0f && r.dh[0] != 0.0f,
               "non-finite (reference %d): row 1 has a gradient or row 0 none", reference);
         result_free(&r);
@@ -376,31 +386,41 @@ static void test_bad_input(void) {
               lsr_status_name(s_), lsr_last_error());                                              \
         CHECK(loss == -5.0f && dw[0] == -5.0f, "%s: an output was written", #call);                \
     } while (0)
-    EXPECT(lsr_linear_cross_entropy(&loss, dh, dw, db, NULL, p.h, 2, p.w, p.bias, p.labels, -1, 2, 4, &o),
+    EXPECT(lsr_linear_cross_entropy(&loss, dh, dw, db, NULL, p.h, 2, p.w, p.bias, p.labels, -1, 2,
+                                    4, &o),
            LSR_ERROR_SIZE, "n");
-    EXPECT(lsr_linear_cross_entropy(&loss, dh, dw, db, NULL, p.h, 2, p.w, p.bias, p.labels, 3, 0, 4, &o),
+    EXPECT(lsr_linear_cross_entropy(&loss, dh, dw, db, NULL, p.h, 2, p.w, p.bias, p.labels, 3, 0, 4,
+                                    &o),
            LSR_ERROR_SIZE, "d");
-    EXPECT(lsr_linear_cross_entropy(&loss, dh, dw, db, NULL, p.h, 1, p.w, p.bias, p.labels, 3, 2, 4, &o),
+    EXPECT(lsr_linear_cross_entropy(&loss, dh, dw, db, NULL, p.h, 1, p.w, p.bias, p.labels, 3, 2, 4,
+                                    &o),
            LSR_ERROR_SIZE, "ldh");
-    EXPECT(lsr_linear_cross_entropy(&loss, dh, dw, db, NULL, p.h, 2, NULL, p.bias, p.labels, 3, 2, 4, &o),
+    EXPECT(lsr_linear_cross_entropy(&loss, dh, dw, db, NULL, p.h, 2, NULL, p.bias, p.labels, 3, 2,
+                                    4, &o),
            LSR_ERROR_NULL_ARGUMENT, "w");
-    EXPECT(lsr_linear_cross_entropy(&loss, dh, dw, db, NULL, NULL, 2, p.w, p.bias, p.labels, 3, 2, 4, &o),
+    EXPECT(lsr_linear_cross_entropy(&loss, dh, dw, db, NULL, NULL, 2, p.w, p.bias, p.labels, 3, 2,
+                                    4, &o),
            LSR_ERROR_NULL_ARGUMENT, "h");
     p.labels[2] = 4;
-    EXPECT(lsr_linear_cross_entropy(&loss, dh, dw, db, NULL, p.h, 2, p.w, p.bias, p.labels, 3, 2, 4, &o),
+    EXPECT(lsr_linear_cross_entropy(&loss, dh, dw, db, NULL, p.h, 2, p.w, p.bias, p.labels, 3, 2, 4,
+                                    &o),
            LSR_ERROR_LABEL, "labels[2]");
     p.labels[2] = 0;
     o.smoothing = 2.0f;
-    EXPECT(lsr_linear_cross_entropy(&loss, dh, dw, db, NULL, p.h, 2, p.w, p.bias, p.labels, 3, 2, 4, &o),
+    EXPECT(lsr_linear_cross_entropy(&loss, dh, dw, db, NULL, p.h, 2, p.w, p.bias, p.labels, 3, 2, 4,
+                                    &o),
            LSR_ERROR_SMOOTHING, "smoothing");
     o = lsr_loss_options_default();
     o.logits_dtype = LSR_DTYPE_BFLOAT16;
-    EXPECT(lsr_linear_cross_entropy(&loss, dh, dw, db, NULL, p.h, 2, p.w, p.bias, p.labels, 3, 2, 4, &o),
+    EXPECT(lsr_linear_cross_entropy(&loss, dh, dw, db, NULL, p.h, 2, p.w, p.bias, p.labels, 3, 2, 4,
+                                    &o),
            LSR_ERROR_UNSUPPORTED, "float32");
     o = lsr_loss_options_default();
-    EXPECT(lsr_linear_cross_entropy(&loss, dh, p.w, db, NULL, p.h, 2, p.w, p.bias, p.labels, 3, 2, 4, &o),
+    EXPECT(lsr_linear_cross_entropy(&loss, dh, p.w, db, NULL, p.h, 2, p.w, p.bias, p.labels, 3, 2,
+                                    4, &o),
            LSR_ERROR_OVERLAP, "dw overlaps w");
-    EXPECT(lsr_linear_cross_entropy(&loss, dh, dw, dh + 2, NULL, p.h, 2, p.w, p.bias, p.labels, 3, 2, 4, &o),
+    EXPECT(lsr_linear_cross_entropy(&loss, dh, dw, dh + 2, NULL, p.h, 2, p.w, p.bias, p.labels, 3,
+                                    2, 4, &o),
            LSR_ERROR_OVERLAP, "dh overlaps db");
 #undef EXPECT
     problem_free(&p);

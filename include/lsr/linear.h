@@ -6,10 +6,11 @@
  * call computes the loss of lsr_cross_entropy (lsr/loss.h: every smoothing
  * convention, a prior, class weights, ignore_index, the reductions, z-loss)
  * and its gradients with respect to H, W and b.  The logits exist only a
- * block of rows at a time: LSR_LINEAR_ROWS rows of K values (64 x K floats,
- * 8 MB at K = 32000, 33 MB at K = 128256; for K > 262144 the block has
- * fewer rows, so that it stays within 64 MiB), plus the loss's scratch of a
- * few rows of K per thread.  Each block costs the three products of the
+ * block of rows at a time: LSR_LINEAR_ROWS rows of K values (256 x K
+ * floats, 33 MB at K = 32000), fewer for K > 65536 so that the block stays
+ * within 64 MiB (128 rows at K = 128256), plus the loss's scratch of two
+ * rows of K per thread and K doubles for db.  The block's rows depend on K
+ * alone.  Each block costs the three products of the
  * unfused computation on its rows (its logits, its rows of dH, its share of
  * dW) and one pass of the loss kernel over its logits while they are in
  * cache; nothing is recomputed.
@@ -28,8 +29,8 @@
 extern "C" {
 #endif
 
-/* Rows of logits per block (fewer for K > 262144, see above). */
-#define LSR_LINEAR_ROWS 64
+/* Rows of logits per block (fewer for K > 65536, see above). */
+#define LSR_LINEAR_ROWS 256
 
 /*
  * Forward and backward of cross_entropy(H W^T + b, labels) in one call.
@@ -66,10 +67,12 @@ LSR_API lsr_status lsr_linear_cross_entropy(float *loss, float *dh, float *dw, f
  * summed in double, lsr_cross_entropy_reference on them, and the gradients'
  * products summed in double.  Memory 2 N K floats; use it to check.
  */
-LSR_API lsr_status lsr_linear_cross_entropy_reference(
-    float *loss, float *dh, float *dw, float *db, lsr_loss_stats *stats, const float *h,
-    int64_t ldh, const float *w, const float *bias, const int64_t *labels, int64_t n, int64_t d,
-    int64_t k, const lsr_loss_options *options);
+LSR_API lsr_status lsr_linear_cross_entropy_reference(float *loss, float *dh, float *dw, float *db,
+                                                      lsr_loss_stats *stats, const float *h,
+                                                      int64_t ldh, const float *w,
+                                                      const float *bias, const int64_t *labels,
+                                                      int64_t n, int64_t d, int64_t k,
+                                                      const lsr_loss_options *options);
 
 #ifdef __cplusplus
 }

@@ -45,10 +45,13 @@ static lsr_status validate(lsr_loss_options *opt, float *loss, float *dh, float 
                            int64_t k, const lsr_loss_options *options) {
     lsr__clear_error();
     *opt = options ? *options : lsr_loss_options_default();
-    if (n < 0 || n > INT32_MAX) return lsr__fail(LSR_ERROR_SIZE, "n = %lld: must be in [0, 2^31)", (long long)n);
-    if (d < 1 || d > INT32_MAX) return lsr__fail(LSR_ERROR_SIZE, "d = %lld: must be in [1, 2^31)", (long long)d);
+    if (n < 0 || n > INT32_MAX)
+        return lsr__fail(LSR_ERROR_SIZE, "n = %lld: must be in [0, 2^31)", (long long)n);
+    if (d < 1 || d > INT32_MAX)
+        return lsr__fail(LSR_ERROR_SIZE, "d = %lld: must be in [1, 2^31)", (long long)d);
     if (k < 1 || k > LSR_MAX_CLASSES)
-        return lsr__fail(LSR_ERROR_SIZE, "k = %lld: must be in [1, %d]", (long long)k, LSR_MAX_CLASSES);
+        return lsr__fail(LSR_ERROR_SIZE, "k = %lld: must be in [1, %d]", (long long)k,
+                         LSR_MAX_CLASSES);
     if (ldh < d || ldh > INT32_MAX)
         return lsr__fail(LSR_ERROR_SIZE, "ldh = %lld: must be >= d = %lld (and < 2^31)",
                          (long long)ldh, (long long)d);
@@ -69,17 +72,15 @@ static lsr_status validate(lsr_loss_options *opt, float *loss, float *dh, float 
     for (int64_t i = 0; i < n; i++) {
         const int64_t y = labels[i];
         if (y != opt->ignore_index && (y < 0 || y >= k))
-            return lsr__fail(LSR_ERROR_LABEL,
-                             "labels[%lld] = %lld: must be in [0, %lld) or ignore_index %lld",
-                             (long long)i, (long long)y, (long long)k,
-                             (long long)opt->ignore_index);
+            return lsr__fail(
+                LSR_ERROR_LABEL, "labels[%lld] = %lld: must be in [0, %lld) or ignore_index %lld",
+                (long long)i, (long long)y, (long long)k, (long long)opt->ignore_index);
     }
     const size_t loss_count = opt->reduction == LSR_REDUCTION_NONE ? (size_t)n : 1;
-    const byte_range outputs[] = {range_of(loss, loss_count * sizeof(float)),
-                                  rows_range(dh, n, d, ldh, sizeof(float)),
-                                  range_of(dw, (size_t)k * (size_t)d * sizeof(float)),
-                                  range_of(db, (size_t)k * sizeof(float)),
-                                  range_of(stats, sizeof *stats)};
+    const byte_range outputs[] = {
+        range_of(loss, loss_count * sizeof(float)), rows_range(dh, n, d, ldh, sizeof(float)),
+        range_of(dw, (size_t)k * (size_t)d * sizeof(float)),
+        range_of(db, (size_t)k * sizeof(float)), range_of(stats, sizeof *stats)};
     const char *output_names[] = {"loss", "dh", "dw", "db", "stats"};
     const byte_range inputs[] = {rows_range(h, n, d, ldh, sizeof(float)),
                                  range_of(w, (size_t)k * (size_t)d * sizeof(float)),
@@ -140,9 +141,15 @@ static lsr_status fused(float *loss, float *dh, float *dw, float *db, lsr_loss_s
                         const float *h, int64_t ldh, const float *w, const float *bias,
                         const int64_t *labels, int64_t n, int64_t d, int64_t k,
                         const lsr_loss_options *opt) {
+    /* LSR_LINEAR_ROWS rows, fewer (a multiple of 16 where it can) when their
+     * logits would pass LINEAR_BLOCK_BYTES: a function of K alone, so the
+     * blocks, and the order of dW's and db's sums, are those of any call with
+     * this K */
     int64_t rows = LSR_LINEAR_ROWS;
-    if ((double)rows * (double)k * sizeof(float) > LINEAR_BLOCK_BYTES)
+    if ((double)rows * (double)k * sizeof(float) > LINEAR_BLOCK_BYTES) {
         rows = (int64_t)(LINEAR_BLOCK_BYTES / ((double)k * sizeof(float)));
+        if (rows >= 16) rows = rows / 16 * 16;
+    }
     if (rows < 1) rows = 1;
     const int64_t ld = (k + 15) / 16 * 16; /* each block row starts on a cache line */
     float *block = aligned_alloc(64, (size_t)rows * (size_t)ld * sizeof(float));
@@ -261,8 +268,12 @@ lsr_status lsr_linear_cross_entropy_reference(float *loss, float *dh, float *dw,
         char kept[1024];
         strncpy(kept, message, sizeof kept - 1);
         kept[sizeof kept - 1] = '\0';
-        if (dh) lsr_gemm_reference(0, 0, (int)n, (int)d, (int)k, 1.0f, g, (int)k, w, (int)d, 0.0f, dh, (int)ldh);
-        if (dw) lsr_gemm_reference(1, 0, (int)k, (int)d, (int)n, 1.0f, g, (int)k, h, (int)ldh, 0.0f, dw, (int)d);
+        if (dh)
+            lsr_gemm_reference(0, 0, (int)n, (int)d, (int)k, 1.0f, g, (int)k, w, (int)d, 0.0f, dh,
+                               (int)ldh);
+        if (dw)
+            lsr_gemm_reference(1, 0, (int)k, (int)d, (int)n, 1.0f, g, (int)k, h, (int)ldh, 0.0f, dw,
+                               (int)d);
         if (db)
             for (int64_t j = 0; j < k; j++) {
                 double sum = 0.0;
