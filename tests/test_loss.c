@@ -1002,8 +1002,10 @@ static void test_bf16_row_kernels(void) {
     if (lsr_isa_detect() >= LSR_ISA_AVX2) sets[count] = &lsr__kernels_avx2, names[count++] = "avx2";
     if (lsr_isa_detect() >= LSR_ISA_AVX512)
         sets[count] = &lsr__kernels_avx512, names[count++] = "avx512";
+#if defined(LSR_HAVE_AVX512BF16_KERNELS)
     if (lsr__cpu_has_avx512_bf16())
         sets[count] = &lsr__kernels_avx512_bf16, names[count++] = "avx512+bf16";
+#endif
 #endif
     enum { LEN = 1000 };
     static float e[LEN], e2[LEN], a_none[1];
@@ -1039,29 +1041,88 @@ static void test_bf16_row_kernels(void) {
                     }
                 }
             }
-    /* fused = separate, for each dtype pair */
+    /* fused = separate, for each dtype pair, streamed or not, at several alignments */
     for (int s = 0; s < count; s++)
         for (int zt = 0; zt <= 1; zt++)
-            for (int gt = 0; gt <= 1; gt++) {
-                static float zf[LEN], gf[LEN], gf2[LEN];
-                for (int i = 0; i < LEN; i++)
-                    zf[i] = lsr_bf16_to_float(z[i]);
-                const void *zz = zt ? (const void *)z : (const void *)zf;
-                void *ga = gt ? (void *)g : (void *)gf, *gb = gt ? (void *)g2 : (void *)gf2;
-                chunk_sums c1, c2;
-                const float max = sets[s]->pass_max[zt](zz, LEN);
-                sets[s]->pass_exp_scale[zt][gt](&c1, e2, zz, LEN, max, NULL, ga, e, 0.5f, 0.01f, 0);
-                static float e3[LEN];
-                sets[s]->pass_exp[zt](&c2, e3, zz, LEN, max, NULL, NULL, NULL);
-                sets[s]->pass_scale[gt](gb, e, LEN, 0.5f, NULL, 0.0f, 0.01f, 0);
-                const int same = memcmp(&c1, &c2, sizeof c1) == 0 &&
-                                 memcmp(e2, e3, sizeof e2) == 0 &&
-                                 memcmp(ga, gb, (size_t)LEN * (gt ? 2 : 4)) == 0;
-                CHECK(same, "%s: fused pass 2 + 3 differs from the two passes (z %d g %d)",
-                      names[s], zt, gt);
-                failures += !same;
-            }
+            for (int gt = 0; gt <= 1; gt++)
+                for (int stream = 0; stream <= 1; stream++)
+                    for (int offset = 0; offset < 40; offset += 13) {
+                        static float zf[LEN], gf[LEN + 64], gf2[LEN + 64], e3[LEN];
+                        for (int i = 0; i < LEN; i++)
+                            zf[i] = lsr_bf16_to_float(z[i]);
+                        const void *zz = zt ? (const void *)z : (const void *)zf;
+                        void *ga = gt ? (void *)(g + offset) : (void *)(gf + offset);
+                        void *gb = gt ? (void *)(g2 + offset) : (void *)(gf2 + offset);
+                        chunk_sums c1, c2;
+                        const float max = sets[s]->pass_max[zt](zz, LEN);
+                        sets[s]->pass_exp_scale[zt][gt](&c1, e2, zz, LEN, max, NULL, ga, e, 0.5f,
+                                                        0.01f, stream);
+                        sets[s]->pass_exp[zt](&c2, e3, zz, LEN, max, NULL, NULL, NULL);
+                        sets[s]->pass_scale[gt](gb, e, LEN, 0.5f, NULL, 0.0f, 0.01f, stream);
+                        sets[s]->stream_fence();
+                        const int same = memcmp(&c1, &c2, sizeof c1) == 0 &&
+                                         memcmp(e2, e3, sizeof e2) == 0 &&
+                                         memcmp(ga, gb, (size_t)LEN * (gt ? 2 : 4)) == 0;
+                        CHECK(same,
+                              "%s: fused pass 2 + 3 differs from the two passes (z %d g %d "
+                              "stream %d offset %d)",
+                              names[s], zt, gt, stream, offset);
+                        failures += !same;
+                    }
     printf("bf16 row kernels (%d sets): %d disagreements\n", count, failures);
+}
+
+/* A whole call whose gradient streams, 5 rows: with 1 thread the rows run
+ * pipelined through the fused pass 2 + 3, with 2 threads they share each
+ * row's chunks through the separate passes; compare holds both to the
+ * reference and to each other, bit for bit. */
+static void test_fused_and_shared_rows_agree(void) {
+    problem p;
+    problem_init(&p, 5, 3400000, 0, 0, 3.0, 0.0, 0); /* 68 MB of gradient */
+    int failures = 0;
+    for (int isa = 0; isa < isa_count; isa++) {
+        lsr_loss_options o = options_from_bits(&p, 0, isa);
+        o.smoothing = 0.1f;
+        failures += !compare(&p, o, isa % 2);
+    }
+    printf("fused and shared rows: %d disagreements\n", failures);
+    problem_free(&p);
+}
+
+/* bf16 logits that are NaN, infinite, or too far apart for float: the row
+ * is named, its loss NaN, its gradient untouched, the other rows done; on
+ * every instruction set, in the reference and in place. */
+static void test_bf16_nonfinite_rows(void) {
+    int64_t y[3] = {0, 1, 2};
+    static const uint16_t bad[] = {0x7fc0, 0x7f80, 0xff80, 0x7f7f}; /* NaN, +inf, -inf, 3.39e38 */
+    for (int kind = 0; kind < 4; kind++)
+        for (int impl = 0; impl <= isa_count; impl++) /* every ISA, then the reference */
+            for (int in_place = 0; in_place <= 1; in_place++) {
+                uint16_t z[12], g[12];
+                for (int i = 0; i < 12; i++)
+                    z[i] = lsr_bf16_from_float((float)i * 0.5f), g[i] = 0x5555;
+                z[5] = bad[kind];
+                if (kind == 3) z[4] = 0xff7f; /* -3.39e38: the difference overflows */
+                uint16_t *out = in_place ? z : g;
+                const uint16_t row1[4] = {z[4], z[5], z[6], z[7]};
+                lsr_loss_options o = lsr_loss_options_default();
+                o.logits_dtype = o.grad_dtype = LSR_DTYPE_BFLOAT16;
+                o.reduction = LSR_REDUCTION_NONE;
+                float loss[3];
+                lsr_status s;
+                if (impl < isa_count) {
+                    o.isa = isas[impl];
+                    s = lsr_cross_entropy(loss, out, NULL, z, y, 3, 4, 4, &o);
+                } else {
+                    s = lsr_cross_entropy_reference(loss, out, NULL, z, y, 3, 4, 4, &o);
+                }
+                const uint16_t keep = in_place ? row1[0] : 0x5555;
+                CHECK(s == LSR_ERROR_NONFINITE && strstr(lsr_last_error(), "row 1") &&
+                          isnan(loss[1]) && !isnan(loss[0]) && !isnan(loss[2]) && out[4] == keep &&
+                          out[0] != 0x5555 && out[11] != 0x5555,
+                      "bf16 non-finite kind %d impl %d in place %d: %s '%s'", kind, impl, in_place,
+                      lsr_status_name(s), lsr_last_error());
+            }
 }
 
 /* Bad dtypes, in place across dtypes, and overlaps measured in the dtypes' bytes. */
@@ -1091,7 +1152,7 @@ static void test_bf16_bad_input(void) {
     uint16_t both[16] = {0};
     CHECK(lsr_cross_entropy(&loss, both + 4, NULL, both, y, 2, 4, 4, &o) == LSR_ERROR_OVERLAP,
           "bf16 grad over bf16 logits: %s", lsr_last_error());
-    float joint[8] = {0};
+    float joint[12] = {0}; /* 8 bf16 logits (4 floats), then a float gradient of 8 at +4 */
     o.grad_dtype = LSR_DTYPE_FLOAT32;
     CHECK(lsr_cross_entropy(&loss, joint + 4, NULL, joint, y, 2, 4, 4, &o) == LSR_OK,
           "float grad after 8 bf16 logits (16 bytes): %s", lsr_last_error());
@@ -1119,7 +1180,9 @@ int main(void) {
     test_random_shapes();
     test_streaming_gradient();
     test_bf16_bad_input();
+    test_bf16_nonfinite_rows();
     test_bf16_row_kernels();
+    test_fused_and_shared_rows_agree();
     test_bf16_logits();
     return check_summary();
 }

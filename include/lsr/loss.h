@@ -125,7 +125,8 @@ typedef enum lsr_isa {
 typedef enum lsr_dtype {
     LSR_DTYPE_FLOAT32 = 0,  /* float */
     LSR_DTYPE_BFLOAT16 = 1, /* bfloat16: the upper 16 bits of a float, stored as uint16_t;
-                               read exactly, written rounded to nearest even */
+                               read exactly, written rounded to nearest even with
+                               subnormals (below 1.2e-38) flushed to zero */
 } lsr_dtype;
 
 typedef struct lsr_loss_options {

@@ -197,9 +197,14 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
                      of a buffer of its size (Liger's trick for large vocabularies:
                      one N x C array less).  input must be a contiguous (N, C)
                      float32 or bfloat16 tensor computed by another operation (not a
-                     leaf), used by nothing else: its values are the gradient after
-                     the call, and autograd raises if an operation that saved it
-                     needs it in backward.  One backward only.
+                     leaf, not a view, not retaining its grad), used by nothing else:
+                     its values are the gradient after the call, and autograd raises
+                     if an operation that saved it needs it in backward.  One
+                     backward only.  The gradient handed back is that memory: what
+                     autograd passes on unchanged (through an addition to a leaf's
+                     .grad, say) still shares it.  Non-finite logits raise
+                     RuntimeError (the other rows are already overwritten); they are
+                     not handed to F.cross_entropy.
 
     With weights and smoothing the smoothing term is sum_k w_k u_k (-log p_k), as in
     PyTorch.  Mean with every row ignored (or zero weight) is NaN, as in PyTorch.
@@ -304,7 +309,10 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
     except Error as e:
         plain = prior is None and convention == "all" and float(z_loss) == 0.0
         if inplace and e.status == "LSR_ERROR_NONFINITE":
-            # the other rows already hold their gradient: nothing left to hand to PyTorch
+            # the other rows already hold their gradient: nothing left to hand to PyTorch;
+            # autograd is told that input changed (an operation that saved it then raises)
+            with torch.no_grad():
+                input.mul_(1)
             raise RuntimeError(f"cross_entropy(inplace=True): {e}; the other rows of input "
                                "now hold their gradient") from None
         if plain and e.status in _PYTORCH_COMPUTES:
@@ -338,6 +346,15 @@ def _check_in_place(input, want_grad):
         raise RuntimeError("lsr.torch.cross_entropy(inplace=True): input is a leaf that "
                            "requires grad; only the output of another operation can be "
                            "overwritten by its gradient")
+    if input._is_view():
+        # autograd cannot take an in-place change of a view from a Function returning two
+        # tensors, and would say so only after the kernel had written over the memory
+        raise RuntimeError("lsr.torch.cross_entropy(inplace=True): input is a view of "
+                           "another tensor (e.g. .view() or slicing); pass the tensor itself "
+                           "or make it one with .contiguous().clone(), or leave inplace off")
+    if input.retains_grad:
+        raise RuntimeError("lsr.torch.cross_entropy(inplace=True): input retains its grad "
+                           "(retain_grad()); its memory will hold the gradient already")
 
 
 def _dtype_name(t):

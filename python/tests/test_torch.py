@@ -233,6 +233,21 @@ def test_inplace_refusals():
     loss = lt.cross_entropy(z, y, inplace=True) + z.sum()
     with pytest.raises(RuntimeError, match="overwritten by its gradient"):
         loss.backward()
+    base = x * 2
+    with pytest.raises(RuntimeError, match="view"):  # refused before anything is written
+        lt.cross_entropy(base.view(4, 5), y, inplace=True)
+    assert torch.equal(base, x * 2)
+    r = x * 2
+    r.retain_grad()
+    with pytest.raises(RuntimeError, match="retains its grad"):
+        lt.cross_entropy(r, y, inplace=True)
+    z = x * 2
+    with torch.no_grad():
+        z[1, 1] = float("inf")
+    version = z._version
+    with pytest.raises(RuntimeError, match="now hold their gradient"):
+        lt.cross_entropy(z, y, inplace=True)
+    assert z._version > version  # autograd told that z changed
 
 
 def test_non_contiguous_input_and_module():

@@ -363,7 +363,10 @@ static lsr_status plan_init(loss_plan *p, const loss_call *c) {
     switch (c->isa) {
 #if defined(LSR_HAVE_X86_KERNELS)
     case LSR_ISA_AVX512: /* the same bits either way */
-        p->kernels = lsr__cpu_has_avx512_bf16() ? &lsr__kernels_avx512_bf16 : &lsr__kernels_avx512;
+        p->kernels = &lsr__kernels_avx512;
+#if defined(LSR_HAVE_AVX512BF16_KERNELS)
+        if (lsr__cpu_has_avx512_bf16()) p->kernels = &lsr__kernels_avx512_bf16;
+#endif
         break;
     case LSR_ISA_AVX2:
         p->kernels = &lsr__kernels_avx2;

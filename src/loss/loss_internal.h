@@ -100,10 +100,13 @@ extern const row_kernels lsr__kernels_scalar;
 #if defined(LSR_HAVE_X86_KERNELS)
 extern const row_kernels lsr__kernels_avx2;
 extern const row_kernels lsr__kernels_avx512;
+#if defined(LSR_HAVE_AVX512BF16_KERNELS)
 extern const row_kernels lsr__kernels_avx512_bf16; /* with AVX512_BF16, BW, VL */
-/* AVX512_BF16, BW and VL as well as AVX-512 F and DQ: lsr__kernels_avx512_bf16 */
-int lsr__cpu_has_avx512_bf16(void);
 #endif
+#endif
+/* The build has lsr__kernels_avx512_bf16 and the CPU AVX512_BF16, BW and VL
+ * as well as AVX-512 F and DQ. */
+int lsr__cpu_has_avx512_bf16(void);
 
 /* What a call adds up over its rows, before any division: the reduced
  * loss's share (already scaled), the sums behind lsr_loss_stats, and the

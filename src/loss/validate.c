@@ -74,7 +74,7 @@ lsr_isa lsr_isa_detect(void) {
 }
 
 int lsr__cpu_has_avx512_bf16(void) {
-#if defined(LSR_HAVE_X86_KERNELS)
+#if defined(LSR_HAVE_X86_KERNELS) && defined(LSR_HAVE_AVX512BF16_KERNELS)
     __builtin_cpu_init();
     return lsr_isa_detect() == LSR_ISA_AVX512 && __builtin_cpu_supports("avx512bf16") &&
            __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl");
