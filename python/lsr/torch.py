@@ -30,7 +30,8 @@ from . import Error, Stats, call
 # weights or targets): such calls are computed by F.cross_entropy itself
 _PYTORCH_COMPUTES = ("LSR_ERROR_NONFINITE", "LSR_ERROR_TARGET", "LSR_ERROR_WEIGHT")
 
-__all__ = ["cross_entropy", "CrossEntropyLoss", "Stats"]
+__all__ = ["cross_entropy", "CrossEntropyLoss", "linear_cross_entropy", "LinearCrossEntropyLoss",
+           "Stats"]
 
 _REDUCTIONS = ("mean", "sum", "none")
 
@@ -387,3 +388,150 @@ class CrossEntropyLoss(_WeightedLoss):
                              reduction=self.reduction, label_smoothing=self.label_smoothing,
                              prior=self.prior, convention=self.convention, z_loss=self.z_loss,
                              inplace=self.inplace)
+
+
+def _f32_ptr(a):
+    import ctypes
+    return None if a is None else a.ctypes.data_as(ctypes.POINTER(ctypes.c_float))
+
+
+class _LinearLoss(torch.autograd.Function):
+    """Forward: lsr_linear_cross_entropy's loss with the gradients of input, weight and
+    bias; backward: those times grad_output (a scalar: mean or sum)."""
+
+    @staticmethod
+    def forward(ctx, h, w, b, target, kwargs, stats_out, want):
+        import ctypes
+        from . import _lib
+        from . import _options
+        hn, wn = _to_f32(h), _to_f32(w)
+        bn = None if b is None else _to_f32(b)
+        t = np.ascontiguousarray(target.detach().numpy(), dtype=np.int64)
+        n, d = hn.shape
+        k = wn.shape[0]
+        dh = np.empty_like(hn) if want[0] else None
+        dw = np.empty_like(wn) if want[1] else None
+        db = np.empty(k, dtype=np.float32) if want[2] else None
+        opt = _options(kwargs["label_smoothing"], kwargs["convention"], kwargs["ignore_index"],
+                       kwargs["reduction"], kwargs["z_loss"], kwargs["threads"])
+        prior, weight = kwargs["prior"], kwargs["weight"]
+        opt.prior = _f32_ptr(prior)
+        opt.class_weights = _f32_ptr(weight)
+        loss = np.zeros(1, dtype=np.float32)
+        stats = _lib.LossStats()
+        status = _lib.lib.lsr_linear_cross_entropy(
+            _f32_ptr(loss), _f32_ptr(dh), _f32_ptr(dw), _f32_ptr(db), ctypes.byref(stats),
+            _f32_ptr(hn), d, _f32_ptr(wn), _f32_ptr(bn),
+            t.ctypes.data_as(ctypes.POINTER(ctypes.c_int64)), n, d, k, ctypes.byref(opt))
+        if status != 0:
+            raise Error(_lib.status_name(status),
+                        _lib.lib.lsr_last_error().decode(errors="replace"))
+        stats_out.append(Stats(stats.label_ce, stats.prior_ce, stats.valid_rows,
+                               stats.top1_hits, stats.mean_max_prob, stats.mean_lse))
+        ctx.grads = (dh, dw, db)
+        ctx.dtypes = (h.dtype, w.dtype, None if b is None else b.dtype)
+        return torch.from_numpy(loss).reshape(())
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        if torch.is_grad_enabled():
+            raise RuntimeError("lsr.torch.linear_cross_entropy: second derivatives are not "
+                               "supported (the gradients come from the C kernel)")
+        up = np.float32(grad_output.detach().to(torch.float32).item())
+        out = []
+        for g, dtype in zip(ctx.grads, ctx.dtypes):
+            out.append(None if g is None else _from_f32(np.multiply(g, up), dtype))
+        return out[0], out[1], out[2], None, None, None, None
+
+
+def linear_cross_entropy(input, linear_weight, target, *, linear_bias=None, weight=None,
+                         reduction="mean", ignore_index=-100, label_smoothing=0.0, prior=None,
+                         convention="all", z_loss=0.0, return_stats=False):
+    """cross_entropy(F.linear(input, linear_weight, linear_bias), target, ...) in one fused
+    call of lsr's C library, without the (N, C) logits.
+
+    input            (..., D) hidden states; every leading dimension is a row
+    linear_weight    (C, D) the classifier's weight; linear_bias (C) or None
+    target           (...) class indices (int64), input's leading shape
+    weight, reduction, ignore_index, label_smoothing, prior, convention, z_loss,
+    return_stats     as in lsr.torch.cross_entropy; reduction 'mean' or 'sum'
+                     ('none' would need the logits again in backward: use
+                     cross_entropy(F.linear(...), reduction='none'))
+
+    The logits exist 256 rows at a time (128 for C = 128256) inside the C call, which
+    computes the loss and the gradients of input, weight and bias together; backward
+    scales them.  float32 is computed as it is; bfloat16, float16 and float64 are
+    converted to float32 and their gradients back.  CPU tensors only.
+    """
+    for name, t in (("input", input), ("linear_weight", linear_weight), ("target", target),
+                    ("linear_bias", linear_bias), ("weight", weight), ("prior", prior)):
+        if isinstance(t, torch.Tensor) and t.device.type != "cpu":
+            raise TypeError(f"lsr.torch.linear_cross_entropy: {name} is on {t.device}; lsr "
+                            "runs on the CPU")
+    if reduction not in ("mean", "sum"):
+        raise ValueError(f"lsr.torch.linear_cross_entropy: reduction {reduction!r}: 'mean' or "
+                         "'sum' (for 'none' use cross_entropy(F.linear(...), reduction='none'))")
+    if label_smoothing > 1.0 or label_smoothing < 0.0:
+        raise RuntimeError(f"label_smoothing must be between 0.0 and 1.0. Got: {label_smoothing}")
+    if input.dim() < 1 or linear_weight.dim() != 2 or input.shape[-1] != linear_weight.shape[1]:
+        raise RuntimeError(f"linear_cross_entropy: input of shape {tuple(input.shape)} and "
+                           f"linear_weight of shape {tuple(linear_weight.shape)} do not match "
+                           "(input (..., D), linear_weight (C, D))")
+    c, d = linear_weight.shape
+    if linear_bias is not None and tuple(linear_bias.shape) != (c,):
+        raise RuntimeError(f"linear_cross_entropy: linear_bias of shape "
+                           f"{tuple(linear_bias.shape)}, expected ({c},)")
+    if target.dtype != torch.int64 or tuple(target.shape) != tuple(input.shape[:-1]):
+        raise RuntimeError(f"linear_cross_entropy: target must be int64 of shape "
+                           f"{tuple(input.shape[:-1])}, not {target.dtype} {tuple(target.shape)}")
+    h = input.reshape(-1, d)
+    t = target.reshape(-1)
+    bad = (t != ignore_index) & ((t < 0) | (t >= c))
+    if bool(bad.any()):
+        raise IndexError(f"Target {int(t[bad][0])} is out of bounds.")
+    w = None if weight is None else weight.detach().to(torch.float32).contiguous().numpy()
+    u = None
+    if prior is not None:
+        u = torch.as_tensor(prior).detach().to(torch.float64)
+        u = (u / u.sum()).to(torch.float32).numpy()
+    kwargs = dict(label_smoothing=float(label_smoothing), convention=convention, prior=u,
+                  weight=w, ignore_index=ignore_index, reduction=reduction,
+                  z_loss=float(z_loss), threads=torch.get_num_threads())
+    grad = torch.is_grad_enabled()
+    want = (grad and input.requires_grad, grad and linear_weight.requires_grad,
+            grad and linear_bias is not None and linear_bias.requires_grad)
+    stats = []
+    try:
+        loss = _LinearLoss.apply(h, linear_weight, linear_bias, t, kwargs, stats, want)
+    except Error as e:
+        raise RuntimeError(f"linear_cross_entropy: {e} ({e.status})") from None
+    counted = t != ignore_index
+    total = counted.sum() if weight is None else weight[t[counted]].sum()
+    if reduction == "mean" and float(total) == 0.0:
+        loss = loss * float("nan")  # PyTorch's 0/0: NaN loss and gradients
+    loss = loss.to(input.dtype)
+    return (loss, stats[0]) if return_stats else loss
+
+
+class LinearCrossEntropyLoss(torch.nn.Module):
+    """A classifier head (Linear(in_features, num_classes)) and its label-smoothed loss in
+    one module: forward(input, target) = linear_cross_entropy(input, self.weight, target,
+    linear_bias=self.bias, ...), the logits never formed in full."""
+
+    def __init__(self, in_features, num_classes, bias=True, *, weight=None, reduction="mean",
+                 ignore_index=-100, label_smoothing=0.0, prior=None, convention="all",
+                 z_loss=0.0):
+        super().__init__()
+        head = torch.nn.Linear(in_features, num_classes, bias=bias)
+        self.weight, self.bias = head.weight, head.bias
+        self.class_weight = weight
+        self.reduction, self.ignore_index = reduction, ignore_index
+        self.label_smoothing, self.convention, self.z_loss = label_smoothing, convention, z_loss
+        self.prior = None if prior is None else torch.as_tensor(prior, dtype=torch.float32)
+
+    def forward(self, input, target):
+        return linear_cross_entropy(input, self.weight, target, linear_bias=self.bias,
+                                    weight=self.class_weight, reduction=self.reduction,
+                                    ignore_index=self.ignore_index,
+                                    label_smoothing=self.label_smoothing, prior=self.prior,
+                                    convention=self.convention, z_loss=self.z_loss)

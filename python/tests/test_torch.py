@@ -365,3 +365,90 @@ def test_training_matches_pytorch():
             run.append(float(loss))
         losses.append(torch.tensor(run))
     torch.testing.assert_close(losses[0], losses[1], rtol=1e-5, atol=0)
+
+
+@pytest.mark.parametrize("case", range(8))
+def test_linear_cross_entropy_matches_the_composite(case):
+    """lsr.torch.linear_cross_entropy against F.cross_entropy(F.linear(...)) in float64 on
+    the same float32 values: loss and the gradients of input, weight and bias, every
+    PyTorch option; prior and 'others' against lsr's own composite.  Tolerance: 1e-5
+    relative, and absolutely 4 (inner + D + 2) u M for each gradient, M its largest sum of
+    absolute products (the float32 products' bound, inner the summed length: C for
+    input, N for weight and bias, with the logits' own (D + 2) u carried through the
+    softmax)."""
+    n, d, c = (5, 3, 7) if case % 2 else (70, 40, 300)
+    shape = (n,) if case < 6 else (2, n)
+    x32, w32, b32 = rand(*shape, d) / 3, rand(c, d) / 3, rand(c)
+    y = torch.randint(0, c, shape, generator=GEN)
+    if case in (2, 3):
+        y.view(-1)[::3] = -100
+    kw = dict(label_smoothing=(0.0, 0.1, 0.2, 1.0)[case % 4],
+              reduction="sum" if case in (1, 4) else "mean")
+    if case in (3, 5):
+        kw["weight"] = torch.rand(c, generator=GEN) + 0.5
+    xs = [x32.clone().requires_grad_(True), x32.double().requires_grad_(True)]
+    ws = [w32.clone().requires_grad_(True), w32.double().requires_grad_(True)]
+    bs = [b32.clone().requires_grad_(True), b32.double().requires_grad_(True)]
+    ours = lt.linear_cross_entropy(xs[0], ws[0], y, linear_bias=bs[0], **kw)
+    kw64 = dict(kw)
+    if "weight" in kw64:
+        kw64["weight"] = kw64["weight"].double()
+    logits = F.linear(xs[1], ws[1], bs[1])
+    logits.retain_grad()
+    theirs = F.cross_entropy(logits.reshape(-1, c), y.reshape(-1), **kw64)
+    ours.backward()
+    theirs.backward()
+    u = 2.0**-24
+    g = logits.grad.reshape(-1, c).abs()
+    rows = g.shape[0]
+    bounds = {"input": 4 * (c + d + 2) * u * float((g @ ws[1].detach().abs()).max()),
+              "weight": 4 * (rows + d + 2) * u
+              * float((g.t() @ xs[1].detach().reshape(-1, d).abs()).max()),
+              "bias": 4 * (rows + d + 2) * u * float(g.sum(0).max())}
+    torch.testing.assert_close(ours.double(), theirs.detach(), rtol=1e-5, atol=1e-6)
+    for a, name in ((xs, "input"), (ws, "weight"), (bs, "bias")):
+        torch.testing.assert_close(a[0].grad.double(), a[1].grad, rtol=1e-5, atol=bounds[name],
+                                   msg=name)
+    tol = dict(rtol=1e-5, atol=max(bounds.values()))
+    # the lsr-only options, against lsr's own composite
+    extra = dict(prior=torch.rand(c, generator=GEN) + 0.1, convention="others", z_loss=1e-3)
+    x = x32.clone().requires_grad_(True)
+    w = w32.clone().requires_grad_(True)
+    fused = lt.linear_cross_entropy(x, w, y, label_smoothing=0.1, **extra)
+    fused.backward()
+    x2 = x32.clone().requires_grad_(True)
+    w2 = w32.clone().requires_grad_(True)
+    comp = lt.cross_entropy(F.linear(x2, w2).reshape(-1, c), y.reshape(-1), label_smoothing=0.1,
+                            **extra)
+    comp.backward()
+    torch.testing.assert_close(fused, comp.detach(), **tol)
+    torch.testing.assert_close(x.grad, x2.grad, **tol)
+    torch.testing.assert_close(w.grad, w2.grad, **tol)
+
+
+def test_linear_cross_entropy_module_and_refusals():
+    """The module trains like Linear + CrossEntropyLoss; bad calls raise what they should."""
+    torch.manual_seed(0)
+    fused = lt.LinearCrossEntropyLoss(6, 9, label_smoothing=0.1)
+    plain = torch.nn.Linear(6, 9)
+    plain.load_state_dict({"weight": fused.weight.detach().clone(),
+                           "bias": fused.bias.detach().clone()})
+    opt_a = torch.optim.SGD(fused.parameters(), lr=0.5)
+    opt_b = torch.optim.SGD(plain.parameters(), lr=0.5)
+    x, y = rand(16, 6), torch.randint(0, 9, (16,), generator=GEN)
+    for _ in range(20):
+        for opt, loss in ((opt_a, fused(x, y)),
+                          (opt_b, F.cross_entropy(plain(x), y, label_smoothing=0.1))):
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    torch.testing.assert_close(fused.weight, plain.weight, rtol=1e-4, atol=1e-5)
+    w = rand(9, 6)
+    with pytest.raises(IndexError, match="out of bounds"):
+        lt.linear_cross_entropy(x, w, torch.full((16,), 9))
+    with pytest.raises(RuntimeError, match="do not match"):
+        lt.linear_cross_entropy(rand(16, 5), w, y)
+    with pytest.raises(ValueError, match="'none'"):
+        lt.linear_cross_entropy(x, w, y, reduction="none")
+    nan = lt.linear_cross_entropy(x, w, torch.full((16,), -100))
+    assert torch.isnan(nan)
