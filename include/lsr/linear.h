@@ -46,15 +46,20 @@ extern "C" {
  *   w       in (K, D) float, row k the class's template
  *   bias    in (K) float, or NULL for none
  *   labels  in (N) class indices in [0, K) or options->ignore_index
- *   n >= 0, d >= 1, k in 1..LSR_MAX_CLASSES, ldh >= d
+ *   0 <= n < 2^31, 1 <= d < 2^31, k in 1..LSR_MAX_CLASSES, d <= ldh < 2^31
  *   options NULL for lsr_loss_options_default(); logits_dtype and grad_dtype
  *           must be float32 (bf16 H and W: LSR_ERROR_UNSUPPORTED for now)
  *
  * Outputs must not overlap the inputs or each other.  Errors: everything but
- * LSR_ERROR_NONFINITE is found before any output is written.  A row whose
- * logits are not finite (or too far apart for float) gets no gradient (its
- * rows of dh are 0 and it adds nothing to dw and db), the reduced loss (or
- * that row's loss) is NaN, and lsr_last_error() names the first such row.
+ * LSR_ERROR_NONFINITE and LSR_ERROR_OUT_OF_MEMORY is found before any output
+ * is written (the loss's scratch is allocated block by block, so running out
+ * of memory can stop a call with dh and dw partly written).  A row whose
+ * logits are not finite (or too far apart for float) gets no gradient of the
+ * logits, the reduced loss (or that row's loss) is NaN, and lsr_last_error()
+ * names the first such row.  Non-finite values in h or w still reach dh and
+ * dw through the products (0 x inf is NaN), as they would unfused, ignored
+ * rows included (a NaN in an ignored row of h gives a NaN column of dw and
+ * LSR_OK).
  */
 LSR_API lsr_status lsr_linear_cross_entropy(float *loss, float *dh, float *dw, float *db,
                                             lsr_loss_stats *stats, const float *h, int64_t ldh,

@@ -37,11 +37,13 @@ _REDUCTIONS = ("mean", "sum", "none")
 
 
 def _to_f32(x):
-    """A float32, float16 or float64 tensor's values as a C-contiguous float32 NumPy array."""
-    x = x.detach().contiguous()
+    """A floating-point tensor's values as a C-contiguous float32 NumPy array."""
+    x = x.detach()
     if x.dtype == torch.float32:
-        return x.numpy()
-    return x.numpy().astype(np.float32)
+        return x.contiguous().numpy()
+    if x.dtype == torch.bfloat16:  # NumPy has no bfloat16: widened bit for bit
+        return _bf16_widen(_bf16_bits(x))
+    return x.contiguous().numpy().astype(np.float32)
 
 
 def _bf16_bits(x):
@@ -400,7 +402,7 @@ class _LinearLoss(torch.autograd.Function):
     bias; backward: those times grad_output (a scalar: mean or sum)."""
 
     @staticmethod
-    def forward(ctx, h, w, b, target, kwargs, stats_out, want):
+    def forward(ctx, h, w, b, target, kwargs, stats_out, want, nan_rows):
         import ctypes
         from . import _lib
         from . import _options
@@ -428,6 +430,14 @@ class _LinearLoss(torch.autograd.Function):
                         _lib.lib.lsr_last_error().decode(errors="replace"))
         stats_out.append(Stats(stats.label_ce, stats.prior_ce, stats.valid_rows,
                                stats.top1_hits, stats.mean_max_prob, stats.mean_lse))
+        if nan_rows is not None:  # a mean over no weight: PyTorch's 0/0 on the counted rows
+            loss[:] = np.nan
+            if nan_rows.any():
+                if dh is not None:
+                    dh[nan_rows.numpy()] = np.nan
+                for g in (dw, db):
+                    if g is not None:
+                        g[...] = np.nan
         ctx.grads = (dh, dw, db)
         ctx.dtypes = (h.dtype, w.dtype, None if b is None else b.dtype)
         return torch.from_numpy(loss).reshape(())
@@ -441,7 +451,7 @@ class _LinearLoss(torch.autograd.Function):
         out = []
         for g, dtype in zip(ctx.grads, ctx.dtypes):
             out.append(None if g is None else _from_f32(np.multiply(g, up), dtype))
-        return out[0], out[1], out[2], None, None, None, None
+        return out[0], out[1], out[2], None, None, None, None, None
 
 
 def linear_cross_entropy(input, linear_weight, target, *, linear_bias=None, weight=None,
@@ -461,7 +471,10 @@ def linear_cross_entropy(input, linear_weight, target, *, linear_bias=None, weig
     The logits exist 256 rows at a time (128 for C = 128256) inside the C call, which
     computes the loss and the gradients of input, weight and bias together; backward
     scales them.  float32 is computed as it is; bfloat16, float16 and float64 are
-    converted to float32 and their gradients back.  CPU tensors only.
+    converted to float32 and their gradients back.  CPU tensors only.  Non-finite
+    logits (or negative class weights) are computed by PyTorch's composite, without
+    the lsr-only options (return_stats then gives None).  A mean over no weight is NaN,
+    its gradient NaN from the counted rows and 0 from the others, as in PyTorch.
     """
     for name, t in (("input", input), ("linear_weight", linear_weight), ("target", target),
                     ("linear_bias", linear_bias), ("weight", weight), ("prior", prior)):
@@ -489,6 +502,10 @@ def linear_cross_entropy(input, linear_weight, target, *, linear_bias=None, weig
     bad = (t != ignore_index) & ((t < 0) | (t >= c))
     if bool(bad.any()):
         raise IndexError(f"Target {int(t[bad][0])} is out of bounds.")
+    for name, v in (("weight", weight), ("prior", prior)):
+        if v is not None and tuple(torch.as_tensor(v).shape) != (c,):
+            raise RuntimeError(f"linear_cross_entropy: {name} of shape "
+                               f"{tuple(torch.as_tensor(v).shape)}, expected ({c},)")
     w = None if weight is None else weight.detach().to(torch.float32).contiguous().numpy()
     u = None
     if prior is not None:
@@ -500,15 +517,24 @@ def linear_cross_entropy(input, linear_weight, target, *, linear_bias=None, weig
     grad = torch.is_grad_enabled()
     want = (grad and input.requires_grad, grad and linear_weight.requires_grad,
             grad and linear_bias is not None and linear_bias.requires_grad)
+    nan_rows = None
+    if reduction == "mean":
+        counted = t != ignore_index
+        total = counted.sum() if weight is None else weight[t[counted]].sum()
+        if float(total) == 0.0:  # PyTorch: NaN loss; NaN gradient from the counted rows
+            nan_rows = counted
     stats = []
     try:
-        loss = _LinearLoss.apply(h, linear_weight, linear_bias, t, kwargs, stats, want)
+        loss = _LinearLoss.apply(h, linear_weight, linear_bias, t, kwargs, stats, want, nan_rows)
     except Error as e:
+        plain = prior is None and convention == "all" and float(z_loss) == 0.0
+        if plain and e.status in _PYTORCH_COMPUTES:
+            # non-finite logits (or negative weights): what PyTorch computes, by PyTorch
+            loss = F.cross_entropy(F.linear(input, linear_weight, linear_bias).reshape(-1, c),
+                                   target.reshape(-1), weight=weight, ignore_index=ignore_index,
+                                   reduction=reduction, label_smoothing=label_smoothing)
+            return (loss, None) if return_stats else loss
         raise RuntimeError(f"linear_cross_entropy: {e} ({e.status})") from None
-    counted = t != ignore_index
-    total = counted.sum() if weight is None else weight[t[counted]].sum()
-    if reduction == "mean" and float(total) == 0.0:
-        loss = loss * float("nan")  # PyTorch's 0/0: NaN loss and gradients
     loss = loss.to(input.dtype)
     return (loss, stats[0]) if return_stats else loss
 

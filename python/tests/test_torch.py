@@ -452,3 +452,40 @@ def test_linear_cross_entropy_module_and_refusals():
         lt.linear_cross_entropy(x, w, y, reduction="none")
     nan = lt.linear_cross_entropy(x, w, torch.full((16,), -100))
     assert torch.isnan(nan)
+
+
+def test_linear_cross_entropy_dtypes_and_edges():
+    """bfloat16 inputs computed in float32 on their values; class weight and prior of the
+    wrong length refused before the C call; a mean over nothing: NaN loss, zero gradient
+    where PyTorch's is zero; non-finite hidden states computed by PyTorch."""
+    x32, w32 = rand(6, 4).to(torch.bfloat16), rand(5, 4).to(torch.bfloat16)
+    y = torch.randint(0, 5, (6,), generator=GEN)
+    x = x32.clone().requires_grad_(True)
+    w = w32.clone().requires_grad_(True)
+    loss = lt.linear_cross_entropy(x, w, y, label_smoothing=0.1)
+    loss.backward()
+    assert loss.dtype == torch.bfloat16 and x.grad.dtype == torch.bfloat16
+    xf = x32.float().requires_grad_(True)
+    wf = w32.float().requires_grad_(True)
+    lf = lt.linear_cross_entropy(xf, wf, y, label_smoothing=0.1)
+    lf.backward()
+    assert torch.equal(loss, lf.detach().to(torch.bfloat16))
+    assert torch.equal(x.grad, xf.grad.to(torch.bfloat16))
+    a, b = rand(6, 4), rand(5, 4)
+    for kw in (dict(weight=torch.ones(3)), dict(weight=torch.ones(50)), dict(prior=torch.ones(3))):
+        with pytest.raises(RuntimeError, match="expected"):
+            lt.linear_cross_entropy(a, b, y, **kw)
+    xa = a.clone().requires_grad_(True)
+    wa = b.clone().requires_grad_(True)
+    none = lt.linear_cross_entropy(xa, wa, torch.full((6,), -100))
+    none.backward()
+    xt = a.clone().requires_grad_(True)
+    wt = b.clone().requires_grad_(True)
+    ref = F.cross_entropy(F.linear(xt, wt), torch.full((6,), -100))
+    ref.backward()
+    assert torch.isnan(none) and torch.isnan(ref)
+    torch.testing.assert_close(xa.grad, xt.grad, equal_nan=True)
+    torch.testing.assert_close(wa.grad, wt.grad, equal_nan=True)
+    bad = a.clone()
+    bad[2, 1] = float("nan")
+    assert torch.isnan(lt.linear_cross_entropy(bad, b, y))

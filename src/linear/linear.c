@@ -61,14 +61,14 @@ static lsr_status validate(lsr_loss_options *opt, float *loss, float *dh, float 
     if (!w) return lsr__fail(LSR_ERROR_NULL_ARGUMENT, "w is NULL");
     if (n > 0 && !h) return lsr__fail(LSR_ERROR_NULL_ARGUMENT, "h is NULL");
     if (n > 0 && !labels) return lsr__fail(LSR_ERROR_NULL_ARGUMENT, "labels is NULL");
-    if (opt->logits_dtype != LSR_DTYPE_FLOAT32 || opt->grad_dtype != LSR_DTYPE_FLOAT32)
-        return lsr__fail(LSR_ERROR_UNSUPPORTED,
-                         "logits_dtype, grad_dtype: lsr_linear_cross_entropy takes float32 only");
     /* the loss options (smoothing, convention, prior, weights, reduction, z_loss,
-     * threads, isa), checked by the loss itself on no rows */
+     * threads, isa, dtypes), checked by the loss itself on no rows */
     loss_call call;
     float none = 0.0f;
     LSR_TRY(lsr__validate(&call, 0, NULL, NULL, NULL, &none, NULL, NULL, 0, k, k, opt));
+    if (opt->logits_dtype != LSR_DTYPE_FLOAT32 || opt->grad_dtype != LSR_DTYPE_FLOAT32)
+        return lsr__fail(LSR_ERROR_UNSUPPORTED,
+                         "logits_dtype, grad_dtype: lsr_linear_cross_entropy takes float32 only");
     for (int64_t i = 0; i < n; i++) {
         const int64_t y = labels[i];
         if (y != opt->ignore_index && (y < 0 || y >= k))

@@ -681,6 +681,7 @@ lsr_status lsr__cross_entropy_rows(lsr__loss_sums *sums, float *row_loss, float 
     if (s == LSR_OK) {
         p.ce_scale = ce_scale;
         p.z_scale = z_scale;
+        p.stream = 0; /* the caller reads the gradient back at once */
         s = run(&call, &p, sums);
     }
     free(p.a_owned);
