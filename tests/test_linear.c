@@ -22,6 +22,9 @@ static double rng_normal(void) {
     return sqrt(-2.0 * log(rng_uniform() + 1e-300)) * cos(6.283185307179586 * rng_uniform());
 }
 
+/* a count for malloc: at least 1 (and visibly not negative to the compiler) */
+static size_t count_of(int64_t x) { return x > 0 ? (size_t)x : 1; }
+
 typedef struct problem {
     int64_t n, d, k, ldh;
     float *h, *w, *bias, *prior, *weights;
@@ -31,12 +34,12 @@ typedef struct problem {
 static void problem_init(problem *p, int64_t n, int64_t d, int64_t k, int64_t pad, int with_bias,
                          double scale) {
     p->n = n, p->d = d, p->k = k, p->ldh = d + pad;
-    p->h = malloc((size_t)(n ? n : 1) * (size_t)p->ldh * sizeof(float));
-    p->w = malloc((size_t)k * (size_t)d * sizeof(float));
-    p->bias = with_bias ? malloc((size_t)k * sizeof(float)) : NULL;
-    p->prior = malloc((size_t)k * sizeof(float));
-    p->weights = malloc((size_t)k * sizeof(float));
-    p->labels = malloc((size_t)(n ? n : 1) * sizeof(int64_t));
+    p->h = malloc(count_of(n) * count_of(p->ldh) * sizeof(float));
+    p->w = malloc(count_of(k) * count_of(d) * sizeof(float));
+    p->bias = with_bias ? malloc(count_of(k) * sizeof(float)) : NULL;
+    p->prior = malloc(count_of(k) * sizeof(float));
+    p->weights = malloc(count_of(k) * sizeof(float));
+    p->labels = malloc(count_of(n) * sizeof(int64_t));
     for (int64_t i = 0; i < n * p->ldh; i++)
         p->h[i] = (float)rng_normal();
     for (int64_t i = 0; i < k * d; i++)
@@ -66,12 +69,12 @@ typedef struct result {
 } result;
 
 static void run(result *r, const problem *p, const lsr_loss_options *o, int reference) {
-    const size_t nl = (size_t)(p->n ? p->n : 1);
+    const size_t nl = count_of(p->n);
     r->loss = malloc(nl * sizeof(float));
-    r->dh = malloc(nl * (size_t)p->ldh * sizeof(float));
-    r->dw = malloc((size_t)p->k * (size_t)p->d * sizeof(float));
-    r->db = malloc((size_t)p->k * sizeof(float));
-    for (size_t i = 0; i < nl * (size_t)p->ldh; i++)
+    r->dh = malloc(nl * count_of(p->ldh) * sizeof(float));
+    r->dw = malloc(count_of(p->k) * count_of(p->d) * sizeof(float));
+    r->db = malloc(count_of(p->k) * sizeof(float));
+    for (size_t i = 0; i < nl * count_of(p->ldh); i++)
         r->dh[i] = 7.0f; /* the padding must stay */
     r->status = (reference ? lsr_linear_cross_entropy_reference : lsr_linear_cross_entropy)(
         r->loss, r->dh, r->dw, r->db, &r->stats, p->h, p->ldh, p->w, p->bias, p->labels, p->n, p->d,
@@ -108,13 +111,13 @@ static int within_bounds(const problem *p, const lsr_loss_options *o, const resu
     const double scale = o->reduction == LSR_REDUCTION_MEAN && divisor > 0 ? 1.0 / divisor : 1.0;
     const double zscale =
         o->reduction == LSR_REDUCTION_MEAN && valid > 0 ? 1.0 / (double)valid : 1.0;
-    double *delta = calloc((size_t)(n ? n : 1), sizeof(double));
-    double *gerr = calloc((size_t)(n ? n : 1) * (size_t)k, sizeof(double));
+    double *delta = calloc(count_of(n), sizeof(double));
+    double *gerr = calloc(count_of(n) * count_of(k), sizeof(double));
     double gmax = 0.0;
     /* the reference's gradient of the logits is not an output: rebuild |G| from
      * a reference loss call on its logits */
-    float *z = malloc((size_t)(n ? n : 1) * (size_t)k * sizeof(float));
-    float *g = malloc((size_t)(n ? n : 1) * (size_t)k * sizeof(float));
+    float *z = malloc(count_of(n) * count_of(k) * sizeof(float));
+    float *g = malloc(count_of(n) * count_of(k) * sizeof(float));
     for (int64_t i = 0; i < n; i++) {
         double worst = 0.0;
         for (int64_t j = 0; j < k; j++) {
@@ -232,9 +235,9 @@ static int same_bits(const problem *p, const lsr_loss_options *o, const result *
                      const result *b) {
     const size_t nl = o->reduction == LSR_REDUCTION_NONE ? (size_t)p->n : 1;
     return a->status == b->status && memcmp(a->loss, b->loss, nl * sizeof(float)) == 0 &&
-           memcmp(a->dh, b->dh, (size_t)p->n * (size_t)p->ldh * sizeof(float)) == 0 &&
-           memcmp(a->dw, b->dw, (size_t)p->k * (size_t)p->d * sizeof(float)) == 0 &&
-           memcmp(a->db, b->db, (size_t)p->k * sizeof(float)) == 0 &&
+           memcmp(a->dh, b->dh, (size_t)p->n * count_of(p->ldh) * sizeof(float)) == 0 &&
+           memcmp(a->dw, b->dw, count_of(p->k) * count_of(p->d) * sizeof(float)) == 0 &&
+           memcmp(a->db, b->db, count_of(p->k) * sizeof(float)) == 0 &&
            memcmp(&a->stats, &b->stats, sizeof a->stats) == 0;
 }
 
