@@ -153,6 +153,12 @@ typedef struct lsr_loss_options {
  * z_loss 0, threads 0, ISA auto, float32 logits and gradient. */
 LSR_API lsr_loss_options lsr_loss_options_default(void);
 
+/* sizeof(lsr_loss_options) and sizeof(lsr_loss_stats) in this library: for
+ * bindings that mirror the structs (Python's ctypes) to check that they
+ * were written for this version. */
+LSR_API size_t lsr_loss_options_size(void);
+LSR_API size_t lsr_loss_stats_size(void);
+
 /* Per-call statistics, all over the non-ignored rows. */
 typedef struct lsr_loss_stats {
     int64_t valid_rows;   /* rows not ignored */

@@ -65,6 +65,24 @@ def _candidates():
         yield found
 
 
+def check_abi(lib):
+    """ImportError unless lib is the library these structs mirror (a library of another
+    version would read or write past them, or lack functions)."""
+    name = getattr(lib, "_name", "liblsr")
+    for fn_name, struct in (("lsr_loss_options_size", LossOptions),
+                            ("lsr_loss_stats_size", LossStats)):
+        size_fn = getattr(lib, fn_name, None)
+        if size_fn is None:
+            raise ImportError(f"lsr: {name} has no {fn_name}: it is older than this package; "
+                              "rebuild and reinstall both (`make python`)")
+        size_fn.restype = ctypes.c_size_t
+        size_fn.argtypes = []
+        if size_fn() != ctypes.sizeof(struct):
+            raise ImportError(f"lsr: {name} has a {struct.__name__} of {size_fn()} bytes, this "
+                              f"package one of {ctypes.sizeof(struct)}: they are of different "
+                              "versions; rebuild and reinstall both (`make python`)")
+
+
 def load():
     """The library, its functions' argument and result types declared."""
     tried = []
@@ -77,6 +95,7 @@ def load():
     else:
         raise ImportError("lsr: cannot find liblsr.so (tried: " + (", ".join(tried) or "nothing")
                           + "); run `make python`, or set LSR_LIBRARY to its path")
+    check_abi(lib)
     f32 = ctypes.POINTER(ctypes.c_float)
     i64 = ctypes.POINTER(ctypes.c_int64)
     stats = ctypes.POINTER(LossStats)

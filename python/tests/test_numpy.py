@@ -103,3 +103,26 @@ def test_refusals_name_the_problem():
         lsr.cross_entropy(np.zeros((2, 3)), [0, 1, 2])
     with pytest.raises(ValueError):
         lsr.cross_entropy(np.zeros((2, 3)), [0, 1], weight=np.ones(2))
+
+
+def test_a_library_of_another_version_is_refused():
+    """The loader compares the structs it mirrors with the library's sizes, and says which."""
+    class Size:
+        def __init__(self, value):
+            self.value, self.restype, self.argtypes = value, None, None
+
+        def __call__(self):
+            return self.value
+
+    class Fake:
+        _name = "liblsr.so.fake"
+
+    fake = Fake()
+    fake.lsr_loss_options_size = Size(48)  # the struct before its dtype fields
+    fake.lsr_loss_stats_size = Size(ctypes.sizeof(_lib.LossStats))
+    with pytest.raises(ImportError, match="48 bytes"):
+        _lib.check_abi(fake)
+    del fake.lsr_loss_options_size
+    with pytest.raises(ImportError, match="older"):
+        _lib.check_abi(fake)
+    _lib.check_abi(_lib.lib)  # the library this package runs on passes

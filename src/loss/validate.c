@@ -63,6 +63,10 @@ lsr_loss_options lsr_loss_options_default(void) {
     return o;
 }
 
+size_t lsr_loss_options_size(void) { return sizeof(lsr_loss_options); }
+
+size_t lsr_loss_stats_size(void) { return sizeof(lsr_loss_stats); }
+
 lsr_isa lsr_isa_detect(void) {
 #if defined(LSR_HAVE_X86_KERNELS)
     __builtin_cpu_init();
