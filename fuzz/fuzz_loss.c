@@ -67,7 +67,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (s1 >= LSR_STATUS_COUNT || s2 >= LSR_STATUS_COUNT) abort();
     if (data[10] & 32) { /* bf16 logits: what float logits of the same values give, bit for bit */
         uint16_t zb[8 * 43], gb[8 * 43];
-        float zr[8 * 43], gr[8 * 43], lb[8], lr[8];
+        float zr[8 * 43], gr[8 * 43], gf[8 * 43], lb[8], lr[8];
         for (int i = 0; i < 8 * 43; i++) {
             uint32_t u;
             memcpy(&u, &logits[i], 4);
@@ -80,13 +80,28 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         lsr_loss_options ob = o, of = o;
         ob.logits_dtype = LSR_DTYPE_BFLOAT16;
         ob.grad_dtype = data[10] & 64 ? LSR_DTYPE_BFLOAT16 : LSR_DTYPE_FLOAT32;
-        void *g = data[10] & 64 ? (void *)gb : (void *)gr;
+        void *g = data[10] & 64 ? (void *)gb : (void *)gf;
         lsr_status b1 = soft ? lsr_cross_entropy_soft(lb, g, NULL, zb, targets, n, k, stride, &ob)
                              : lsr_cross_entropy(lb, g, NULL, zb, labels, n, k, stride, &ob);
         lsr_status b2 = soft ? lsr_cross_entropy_soft(lr, gr, NULL, zr, targets, n, k, stride, &of)
                              : lsr_cross_entropy(lr, gr, NULL, zr, labels, n, k, stride, &of);
         if (b1 != b2) abort();
         if (b1 == LSR_OK && o.reduction != LSR_REDUCTION_NONE && memcmp(lb, lr, 4) != 0) abort();
+        for (int64_t i = 0; b1 == LSR_OK && i < n; i++) /* the gradients, the used columns */
+            for (int64_t j = 0; j < k; j++) {
+                const int64_t at = i * stride + j;
+                if (!(data[10] & 64)) {
+                    if (memcmp(&gf[at], &gr[at], 4) != 0) abort();
+                    continue;
+                }
+                uint32_t u; /* the float gradient rounded as the library rounds bf16 */
+                memcpy(&u, &gr[at], 4);
+                const uint16_t want = (u & 0x7f800000u) == 0 ? (uint16_t)((u >> 16) & 0x8000u)
+                                      : (u & 0x7fffffffu) > 0x7f800000u
+                                          ? (uint16_t)((u >> 16) | 0x40u)
+                                          : (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+                if (gb[at] != want) abort();
+            }
     }
     if ((s1 == LSR_OK) != (s2 == LSR_OK) && s1 != LSR_ERROR_UNSUPPORTED) abort();
     if (s1 == LSR_OK && s2 == LSR_OK && o.reduction != LSR_REDUCTION_NONE &&

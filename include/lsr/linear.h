@@ -57,9 +57,10 @@ extern "C" {
  * logits are not finite (or too far apart for float) gets no gradient of the
  * logits, the reduced loss (or that row's loss) is NaN, and lsr_last_error()
  * names the first such row.  Non-finite values in h or w still reach dh and
- * dw through the products (0 x inf is NaN), as they would unfused, ignored
- * rows included (a NaN in an ignored row of h gives a NaN column of dw and
- * LSR_OK).
+ * dw through the products (0 x inf is NaN), as in lsr's own unfused
+ * composite, ignored rows included (a NaN in an ignored row of h gives a NaN
+ * column of dw and LSR_OK; PyTorch's log_softmax backward spreads it further,
+ * to all of dw, db and that row of dh).
  */
 LSR_API lsr_status lsr_linear_cross_entropy(float *loss, float *dh, float *dw, float *db,
                                             lsr_loss_stats *stats, const float *h, int64_t ldh,

@@ -529,10 +529,14 @@ def linear_cross_entropy(input, linear_weight, target, *, linear_bias=None, weig
     except Error as e:
         plain = prior is None and convention == "all" and float(z_loss) == 0.0
         if plain and e.status in _PYTORCH_COMPUTES:
-            # non-finite logits (or negative weights): what PyTorch computes, by PyTorch
-            loss = F.cross_entropy(F.linear(input, linear_weight, linear_bias).reshape(-1, c),
-                                   target.reshape(-1), weight=weight, ignore_index=ignore_index,
-                                   reduction=reduction, label_smoothing=label_smoothing)
+            # non-finite logits (or negative weights): what PyTorch computes, by PyTorch, in
+            # float32 as the kernel would have (mixed dtypes are accepted above)
+            bias32 = None if linear_bias is None else linear_bias.float()
+            logits = F.linear(input.float(), linear_weight.float(), bias32)
+            loss = F.cross_entropy(logits.reshape(-1, c), target.reshape(-1),
+                                   weight=None if weight is None else weight.float(),
+                                   ignore_index=ignore_index, reduction=reduction,
+                                   label_smoothing=label_smoothing).to(input.dtype)
             return (loss, None) if return_stats else loss
         raise RuntimeError(f"linear_cross_entropy: {e} ({e.status})") from None
     loss = loss.to(input.dtype)

@@ -489,3 +489,7 @@ def test_linear_cross_entropy_dtypes_and_edges():
     bad = a.clone()
     bad[2, 1] = float("nan")
     assert torch.isnan(lt.linear_cross_entropy(bad, b, y))
+    # the same in bfloat16 with float32 class weights, as the kernel path accepts them
+    out = lt.linear_cross_entropy(bad.to(torch.bfloat16), b.to(torch.bfloat16), y,
+                                  weight=torch.ones(5))
+    assert torch.isnan(out) and out.dtype == torch.bfloat16
