@@ -87,7 +87,7 @@ static int child(const char *mode, long n, long d, long k, int threads) {
         if (fused) {
             float loss;
             if (lsr_linear_cross_entropy(&loss, dh, dw, db, NULL, h, d, w, bias, labels, n, d, k,
-                                         &o)) {
+                                         NULL, &o)) {
                 fprintf(stderr, "bench_linear: %s\n", lsr_last_error());
                 return 1;
             }

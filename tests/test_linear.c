@@ -68,7 +68,8 @@ typedef struct result {
     lsr_loss_stats stats;
 } result;
 
-static void run(result *r, const problem *p, const lsr_loss_options *o, int reference) {
+static void run(result *r, const problem *p, const lsr_loss_options *o, int reference,
+                const float *row_scale) {
     const size_t nl = count_of(p->n);
     r->loss = malloc(nl * sizeof(float));
     r->dh = malloc(nl * count_of(p->ldh) * sizeof(float));
@@ -78,7 +79,7 @@ static void run(result *r, const problem *p, const lsr_loss_options *o, int refe
         r->dh[i] = 7.0f; /* the padding must stay */
     r->status = (reference ? lsr_linear_cross_entropy_reference : lsr_linear_cross_entropy)(
         r->loss, r->dh, r->dw, r->db, &r->stats, p->h, p->ldh, p->w, p->bias, p->labels, p->n, p->d,
-        p->k, o);
+        p->k, row_scale, o);
 }
 
 static void result_free(result *r) { free(r->loss), free(r->dh), free(r->dw), free(r->db); }
@@ -94,7 +95,8 @@ static void result_free(result *r) { free(r->loss), free(r->dh), free(r->dw), fr
  *   loss: per row 2 delta_n C (C with the z-loss's 2 lambda |lse| per row) and
  *   2e-5 relative. */
 static int within_bounds(const problem *p, const lsr_loss_options *o, const result *f,
-                         const result *r, const char *what, int exact_logits) {
+                         const result *r, const char *what, int exact_logits,
+                         const float *row_scale) {
     const double u = 0x1p-24;
     const int64_t n = p->n, d = p->d, k = p->k;
     double wmax = 1.0;
@@ -150,6 +152,11 @@ static int within_bounds(const problem *p, const lsr_loss_options *o, const resu
         for (int64_t j = 0; j < k; j++) {
             const double gij = fabs(g[i * k + j]);
             gerr[i * k + j] = 2.1 * delta[i] * (gij + C) + 1e-4 * gij + 1e-6 * gmax + 1e-7 * C;
+        }
+    for (int64_t i = 0; row_scale && i < n; i++) /* the products see the scaled rows */
+        for (int64_t j = 0; j < k; j++) {
+            g[i * k + j] *= row_scale[i];
+            gerr[i * k + j] *= fabs(row_scale[i]) * (1.0 + 2.0 * u); /* and its rounding */
         }
     /* loss */
     double loss_bound = 0.0;
@@ -284,16 +291,23 @@ static void test_against_reference(void) {
                      (long long)p.n, (long long)p.d, (long long)p.k, p.bias != NULL,
                      (double)o.smoothing, (int)o.convention, o.prior != NULL,
                      o.class_weights != NULL, (double)o.z_loss, (int)o.reduction);
+            /* one case in four scales the rows (an upstream gradient) */
+            float *row_scale = NULL;
+            if (rep == 1) {
+                row_scale = malloc(count_of(p.n) * sizeof(float));
+                for (int64_t i = 0; i < p.n; i++)
+                    row_scale[i] = (float)(3.0 * rng_uniform() - 1.0);
+            }
             result f, r, f1;
-            run(&f, &p, &o, 0);
-            run(&r, &p, &o, 1);
+            run(&f, &p, &o, 0, row_scale);
+            run(&r, &p, &o, 1, row_scale);
             lsr_loss_options o1 = o;
             o1.threads = 1;
-            run(&f1, &p, &o1, 0);
+            run(&f1, &p, &o1, 0, row_scale);
             int ok = f.status == LSR_OK && r.status == LSR_OK && f1.status == LSR_OK;
             CHECK(ok, "%s: status fused %s reference %s (%s)", what, lsr_status_name(f.status),
                   lsr_status_name(r.status), lsr_last_error());
-            if (ok) ok = within_bounds(&p, &o, &f, &r, what, rep == 2);
+            if (ok) ok = within_bounds(&p, &o, &f, &r, what, rep == 2, row_scale);
             if (ok) {
                 ok = same_bits(&p, &o, &f, &f1);
                 CHECK(ok, "%s: 1 and 2 threads differ", what);
@@ -301,6 +315,7 @@ static void test_against_reference(void) {
             cases++;
             failures += !ok;
             result_free(&f), result_free(&r), result_free(&f1);
+            free(row_scale);
             problem_free(&p);
         }
     printf("fused against reference: %d cases, %d disagreements\n", cases, failures);
@@ -317,7 +332,10 @@ static void test_reference_finite_differences(void) {
     o.class_weights = p.weights;
     o.z_loss = 1e-2f;
     result r;
-    run(&r, &p, &o, 1);
+    /* the loss differentiated: sum_n s_n loss_n, the per-row losses scaled by s */
+    o.reduction = LSR_REDUCTION_NONE;
+    const float scale[4] = {0.5f, -1.0f, 2.0f, 1.5f};
+    run(&r, &p, &o, 1, scale);
     CHECK(r.status == LSR_OK, "reference: %s", lsr_last_error());
     const float step = 1e-2f;
     float *params[3] = {p.h, p.w, p.bias};
@@ -328,15 +346,18 @@ static void test_reference_finite_differences(void) {
         for (int64_t i = 0; i < counts[t]; i++) {
             if (t == 0 && i % p.ldh >= p.d) continue;
             const float keep = params[t][i];
-            float lp, lm;
+            float rows_p[4], rows_m[4];
             params[t][i] = keep + step;
-            lsr_linear_cross_entropy_reference(&lp, NULL, NULL, NULL, NULL, p.h, p.ldh, p.w, p.bias,
-                                               p.labels, p.n, p.d, p.k, &o);
+            lsr_linear_cross_entropy_reference(rows_p, NULL, NULL, NULL, NULL, p.h, p.ldh, p.w,
+                                               p.bias, p.labels, p.n, p.d, p.k, NULL, &o);
             params[t][i] = keep - step;
-            lsr_linear_cross_entropy_reference(&lm, NULL, NULL, NULL, NULL, p.h, p.ldh, p.w, p.bias,
-                                               p.labels, p.n, p.d, p.k, &o);
+            lsr_linear_cross_entropy_reference(rows_m, NULL, NULL, NULL, NULL, p.h, p.ldh, p.w,
+                                               p.bias, p.labels, p.n, p.d, p.k, NULL, &o);
             params[t][i] = keep;
-            const double fd = ((double)lp - lm) / (2.0 * step);
+            double lp = 0.0, lm = 0.0;
+            for (int row = 0; row < 4; row++)
+                lp += scale[row] * (double)rows_p[row], lm += scale[row] * (double)rows_m[row];
+            const double fd = (lp - lm) / (2.0 * step);
             if (fabs(fd - grads[t][i]) > 3e-3 * fabs(fd) + 3e-4) {
                 CHECK(0, "finite differences: %s[%lld] analytic %.6g numeric %.6g",
                       t == 0   ? "dh"
@@ -362,7 +383,7 @@ static void test_nonfinite_rows(void) {
     lsr_loss_options o = lsr_loss_options_default();
     for (int reference = 0; reference <= 1; reference++) {
         result r;
-        run(&r, &p, &o, reference);
+        run(&r, &p, &o, reference, NULL);
         CHECK(r.status == LSR_ERROR_NONFINITE && strstr(lsr_last_error(), "row 1") &&
                   isnan(r.loss[0]),
               "non-finite (reference %d): %s '%s' loss %g", reference, lsr_status_name(r.status),
@@ -390,40 +411,40 @@ static void test_bad_input(void) {
         CHECK(loss == -5.0f && dw[0] == -5.0f, "%s: an output was written", #call);                \
     } while (0)
     EXPECT(lsr_linear_cross_entropy(&loss, dh, dw, db, NULL, p.h, 2, p.w, p.bias, p.labels, -1, 2,
-                                    4, &o),
+                                    4, NULL, &o),
            LSR_ERROR_SIZE, "n");
     EXPECT(lsr_linear_cross_entropy(&loss, dh, dw, db, NULL, p.h, 2, p.w, p.bias, p.labels, 3, 0, 4,
-                                    &o),
+                                    NULL, &o),
            LSR_ERROR_SIZE, "d");
     EXPECT(lsr_linear_cross_entropy(&loss, dh, dw, db, NULL, p.h, 1, p.w, p.bias, p.labels, 3, 2, 4,
-                                    &o),
+                                    NULL, &o),
            LSR_ERROR_SIZE, "ldh");
     EXPECT(lsr_linear_cross_entropy(&loss, dh, dw, db, NULL, p.h, 2, NULL, p.bias, p.labels, 3, 2,
-                                    4, &o),
+                                    4, NULL, &o),
            LSR_ERROR_NULL_ARGUMENT, "w");
     EXPECT(lsr_linear_cross_entropy(&loss, dh, dw, db, NULL, NULL, 2, p.w, p.bias, p.labels, 3, 2,
-                                    4, &o),
+                                    4, NULL, &o),
            LSR_ERROR_NULL_ARGUMENT, "h");
     p.labels[2] = 4;
     EXPECT(lsr_linear_cross_entropy(&loss, dh, dw, db, NULL, p.h, 2, p.w, p.bias, p.labels, 3, 2, 4,
-                                    &o),
+                                    NULL, &o),
            LSR_ERROR_LABEL, "labels[2]");
     p.labels[2] = 0;
     o.smoothing = 2.0f;
     EXPECT(lsr_linear_cross_entropy(&loss, dh, dw, db, NULL, p.h, 2, p.w, p.bias, p.labels, 3, 2, 4,
-                                    &o),
+                                    NULL, &o),
            LSR_ERROR_SMOOTHING, "smoothing");
     o = lsr_loss_options_default();
     o.logits_dtype = LSR_DTYPE_BFLOAT16;
     EXPECT(lsr_linear_cross_entropy(&loss, dh, dw, db, NULL, p.h, 2, p.w, p.bias, p.labels, 3, 2, 4,
-                                    &o),
+                                    NULL, &o),
            LSR_ERROR_UNSUPPORTED, "float32");
     o = lsr_loss_options_default();
     EXPECT(lsr_linear_cross_entropy(&loss, dh, p.w, db, NULL, p.h, 2, p.w, p.bias, p.labels, 3, 2,
-                                    4, &o),
+                                    4, NULL, &o),
            LSR_ERROR_OVERLAP, "dw overlaps w");
     EXPECT(lsr_linear_cross_entropy(&loss, dh, dw, dh + 2, NULL, p.h, 2, p.w, p.bias, p.labels, 3,
-                                    2, 4, &o),
+                                    2, 4, NULL, &o),
            LSR_ERROR_OVERLAP, "dh overlaps db");
 #undef EXPECT
     problem_free(&p);

@@ -47,6 +47,10 @@ extern "C" {
  *   bias    in (K) float, or NULL for none
  *   labels  in (N) class indices in [0, K) or options->ignore_index
  *   0 <= n < 2^31, 1 <= d < 2^31, k in 1..LSR_MAX_CLASSES, d <= ldh < 2^31
+ *   row_scale in (N) finite factors, or NULL for all 1: the gradients are
+ *           those of sum_n row_scale[n] * (row n's share of the reduced loss),
+ *           e.g. an upstream gradient for LSR_REDUCTION_NONE; the losses
+ *           written are not scaled
  *   options NULL for lsr_loss_options_default(); logits_dtype and grad_dtype
  *           must be float32 (bf16 H and W: LSR_ERROR_UNSUPPORTED for now)
  *
@@ -66,6 +70,7 @@ LSR_API lsr_status lsr_linear_cross_entropy(float *loss, float *dh, float *dw, f
                                             lsr_loss_stats *stats, const float *h, int64_t ldh,
                                             const float *w, const float *bias,
                                             const int64_t *labels, int64_t n, int64_t d, int64_t k,
+                                            const float *row_scale,
                                             const lsr_loss_options *options);
 
 /*
@@ -73,12 +78,10 @@ LSR_API lsr_status lsr_linear_cross_entropy(float *loss, float *dh, float *dw, f
  * summed in double, lsr_cross_entropy_reference on them, and the gradients'
  * products summed in double.  Memory 2 N K floats; use it to check.
  */
-LSR_API lsr_status lsr_linear_cross_entropy_reference(float *loss, float *dh, float *dw, float *db,
-                                                      lsr_loss_stats *stats, const float *h,
-                                                      int64_t ldh, const float *w,
-                                                      const float *bias, const int64_t *labels,
-                                                      int64_t n, int64_t d, int64_t k,
-                                                      const lsr_loss_options *options);
+LSR_API lsr_status lsr_linear_cross_entropy_reference(
+    float *loss, float *dh, float *dw, float *db, lsr_loss_stats *stats, const float *h,
+    int64_t ldh, const float *w, const float *bias, const int64_t *labels, int64_t n, int64_t d,
+    int64_t k, const float *row_scale, const lsr_loss_options *options);
 
 #ifdef __cplusplus
 }

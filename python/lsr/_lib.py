@@ -109,7 +109,7 @@ def load():
         fn.restype = ctypes.c_int
     fn = lib.lsr_linear_cross_entropy
     fn.argtypes = [f32, f32, f32, f32, stats, f32, ctypes.c_int64, f32, f32, i64, ctypes.c_int64,
-                   ctypes.c_int64, ctypes.c_int64, opts]
+                   ctypes.c_int64, ctypes.c_int64, f32, opts]
     fn.restype = ctypes.c_int
     lib.lsr_status_name.restype = ctypes.c_char_p
     lib.lsr_status_name.argtypes = [ctypes.c_int]

@@ -397,39 +397,53 @@ def _f32_ptr(a):
     return None if a is None else a.ctypes.data_as(ctypes.POINTER(ctypes.c_float))
 
 
+def _linear_call(hn, wn, bn, t, kwargs, want, row_scale=None):
+    """lsr_linear_cross_entropy on float32 arrays: (loss array, Stats, dh, dw, db)."""
+    import ctypes
+    from . import _lib
+    from . import _options
+    n, d = hn.shape
+    k = wn.shape[0]
+    dh = np.empty_like(hn) if want[0] else None
+    dw = np.empty_like(wn) if want[1] else None
+    db = np.empty(k, dtype=np.float32) if want[2] else None
+    opt = _options(kwargs["label_smoothing"], kwargs["convention"], kwargs["ignore_index"],
+                   kwargs["reduction"], kwargs["z_loss"], kwargs["threads"])
+    opt.prior = _f32_ptr(kwargs["prior"])
+    opt.class_weights = _f32_ptr(kwargs["weight"])
+    loss = np.zeros(n if kwargs["reduction"] == "none" else 1, dtype=np.float32)
+    stats = _lib.LossStats()
+    status = _lib.lib.lsr_linear_cross_entropy(
+        _f32_ptr(loss), _f32_ptr(dh), _f32_ptr(dw), _f32_ptr(db), ctypes.byref(stats),
+        _f32_ptr(hn), d, _f32_ptr(wn), _f32_ptr(bn),
+        t.ctypes.data_as(ctypes.POINTER(ctypes.c_int64)), n, d, k, _f32_ptr(row_scale),
+        ctypes.byref(opt))
+    if status != 0:
+        raise Error(_lib.status_name(status), _lib.lib.lsr_last_error().decode(errors="replace"))
+    return loss, Stats(stats.label_ce, stats.prior_ce, stats.valid_rows, stats.top1_hits,
+                       stats.mean_max_prob, stats.mean_lse), dh, dw, db
+
+
 class _LinearLoss(torch.autograd.Function):
     """Forward: lsr_linear_cross_entropy's loss with the gradients of input, weight and
-    bias; backward: those times grad_output (a scalar: mean or sum)."""
+    bias; backward: those times grad_output (a scalar: mean or sum).  Reduction 'none':
+    forward computes the losses only, backward calls the C library again with
+    grad_output as the rows' scales (the gradients depend on it row by row)."""
 
     @staticmethod
     def forward(ctx, h, w, b, target, kwargs, stats_out, want, nan_rows):
-        import ctypes
-        from . import _lib
-        from . import _options
         hn, wn = _to_f32(h), _to_f32(w)
         bn = None if b is None else _to_f32(b)
         t = np.ascontiguousarray(target.detach().numpy(), dtype=np.int64)
-        n, d = hn.shape
-        k = wn.shape[0]
-        dh = np.empty_like(hn) if want[0] else None
-        dw = np.empty_like(wn) if want[1] else None
-        db = np.empty(k, dtype=np.float32) if want[2] else None
-        opt = _options(kwargs["label_smoothing"], kwargs["convention"], kwargs["ignore_index"],
-                       kwargs["reduction"], kwargs["z_loss"], kwargs["threads"])
-        prior, weight = kwargs["prior"], kwargs["weight"]
-        opt.prior = _f32_ptr(prior)
-        opt.class_weights = _f32_ptr(weight)
-        loss = np.zeros(1, dtype=np.float32)
-        stats = _lib.LossStats()
-        status = _lib.lib.lsr_linear_cross_entropy(
-            _f32_ptr(loss), _f32_ptr(dh), _f32_ptr(dw), _f32_ptr(db), ctypes.byref(stats),
-            _f32_ptr(hn), d, _f32_ptr(wn), _f32_ptr(bn),
-            t.ctypes.data_as(ctypes.POINTER(ctypes.c_int64)), n, d, k, ctypes.byref(opt))
-        if status != 0:
-            raise Error(_lib.status_name(status),
-                        _lib.lib.lsr_last_error().decode(errors="replace"))
-        stats_out.append(Stats(stats.label_ce, stats.prior_ce, stats.valid_rows,
-                               stats.top1_hits, stats.mean_max_prob, stats.mean_lse))
+        ctx.dtypes = (h.dtype, w.dtype, None if b is None else b.dtype)
+        ctx.recompute = None
+        if kwargs["reduction"] == "none":
+            loss, stats, _, _, _ = _linear_call(hn, wn, bn, t, kwargs, (False, False, False))
+            stats_out.append(stats)
+            ctx.recompute = (hn, wn, bn, t, kwargs, want)
+            return torch.from_numpy(loss)
+        loss, stats, dh, dw, db = _linear_call(hn, wn, bn, t, kwargs, want)
+        stats_out.append(stats)
         if nan_rows is not None:  # a mean over no weight: PyTorch's 0/0 on the counted rows
             loss[:] = np.nan
             if nan_rows.any():
@@ -439,7 +453,6 @@ class _LinearLoss(torch.autograd.Function):
                     if g is not None:
                         g[...] = np.nan
         ctx.grads = (dh, dw, db)
-        ctx.dtypes = (h.dtype, w.dtype, None if b is None else b.dtype)
         return torch.from_numpy(loss).reshape(())
 
     @staticmethod
@@ -447,10 +460,15 @@ class _LinearLoss(torch.autograd.Function):
         if torch.is_grad_enabled():
             raise RuntimeError("lsr.torch.linear_cross_entropy: second derivatives are not "
                                "supported (the gradients come from the C kernel)")
-        up = np.float32(grad_output.detach().to(torch.float32).item())
-        out = []
-        for g, dtype in zip(ctx.grads, ctx.dtypes):
-            out.append(None if g is None else _from_f32(np.multiply(g, up), dtype))
+        if ctx.recompute is not None:
+            hn, wn, bn, t, kwargs, want = ctx.recompute
+            up = np.ascontiguousarray(grad_output.detach().to(torch.float32).numpy().reshape(-1))
+            _, _, dh, dw, db = _linear_call(hn, wn, bn, t, kwargs, want, row_scale=up)
+            grads = (dh, dw, db)
+        else:
+            up = np.float32(grad_output.detach().to(torch.float32).item())
+            grads = tuple(None if g is None else np.multiply(g, up) for g in ctx.grads)
+        out = [None if g is None else _from_f32(g, dtype) for g, dtype in zip(grads, ctx.dtypes)]
         return out[0], out[1], out[2], None, None, None, None, None
 
 
@@ -464,9 +482,11 @@ def linear_cross_entropy(input, linear_weight, target, *, linear_bias=None, weig
     linear_weight    (C, D) the classifier's weight; linear_bias (C) or None
     target           (...) class indices (int64), input's leading shape
     weight, reduction, ignore_index, label_smoothing, prior, convention, z_loss,
-    return_stats     as in lsr.torch.cross_entropy; reduction 'mean' or 'sum'
-                     ('none' would need the logits again in backward: use
-                     cross_entropy(F.linear(...), reduction='none'))
+    return_stats     as in lsr.torch.cross_entropy.  With reduction 'none' the forward
+                     computes the losses only and the backward runs the fused call
+                     again with grad_output as the rows' weights (the gradients
+                     depend on it row by row): one more logit product, still no
+                     (N, C) logits
 
     The logits exist 256 rows at a time (128 for C = 128256) inside the C call, which
     computes the loss and the gradients of input, weight and bias together; backward
@@ -481,9 +501,8 @@ def linear_cross_entropy(input, linear_weight, target, *, linear_bias=None, weig
         if isinstance(t, torch.Tensor) and t.device.type != "cpu":
             raise TypeError(f"lsr.torch.linear_cross_entropy: {name} is on {t.device}; lsr "
                             "runs on the CPU")
-    if reduction not in ("mean", "sum"):
-        raise ValueError(f"lsr.torch.linear_cross_entropy: reduction {reduction!r}: 'mean' or "
-                         "'sum' (for 'none' use cross_entropy(F.linear(...), reduction='none'))")
+    if reduction not in ("mean", "sum", "none"):
+        raise ValueError(f"{reduction} is not a valid value for reduction")
     if label_smoothing > 1.0 or label_smoothing < 0.0:
         raise RuntimeError(f"label_smoothing must be between 0.0 and 1.0. Got: {label_smoothing}")
     if input.dim() < 1 or linear_weight.dim() != 2 or input.shape[-1] != linear_weight.shape[1]:
@@ -539,6 +558,8 @@ def linear_cross_entropy(input, linear_weight, target, *, linear_bias=None, weig
                                    label_smoothing=label_smoothing).to(input.dtype)
             return (loss, None) if return_stats else loss
         raise RuntimeError(f"linear_cross_entropy: {e} ({e.status})") from None
+    if reduction == "none":
+        loss = loss.reshape(target.shape)
     loss = loss.to(input.dtype)
     return (loss, stats[0]) if return_stats else loss
 

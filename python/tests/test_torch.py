@@ -448,8 +448,8 @@ def test_linear_cross_entropy_module_and_refusals():
         lt.linear_cross_entropy(x, w, torch.full((16,), 9))
     with pytest.raises(RuntimeError, match="do not match"):
         lt.linear_cross_entropy(rand(16, 5), w, y)
-    with pytest.raises(ValueError, match="'none'"):
-        lt.linear_cross_entropy(x, w, y, reduction="none")
+    with pytest.raises(ValueError, match="valid value"):
+        lt.linear_cross_entropy(x, w, y, reduction="average")
     nan = lt.linear_cross_entropy(x, w, torch.full((16,), -100))
     assert torch.isnan(nan)
 
@@ -493,3 +493,37 @@ def test_linear_cross_entropy_dtypes_and_edges():
     out = lt.linear_cross_entropy(bad.to(torch.bfloat16), b.to(torch.bfloat16), y,
                                   weight=torch.ones(5))
     assert torch.isnan(out) and out.dtype == torch.bfloat16
+
+
+@pytest.mark.parametrize("shape", [(9,), (3, 4)])
+def test_linear_cross_entropy_reduction_none(shape):
+    """Reduction 'none': per-row losses of the target's shape, and gradients for any
+    upstream weights (the backward calls the fused op again with them), against the
+    float64 composite; a second backward works too."""
+    d, c = 5, 11
+    x32, w32, b32 = rand(*shape, d) / 2, rand(c, d) / 2, rand(c)
+    y = torch.randint(0, c, shape, generator=GEN)
+    y.view(-1)[1] = -100
+    up = torch.rand(shape, generator=GEN) * 2 - 0.5
+    x, w, b = (t.clone().requires_grad_(True) for t in (x32, w32, b32))
+    ours = lt.linear_cross_entropy(x, w, y, linear_bias=b, reduction="none", label_smoothing=0.1)
+    assert ours.shape == y.shape
+    (ours * up).sum().backward(retain_graph=True)
+    x2, w2, b2 = (t.double().requires_grad_(True) for t in (x32, w32, b32))
+    logits = F.linear(x2, w2, b2)
+    logits.retain_grad()
+    theirs = F.cross_entropy(logits.reshape(-1, c), y.reshape(-1), reduction="none",
+                             label_smoothing=0.1).reshape(shape)
+    (theirs * up.double()).sum().backward()
+    # as in test_linear_cross_entropy_matches_the_composite: 4 (inner + D + 2) u M
+    u, g = 2.0**-24, logits.grad.reshape(-1, c).abs()
+    rows = g.shape[0]
+    bounds = (4 * (c + d + 2) * u * float((g @ w2.detach().abs()).max()),
+              4 * (rows + d + 2) * u * float((g.t() @ x2.detach().reshape(-1, d).abs()).max()),
+              4 * (rows + d + 2) * u * float(g.sum(0).max()))
+    torch.testing.assert_close(ours.double(), theirs.detach(), rtol=1e-5, atol=1e-6)
+    for (a, t2), bound in zip(((x, x2), (w, w2), (b, b2)), bounds):
+        torch.testing.assert_close(a.grad.double(), t2.grad, rtol=1e-5, atol=bound)
+    first = w.grad.clone()
+    (ours * up).sum().backward()  # again: accumulated
+    torch.testing.assert_close(w.grad, 2 * first)

@@ -42,7 +42,7 @@ static int overlap(byte_range a, byte_range b) {
 static lsr_status validate(lsr_loss_options *opt, float *loss, float *dh, float *dw, float *db,
                            lsr_loss_stats *stats, const float *h, int64_t ldh, const float *w,
                            const float *bias, const int64_t *labels, int64_t n, int64_t d,
-                           int64_t k, const lsr_loss_options *options) {
+                           int64_t k, const float *row_scale, const lsr_loss_options *options) {
     lsr__clear_error();
     *opt = options ? *options : lsr_loss_options_default();
     if (n < 0 || n > INT32_MAX)
@@ -76,6 +76,10 @@ static lsr_status validate(lsr_loss_options *opt, float *loss, float *dh, float 
                 LSR_ERROR_LABEL, "labels[%lld] = %lld: must be in [0, %lld) or ignore_index %lld",
                 (long long)i, (long long)y, (long long)k, (long long)opt->ignore_index);
     }
+    for (int64_t i = 0; row_scale && i < n; i++)
+        if (!isfinite(row_scale[i]))
+            return lsr__fail(LSR_ERROR_OPTION, "row_scale[%lld] = %g: must be finite", (long long)i,
+                             (double)row_scale[i]);
     const size_t loss_count = opt->reduction == LSR_REDUCTION_NONE ? (size_t)n : 1;
     const byte_range outputs[] = {
         range_of(loss, loss_count * sizeof(float)), rows_range(dh, n, d, ldh, sizeof(float)),
@@ -87,10 +91,11 @@ static lsr_status validate(lsr_loss_options *opt, float *loss, float *dh, float 
                                  range_of(bias, (size_t)k * sizeof(float)),
                                  range_of(labels, (size_t)n * sizeof(int64_t)),
                                  range_of(opt->prior, (size_t)k * sizeof(float)),
-                                 range_of(opt->class_weights, (size_t)k * sizeof(float))};
-    const char *input_names[] = {"h", "w", "bias", "labels", "prior", "class_weights"};
+                                 range_of(opt->class_weights, (size_t)k * sizeof(float)),
+                                 range_of(row_scale, (size_t)n * sizeof(float))};
+    const char *input_names[] = {"h", "w", "bias", "labels", "prior", "class_weights", "row_scale"};
     for (int o = 0; o < 5; o++) {
-        for (int i = 0; i < 6; i++)
+        for (int i = 0; i < 7; i++)
             if (overlap(outputs[o], inputs[i]))
                 return lsr__fail(LSR_ERROR_OVERLAP, "%s overlaps %s", output_names[o],
                                  input_names[i]);
@@ -137,10 +142,17 @@ static lsr_status nonfinite(int64_t row) {
                      (long long)row);
 }
 
+/* Rows of G times their row_scale (NULL: nothing to do). */
+static void scale_rows(float *g, int64_t ld, int64_t rows, int64_t k, const float *row_scale) {
+    for (int64_t i = 0; row_scale && i < rows; i++)
+        for (int64_t j = 0; j < k; j++)
+            g[(size_t)i * (size_t)ld + (size_t)j] *= row_scale[i];
+}
+
 static lsr_status fused(float *loss, float *dh, float *dw, float *db, lsr_loss_stats *stats,
                         const float *h, int64_t ldh, const float *w, const float *bias,
                         const int64_t *labels, int64_t n, int64_t d, int64_t k,
-                        const lsr_loss_options *opt) {
+                        const float *row_scale, const lsr_loss_options *opt) {
     /* LSR_LINEAR_ROWS rows, fewer (a multiple of 16 where it can) when their
      * logits would pass LINEAR_BLOCK_BYTES: a function of K alone, so the
      * blocks, and the order of dW's and db's sums, are those of any call with
@@ -197,6 +209,7 @@ static lsr_status fused(float *loss, float *dh, float *dw, float *db, lsr_loss_s
         }
         if (loss && opt->reduction == LSR_REDUCTION_NONE)
             memcpy(loss + r0, row_loss, (size_t)m * sizeof(float));
+        scale_rows(block, ld, m, k, row_scale ? row_scale + r0 : NULL);
         if (dh)
             lsr_gemm(0, 0, (int)m, (int)d, (int)k, 1.0f, block, (int)ld, w, (int)d, 0.0f,
                      dh + (size_t)r0 * (size_t)ldh, (int)ldh);
@@ -232,20 +245,23 @@ static lsr_status fused(float *loss, float *dh, float *dw, float *db, lsr_loss_s
 lsr_status lsr_linear_cross_entropy(float *loss, float *dh, float *dw, float *db,
                                     lsr_loss_stats *stats, const float *h, int64_t ldh,
                                     const float *w, const float *bias, const int64_t *labels,
-                                    int64_t n, int64_t d, int64_t k,
+                                    int64_t n, int64_t d, int64_t k, const float *row_scale,
                                     const lsr_loss_options *options) {
     lsr_loss_options opt;
-    LSR_TRY(validate(&opt, loss, dh, dw, db, stats, h, ldh, w, bias, labels, n, d, k, options));
-    return fused(loss, dh, dw, db, stats, h, ldh, w, bias, labels, n, d, k, &opt);
+    LSR_TRY(validate(&opt, loss, dh, dw, db, stats, h, ldh, w, bias, labels, n, d, k, row_scale,
+                     options));
+    return fused(loss, dh, dw, db, stats, h, ldh, w, bias, labels, n, d, k, row_scale, &opt);
 }
 
 lsr_status lsr_linear_cross_entropy_reference(float *loss, float *dh, float *dw, float *db,
                                               lsr_loss_stats *stats, const float *h, int64_t ldh,
                                               const float *w, const float *bias,
                                               const int64_t *labels, int64_t n, int64_t d,
-                                              int64_t k, const lsr_loss_options *options) {
+                                              int64_t k, const float *row_scale,
+                                              const lsr_loss_options *options) {
     lsr_loss_options opt;
-    LSR_TRY(validate(&opt, loss, dh, dw, db, stats, h, ldh, w, bias, labels, n, d, k, options));
+    LSR_TRY(validate(&opt, loss, dh, dw, db, stats, h, ldh, w, bias, labels, n, d, k, row_scale,
+                     options));
     const size_t cells = (size_t)(n ? n : 1) * (size_t)k;
     /* g starts at 0: rows without a loss are left alone by the loss, and so give
      * no gradient */
@@ -263,6 +279,7 @@ lsr_status lsr_linear_cross_entropy_reference(float *loss, float *dh, float *dw,
                        bias ? 1.0f : 0.0f, z, (int)k);
     lsr_status s = lsr_cross_entropy_reference(loss, g, stats, z, labels, n, k, k, &opt);
     if (s == LSR_OK || s == LSR_ERROR_NONFINITE) {
+        scale_rows(g, k, n, k, row_scale);
         const lsr_status loss_status = s;
         const char *message = lsr_last_error();
         char kept[1024];
