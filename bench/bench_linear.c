@@ -25,18 +25,13 @@
 #include <sys/resource.h>
 #include <time.h>
 
+#include "bench_common.h"
 #include "lsr/linear.h"
 #include "net/net.h"
 
 #ifdef _OPENMP
 #include <omp.h>
 #endif
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static double rss_mb(void) { /* current resident set, MB */
     FILE *f = fopen("/proc/self/status", "r");
@@ -114,11 +109,6 @@ static int measure(const char *cmd, double *seconds, double *extra_mb) {
     int got = fscanf(p, "%lf %lf", seconds, extra_mb);
     int rc = pclose(p);
     return got != 2 || rc != 0;
-}
-
-static const char *python(void) {
-    const char *py = getenv("PYTHON");
-    return py && *py ? py : "/usr/bin/python3";
 }
 
 int main(int argc, char **argv) {

@@ -26,17 +26,12 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench_common.h"
 #include "lsr/loss.h"
 
 #ifdef _OPENMP
 #include <omp.h>
 #endif
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 /* memcpy of bytes split over the threads, as the loss splits its rows */
 static void parallel_copy(void *dst, const void *src, size_t bytes, int threads) {
@@ -52,13 +47,6 @@ static void parallel_copy(void *dst, const void *src, size_t bytes, int threads)
         size_t end = t + 1 == nt ? bytes : bytes * (size_t)(t + 1) / (size_t)nt / 64 * 64;
         memcpy((char *)dst + begin, (const char *)src + begin, end - begin);
     }
-}
-
-/* Debian's PyTorch lives in /usr/bin/python3; another python3 may come first
- * on the PATH without it.  PYTHON overrides. */
-static const char *python(void) {
-    const char *py = getenv("PYTHON");
-    return py && *py ? py : "/usr/bin/python3";
 }
 
 static double torch_seconds(long n, long k, int threads, int repeats, const char *dtype) {

@@ -9,18 +9,7 @@
 
 #include "check.h"
 #include "lsr/linear.h"
-
-static uint64_t rng_state = 0x2545f4914f6cdd1dull;
-static uint64_t rng_next(void) {
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return rng_state;
-}
-static double rng_uniform(void) { return (double)(rng_next() >> 11) * 0x1p-53; }
-static double rng_normal(void) {
-    return sqrt(-2.0 * log(rng_uniform() + 1e-300)) * cos(6.283185307179586 * rng_uniform());
-}
+#include "rng.h"
 
 /* a count for malloc: at least 1 (and visibly not negative to the compiler) */
 static size_t count_of(int64_t x) { return x > 0 ? (size_t)x : 1; }
@@ -451,6 +440,7 @@ static void test_bad_input(void) {
 }
 
 int main(void) {
+    rng_state = 0x2545f4914f6cdd1dull;
     test_bad_input();
     test_nonfinite_rows();
     test_reference_finite_differences();

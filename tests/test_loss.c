@@ -9,21 +9,7 @@
 #include "loss/bf16.h"
 #include "loss/loss_internal.h"
 #include "lsr/loss.h"
-
-/* ---- deterministic random numbers ---- */
-static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
-static uint64_t rng_next(void) {
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return rng_state;
-}
-static double rng_uniform(void) { return (double)(rng_next() >> 11) * (1.0 / 9007199254740992.0); }
-static double rng_normal(void) {
-    double u = rng_uniform() + 1e-300, v = rng_uniform();
-    return sqrt(-2.0 * log(u)) * cos(6.283185307179586 * v);
-}
-static int64_t rng_below(int64_t n) { return (int64_t)(rng_next() % (uint64_t)n); }
+#include "rng.h"
 
 static int close_enough(double got, double want, double rel, double abs_tol) {
     return fabs(got - want) <= rel * fabs(want) + abs_tol;

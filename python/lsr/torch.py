@@ -392,16 +392,10 @@ class CrossEntropyLoss(_WeightedLoss):
                              inplace=self.inplace)
 
 
-def _f32_ptr(a):
-    import ctypes
-    return None if a is None else a.ctypes.data_as(ctypes.POINTER(ctypes.c_float))
-
-
 def _linear_call(hn, wn, bn, t, kwargs, want, row_scale=None):
     """lsr_linear_cross_entropy on float32 arrays: (loss array, Stats, dh, dw, db)."""
     import ctypes
-    from . import _lib
-    from . import _options
+    from . import _lib, _options, _ptr
     n, d = hn.shape
     k = wn.shape[0]
     dh = np.empty_like(hn) if want[0] else None
@@ -409,14 +403,14 @@ def _linear_call(hn, wn, bn, t, kwargs, want, row_scale=None):
     db = np.empty(k, dtype=np.float32) if want[2] else None
     opt = _options(kwargs["label_smoothing"], kwargs["convention"], kwargs["ignore_index"],
                    kwargs["reduction"], kwargs["z_loss"], kwargs["threads"])
-    opt.prior = _f32_ptr(kwargs["prior"])
-    opt.class_weights = _f32_ptr(kwargs["weight"])
+    opt.prior = _ptr(kwargs["prior"], ctypes.c_float)
+    opt.class_weights = _ptr(kwargs["weight"], ctypes.c_float)
     loss = np.zeros(n if kwargs["reduction"] == "none" else 1, dtype=np.float32)
     stats = _lib.LossStats()
     status = _lib.lib.lsr_linear_cross_entropy(
-        _f32_ptr(loss), _f32_ptr(dh), _f32_ptr(dw), _f32_ptr(db), ctypes.byref(stats),
-        _f32_ptr(hn), d, _f32_ptr(wn), _f32_ptr(bn),
-        t.ctypes.data_as(ctypes.POINTER(ctypes.c_int64)), n, d, k, _f32_ptr(row_scale),
+        *(_ptr(a, ctypes.c_float) for a in (loss, dh, dw, db)), ctypes.byref(stats),
+        _ptr(hn, ctypes.c_float), d, _ptr(wn, ctypes.c_float), _ptr(bn, ctypes.c_float),
+        _ptr(t, ctypes.c_int64), n, d, k, _ptr(row_scale, ctypes.c_float),
         ctypes.byref(opt))
     if status != 0:
         raise Error(_lib.status_name(status), _lib.lib.lsr_last_error().decode(errors="replace"))

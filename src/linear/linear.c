@@ -21,23 +21,6 @@
 /* The block's logits stay within this many bytes (fewer rows for large K). */
 #define LINEAR_BLOCK_BYTES (64.0 * 1024 * 1024)
 
-typedef struct byte_range {
-    uintptr_t begin, end;
-} byte_range;
-
-static byte_range range_of(const void *p, size_t bytes) {
-    byte_range r = {(uintptr_t)p, (uintptr_t)p + (p ? bytes : 0)};
-    return r;
-}
-
-static byte_range rows_range(const void *p, int64_t n, int64_t d, int64_t ld, size_t elem) {
-    return range_of(p, n > 0 ? ((size_t)(n - 1) * (size_t)ld + (size_t)d) * elem : 0);
-}
-
-static int overlap(byte_range a, byte_range b) {
-    return a.begin < a.end && b.begin < b.end && a.begin < b.end && b.begin < a.end;
-}
-
 /* Every check of the contract, before any output is written. */
 static lsr_status validate(lsr_loss_options *opt, float *loss, float *dh, float *dw, float *db,
                            lsr_loss_stats *stats, const float *h, int64_t ldh, const float *w,
@@ -80,30 +63,22 @@ static lsr_status validate(lsr_loss_options *opt, float *loss, float *dh, float 
         if (!isfinite(row_scale[i]))
             return lsr__fail(LSR_ERROR_OPTION, "row_scale[%lld] = %g: must be finite", (long long)i,
                              (double)row_scale[i]);
-    const size_t loss_count = opt->reduction == LSR_REDUCTION_NONE ? (size_t)n : 1;
-    const byte_range outputs[] = {
-        range_of(loss, loss_count * sizeof(float)), rows_range(dh, n, d, ldh, sizeof(float)),
-        range_of(dw, (size_t)k * (size_t)d * sizeof(float)),
-        range_of(db, (size_t)k * sizeof(float)), range_of(stats, sizeof *stats)};
-    const char *output_names[] = {"loss", "dh", "dw", "db", "stats"};
-    const byte_range inputs[] = {rows_range(h, n, d, ldh, sizeof(float)),
-                                 range_of(w, (size_t)k * (size_t)d * sizeof(float)),
-                                 range_of(bias, (size_t)k * sizeof(float)),
-                                 range_of(labels, (size_t)n * sizeof(int64_t)),
-                                 range_of(opt->prior, (size_t)k * sizeof(float)),
-                                 range_of(opt->class_weights, (size_t)k * sizeof(float)),
-                                 range_of(row_scale, (size_t)n * sizeof(float))};
-    const char *input_names[] = {"h", "w", "bias", "labels", "prior", "class_weights", "row_scale"};
-    for (int o = 0; o < 5; o++) {
-        for (int i = 0; i < 7; i++)
-            if (overlap(outputs[o], inputs[i]))
-                return lsr__fail(LSR_ERROR_OVERLAP, "%s overlaps %s", output_names[o],
-                                 input_names[i]);
-        for (int p = o + 1; p < 5; p++)
-            if (overlap(outputs[o], outputs[p]))
-                return lsr__fail(LSR_ERROR_OVERLAP, "%s overlaps %s", output_names[o],
-                                 output_names[p]);
-    }
+    const int64_t loss_count = opt->reduction == LSR_REDUCTION_NONE ? n : 1;
+    const lsr__span outputs[] = {
+        lsr__rows_span("loss", loss, 1, loss_count, loss_count, sizeof(float)),
+        lsr__rows_span("dh", dh, n, d, ldh, sizeof(float)),
+        lsr__rows_span("dw", dw, k, d, d, sizeof(float)),
+        lsr__rows_span("db", db, 1, k, k, sizeof(float)),
+        lsr__rows_span("stats", stats, 1, 1, 1, sizeof *stats)};
+    const lsr__span inputs[] = {
+        lsr__rows_span("h", h, n, d, ldh, sizeof(float)),
+        lsr__rows_span("w", w, k, d, d, sizeof(float)),
+        lsr__rows_span("bias", bias, 1, k, k, sizeof(float)),
+        lsr__rows_span("labels", labels, n, 1, 1, sizeof(int64_t)),
+        lsr__rows_span("prior", opt->prior, 1, k, k, sizeof(float)),
+        lsr__rows_span("class_weights", opt->class_weights, 1, k, k, sizeof(float)),
+        lsr__rows_span("row_scale", row_scale, n, 1, 1, sizeof(float))};
+    LSR_TRY(lsr__check_overlaps(outputs, 5, inputs, 7, -1, -1));
     return LSR_OK;
 }
 

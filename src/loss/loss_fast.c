@@ -675,7 +675,7 @@ lsr_status lsr__cross_entropy_rows(lsr__loss_sums *sums, float *row_loss, float 
     lsr_loss_options o = *options;
     o.reduction = row_loss ? LSR_REDUCTION_NONE : LSR_REDUCTION_SUM;
     o.logits_dtype = o.grad_dtype = LSR_DTYPE_FLOAT32;
-    LSR_TRY(lsr__validate(&call, 0, row_loss, grad, NULL, logits, labels, NULL, n, k, stride, &o));
+    lsr__loss_call_fill(&call, row_loss, grad, NULL, logits, labels, NULL, n, k, stride, &o);
     loss_plan p;
     lsr_status s = plan_init(&p, &call);
     if (s == LSR_OK) {

@@ -21,6 +21,29 @@ typedef struct loss_call {
     int threads; /* resolved, >= 1 */
 } loss_call;
 
+/* An argument's bytes [begin, end), named, for the overlap checks. */
+typedef struct lsr__span {
+    const char *name;
+    uintptr_t begin, end;
+} lsr__span;
+
+/* n rows of k values of elem bytes, stride values apart; empty when p is
+ * NULL or n <= 0. */
+lsr__span lsr__rows_span(const char *name, const void *p, int64_t n, int64_t k, int64_t stride,
+                         size_t elem);
+
+/* LSR_ERROR_OVERLAP, naming both, for the first output that overlaps an
+ * input or another output; output allow_out may share input allow_in (in
+ * place; -1: none may). */
+lsr_status lsr__check_overlaps(const lsr__span *outputs, int n_outputs, const lsr__span *inputs,
+                               int n_inputs, int allow_out, int allow_in);
+
+/* Fills call from arguments already checked (lsr__validate's last step):
+ * resolves the ISA and the thread count. */
+void lsr__loss_call_fill(loss_call *call, float *loss, void *grad, lsr_loss_stats *stats,
+                         const void *logits, const int64_t *labels, const float *targets, int64_t n,
+                         int64_t k, int64_t stride, const lsr_loss_options *opt);
+
 /* Checks every argument (labels and targets included) and fills call.
  * Nothing is written to the outputs. */
 lsr_status lsr__validate(loss_call *call, int soft, float *loss, void *grad, lsr_loss_stats *stats,
@@ -120,8 +143,9 @@ typedef struct lsr__loss_sums {
  * the caller knows (lsr_linear_cross_entropy's row blocks): the gradient
  * written is ce_scale d(CE)/dz + z_scale d(z-loss)/dz; row_loss, when not
  * NULL, gets each row's unscaled loss.  options' reduction and dtypes are
- * ignored (float).  Non-finite rows are reported in sums->first_bad, not as
- * a status. */
+ * ignored (float).  The arguments are not checked again: the caller has
+ * (labels, options, sizes).  Non-finite rows are reported in
+ * sums->first_bad, not as a status. */
 lsr_status lsr__cross_entropy_rows(lsr__loss_sums *sums, float *row_loss, float *grad,
                                    const float *logits, const int64_t *labels, int64_t n, int64_t k,
                                    int64_t stride, const lsr_loss_options *options, double ce_scale,

@@ -101,19 +101,30 @@ const char *lsr_isa_name(lsr_isa isa) {
     return "unknown";
 }
 
-/* Byte range [begin, end) of an (n, stride) array whose rows use k values. */
-typedef struct byte_range {
-    uintptr_t begin, end;
-} byte_range;
-
-static byte_range matrix_range(const void *p, int64_t n, int64_t k, int64_t stride, size_t elem) {
-    byte_range r = {(uintptr_t)p, (uintptr_t)p};
+lsr__span lsr__rows_span(const char *name, const void *p, int64_t n, int64_t k, int64_t stride,
+                         size_t elem) {
+    lsr__span r = {name, (uintptr_t)p, (uintptr_t)p};
     if (p && n > 0) r.end = r.begin + ((size_t)(n - 1) * (size_t)stride + (size_t)k) * elem;
     return r;
 }
 
-static int ranges_overlap(byte_range a, byte_range b) {
+static int spans_overlap(lsr__span a, lsr__span b) {
     return a.begin < a.end && b.begin < b.end && a.begin < b.end && b.begin < a.end;
+}
+
+lsr_status lsr__check_overlaps(const lsr__span *outputs, int n_outputs, const lsr__span *inputs,
+                               int n_inputs, int allow_out, int allow_in) {
+    for (int o = 0; o < n_outputs; o++) {
+        for (int i = 0; i < n_inputs; i++)
+            if (!(o == allow_out && i == allow_in) && spans_overlap(outputs[o], inputs[i]))
+                return lsr__fail(LSR_ERROR_OVERLAP, "%s overlaps %s", outputs[o].name,
+                                 inputs[i].name);
+        for (int p = o + 1; p < n_outputs; p++)
+            if (spans_overlap(outputs[o], outputs[p]))
+                return lsr__fail(LSR_ERROR_OVERLAP, "%s overlaps %s", outputs[o].name,
+                                 outputs[p].name);
+    }
+    return LSR_OK;
 }
 
 static lsr_status check_distribution(const float *v, int64_t k, const char *name,
@@ -200,37 +211,23 @@ lsr_status lsr__validate(loss_call *call, int soft, float *loss, void *grad, lsr
     }
 
     /* Outputs may not overlap inputs, except grad == logits (in place). */
-    const size_t loss_count = opt.reduction == LSR_REDUCTION_NONE ? (size_t)n : 1;
-    byte_range r_loss = {(uintptr_t)loss, (uintptr_t)loss};
-    if (loss && loss_count) r_loss.end = r_loss.begin + loss_count * sizeof(float);
-    byte_range r_grad = matrix_range(grad, n, k, stride, lsr__dtype_size(opt.grad_dtype));
-    byte_range r_stats = {(uintptr_t)stats, stats ? (uintptr_t)stats + sizeof *stats : 0};
-    byte_range r_logits = matrix_range(logits, n, k, stride, lsr__dtype_size(opt.logits_dtype));
-    byte_range r_labels = matrix_range(labels, n, 1, 1, sizeof(int64_t));
-    byte_range r_targets = matrix_range(targets, n, k, stride, sizeof(float));
-    byte_range r_prior = matrix_range(opt.prior, 1, k, k, sizeof(float));
-    byte_range r_weights = matrix_range(opt.class_weights, 1, k, k, sizeof(float));
-    const byte_range outputs[] = {r_loss, r_grad, r_stats};
-    const char *output_names[] = {"loss", "grad", "stats"};
-    const byte_range inputs[] = {r_logits, r_labels, r_targets, r_prior, r_weights};
-    const char *input_names[] = {"logits", "labels", "targets", "prior", "class_weights"};
+    const int64_t loss_count = opt.reduction == LSR_REDUCTION_NONE ? n : 1;
+    const lsr__span outputs[] = {
+        lsr__rows_span("loss", loss, 1, loss_count, loss_count, sizeof(float)),
+        lsr__rows_span("grad", grad, n, k, stride, lsr__dtype_size(opt.grad_dtype)),
+        lsr__rows_span("stats", stats, 1, 1, 1, sizeof *stats)};
+    const lsr__span inputs[] = {
+        lsr__rows_span("logits", logits, n, k, stride, lsr__dtype_size(opt.logits_dtype)),
+        lsr__rows_span("labels", labels, n, 1, 1, sizeof(int64_t)),
+        lsr__rows_span("targets", targets, n, k, stride, sizeof(float)),
+        lsr__rows_span("prior", opt.prior, 1, k, k, sizeof(float)),
+        lsr__rows_span("class_weights", opt.class_weights, 1, k, k, sizeof(float))};
     if (grad && grad == logits && n > 0 && opt.grad_dtype != opt.logits_dtype)
         return lsr__fail(LSR_ERROR_OVERLAP,
                          "grad is logits (in place) but grad_dtype %s differs from logits_dtype %s",
                          opt.grad_dtype == LSR_DTYPE_BFLOAT16 ? "bfloat16" : "float32",
                          opt.logits_dtype == LSR_DTYPE_BFLOAT16 ? "bfloat16" : "float32");
-    for (int o = 0; o < 3; o++) {
-        for (int i = 0; i < 5; i++) {
-            if (o == 1 && i == 0 && grad == logits) continue; /* in place */
-            if (ranges_overlap(outputs[o], inputs[i]))
-                return lsr__fail(LSR_ERROR_OVERLAP, "%s overlaps %s", output_names[o],
-                                 input_names[i]);
-        }
-        for (int p = o + 1; p < 3; p++)
-            if (ranges_overlap(outputs[o], outputs[p]))
-                return lsr__fail(LSR_ERROR_OVERLAP, "%s overlaps %s", output_names[o],
-                                 output_names[p]);
-    }
+    LSR_TRY(lsr__check_overlaps(outputs, 3, inputs, 5, grad == logits ? 1 : -1, 0));
 
     if (!soft) {
         for (int64_t i = 0; i < n; i++) {
@@ -253,14 +250,20 @@ lsr_status lsr__validate(loss_call *call, int soft, float *loss, void *grad, lsr
         }
     }
 
-    int threads = opt.threads;
+    lsr__loss_call_fill(call, loss, grad, stats, logits, labels, targets, n, k, stride, &opt);
+    return LSR_OK;
+}
+
+void lsr__loss_call_fill(loss_call *call, float *loss, void *grad, lsr_loss_stats *stats,
+                         const void *logits, const int64_t *labels, const float *targets, int64_t n,
+                         int64_t k, int64_t stride, const lsr_loss_options *opt) {
+    int threads = opt->threads;
 #ifdef _OPENMP
     if (threads == 0) threads = omp_get_max_threads();
 #else
     threads = 1;
 #endif
     if (threads < 1) threads = 1;
-
     call->loss = loss;
     call->grad = grad;
     call->stats = stats;
@@ -270,8 +273,7 @@ lsr_status lsr__validate(loss_call *call, int soft, float *loss, void *grad, lsr
     call->n = n;
     call->k = k;
     call->stride = stride;
-    call->opt = opt;
-    call->isa = isa;
+    call->opt = *opt;
+    call->isa = opt->isa == LSR_ISA_AUTO ? lsr_isa_detect() : opt->isa;
     call->threads = threads;
-    return LSR_OK;
 }
