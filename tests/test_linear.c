@@ -8,7 +8,9 @@
 #include <string.h>
 
 #include "check.h"
+#include "loss/bf16.h"
 #include "lsr/linear.h"
+#include "net/net.h"
 #include "rng.h"
 
 /* a count for malloc: at least 1 (and visibly not negative to the compiler) */
@@ -18,11 +20,13 @@ typedef struct problem {
     int64_t n, d, k, ldh;
     float *h, *w, *bias, *prior, *weights;
     int64_t *labels;
+    uint16_t *h16, *w16; /* bf16 H and W, or NULL: what a bf16 call reads */
 } problem;
 
 static void problem_init(problem *p, int64_t n, int64_t d, int64_t k, int64_t pad, int with_bias,
                          double scale) {
     p->n = n, p->d = d, p->k = k, p->ldh = d + pad;
+    p->h16 = p->w16 = NULL;
     p->h = malloc(count_of(n) * count_of(p->ldh) * sizeof(float));
     p->w = malloc(count_of(k) * count_of(d) * sizeof(float));
     p->bias = with_bias ? malloc(count_of(k) * sizeof(float)) : NULL;
@@ -49,6 +53,23 @@ static void problem_init(problem *p, int64_t n, int64_t d, int64_t k, int64_t pa
 
 static void problem_free(problem *p) {
     free(p->h), free(p->w), free(p->bias), free(p->prior), free(p->weights), free(p->labels);
+    free(p->h16), free(p->w16);
+}
+
+/* H and W rounded to bf16 (nearest even): h16 and w16, and h and w their
+ * exact values as floats, for the bounds and the float calls. */
+static void problem_round_bf16(problem *p) {
+    const size_t nh = count_of(p->n) * count_of(p->ldh), nw = count_of(p->k) * count_of(p->d);
+    p->h16 = malloc(nh * sizeof(uint16_t));
+    p->w16 = malloc(nw * sizeof(uint16_t));
+    for (size_t i = 0; i < (size_t)(p->n * p->ldh); i++) {
+        p->h16[i] = lsr_bf16_from_float(p->h[i]);
+        p->h[i] = lsr_bf16_to_float(p->h16[i]);
+    }
+    for (size_t i = 0; i < (size_t)(p->k * p->d); i++) {
+        p->w16[i] = lsr_bf16_from_float(p->w[i]);
+        p->w[i] = lsr_bf16_to_float(p->w16[i]);
+    }
 }
 
 typedef struct result {
@@ -66,9 +87,10 @@ static void run(result *r, const problem *p, const lsr_loss_options *o, int refe
     r->db = malloc(count_of(p->k) * sizeof(float));
     for (size_t i = 0; i < nl * count_of(p->ldh); i++)
         r->dh[i] = 7.0f; /* the padding must stay */
+    const int bf16 = o->logits_dtype == LSR_DTYPE_BFLOAT16;
     r->status = (reference ? lsr_linear_cross_entropy_reference : lsr_linear_cross_entropy)(
-        r->loss, r->dh, r->dw, r->db, &r->stats, p->h, p->ldh, p->w, p->bias, p->labels, p->n, p->d,
-        p->k, row_scale, o);
+        r->loss, r->dh, r->dw, r->db, &r->stats, bf16 ? (const void *)p->h16 : p->h, p->ldh,
+        bf16 ? (const void *)p->w16 : p->w, p->bias, p->labels, p->n, p->d, p->k, row_scale, o);
 }
 
 static void result_free(result *r) { free(r->loss), free(r->dh), free(r->dw), free(r->db); }
@@ -82,10 +104,15 @@ static void result_free(result *r) { free(r->loss), free(r->dh), free(r->dw), fr
  *   dh, dw, db: the sums of those errors times |w|, |h| or 1, plus the
  *     products' own (K + 2) u or (N + 2) u times the sums of |G||w|, |G||h|;
  *   loss: per row 2 delta_n C (C with the z-loss's 2 lambda |lse| per row) and
- *   2e-5 relative. */
+ *   2e-5 relative.
+ * With bf16 H and W (p's floats hold their exact values) the logits' bound is
+ * the same (each product of two bf16 is exact in float); G is rounded to
+ * bf16 for the dh and dw products, g_round = 2^-8 of |G| more there (the
+ * rounding's 2^-9, and the same again for the rounding of G's own error
+ * and subnormals flushed, generously). */
 static int within_bounds(const problem *p, const lsr_loss_options *o, const result *f,
                          const result *r, const char *what, int exact_logits,
-                         const float *row_scale) {
+                         const float *row_scale, double g_round) {
     const double u = 0x1p-24;
     const int64_t n = p->n, d = p->d, k = p->k;
     double wmax = 1.0;
@@ -178,7 +205,8 @@ static int within_bounds(const problem *p, const lsr_loss_options *o, const resu
             }
             double b = 0.0, mag = 0.0;
             for (int64_t j = 0; j < k; j++) {
-                b += gerr[i * k + j] * fabs(p->w[j * d + c]);
+                b += (gerr[i * k + j] * (1.0 + g_round) + g_round * fabs(g[i * k + j])) *
+                     fabs(p->w[j * d + c]);
                 mag += fabs(g[i * k + j] * p->w[j * d + c]);
             }
             b += (double)(k + 2) * u * mag;
@@ -202,7 +230,8 @@ static int within_bounds(const problem *p, const lsr_loss_options *o, const resu
         for (int64_t c = 0; c < d && ok; c++) {
             double b = 0.0, mag = 0.0;
             for (int64_t i = 0; i < n; i++) {
-                b += gerr[i * k + j] * fabs(p->h[i * p->ldh + c]);
+                b += (gerr[i * k + j] * (1.0 + g_round) + g_round * fabs(g[i * k + j])) *
+                     fabs(p->h[i * p->ldh + c]);
                 mag += fabs(g[i * k + j] * p->h[i * p->ldh + c]);
             }
             b += (double)(n + 2) * u * mag;
@@ -261,6 +290,10 @@ static void test_against_reference(void) {
         {0, 3, 5},      {1, 1, 1},     {5, 1, 7},     {7, 3, 1},     {64, 5, 33},  {70, 5, 33},
         {130, 17, 300}, {65, 8, 4097}, {3, 4, 20000}, {129, 33, 10}, {257, 3, 40}, {230, 2, 70000}};
     int cases = 0, failures = 0;
+    /* the bf16 cases where this lsr and CPU have bf16 products (else
+     * test_bf16_refused holds the call to its refusal) */
+    const int bf16_products = lsr_gemm_bf16_available() == LSR_OK;
+    if (!bf16_products) printf("no bf16 products here: %s\n", lsr_last_error());
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
         for (int rep = 0; rep < 4; rep++) {
             problem p;
@@ -296,7 +329,7 @@ static void test_against_reference(void) {
             int ok = f.status == LSR_OK && r.status == LSR_OK && f1.status == LSR_OK;
             CHECK(ok, "%s: status fused %s reference %s (%s)", what, lsr_status_name(f.status),
                   lsr_status_name(r.status), lsr_last_error());
-            if (ok) ok = within_bounds(&p, &o, &f, &r, what, rep == 2, row_scale);
+            if (ok) ok = within_bounds(&p, &o, &f, &r, what, rep == 2, row_scale, 0.0);
             if (ok) {
                 ok = same_bits(&p, &o, &f, &f1);
                 CHECK(ok, "%s: 1 and 2 threads differ", what);
@@ -304,6 +337,33 @@ static void test_against_reference(void) {
             cases++;
             failures += !ok;
             result_free(&f), result_free(&r), result_free(&f1);
+            if (bf16_products) { /* the same case with H and W rounded to bf16 */
+                problem_round_bf16(&p);
+                lsr_loss_options ob = o, ob1 = o;
+                ob.logits_dtype = ob1.logits_dtype = LSR_DTYPE_BFLOAT16;
+                ob1.threads = 1;
+                result rf; /* the reference on the rounded values as floats */
+                run(&f, &p, &ob, 0, row_scale);
+                run(&r, &p, &ob, 1, row_scale);
+                run(&rf, &p, &o, 1, row_scale);
+                run(&f1, &p, &ob1, 0, row_scale);
+                ok = f.status == LSR_OK && r.status == LSR_OK && f1.status == LSR_OK;
+                CHECK(ok, "bf16 %s: status fused %s reference %s (%s)", what,
+                      lsr_status_name(f.status), lsr_status_name(r.status), lsr_last_error());
+                if (ok) {
+                    ok = same_bits(&p, &o, &r, &rf);
+                    CHECK(ok, "bf16 %s: the reference of bf16 H, W and of their floats differ",
+                          what);
+                }
+                if (ok) ok = within_bounds(&p, &o, &f, &r, what, rep == 2, row_scale, 0x1p-8);
+                if (ok) {
+                    ok = same_bits(&p, &o, &f, &f1);
+                    CHECK(ok, "bf16 %s: 1 and 2 threads differ", what);
+                }
+                cases++;
+                failures += !ok;
+                result_free(&f), result_free(&r), result_free(&f1), result_free(&rf);
+            }
             free(row_scale);
             problem_free(&p);
         }
@@ -424,10 +484,22 @@ static void test_bad_input(void) {
                                     NULL, &o),
            LSR_ERROR_SMOOTHING, "smoothing");
     o = lsr_loss_options_default();
-    o.logits_dtype = LSR_DTYPE_BFLOAT16;
+    o.grad_dtype = LSR_DTYPE_BFLOAT16;
     EXPECT(lsr_linear_cross_entropy(&loss, dh, dw, db, NULL, p.h, 2, p.w, p.bias, p.labels, 3, 2, 4,
                                     NULL, &o),
-           LSR_ERROR_UNSUPPORTED, "float32");
+           LSR_ERROR_UNSUPPORTED, "grad_dtype");
+    o = lsr_loss_options_default();
+    o.logits_dtype = (lsr_dtype)7;
+    EXPECT(lsr_linear_cross_entropy(&loss, dh, dw, db, NULL, p.h, 2, p.w, p.bias, p.labels, 3, 2, 4,
+                                    NULL, &o),
+           LSR_ERROR_OPTION, "logits_dtype");
+    if (lsr_gemm_bf16_available() != LSR_OK) { /* bf16 H and W refused, and said why */
+        o = lsr_loss_options_default();
+        o.logits_dtype = LSR_DTYPE_BFLOAT16;
+        EXPECT(lsr_linear_cross_entropy(&loss, dh, dw, db, NULL, p.h, 2, p.w, p.bias, p.labels, 3,
+                                        2, 4, NULL, &o),
+               LSR_ERROR_UNSUPPORTED, "bf16");
+    }
     o = lsr_loss_options_default();
     EXPECT(lsr_linear_cross_entropy(&loss, dh, p.w, db, NULL, p.h, 2, p.w, p.bias, p.labels, 3, 2,
                                     4, NULL, &o),
@@ -439,8 +511,22 @@ static void test_bad_input(void) {
     problem_free(&p);
 }
 
+/* bf16 products are there exactly where oneDNN is built in and the CPU has
+ * AVX512_BF16. */
+static void test_bf16_availability(void) {
+    int expected = 0;
+#if defined(LSR_HAVE_ONEDNN) && (defined(__x86_64__) || defined(__i386__))
+    __builtin_cpu_init();
+    expected = __builtin_cpu_supports("avx512bf16") != 0;
+#endif
+    const int available = lsr_gemm_bf16_available() == LSR_OK;
+    CHECK(available == expected, "bf16 products available %d, expected %d (%s)", available,
+          expected, available ? "" : lsr_last_error());
+}
+
 int main(void) {
     rng_state = 0x2545f4914f6cdd1dull;
+    test_bf16_availability();
     test_bad_input();
     test_nonfinite_rows();
     test_reference_finite_differences();

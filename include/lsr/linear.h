@@ -67,8 +67,8 @@ extern "C" {
  * to all of dw, db and that row of dh).
  */
 LSR_API lsr_status lsr_linear_cross_entropy(float *loss, float *dh, float *dw, float *db,
-                                            lsr_loss_stats *stats, const float *h, int64_t ldh,
-                                            const float *w, const float *bias,
+                                            lsr_loss_stats *stats, const void *h, int64_t ldh,
+                                            const void *w, const float *bias,
                                             const int64_t *labels, int64_t n, int64_t d, int64_t k,
                                             const float *row_scale,
                                             const lsr_loss_options *options);
@@ -79,8 +79,8 @@ LSR_API lsr_status lsr_linear_cross_entropy(float *loss, float *dh, float *dw, f
  * products summed in double.  Memory 2 N K floats; use it to check.
  */
 LSR_API lsr_status lsr_linear_cross_entropy_reference(
-    float *loss, float *dh, float *dw, float *db, lsr_loss_stats *stats, const float *h,
-    int64_t ldh, const float *w, const float *bias, const int64_t *labels, int64_t n, int64_t d,
+    float *loss, float *dh, float *dw, float *db, lsr_loss_stats *stats, const void *h,
+    int64_t ldh, const void *w, const float *bias, const int64_t *labels, int64_t n, int64_t d,
     int64_t k, const float *row_scale, const lsr_loss_options *options);
 
 #ifdef __cplusplus

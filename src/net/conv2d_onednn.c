@@ -50,7 +50,7 @@ int lsr_conv_fast_backward(lsr_conv_fast *c, float *din, float *dweight, float *
 
 #else
 
-#include <oneapi/dnnl/dnnl.h>
+#include "onednn.h"
 
 static dnnl_engine_t engine;
 static dnnl_stream_t stream;
@@ -106,6 +106,8 @@ static lsr_status init_engine(void) {
         return lsr__fail(LSR_ERROR_UNSUPPORTED, "oneDNN: cannot create a CPU engine");
     return LSR_OK;
 }
+
+dnnl_engine_t lsr__onednn_engine(void) { return init_engine() == LSR_OK ? engine : NULL; }
 
 /* the im2col matrix of a batch: rows (output positions) by patch (K K C) */
 static int rows_of(const lsr_layer *l, int batch) { return batch * l->out.h * l->out.w; }
@@ -254,23 +256,6 @@ static int run(dnnl_primitive_t p, int n, const dnnl_exec_arg_t *args) {
                : -1;
 }
 
-/* The CPU's own conversion (this file runs only where AVX512_BF16 is): round
- * to nearest even like lsr_bf16_from_float, but denormals become zero. */
-#include <immintrin.h>
-__attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) static void
-round_bf16(uint16_t *dst, const float *src, size_t n) {
-    size_t i = 0;
-    for (; i + 16 <= n; i += 16) {
-        const __m256bh v = _mm512_cvtneps_pbh(_mm512_loadu_ps(src + i));
-        _mm256_storeu_si256((__m256i *)(dst + i), (__m256i)v);
-    }
-    if (i < n) {
-        const __mmask16 k = (__mmask16)((1u << (n - i)) - 1);
-        const __m256bh v = _mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(k, src + i));
-        _mm256_mask_storeu_epi16(dst + i, k, (__m256i)v);
-    }
-}
-
 /* col = im2col(in) rounded: each patch is built in fp32 (conv2d.c's
  * lsr_conv2d_patch) in a per-thread row, then rounded into col; -1 when
  * out of memory */
@@ -286,7 +271,7 @@ static int im2col_bf16(uint16_t *col, const float *in, const lsr_layer *l, int b
         for (int64_t r = 0; r < rows; r++) {
             if (!row) continue;
             lsr_conv2d_patch(row, in, l, r);
-            round_bf16(col + (size_t)r * patch, row, patch);
+            lsr_round_bf16(col + (size_t)r * patch, row, patch);
         }
         free(row);
     }
@@ -296,7 +281,7 @@ static int im2col_bf16(uint16_t *col, const float *in, const lsr_layer *l, int b
 static void round_all(uint16_t *dst, const float *src, size_t n) {
 #pragma omp parallel for schedule(static) if (n > 65536)
     for (size_t i = 0; i < n; i += 4096)
-        round_bf16(dst + i, src + i, n - i < 4096 ? n - i : 4096);
+        lsr_round_bf16(dst + i, src + i, n - i < 4096 ? n - i : 4096);
 }
 
 int lsr_conv_fast_forward(lsr_conv_fast *c, float *out, const float *in, const float *weight,

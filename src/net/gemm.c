@@ -34,8 +34,6 @@
 #include <omp.h>
 #endif
 
-enum { LSR_GEMM_TILE_M = 128, LSR_GEMM_TILE_N = 256 };
-
 void openblas_set_num_threads(int);
 
 static void blas_single_threaded(void) { openblas_set_num_threads(1); }

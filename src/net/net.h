@@ -116,6 +116,8 @@ void lsr_model_backward(lsr_model *m, const float *dlogits, int batch, int what)
 void lsr_model_zero_grads(lsr_model *m);
 
 /* ---- matrix products (gemm.c) ---- */
+/* The fixed tiles of C that lsr_gemm and lsr_gemm_bf16 compute one at a time. */
+enum { LSR_GEMM_TILE_M = 128, LSR_GEMM_TILE_N = 256 };
 /* The sgemm lsr_gemm runs, in words (for --version and logs). */
 const char *lsr_gemm_backend(void);
 /* C (M, N) = alpha op(A) op(B) + beta C, row-major, like cblas_sgemm.  C is
@@ -127,6 +129,30 @@ void lsr_gemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const 
  * that tests hold lsr_gemm to. */
 void lsr_gemm_reference(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A,
                         int lda, const float *B, int ldb, float beta, float *C, int ldc);
+
+/* ---- bf16 products with float sums (gemm_bf16.c) ---- */
+/* LSR_OK where lsr_gemm_bf16 can run: lsr built with oneDNN, a CPU with
+ * AVX512_BF16; else LSR_ERROR_UNSUPPORTED and why (lsr_last_error). */
+lsr_status lsr_gemm_bf16_available(void);
+/* oneDNN's primitives for the tile shapes of a caller's products, kept
+ * between its calls of lsr_gemm_bf16 (NULL: out of memory, or no oneDNN). */
+typedef struct lsr_gemm_bf16_cache lsr_gemm_bf16_cache;
+lsr_gemm_bf16_cache *lsr_gemm_bf16_cache_new(void);
+void lsr_gemm_bf16_cache_free(lsr_gemm_bf16_cache *c);
+/* C (M, N) = op(A) op(B) (+ C when accumulate), A and B bf16, C and the sums
+ * float, row-major; in lsr_gemm's fixed tiles, one single-threaded oneDNN
+ * matmul each: bit-identical for any thread count. */
+lsr_status lsr_gemm_bf16(lsr_gemm_bf16_cache *c, int trans_a, int trans_b, int M, int N, int K,
+                         const uint16_t *A, int lda, const uint16_t *B, int ldb, int accumulate,
+                         float *C, int ldc);
+/* The same product, each element summed in double: the specification. */
+void lsr_gemm_bf16_reference(int trans_a, int trans_b, int M, int N, int K, const uint16_t *A,
+                             int lda, const uint16_t *B, int ldb, int accumulate, float *C,
+                             int ldc);
+/* dst = src rounded to bf16 as the CPU's conversion rounds (nearest even,
+ * subnormals to zero); dst may be (uint16_t *)src, the values packed into
+ * the first half of src's bytes. */
+void lsr_round_bf16(uint16_t *dst, const float *src, size_t n);
 
 /* ---- the layers ---- */
 void lsr_dense_forward(float *out, const float *in, const float *weight, const float *bias,
