@@ -1,7 +1,10 @@
 #!/usr/bin/python3
 """Times PyTorch's F.linear + F.cross_entropy(label_smoothing=0.1), forward and backward.
 
-    torch_linear.py N D K THREADS   ->  prints "best_seconds extra_peak_MB"
+    torch_linear.py N D K THREADS [DTYPE]  ->  prints "best_seconds extra_peak_MB"
+
+DTYPE float32 (default) or bfloat16: the dtype of h, w and b (and so of the
+logits and every gradient, as PyTorch computes a bf16 model).
 
 Inputs and .grad tensors are allocated and touched first; one warm-up step,
 then the best of 3.  Extra memory: the peak resident set over the steps
@@ -24,11 +27,12 @@ def rss_mb():
 
 
 n, d, k, threads = (int(v) for v in sys.argv[1:5])
+dtype = getattr(torch, sys.argv[5]) if len(sys.argv) > 5 else torch.float32
 torch.set_num_threads(threads)
 torch.manual_seed(0)
-h = (torch.rand(n, d) - 0.5).mul_(2.0).requires_grad_(True)
-w = (torch.rand(k, d) - 0.5).mul_(0.2).requires_grad_(True)
-b = (torch.rand(k) - 0.5).mul_(0.1).requires_grad_(True)
+h = (torch.rand(n, d) - 0.5).mul_(2.0).to(dtype).requires_grad_(True)
+w = (torch.rand(k, d) - 0.5).mul_(0.2).to(dtype).requires_grad_(True)
+b = (torch.rand(k) - 0.5).mul_(0.1).to(dtype).requires_grad_(True)
 labels = torch.arange(n) * 7919 % k
 for t in (h, w, b):
     t.grad = torch.zeros_like(t)

@@ -19,6 +19,16 @@
  * fixed tiles of the trainer's sgemm and the blocks in a fixed order.
  * Needs the full liblsr (BLAS); the loss-only part of the library does not
  * depend on it.
+ *
+ * bf16 H and W (options->logits_dtype = LSR_DTYPE_BFLOAT16): the three
+ * products take bf16 factors and sum in float (oneDNN's bf16 matmul, in the
+ * same fixed tiles, K summed in fixed chunks of 2048); the logits, the loss
+ * and the gradients dH, dW, db are float.  The logits' gradient G is
+ * computed in float and rounded to bf16 (nearest even, subnormals to zero)
+ * for the products dH = G W and dW = G^T H, as bf16 training rounds it; db
+ * sums the float G.  Extra memory as for float, plus each thread's matmul
+ * scratchpad (under 2 MiB: a chunk of a factor, packed).  Needs lsr built with oneDNN and a CPU
+ * with AVX512_BF16: elsewhere the call returns LSR_ERROR_UNSUPPORTED and says which is missing.
  */
 #ifndef LSR_LINEAR_H
 #define LSR_LINEAR_H
@@ -42,8 +52,8 @@ extern "C" {
  *   db      out (K), d(reduced loss)/db, or NULL (also without a bias: the
  *           gradient a bias would get)
  *   stats   out, or NULL: as lsr_cross_entropy's, of the logits H W^T + b
- *   h       in (N, ldh) float, the first D of each row read
- *   w       in (K, D) float, row k the class's template
+ *   h       in (N, ldh) float or bf16 (logits_dtype), the first D of each row read
+ *   w       in (K, D) of h's dtype, row k the class's template
  *   bias    in (K) float, or NULL for none
  *   labels  in (N) class indices in [0, K) or options->ignore_index
  *   0 <= n < 2^31, 1 <= d < 2^31, k in 1..LSR_MAX_CLASSES, d <= ldh < 2^31
@@ -51,8 +61,9 @@ extern "C" {
  *           those of sum_n row_scale[n] * (row n's share of the reduced loss),
  *           e.g. an upstream gradient for LSR_REDUCTION_NONE; the losses
  *           written are not scaled
- *   options NULL for lsr_loss_options_default(); logits_dtype and grad_dtype
- *           must be float32 (bf16 H and W: LSR_ERROR_UNSUPPORTED for now)
+ *   options NULL for lsr_loss_options_default(); logits_dtype is the dtype of
+ *           h and w (float32, or bfloat16: see above); grad_dtype must be
+ *           float32 (the gradients are float), else LSR_ERROR_UNSUPPORTED
  *
  * Outputs must not overlap the inputs or each other.  Errors: everything but
  * LSR_ERROR_NONFINITE and LSR_ERROR_OUT_OF_MEMORY is found before any output
@@ -68,9 +79,8 @@ extern "C" {
  */
 LSR_API lsr_status lsr_linear_cross_entropy(float *loss, float *dh, float *dw, float *db,
                                             lsr_loss_stats *stats, const void *h, int64_t ldh,
-                                            const void *w, const float *bias,
-                                            const int64_t *labels, int64_t n, int64_t d, int64_t k,
-                                            const float *row_scale,
+                                            const void *w, const float *bias, const int64_t *labels,
+                                            int64_t n, int64_t d, int64_t k, const float *row_scale,
                                             const lsr_loss_options *options);
 
 /*
@@ -78,10 +88,12 @@ LSR_API lsr_status lsr_linear_cross_entropy(float *loss, float *dh, float *dw, f
  * summed in double, lsr_cross_entropy_reference on them, and the gradients'
  * products summed in double.  Memory 2 N K floats; use it to check.
  */
-LSR_API lsr_status lsr_linear_cross_entropy_reference(
-    float *loss, float *dh, float *dw, float *db, lsr_loss_stats *stats, const void *h,
-    int64_t ldh, const void *w, const float *bias, const int64_t *labels, int64_t n, int64_t d,
-    int64_t k, const float *row_scale, const lsr_loss_options *options);
+LSR_API lsr_status lsr_linear_cross_entropy_reference(float *loss, float *dh, float *dw, float *db,
+                                                      lsr_loss_stats *stats, const void *h,
+                                                      int64_t ldh, const void *w, const float *bias,
+                                                      const int64_t *labels, int64_t n, int64_t d,
+                                                      int64_t k, const float *row_scale,
+                                                      const lsr_loss_options *options);
 
 #ifdef __cplusplus
 }

@@ -108,8 +108,8 @@ def load():
                        ctypes.c_int64, ctypes.c_int64, opts]
         fn.restype = ctypes.c_int
     fn = lib.lsr_linear_cross_entropy
-    fn.argtypes = [f32, f32, f32, f32, stats, f32, ctypes.c_int64, f32, f32, i64, ctypes.c_int64,
-                   ctypes.c_int64, ctypes.c_int64, f32, opts]
+    fn.argtypes = [f32, f32, f32, f32, stats, ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p,
+                   f32, i64, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64, f32, opts]
     fn.restype = ctypes.c_int
     lib.lsr_status_name.restype = ctypes.c_char_p
     lib.lsr_status_name.argtypes = [ctypes.c_int]

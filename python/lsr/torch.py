@@ -393,29 +393,50 @@ class CrossEntropyLoss(_WeightedLoss):
 
 
 def _linear_call(hn, wn, bn, t, kwargs, want, row_scale=None):
-    """lsr_linear_cross_entropy on float32 arrays: (loss array, Stats, dh, dw, db)."""
+    """lsr_linear_cross_entropy on float32 arrays, or on bfloat16 bits (uint16) for both hn
+    and wn: (loss array, Stats, dh, dw, db), the gradients float32."""
     import ctypes
     from . import _lib, _options, _ptr
     n, d = hn.shape
     k = wn.shape[0]
-    dh = np.empty_like(hn) if want[0] else None
-    dw = np.empty_like(wn) if want[1] else None
+    dh = np.empty(hn.shape, dtype=np.float32) if want[0] else None
+    dw = np.empty(wn.shape, dtype=np.float32) if want[1] else None
     db = np.empty(k, dtype=np.float32) if want[2] else None
     opt = _options(kwargs["label_smoothing"], kwargs["convention"], kwargs["ignore_index"],
                    kwargs["reduction"], kwargs["z_loss"], kwargs["threads"])
+    if hn.dtype == np.uint16:
+        opt.logits_dtype = _lib.BFLOAT16  # the dtype of H and W here
     opt.prior = _ptr(kwargs["prior"], ctypes.c_float)
     opt.class_weights = _ptr(kwargs["weight"], ctypes.c_float)
     loss = np.zeros(n if kwargs["reduction"] == "none" else 1, dtype=np.float32)
     stats = _lib.LossStats()
     status = _lib.lib.lsr_linear_cross_entropy(
         *(_ptr(a, ctypes.c_float) for a in (loss, dh, dw, db)), ctypes.byref(stats),
-        _ptr(hn, ctypes.c_float), d, _ptr(wn, ctypes.c_float), _ptr(bn, ctypes.c_float),
+        _ptr(hn, ctypes.c_void_p), d, _ptr(wn, ctypes.c_void_p), _ptr(bn, ctypes.c_float),
         _ptr(t, ctypes.c_int64), n, d, k, _ptr(row_scale, ctypes.c_float),
         ctypes.byref(opt))
     if status != 0:
         raise Error(_lib.status_name(status), _lib.lib.lsr_last_error().decode(errors="replace"))
     return loss, Stats(stats.label_ce, stats.prior_ce, stats.valid_rows, stats.top1_hits,
                        stats.mean_max_prob, stats.mean_lse), dh, dw, db
+
+
+_BF16_PRODUCTS = []
+
+
+def _bf16_products():
+    """Whether this liblsr and CPU have bf16 products (asked once, by a 1 x 1 x 1 call)."""
+    if not _BF16_PRODUCTS:
+        one = torch.ones(1, 1, dtype=torch.bfloat16)
+        try:
+            _linear_call(_bf16_bits(one), _bf16_bits(one), None, np.zeros(1, dtype=np.int64),
+                         dict(label_smoothing=0.0, convention="all", prior=None, weight=None,
+                              ignore_index=-100, reduction="sum", z_loss=0.0, threads=1),
+                         (False, False, False))
+            _BF16_PRODUCTS.append(True)
+        except Error:
+            _BF16_PRODUCTS.append(False)
+    return _BF16_PRODUCTS[0]
 
 
 class _LinearLoss(torch.autograd.Function):
@@ -426,7 +447,12 @@ class _LinearLoss(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, h, w, b, target, kwargs, stats_out, want, nan_rows):
-        hn, wn = _to_f32(h), _to_f32(w)
+        # bfloat16 input and weight go to the C library as they are (its bf16 products,
+        # on CPUs with AVX512_BF16); anything else as float32
+        if h.dtype == w.dtype == torch.bfloat16 and _bf16_products():
+            hn, wn = _bf16_bits(h), _bf16_bits(w)
+        else:
+            hn, wn = _to_f32(h), _to_f32(w)
         bn = None if b is None else _to_f32(b)
         t = np.ascontiguousarray(target.detach().numpy(), dtype=np.int64)
         ctx.dtypes = (h.dtype, w.dtype, None if b is None else b.dtype)
@@ -484,8 +510,12 @@ def linear_cross_entropy(input, linear_weight, target, *, linear_bias=None, weig
 
     The logits exist 256 rows at a time (128 for C = 128256) inside the C call, which
     computes the loss and the gradients of input, weight and bias together; backward
-    scales them.  float32 is computed as it is; bfloat16, float16 and float64 are
-    converted to float32 and their gradients back.  CPU tensors only.  Non-finite
+    scales them.  float32 is computed as it is.  bfloat16 input and linear_weight go
+    to the C call as they are where it has bf16 products (oneDNN, a CPU with
+    AVX512_BF16): bf16 products with float32 sums, the logits and their gradient in
+    float32, that gradient rounded to bf16 for the gradient products; elsewhere they are
+    converted to float32.  float16, float64 and mixed dtypes are converted to float32.
+    Gradients come back in each tensor's own dtype.  CPU tensors only.  Non-finite
     logits (or negative class weights) are computed by PyTorch's composite, without
     the lsr-only options (return_stats then gives None).  A mean over no weight is NaN,
     its gradient NaN from the counted rows and 0 from the others, as in PyTorch.

@@ -136,8 +136,8 @@ static lsr_status block_logits(float *block, int64_t ld, const void *hb, int64_t
     if (bf16)
         return lsr_gemm_bf16(cache, 0, 1, (int)m, (int)k, (int)d, hb, (int)ldh, w, (int)d,
                              bias != NULL, block, (int)ld);
-    lsr_gemm(0, 1, (int)m, (int)k, (int)d, 1.0f, hb, (int)ldh, w, (int)d, bias ? 1.0f : 0.0f,
-             block, (int)ld);
+    lsr_gemm(0, 1, (int)m, (int)k, (int)d, 1.0f, hb, (int)ldh, w, (int)d, bias ? 1.0f : 0.0f, block,
+             (int)ld);
     return LSR_OK;
 }
 
@@ -327,8 +327,8 @@ lsr_status lsr_linear_cross_entropy_reference(float *loss, float *dh, float *dw,
             lsr_gemm_reference(0, 0, (int)n, (int)d, (int)k, 1.0f, g, (int)k, wf, (int)d, 0.0f, dh,
                                (int)ldh);
         if (dw)
-            lsr_gemm_reference(1, 0, (int)k, (int)d, (int)n, 1.0f, g, (int)k, hf, (int)ldh, 0.0f, dw,
-                               (int)d);
+            lsr_gemm_reference(1, 0, (int)k, (int)d, (int)n, 1.0f, g, (int)k, hf, (int)ldh, 0.0f,
+                               dw, (int)d);
         if (db)
             for (int64_t j = 0; j < k; j++) {
                 double sum = 0.0;

@@ -85,7 +85,13 @@ lsr_status lsr_gemm_bf16_available(void) {
                                                                    "engine");
 }
 
-enum { CACHE_SLOTS = 16 };
+/* K is summed in chunks of this many, each chunk's product added to C in
+ * order: a tile's matmul then packs at most a chunk of B (1 MiB of bf16 for
+ * a 256-column tile) into its scratchpad, whatever K. */
+#define LSR_GEMM_BF16_CHUNK 2048
+
+/* enough for the tile shapes of a few products: 16 each at most, 4 or 8 usual */
+enum { CACHE_SLOTS = 32 };
 
 typedef struct tile_primitive {
     int used;
@@ -100,7 +106,9 @@ struct lsr_gemm_bf16_cache {
     int next; /* the slot to reuse when all are taken */
 };
 
-lsr_gemm_bf16_cache *lsr_gemm_bf16_cache_new(void) { return calloc(1, sizeof(lsr_gemm_bf16_cache)); }
+lsr_gemm_bf16_cache *lsr_gemm_bf16_cache_new(void) {
+    return calloc(1, sizeof(lsr_gemm_bf16_cache));
+}
 
 static void slot_clear(tile_primitive *t) {
     if (t->used) dnnl_primitive_destroy(t->primitive);
@@ -117,10 +125,9 @@ void lsr_gemm_bf16_cache_free(lsr_gemm_bf16_cache *c) {
 /* The primitive for one tile shape, from the cache or made; NULL when oneDNN
  * cannot make it. */
 static tile_primitive *tile_primitive_for(lsr_gemm_bf16_cache *c, int trans_a, int trans_b, int m,
-                                          int n, int k, int lda, int ldb, int ldc,
-                                          int accumulate) {
-    const tile_primitive key = {1, trans_a, trans_b, m, n, k, lda, ldb, ldc, accumulate, NULL,
-                                {0},   {0},     {0},     {0}, 0};
+                                          int n, int k, int lda, int ldb, int ldc, int accumulate) {
+    const tile_primitive key = {1,   trans_a,    trans_b, m,   n,   k,   lda, ldb,
+                                ldc, accumulate, NULL,    {0}, {0}, {0}, {0}, 0};
     for (int i = 0; i < CACHE_SLOTS; i++) {
         const tile_primitive *s = &c->slot[i];
         if (s->used && s->trans_a == trans_a && s->trans_b == trans_b && s->m == m && s->n == n &&
@@ -204,22 +211,32 @@ lsr_status lsr_gemm_bf16(lsr_gemm_bf16_cache *c, int trans_a, int trans_b, int M
     const int tiles_m = (M + LSR_GEMM_TILE_M - 1) / LSR_GEMM_TILE_M;
     const int tiles_n = (N + LSR_GEMM_TILE_N - 1) / LSR_GEMM_TILE_N;
     const int tiles = tiles_m * tiles_n;
-    /* the primitives of the (at most four) tile shapes, made here, once:
-     * [last row of tiles][last column of tiles] */
-    tile_primitive *shape[2][2] = {{NULL, NULL}, {NULL, NULL}};
+    const int chunks = (K + LSR_GEMM_BF16_CHUNK - 1) / LSR_GEMM_BF16_CHUNK;
+    /* the primitives of the tile shapes, made here, once:
+     * [last row of tiles][last column][last chunk of K][adds to C] */
+    tile_primitive *shape[2][2][2][2] = {{{{NULL}}}};
     size_t scratch_bytes = 64;
     for (int last_m = tiles_m > 1 ? 0 : 1; last_m < 2; last_m++)
-        for (int last_n = tiles_n > 1 ? 0 : 1; last_n < 2; last_n++) {
-            const int m = last_m ? M - (tiles_m - 1) * LSR_GEMM_TILE_M : LSR_GEMM_TILE_M;
-            const int n = last_n ? N - (tiles_n - 1) * LSR_GEMM_TILE_N : LSR_GEMM_TILE_N;
-            tile_primitive *t =
-                tile_primitive_for(c, trans_a, trans_b, m, n, K, lda, ldb, ldc, accumulate);
-            if (!t)
-                return lsr__fail(LSR_ERROR_UNSUPPORTED,
-                                 "oneDNN cannot make a bf16 product of %d x %d x %d", m, n, K);
-            shape[last_m][last_n] = t;
-            if (t->scratch_bytes > scratch_bytes) scratch_bytes = t->scratch_bytes;
-        }
+        for (int last_n = tiles_n > 1 ? 0 : 1; last_n < 2; last_n++)
+            for (int last_k = chunks > 1 ? 0 : 1; last_k < 2; last_k++)
+                for (int adds = 0; adds < 2; adds++) {
+                    /* the first chunk adds to C when the call does, the others always */
+                    const int first = last_k == (chunks == 1) && adds == accumulate;
+                    const int later = chunks > 1 && adds && (last_k || chunks > 2);
+                    if (!first && !later) continue;
+                    const int m = last_m ? M - (tiles_m - 1) * LSR_GEMM_TILE_M : LSR_GEMM_TILE_M;
+                    const int n = last_n ? N - (tiles_n - 1) * LSR_GEMM_TILE_N : LSR_GEMM_TILE_N;
+                    const int k =
+                        last_k ? K - (chunks - 1) * LSR_GEMM_BF16_CHUNK : LSR_GEMM_BF16_CHUNK;
+                    tile_primitive *t =
+                        tile_primitive_for(c, trans_a, trans_b, m, n, k, lda, ldb, ldc, adds);
+                    if (!t)
+                        return lsr__fail(LSR_ERROR_UNSUPPORTED,
+                                         "oneDNN cannot make a bf16 product of %d x %d x %d", m, n,
+                                         k);
+                    shape[last_m][last_n][last_k][adds] = t;
+                    if (t->scratch_bytes > scratch_bytes) scratch_bytes = t->scratch_bytes;
+                }
     int failed = 0;
 #ifdef _OPENMP
     const int parallel = tiles > 1 && (double)M * N * K >= 1e6 && !omp_in_parallel();
@@ -235,13 +252,16 @@ lsr_status lsr_gemm_bf16(lsr_gemm_bf16_cache *c, int trans_a, int trans_b, int M
                                                 dnnl_stream_default_flags) != dnnl_success;
 #pragma omp for schedule(static)
         for (int t = 0; t < tiles; t++) {
-            if (failed) continue;
             const int tm = t / tiles_n, tn = t % tiles_n;
             const int i0 = tm * LSR_GEMM_TILE_M, j0 = tn * LSR_GEMM_TILE_N;
-            const tile_primitive *p = shape[tm == tiles_m - 1][tn == tiles_n - 1];
-            const uint16_t *a = trans_a ? A + i0 : A + (size_t)i0 * lda;
-            const uint16_t *b = trans_b ? B + (size_t)j0 * ldb : B + j0;
-            failed |= run_tile(p, stream, scratch, a, b, C + (size_t)i0 * ldc + j0);
+            for (int chunk = 0; chunk < chunks && !failed; chunk++) {
+                const size_t k0 = (size_t)chunk * LSR_GEMM_BF16_CHUNK;
+                const tile_primitive *p = shape[tm == tiles_m - 1][tn == tiles_n - 1]
+                                               [chunk == chunks - 1][chunk > 0 || accumulate];
+                const uint16_t *a = trans_a ? A + k0 * (size_t)lda + i0 : A + (size_t)i0 * lda + k0;
+                const uint16_t *b = trans_b ? B + (size_t)j0 * ldb + k0 : B + k0 * (size_t)ldb + j0;
+                failed |= run_tile(p, stream, scratch, a, b, C + (size_t)i0 * ldc + j0);
+            }
         }
         if (stream) dnnl_stream_destroy(stream);
         free(scratch);
