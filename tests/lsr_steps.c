@@ -218,7 +218,7 @@ init_done:
     }
     r.trace = calloc((size_t)r.steps_wanted, sizeof *r.trace);
     if (!r.trace) goto out;
-    lsr_train_callbacks cb = {&r, on_step, NULL, on_checkpoint, NULL, 1};
+    lsr_train_callbacks cb = {&r, on_step, NULL, on_checkpoint, NULL, 1, NULL};
     const lsr_status trained = lsr_train(&m, &train, &s, &cb, resume);
     resume = NULL; /* taken over */
     if (trained != LSR_OK && trained != LSR_STOPPED) goto out;

@@ -219,7 +219,7 @@ static void test_cleverhans_gate(void) {
         }
         loss[run] = calloc((size_t)steps, sizeof(float));
         trace t = {loss[run], 0};
-        lsr_train_callbacks cb = {&t, record_step, NULL, NULL, NULL, 0};
+        lsr_train_callbacks cb = {&t, record_step, NULL, NULL, NULL, 0, NULL};
         CHECK(lsr_train(m, &train, &s, &cb, NULL) == LSR_OK, "%s", lsr_last_error());
         CHECK(t.steps == steps && loss[run][steps - 1] > 0, "%lld steps taken, not the run's %d",
               (long long)t.steps, steps);

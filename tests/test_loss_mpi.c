@@ -35,7 +35,8 @@ static void one_case(int64_t n, int64_t k, double logit_scale, double offset) {
     draw_shards(cut, k);
     const int64_t k0 = cut[rank], kl = cut[rank + 1] - cut[rank], stride = kl + 3;
     float *z = malloc(at_least_1(n * k) * sizeof(float));
-    float *prior = malloc(at_least_1(k) * sizeof(float)), *w = malloc(at_least_1(k) * sizeof(float));
+    float *prior = malloc(at_least_1(k) * sizeof(float)),
+          *w = malloc(at_least_1(k) * sizeof(float));
     int64_t *labels = malloc(at_least_1(n) * sizeof(int64_t));
     for (int64_t i = 0; i < n * k; i++)
         z[i] = (float)(offset + logit_scale * rng_normal());
@@ -185,7 +186,7 @@ int main(int argc, char **argv) {
         return 2;
     }
     rng_state = 0x5851f42d4c957f2dull; /* the same problems on every rank */
-    static const int64_t shapes[][2] = {{0, 3},  {1, 1},    {5, 2},   {7, 3},   {16, 10},
+    static const int64_t shapes[][2] = {{0, 3},  {1, 1},    {5, 2},    {7, 3},    {16, 10},
                                         {9, 33}, {64, 257}, {3, 5000}, {2, 40000}};
     int cases = 0;
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)

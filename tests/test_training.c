@@ -65,7 +65,7 @@ static lsr_model *train_model(const char *spec, const lsr_dataset *data,
     CHECK(lsr_model_create(&m, spec, data->h, data->w, data->c, 10) == LSR_OK, "%s",
           lsr_last_error());
     trace t = {loss, 0, 0};
-    lsr_train_callbacks cb = {&t, loss ? record_step : NULL, NULL, NULL, NULL, 0};
+    lsr_train_callbacks cb = {&t, loss ? record_step : NULL, NULL, NULL, NULL, 0, NULL};
     *failed = lsr_train(m, data, s, &cb, NULL);
     if (*failed == LSR_OK) return m;
     lsr_model_free(m);
@@ -202,7 +202,7 @@ static void test_checkpoint_resumes_exactly(void) {
     lsr_model *m = NULL;
     CHECK(lsr_model_create(&m, spec, 28, 28, 1, 10) == LSR_OK, "%s", lsr_last_error());
     saver sv = {path, &s};
-    lsr_train_callbacks cb = {&sv, stop_then_save, NULL, save_checkpoint, NULL, 0};
+    lsr_train_callbacks cb = {&sv, stop_then_save, NULL, save_checkpoint, NULL, 0, NULL};
     st = lsr_train(m, &tiny, &s, &cb, NULL);
     CHECK(st == LSR_STOPPED, "the run did not stop: %s", lsr_status_name(st));
     lsr_model_free(m);
@@ -330,7 +330,7 @@ static void test_epoch_stop_checkpoints(void) {
     CHECK(lsr_model_create(&other, "flatten,dense:10", 28, 28, 1, 10) == LSR_OK, "%s",
           lsr_last_error());
     counter c = {0, 0, other};
-    lsr_train_callbacks cb = {&c, NULL, stop_after_epoch, count_checkpoint, NULL, 0};
+    lsr_train_callbacks cb = {&c, NULL, stop_after_epoch, count_checkpoint, NULL, 0, NULL};
     const lsr_status st = lsr_train(m, &tiny, &s, &cb, NULL);
     CHECK(st == LSR_STOPPED && c.checkpoints == 1, "an epoch callback's stop: %s, %d checkpoints",
           lsr_status_name(st), c.checkpoints);

@@ -284,6 +284,30 @@ LSR_API void lsr_train_state_free(lsr_train_state *st); /* st may be NULL */
 LSR_API int lsr_train_state_epoch(const lsr_train_state *st);
 LSR_API int64_t lsr_train_state_step(const lsr_train_state *st);
 
+/* Data-parallel training over several processes (lsr train under mpirun):
+ * every process calls lsr_train with the same model, data, settings and
+ * seed, and this in its callbacks.  Each batch of b samples is cut into M =
+ * micro_batches fixed parts (part i: the batch's samples [i b / M,
+ * (i + 1) b / M)); process r computes the gradients of parts
+ * [r M / P, (r + 1) M / P) (each part's dropout drawn from the seed, the step
+ * and the part's index), allgather brings every part's gradient to every
+ * process, and each sums them in part order and takes the same optimizer
+ * step.  So the model is the same bits for any process count P (and thread
+ * counts), given M; it differs from a run without this, which takes each
+ * batch whole.  A stop (*stop, or a callback's LSR_STOPPED) asked on any
+ * process stops all of them after the same step.  The callbacks run on every
+ * process: only one (rank 0) should write files. */
+typedef struct lsr_train_parallel {
+    int rank, size;    /* this process, of size */
+    int micro_batches; /* M >= 1, the same on every process */
+    /* The collective: every process passes its own bytes (mine, bytes[rank]
+     * of them) and gets every process's, rank r's at all + offsets[r].
+     * LSR_OK, or an error status with lsr_last_error set. */
+    lsr_status (*allgather)(void *ctx, const void *mine, void *all, const int *bytes,
+                            const int *offsets);
+    void *ctx;
+} lsr_train_parallel;
+
 /* Each callback may be NULL.  A callback returns LSR_OK to go on,
  * LSR_STOPPED to stop the run, or an error status (with lsr_last_error set,
  * e.g. by the library call that failed), which lsr_train returns. */
@@ -295,8 +319,9 @@ typedef struct lsr_train_callbacks {
     lsr_status (*checkpoint)(void *ctx, const lsr_model *m, const lsr_train_state *st);
     /* when set (e.g. by a signal handler), the run stops after the current step */
     volatile int *stop;
-    int64_t checkpoint_every; /* steps (counted over the whole run); 0: only at the end
-                                 and before stopping */
+    int64_t checkpoint_every;           /* steps (counted over the whole run); 0: only at the end
+                                           and before stopping */
+    const lsr_train_parallel *parallel; /* NULL: this process alone */
 } lsr_train_callbacks;
 
 /*

@@ -22,7 +22,8 @@ lsr_status cli_load_data(lsr_dataset *train, lsr_dataset *test, const char *dir)
 }
 
 int cli_error(const char *cmd, const char *msg) {
-    fprintf(stderr, "lsr %s: %s\n", cmd, msg);
+    if (cli_rank() == 0) /* under mpirun the ranks fail alike: one line */
+        fprintf(stderr, "lsr %s: %s\n", cmd, msg);
     return 1;
 }
 

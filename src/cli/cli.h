@@ -34,6 +34,24 @@ void cli_print_metrics(const lsr_metrics *mt, int json, const char *title);
 
 /* One-line error and the exit status for it. */
 int cli_error(const char *cmd, const char *msg);
+
+/* ---- MPI (cli_mpi.c) ---- */
+/* MPI_Init when an MPI launcher started this process (mpirun, mpiexec);
+ * else nothing: one process, as without MPI.  0, or -1 (said why). */
+int cli_mpi_start(int *argc, char ***argv);
+/* This process's rank and the process count (0 and 1 without a launcher). */
+int cli_rank(void);
+int cli_ranks(void);
+int cli_mpi_built(void);
+/* The ranks are about to exchange (training): a failure after this may be
+ * one rank's, and cli_mpi_finish then stops them all. */
+void cli_mpi_collective_begun(void);
+/* MPI_Finalize (or MPI_Abort for a failure once the ranks exchange);
+ * returns status. */
+int cli_mpi_finish(int status);
+/* lsr train's data-parallel exchange with micro_batches parts, or NULL
+ * without a launcher. */
+const lsr_train_parallel *cli_train_parallel(int micro_batches);
 /* The error for what getopt_long returned for an unknown flag or a missing
  * value (optstring ":"). */
 int cli_flag_error(const char *cmd, int c, char **argv);

@@ -71,6 +71,10 @@ int lsr_cmd_train(int argc, char **argv) {
         goto out;
     }
     if (trained != LSR_OK) goto out;
+    if (cli_rank() != 0) { /* under mpirun, rank 0 writes and reports */
+        status = 0;
+        goto out;
+    }
     if (j.out) {
         if (lsr_model_save(model, j.out)) goto out;
         if (!j.quiet) fprintf(stderr, "model written to %s\n", j.out);

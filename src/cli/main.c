@@ -45,7 +45,14 @@ static void version(void) {
 #ifdef _OPENMP
     printf("threads: %d (OpenMP)\n", omp_get_num_procs());
 #endif
+    if (cli_mpi_built())
+        printf("MPI: built in (data-parallel 'mpirun -np P lsr train'); %d process%s here\n",
+               cli_ranks(), cli_ranks() > 1 ? "es" : "");
+    else
+        printf("MPI: not built in (libopenmpi-dev was not found)\n");
 }
+
+static int run(int argc, char **argv);
 
 int main(int argc, char **argv) {
     /* a file-size limit (ulimit -f) must fail the write with EFBIG, so that
@@ -53,6 +60,12 @@ int main(int argc, char **argv) {
      * killing the process */
     signal(SIGXFSZ, SIG_IGN);
     cli_fix_blas_core(argv);
+    if (cli_mpi_start(&argc, &argv)) return 1;
+    return cli_mpi_finish(run(argc, argv));
+}
+
+/* The command line after MPI: a command, --help or --version. */
+static int run(int argc, char **argv) {
     if (argc < 2) {
         usage(stderr);
         return 2;

@@ -51,7 +51,11 @@ static void train_usage(FILE *f) {
         "                          or added to the run's command (every flag given must have\n"
         "                          the run's value; --threads and --quiet may differ)\n"
         "  --on-nonfinite stop|skip  a NaN or infinite loss or gradient stops the run (default)\n"
-        "                          or skips the batch\n");
+        "                          or skips the batch\n"
+        "under mpirun -np P (data parallel, the same model bits for any P):\n"
+        "  --micro-batches M (" CLI_STR(TRAIN_DEFAULT_MICRO_BATCHES) ")"
+        "  each batch's parts, shared out over the processes; the\n"
+        "                          model depends on M (a resume must keep it), not on P\n");
 }
 // clang-format on
 
@@ -88,6 +92,7 @@ const struct option train_opts[] = {
     {"checkpoint", required_argument, 0, OPT_CHECKPOINT},
     {"checkpoint-every", required_argument, 0, OPT_CHECKPOINT_EVERY},
     {"resume", required_argument, 0, OPT_RESUME},
+    {"micro-batches", required_argument, 0, OPT_MICRO_BATCHES},
     {"on-nonfinite", required_argument, 0, OPT_NONFINITE},
     {"precision", required_argument, 0, OPT_PRECISION},
     {"help", no_argument, 0, OPT_HELP},
@@ -156,6 +161,9 @@ int train_job_parse(train_job *j, int argc, char **argv) {
             break;
         case OPT_THREADS:
             if (cli_int(name, optarg, 0, CLI_MAX_THREADS, &j->threads)) return -1;
+            break;
+        case OPT_MICRO_BATCHES:
+            if (cli_int(name, optarg, 1, 4096, &j->micro_batches)) return -1;
             break;
         case OPT_OPTIMIZER:
             j->optimizer_name = optarg;

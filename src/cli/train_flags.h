@@ -45,6 +45,7 @@ enum {
     OPT_RESUME,
     OPT_NONFINITE,
     OPT_PRECISION,
+    OPT_MICRO_BATCHES,
     OPT_HELP
 };
 

@@ -20,6 +20,7 @@ void train_job_defaults(train_job *j) {
     j->s.epochs = TRAIN_DEFAULT_EPOCHS;
     j->s.batch = TRAIN_DEFAULT_BATCH;
     j->model_name = "cleverhans-cnn";
+    j->micro_batches = TRAIN_DEFAULT_MICRO_BATCHES;
     j->prefix = "";
     j->tty = isatty(fileno(stderr));
 }
@@ -66,7 +67,7 @@ static lsr_status epoch_done(void *ctx, const lsr_train_progress *p) {
         val_acc = mt.accuracy;
     }
     if (!j->quiet) progress_epoch_line(j->prefix, p, val_acc);
-    if (j->metrics_path)
+    if (j->metrics_path && cli_rank() == 0) /* under mpirun, rank 0 writes the files */
         return progress_metrics_append(j->metrics_path, &j->metrics_text, &j->metrics_len, p,
                                        val_acc);
     return LSR_OK;
@@ -76,8 +77,18 @@ static lsr_status save_checkpoint(void *ctx, const lsr_model *m, const lsr_train
     train_job *j = ctx;
     j->stopped_epoch = lsr_train_state_epoch(st);
     j->stopped_step = lsr_train_state_step(st);
-    if (!j->checkpoint_path) return LSR_OK;
+    if (!j->checkpoint_path || cli_rank() != 0) return LSR_OK;
     return lsr_checkpoint_save(j->checkpoint_path, m, st, j->note);
+}
+
+// for the run's header line: the processes under mpirun
+static const char *parallel_words(const train_job *j) {
+    static char words[96];
+    words[0] = '\0';
+    if (cli_ranks() > 1 || cli_train_parallel(1))
+        snprintf(words, sizeof words, " x %d processes (data parallel, %lld micro-batches)",
+                 cli_ranks(), j->micro_batches);
+    return words;
 }
 
 // for the run's header line
@@ -96,14 +107,14 @@ static void print_header(const train_job *j, const lsr_dataset *train, const lsr
     fprintf(stderr,
             "%slsr train: %s, %lld training / %lld validation samples of %dx%dx%d, "
             "%d classes\nmodel %s (%zu parameters), eps %g (%s%s), %d epochs, batch %d, "
-            "%d threads, %s, GEMMs by %s\n",
+            "%d threads%s, %s, GEMMs by %s\n",
             j->prefix, s->data, (long long)train->n, (long long)val->n, train->h, train->w,
             train->c, classes, lsr_model_spec(m), lsr_model_param_count(m),
             (double)s->loss.smoothing, s->prior_source != LSR_PRIOR_UNIFORM ? "prior " : "",
             s->prior_source != LSR_PRIOR_UNIFORM      ? prior
             : s->loss.convention == LSR_SMOOTHING_ALL ? "all"
                                                       : "others",
-            s->epochs, s->batch, cli_threads(), precision_words(s->precision, m),
+            s->epochs, s->batch, cli_threads(), parallel_words(j), precision_words(s->precision, m),
             lsr_gemm_backend());
 }
 
@@ -133,15 +144,21 @@ lsr_status train_job_run(train_job *j, const lsr_dataset *all, int classes, lsr_
     else
         st = lsr_model_create(model, j->model_name, all->h, all->w, all->c, classes);
     if (st != LSR_OK) goto out;
+    if (cli_rank() != 0) j->quiet = 1; /* under mpirun, rank 0 reports */
     if (!j->quiet) print_header(j, &train_set, val_set, classes, *model);
     if (resume && !j->quiet)
         fprintf(stderr, "%sresuming at epoch %d, step %lld\n", j->prefix,
                 lsr_train_state_epoch(resume), (long long)lsr_train_state_step(resume));
     j->model = *model;
     j->val_set = val_set;
-    lsr_train_callbacks cb = {j,          draw_progress,
-                              epoch_done, save_checkpoint,
-                              j->stop,    j->checkpoint_path ? j->checkpoint_every : 0};
+    lsr_train_callbacks cb = {j,
+                              draw_progress,
+                              epoch_done,
+                              save_checkpoint,
+                              j->stop,
+                              j->checkpoint_path ? j->checkpoint_every : 0,
+                              cli_train_parallel((int)j->micro_batches)};
+    cli_mpi_collective_begun();
     const double t0 = lsr_now();
     st = lsr_train(*model, &train_set, &j->s, &cb, resume);
     resume = NULL; /* taken over */

@@ -11,6 +11,8 @@
 /* lsr train's defaults (also in its usage text) */
 #define TRAIN_DEFAULT_EPOCHS 6
 #define TRAIN_DEFAULT_BATCH 128
+/* under mpirun: each batch in this many parts, whatever the process count */
+#define TRAIN_DEFAULT_MICRO_BATCHES 4
 #define TRAIN_DEFAULT_CHECKPOINT_EVERY 200 /* steps, with --checkpoint */
 #define TRAIN_DEFAULT_ADV_EPS 0.3          /* with --adv fgsm */
 #define TRAIN_DEFAULT_ADV_WEIGHT 0.5       /* with --adv fgsm */
@@ -26,6 +28,7 @@ typedef struct train_job {
     void *resume_note; /* on resume: the checkpoint's note (cJSON), which the paths point into */
     /* how to run it; a resume may change these */
     long long threads;
+    long long micro_batches; /* under mpirun: the parts of each batch (lsr_train_parallel) */
     int quiet, tty;
     int val_given; /* --val was on the command line, in any spelling */
     /* flags resolved when parsing ends */

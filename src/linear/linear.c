@@ -83,23 +83,6 @@ static lsr_status validate(lsr_loss_options *opt, float *loss, float *dh, float 
     return LSR_OK;
 }
 
-/* The reduction's divisors over the whole call, as lsr_cross_entropy's. */
-static void divisors(double *ce_scale, double *z_scale, const lsr_loss_options *opt,
-                     const int64_t *labels, int64_t n) {
-    double weight_sum = 0.0;
-    int64_t valid = 0;
-    for (int64_t i = 0; i < n; i++) {
-        if (labels[i] == opt->ignore_index) continue;
-        valid++;
-        weight_sum += opt->class_weights ? opt->class_weights[labels[i]] : 1.0;
-    }
-    *ce_scale = *z_scale = 1.0;
-    if (opt->reduction == LSR_REDUCTION_MEAN) {
-        *ce_scale = weight_sum > 0.0 ? 1.0 / weight_sum : 0.0;
-        *z_scale = valid > 0 ? 1.0 / (double)valid : 0.0;
-    }
-}
-
 static void write_stats(lsr_loss_stats *stats, const lsr__loss_sums *s) {
     if (!stats) return;
     const double div = s->valid > 0 ? (double)s->valid : 1.0;
@@ -201,7 +184,7 @@ static lsr_status fused(float *loss, float *dh, float *dw, float *db, lsr_loss_s
                          (long long)rows, (long long)k);
     }
     double ce_scale, z_scale;
-    divisors(&ce_scale, &z_scale, opt, labels, n);
+    lsr__loss_divisors(&ce_scale, &z_scale, opt, labels, n);
 #ifdef _OPENMP
     const int threads_before = omp_get_max_threads();
     if (opt->threads > 0) omp_set_num_threads(opt->threads); /* the products' threads */

@@ -395,23 +395,11 @@ static lsr_status plan_init(loss_plan *p, const loss_call *c) {
         for (int64_t j = 0; j < k; j++)
             p->prior_sum += opt->prior[j];
 
-    double weight_sum = 0.0;
-    int64_t valid = 0;
-    if (p->soft) {
-        valid = n;
-        weight_sum = (double)n;
+    if (p->soft) { /* every row counts, with weight 1 */
+        const int mean = opt->reduction == LSR_REDUCTION_MEAN;
+        p->ce_scale = p->z_scale = mean ? (n > 0 ? 1.0 / (double)n : 0.0) : 1.0;
     } else {
-        for (int64_t i = 0; i < n; i++) {
-            const int64_t y = c->labels[i];
-            if (y == opt->ignore_index) continue;
-            valid++;
-            weight_sum += opt->class_weights ? opt->class_weights[y] : 1.0;
-        }
-    }
-    p->ce_scale = p->z_scale = 1.0;
-    if (opt->reduction == LSR_REDUCTION_MEAN) {
-        p->ce_scale = weight_sum > 0.0 ? 1.0 / weight_sum : 0.0;
-        p->z_scale = valid > 0 ? 1.0 / (double)valid : 0.0;
+        lsr__loss_divisors(&p->ce_scale, &p->z_scale, opt, c->labels, n);
     }
     if (p->soft) return LSR_OK;
 
@@ -665,6 +653,22 @@ static lsr_status fast(const loss_call *c) {
     if (s == LSR_OK) s = run(c, &p, NULL);
     free(p.a_owned);
     return s;
+}
+
+void lsr__loss_divisors(double *ce_scale, double *z_scale, const lsr_loss_options *opt,
+                        const int64_t *labels, int64_t n) {
+    double weight_sum = 0.0;
+    int64_t valid = 0;
+    for (int64_t i = 0; i < n; i++) {
+        if (labels[i] == opt->ignore_index) continue;
+        valid++;
+        weight_sum += opt->class_weights ? opt->class_weights[labels[i]] : 1.0;
+    }
+    *ce_scale = *z_scale = 1.0;
+    if (opt->reduction == LSR_REDUCTION_MEAN) {
+        *ce_scale = weight_sum > 0.0 ? 1.0 / weight_sum : 0.0;
+        *z_scale = valid > 0 ? 1.0 / (double)valid : 0.0;
+    }
 }
 
 lsr_status lsr__cross_entropy_rows(lsr__loss_sums *sums, float *row_loss, float *grad,

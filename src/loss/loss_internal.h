@@ -146,6 +146,13 @@ typedef struct lsr__loss_sums {
  * ignored (float).  The arguments are not checked again: the caller has
  * (labels, options, sizes).  Non-finite rows are reported in
  * sums->first_bad, not as a status. */
+/* The reduction's divisors of n labelled rows, as lsr_cross_entropy's: for
+ * the mean, 1 / (sum of the counted rows' class weights) for the
+ * cross-entropy and 1 / (counted rows) for the z-loss (0 when none); 1 and
+ * 1 otherwise. */
+void lsr__loss_divisors(double *ce_scale, double *z_scale, const lsr_loss_options *opt,
+                        const int64_t *labels, int64_t n);
+
 lsr_status lsr__cross_entropy_rows(lsr__loss_sums *sums, float *row_loss, float *grad,
                                    const float *logits, const int64_t *labels, int64_t n, int64_t k,
                                    int64_t stride, const lsr_loss_options *options, double ce_scale,

@@ -126,10 +126,9 @@ static lsr_status check_global(const lsr_loss_options *o, const int64_t *labels,
                          prior_total);
     for (int64_t i = 0; i < n; i++)
         if (labels[i] != o->ignore_index && (labels[i] < 0 || labels[i] >= k_total))
-            return lsr__fail(LSR_ERROR_LABEL,
-                             "labels[%lld] = %lld: must be in [0, %lld) or ignore_index %lld",
-                             (long long)i, (long long)labels[i], (long long)k_total,
-                             (long long)o->ignore_index);
+            return lsr__fail(
+                LSR_ERROR_LABEL, "labels[%lld] = %lld: must be in [0, %lld) or ignore_index %lld",
+                (long long)i, (long long)labels[i], (long long)k_total, (long long)o->ignore_index);
     return LSR_OK;
 }
 
@@ -209,8 +208,8 @@ lsr_status lsr_cross_entropy_mpi(MPI_Comm comm, float *loss, float *grad, lsr_lo
     LSR_TRY(check_global(&o, labels, n, k_total, prior_total)); /* the same on every rank */
 
     const int others = o.convention == LSR_SMOOTHING_OTHERS && !o.prior;
-    const double u_const = others ? (k_total > 1 ? 1.0 / (double)(k_total - 1) : 0.0)
-                                  : 1.0 / (double)k_total;
+    const double u_const =
+        others ? (k_total > 1 ? 1.0 / (double)(k_total - 1) : 0.0) : 1.0 / (double)k_total;
     double *v = calloc((size_t)(n > 0 ? n : 1) * ROW_VALUES, sizeof(double));
     if (!v) return lsr__fail(LSR_ERROR_OUT_OF_MEMORY, "out of memory for %lld rows", (long long)n);
 #pragma omp parallel for schedule(static) num_threads(o.threads > 0 ? o.threads : max_threads())

@@ -1,6 +1,7 @@
 #include "train.h"
 
 #include "../attack/fgsm.h"
+#include "../loss/loss_internal.h"
 #include "../metrics/metrics.h"
 
 #include <math.h>
@@ -157,7 +158,32 @@ static lsr_status check_resume(const lsr_train_state *st, const lsr_model *m,
 typedef struct step_buffers {
     float *x, *dlogits, *x_adv;
     int64_t *labels;
+    /* data-parallel runs: every rank's parts, gathered (see part_bytes) */
+    unsigned char *mine, *all;
+    int *bytes, *offsets;
 } step_buffers;
+
+/* Data parallel: a part's record, its sums then its gradient. */
+enum { PART_LOSS, PART_LABEL_CE, PART_PRIOR_CE, PART_HITS, PART_VALID, PART_NONFINITE, PART_SUMS };
+static size_t part_bytes(const lsr_model *m) {
+    return PART_SUMS * sizeof(double) + m->n_params * sizeof(float);
+}
+/* A rank's record: whether it was asked to stop, then its parts. */
+#define RANK_HEADER sizeof(double)
+static int part_first(int rank, int ranks, int parts) {
+    return (int)((int64_t)rank * parts / ranks);
+}
+
+/* The dropout stream of one part of one step: a function of the run's
+ * random state (which only the epochs' shuffles advance in a data-parallel
+ * run, the same on every rank), the step and the part. */
+static void part_rng(lsr_rng *r, const lsr_train_state *st, int part) {
+    uint64_t h = st->rng.s[0] ^ st->rng.s[1] * 0x9e3779b97f4a7c15ull;
+    h ^= ((uint64_t)st->epoch << 40) ^ ((uint64_t)st->step << 8) ^ (uint64_t)part;
+    h = (h ^ (h >> 30)) * 0xbf58476d1ce4e5b9ull;
+    h = (h ^ (h >> 27)) * 0x94d049bb133111ebull;
+    lsr_rng_seed(r, h ^ (h >> 31));
+}
 
 /* One step on samples order[first..first+b): forward, loss, backward (twice
  * with adversarial training), then the optimizer step unless non-finite.
@@ -206,6 +232,133 @@ static lsr_status train_step(float *loss, lsr_loss_stats *stats, int *nonfinite,
     return LSR_OK;
 }
 
+/* One data-parallel step (lsr_train_parallel): this rank's parts of the
+ * batch, each's gradient and sums into its record, every rank's records
+ * gathered, the gradients summed in part order, the optimizer step.
+ * *stop_any: some rank was asked to stop (*cb->stop) before this step's
+ * exchange. */
+static lsr_status train_step_parallel(float *loss, lsr_loss_stats *stats, int *nonfinite,
+                                      int *stop_any, lsr_model *m, lsr_train_state *st,
+                                      const step_buffers *buf, const lsr_dataset *data,
+                                      const lsr_train_settings *s, const lsr_loss_options *lo,
+                                      int b, const lsr_train_callbacks *cb) {
+    const lsr_train_parallel *par = cb->parallel;
+    const int K = m->classes, M = par->micro_batches, P = par->size;
+    const size_t sample = lsr_shape_size(m->input), record = part_bytes(m);
+    const int64_t first = st->step * s->batch;
+    for (int j = 0; j < b; j++) { /* the whole batch's labels: the divisors are the batch's */
+        const int64_t idx = st->order[first + j];
+        buf->labels[j] = data->y[idx];
+    }
+    double ce_scale, z_scale;
+    lsr__loss_divisors(&ce_scale, &z_scale, lo, buf->labels, b);
+    const double asked = cb->stop && *cb->stop ? 1.0 : 0.0;
+    memcpy(buf->mine, &asked, sizeof asked);
+    const int p0 = part_first(par->rank, P, M), p1 = part_first(par->rank + 1, P, M);
+    for (int part = p0; part < p1; part++) {
+        unsigned char *rec = buf->mine + RANK_HEADER + (size_t)(part - p0) * record;
+        double sums[PART_SUMS] = {0};
+        const int lo_j = (int)((int64_t)part * b / M), hi_j = (int)((int64_t)(part + 1) * b / M);
+        const int n = hi_j - lo_j;
+        for (int j = 0; j < n; j++) {
+            const int64_t idx = st->order[first + lo_j + j];
+            memcpy(buf->x + (size_t)j * sample, data->x + (size_t)idx * sample,
+                   sample * sizeof(float));
+        }
+        const int64_t *labels = buf->labels + lo_j;
+        if (n > 0 && buf->x_adv) LSR_TRY(lsr_fgsm(m, buf->x_adv, buf->x, NULL, n, s->adv_eps, n));
+        lsr_model_zero_grads(m);
+        const double w_adv = buf->x_adv ? s->adv_weight : 0.0;
+        lsr_rng rng;
+        part_rng(&rng, st, part);
+        for (int pass = 0; n > 0 && pass < (buf->x_adv ? 2 : 1) && !sums[PART_NONFINITE]; pass++) {
+            const double w = pass ? w_adv : 1.0 - w_adv;
+            const float *logits = lsr_model_forward(m, pass ? buf->x_adv : buf->x, n, 1, &rng);
+            lsr__loss_sums ls;
+            LSR_TRY(lsr__cross_entropy_rows(&ls, NULL, buf->dlogits, logits, labels, n, K, K, lo,
+                                            w * ce_scale, w * z_scale));
+            if (ls.first_bad >= 0) {
+                sums[PART_NONFINITE] = 1.0;
+                break;
+            }
+            lsr_model_backward(m, buf->dlogits, n, LSR_GRAD_PARAMS);
+            sums[PART_LOSS] += ls.loss;
+            if (pass == 0) { /* the clean examples' statistics */
+                sums[PART_LABEL_CE] = ls.label_ce;
+                sums[PART_PRIOR_CE] = ls.prior_ce;
+                sums[PART_HITS] = (double)ls.hits;
+                sums[PART_VALID] = (double)ls.valid;
+            }
+        }
+        memcpy(rec, sums, sizeof sums);
+        memcpy(rec + sizeof sums, m->grads, m->n_params * sizeof(float));
+    }
+    for (int r = 0; r < P; r++) {
+        buf->bytes[r] =
+            (int)(RANK_HEADER + (size_t)(part_first(r + 1, P, M) - part_first(r, P, M)) * record);
+        buf->offsets[r] = r ? buf->offsets[r - 1] + buf->bytes[r - 1] : 0;
+    }
+    LSR_TRY(par->allgather(par->ctx, buf->mine, buf->all, buf->bytes, buf->offsets));
+
+    /* every part's sums and gradient, in part order, the same on every rank */
+    double total[PART_SUMS] = {0};
+    *stop_any = 0;
+    for (int r = 0; r < P; r++) {
+        const unsigned char *rank_rec = buf->all + buf->offsets[r];
+        double stop_r;
+        memcpy(&stop_r, rank_rec, sizeof stop_r);
+        *stop_any |= stop_r != 0.0;
+        for (int part = part_first(r, P, M); part < part_first(r + 1, P, M); part++) {
+            const unsigned char *rec =
+                rank_rec + RANK_HEADER + (size_t)(part - part_first(r, P, M)) * record;
+            double sums[PART_SUMS];
+            memcpy(sums, rec, sizeof sums);
+            for (int v = 0; v < PART_SUMS; v++)
+                total[v] += sums[v];
+            const float *g = (const float *)(const void *)(rec + sizeof sums);
+            if (part == 0)
+                memcpy(m->grads, g, m->n_params * sizeof(float));
+            else
+                for (size_t i = 0; i < m->n_params; i++)
+                    m->grads[i] += g[i];
+        }
+    }
+    *nonfinite = total[PART_NONFINITE] != 0.0;
+    *loss = (float)total[PART_LOSS];
+    const double valid = total[PART_VALID] > 0 ? total[PART_VALID] : 1.0;
+    stats->valid_rows = (int64_t)total[PART_VALID];
+    stats->top1_hits = (int64_t)total[PART_HITS];
+    stats->label_ce = total[PART_LABEL_CE] / valid;
+    stats->prior_ce = total[PART_PRIOR_CE] / valid;
+    if (*nonfinite) return LSR_OK;
+    if (!grads_finite(m)) *nonfinite = 1;
+    if (!*nonfinite) lsr_optimizer_step(&st->opt, m->params, m->grads);
+    return LSR_OK;
+}
+
+/* The exchange's buffers; the parallel settings checked. */
+static lsr_status parallel_buffers(step_buffers *buf, const lsr_train_parallel *par,
+                                   const lsr_model *m) {
+    const int P = par->size, M = par->micro_batches;
+    if (P < 1 || par->rank < 0 || par->rank >= P || M < 1 || !par->allgather)
+        return lsr__fail(LSR_ERROR_OPTION,
+                         "parallel: rank %d of %d processes, %d micro-batches, allgather %s: "
+                         "need 0 <= rank < size, micro_batches >= 1 and an allgather",
+                         par->rank, P, M, par->allgather ? "given" : "NULL");
+    const size_t record = part_bytes(m);
+    const int most = (M + P - 1) / P; /* parts of any one rank, at most */
+    if ((double)P * RANK_HEADER + (double)M * (double)record > (double)INT32_MAX)
+        return lsr__fail(LSR_ERROR_SIZE, "parallel: %d parts of %zu bytes are too many to gather",
+                         M, record);
+    buf->mine = malloc(RANK_HEADER + (size_t)most * record);
+    buf->all = malloc((size_t)P * RANK_HEADER + (size_t)M * record);
+    buf->bytes = malloc((size_t)P * sizeof(int));
+    buf->offsets = malloc((size_t)P * sizeof(int));
+    if (!buf->mine || !buf->all || !buf->bytes || !buf->offsets)
+        return lsr__fail(LSR_ERROR_OUT_OF_MEMORY, "parallel: out of memory for %d parts", M);
+    return LSR_OK;
+}
+
 /* The epochs, from where st stands.  The state always means: about to take
  * step st->step of epoch st->epoch in st->order.  The next epoch's order is
  * drawn as soon as an epoch ends, so a checkpoint taken at any step boundary
@@ -228,8 +381,12 @@ static lsr_status run_epochs(lsr_model *m, lsr_train_state *st, const step_buffe
             const int b = (int)(data->n - st->step * B < B ? data->n - st->step * B : B);
             float loss;
             lsr_loss_stats stats = {0};
-            int nonfinite;
-            LSR_TRY(train_step(&loss, &stats, &nonfinite, m, st, buf, data, s, lo, b));
+            int nonfinite, stop_any = 0;
+            if (cb && cb->parallel)
+                LSR_TRY(train_step_parallel(&loss, &stats, &nonfinite, &stop_any, m, st, buf, data,
+                                            s, lo, b, cb));
+            else
+                LSR_TRY(train_step(&loss, &stats, &nonfinite, m, st, buf, data, s, lo, b));
             if (nonfinite && !s->skip_nonfinite)
                 return lsr__fail(LSR_ERROR_NONFINITE,
                                  "epoch %d step %lld: the loss or its gradient is not finite",
@@ -269,7 +426,11 @@ static lsr_status run_epochs(lsr_model *m, lsr_train_state *st, const step_buffe
                 if (said != LSR_OK && said != LSR_STOPPED) return said;
                 if (said == LSR_STOPPED) asked = LSR_STOPPED;
             }
-            int stop = asked == LSR_STOPPED || (cb && cb->stop && *cb->stop);
+            /* data parallel: a stop asked by the step exchange's time, on any rank (a
+             * callback's LSR_STOPPED is the same on every rank when it depends on
+             * what every rank computes alike) */
+            int stop = asked == LSR_STOPPED ||
+                       (cb && cb->parallel ? stop_any : cb && cb->stop && *cb->stop);
             const int64_t every = cb ? cb->checkpoint_every : 0;
             const int due = every > 0 && (global + 1) % every == 0;
             const int last = epoch_end && st->epoch > s->epochs;
@@ -344,6 +505,7 @@ LSR_API lsr_status lsr_train(lsr_model *m, const lsr_dataset *data, const lsr_tr
         status = lsr__fail(LSR_ERROR_OUT_OF_MEMORY, "training: out of memory");
         goto done;
     }
+    if (cb && cb->parallel && (status = parallel_buffers(&buf, cb->parallel, m))) goto done;
     status = run_epochs(m, &st, &buf, data, s, &lo, cb);
     if (status == LSR_OK || status == LSR_STOPPED) {
         m->settings = *s;
@@ -357,6 +519,10 @@ done:
     free(buf.dlogits);
     free(buf.x_adv);
     free(buf.labels);
+    free(buf.mine);
+    free(buf.all);
+    free(buf.bytes);
+    free(buf.offsets);
     free(prior);
     free(st.order);
     lsr_optimizer_free(&st.opt);
