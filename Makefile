@@ -4,7 +4,7 @@ BUILD ?= build
 CMAKE_FLAGS ?=
 JOBS ?= $(shell nproc)
 
-.PHONY: all deps build test demo bench-loss bench-linear bench-train bench-python fuzz install python clean
+.PHONY: all deps build test demo bench-loss bench-linear bench-mpi bench-train bench-python fuzz install python clean
 
 all: build
 
@@ -29,6 +29,9 @@ demo: build
 bench-loss: build
 	@scripts/install-deps.sh bench
 	$(BUILD)/bench_loss
+
+bench-mpi: build
+	sh bench/bench_mpi.sh $(BUILD)/lsr
 
 bench-linear: build
 	@scripts/install-deps.sh bench

@@ -305,6 +305,11 @@ typedef struct lsr_train_parallel {
      * LSR_OK, or an error status with lsr_last_error set. */
     lsr_status (*allgather)(void *ctx, const void *mine, void *all, const int *bytes,
                             const int *offsets);
+    /* Or NULL.  The faster mode that gives up the promise: each process sums
+     * its own parts, then this adds the processes' sums in place, on every
+     * process (MPI_Allreduce: its order, and so the model's last bits,
+     * depend on P).  Used instead of allgather when given. */
+    lsr_status (*allreduce)(void *ctx, float *grads, int n_grads, double *sums, int n_sums);
     void *ctx;
 } lsr_train_parallel;
 

@@ -49,9 +49,10 @@ void cli_mpi_collective_begun(void);
 /* MPI_Finalize (or MPI_Abort for a failure once the ranks exchange);
  * returns status. */
 int cli_mpi_finish(int status);
-/* lsr train's data-parallel exchange with micro_batches parts, or NULL
+/* lsr train's data-parallel exchange with micro_batches parts (fast: by
+ * MPI_Allreduce, the bits then depend on the process count), or NULL
  * without a launcher. */
-const lsr_train_parallel *cli_train_parallel(int micro_batches);
+const lsr_train_parallel *cli_train_parallel(int micro_batches, int fast);
 /* The error for what getopt_long returned for an unknown flag or a missing
  * value (optstring ":"). */
 int cli_flag_error(const char *cmd, int c, char **argv);

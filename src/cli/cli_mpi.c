@@ -63,20 +63,31 @@ static lsr_status allgather(void *ctx, const void *mine, void *all, const int *b
         return lsr__fail(LSR_ERROR_IO, "MPI_Allgatherv of the gradients failed");
     return LSR_OK;
 }
+
+static lsr_status allreduce(void *ctx, float *grads, int n_grads, double *sums, int n_sums) {
+    (void)ctx;
+    if (MPI_Allreduce(MPI_IN_PLACE, grads, n_grads, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD) !=
+            MPI_SUCCESS ||
+        MPI_Allreduce(MPI_IN_PLACE, sums, n_sums, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD) !=
+            MPI_SUCCESS)
+        return lsr__fail(LSR_ERROR_IO, "MPI_Allreduce of the gradients failed");
+    return LSR_OK;
+}
 #endif
 
-const lsr_train_parallel *cli_train_parallel(int micro_batches) {
+const lsr_train_parallel *cli_train_parallel(int micro_batches, int fast) {
 #ifdef LSR_HAVE_MPI
     static lsr_train_parallel p;
     if (!mpi_on) return NULL;
     p.rank = rank;
     p.size = ranks;
     p.micro_batches = micro_batches;
-    p.allgather = allgather;
+    p.allgather = fast ? NULL : allgather;
+    p.allreduce = fast ? allreduce : NULL;
     p.ctx = NULL;
     return &p;
 #else
-    (void)micro_batches;
+    (void)micro_batches, (void)fast;
     return NULL;
 #endif
 }

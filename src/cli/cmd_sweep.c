@@ -70,7 +70,7 @@ int lsr_cmd_sweep(int argc, char **argv) {
     const char *out_dir = NULL, *eps_arg = SWEEP_DEFAULT_EPS;
     long long seeds = SWEEP_DEFAULT_SEEDS, attack_limit = SWEEP_DEFAULT_ATTACK_LIMIT;
     double attack_eps = SWEEP_DEFAULT_ATTACK_EPS;
-    if (cli_train_parallel(1)) /* not yet: each rank would run the whole sweep */
+    if (cli_train_parallel(1, 0)) /* not yet: each rank would run the whole sweep */
         return cli_error("sweep", "under mpirun, not yet: run lsr sweep as one process (its "
                                   "runs are single-process runs)");
     /* lsr sweep's own flags; everything else goes to lsr train's parser */

@@ -55,7 +55,10 @@ static void train_usage(FILE *f) {
         "under mpirun -np P (data parallel, the same model bits for any P):\n"
         "  --micro-batches M (" CLI_STR(TRAIN_DEFAULT_MICRO_BATCHES) ")"
         "  each batch's parts, shared out over the processes; the\n"
-        "                          model depends on M (a resume must keep it), not on P\n");
+        "                          model depends on M (a resume must keep it), not on P\n"
+        "  --exchange exact|allreduce  exact (default): every part's gradient to every\n"
+        "                          process, summed in part order; allreduce: MPI_Allreduce of\n"
+        "                          each process's sum, faster, but the bits depend on P\n");
 }
 // clang-format on
 
@@ -93,6 +96,7 @@ const struct option train_opts[] = {
     {"checkpoint-every", required_argument, 0, OPT_CHECKPOINT_EVERY},
     {"resume", required_argument, 0, OPT_RESUME},
     {"micro-batches", required_argument, 0, OPT_MICRO_BATCHES},
+    {"exchange", required_argument, 0, OPT_EXCHANGE},
     {"on-nonfinite", required_argument, 0, OPT_NONFINITE},
     {"precision", required_argument, 0, OPT_PRECISION},
     {"help", no_argument, 0, OPT_HELP},
@@ -164,6 +168,13 @@ int train_job_parse(train_job *j, int argc, char **argv) {
             break;
         case OPT_MICRO_BATCHES:
             if (cli_int(name, optarg, 1, 4096, &j->micro_batches)) return -1;
+            break;
+        case OPT_EXCHANGE:
+            if (strcmp(optarg, "exact") && strcmp(optarg, "allreduce")) {
+                lsr__fail(LSR_ERROR_OPTION, "--exchange %s: exact or allreduce", optarg);
+                return -1;
+            }
+            j->allreduce = !strcmp(optarg, "allreduce");
             break;
         case OPT_OPTIMIZER:
             j->optimizer_name = optarg;

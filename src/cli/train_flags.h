@@ -46,6 +46,7 @@ enum {
     OPT_NONFINITE,
     OPT_PRECISION,
     OPT_MICRO_BATCHES,
+    OPT_EXCHANGE,
     OPT_HELP
 };
 

@@ -83,11 +83,12 @@ static lsr_status save_checkpoint(void *ctx, const lsr_model *m, const lsr_train
 
 // for the run's header line: the processes under mpirun
 static const char *parallel_words(const train_job *j) {
-    static char words[96];
+    static char words[128];
     words[0] = '\0';
-    if (cli_ranks() > 1 || cli_train_parallel(1))
-        snprintf(words, sizeof words, " x %d processes (data parallel, %lld micro-batches)",
-                 cli_ranks(), j->micro_batches);
+    if (cli_ranks() > 1 || cli_train_parallel(1, 0))
+        snprintf(words, sizeof words, " x %d processes (data parallel, %lld micro-batches, %s)",
+                 cli_ranks(), j->micro_batches,
+                 j->allreduce ? "MPI_Allreduce: bits depend on P" : "exact");
     return words;
 }
 
@@ -157,7 +158,7 @@ lsr_status train_job_run(train_job *j, const lsr_dataset *all, int classes, lsr_
                               save_checkpoint,
                               j->stop,
                               j->checkpoint_path ? j->checkpoint_every : 0,
-                              cli_train_parallel((int)j->micro_batches)};
+                              cli_train_parallel((int)j->micro_batches, j->allreduce)};
     cli_mpi_collective_begun();
     const double t0 = lsr_now();
     st = lsr_train(*model, &train_set, &j->s, &cb, resume);

@@ -29,6 +29,7 @@ typedef struct train_job {
     /* how to run it; a resume may change these */
     long long threads;
     long long micro_batches; /* under mpirun: the parts of each batch (lsr_train_parallel) */
+    int allreduce;           /* under mpirun: --exchange allreduce (P-dependent bits) */
     int quiet, tty;
     int val_given; /* --val was on the command line, in any spelling */
     /* flags resolved when parsing ends */

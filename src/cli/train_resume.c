@@ -224,7 +224,8 @@ int train_job_resume_flags(train_job *j, int argc, char **argv) {
     optind = 0;
     int c;
     while (!r && (c = getopt_long(argc, argv, ":", train_opts, NULL)) != -1) {
-        if (c == OPT_THREADS || c == OPT_QUIET || c == OPT_RESUME || c == OPT_MICRO_BATCHES)
+        if (c == OPT_THREADS || c == OPT_QUIET || c == OPT_RESUME || c == OPT_MICRO_BATCHES ||
+            c == OPT_EXCHANGE)
             continue;
         char mine[4200], theirs[4200];
         flag_value(&here, c, 1, mine, sizeof mine);

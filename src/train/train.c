@@ -254,6 +254,9 @@ static lsr_status train_step_parallel(float *loss, lsr_loss_stats *stats, int *n
     lsr__loss_divisors(&ce_scale, &z_scale, lo, buf->labels, b);
     const double asked = cb->stop && *cb->stop ? 1.0 : 0.0;
     memcpy(buf->mine, &asked, sizeof asked);
+    /* allreduce mode: this rank's parts summed here, in part order */
+    float *local = par->allreduce ? (float *)(void *)buf->all : NULL;
+    double total[PART_SUMS + 1] = {0}; /* and whether some rank asked to stop */
     const int p0 = part_first(par->rank, P, M), p1 = part_first(par->rank + 1, P, M);
     for (int part = p0; part < p1; part++) {
         unsigned char *rec = buf->mine + RANK_HEADER + (size_t)(part - p0) * record;
@@ -290,37 +293,53 @@ static lsr_status train_step_parallel(float *loss, lsr_loss_stats *stats, int *n
                 sums[PART_VALID] = (double)ls.valid;
             }
         }
+        if (local) {
+            for (int v = 0; v < PART_SUMS; v++)
+                total[v] += sums[v];
+            if (part == p0)
+                memcpy(local, m->grads, m->n_params * sizeof(float));
+            else
+                for (size_t i = 0; i < m->n_params; i++)
+                    local[i] += m->grads[i];
+            continue;
+        }
         memcpy(rec, sums, sizeof sums);
         memcpy(rec + sizeof sums, m->grads, m->n_params * sizeof(float));
     }
-    for (int r = 0; r < P; r++) {
-        buf->bytes[r] =
-            (int)(RANK_HEADER + (size_t)(part_first(r + 1, P, M) - part_first(r, P, M)) * record);
-        buf->offsets[r] = r ? buf->offsets[r - 1] + buf->bytes[r - 1] : 0;
-    }
-    LSR_TRY(par->allgather(par->ctx, buf->mine, buf->all, buf->bytes, buf->offsets));
-
-    /* every part's sums and gradient, in part order, the same on every rank */
-    double total[PART_SUMS] = {0};
     *stop_any = 0;
-    for (int r = 0; r < P; r++) {
-        const unsigned char *rank_rec = buf->all + buf->offsets[r];
-        double stop_r;
-        memcpy(&stop_r, rank_rec, sizeof stop_r);
-        *stop_any |= stop_r != 0.0;
-        for (int part = part_first(r, P, M); part < part_first(r + 1, P, M); part++) {
-            const unsigned char *rec =
-                rank_rec + RANK_HEADER + (size_t)(part - part_first(r, P, M)) * record;
-            double sums[PART_SUMS];
-            memcpy(sums, rec, sizeof sums);
-            for (int v = 0; v < PART_SUMS; v++)
-                total[v] += sums[v];
-            const float *g = (const float *)(const void *)(rec + sizeof sums);
-            if (part == 0)
-                memcpy(m->grads, g, m->n_params * sizeof(float));
-            else
-                for (size_t i = 0; i < m->n_params; i++)
-                    m->grads[i] += g[i];
+    if (local) { /* the ranks' sums added by MPI_Allreduce, in its order */
+        if (p0 == p1) memset(local, 0, m->n_params * sizeof(float));
+        total[PART_SUMS] = asked;
+        LSR_TRY(par->allreduce(par->ctx, local, (int)m->n_params, total, PART_SUMS + 1));
+        memcpy(m->grads, local, m->n_params * sizeof(float));
+        *stop_any = total[PART_SUMS] != 0.0;
+    } else {
+        for (int r = 0; r < P; r++) {
+            buf->bytes[r] = (int)(RANK_HEADER +
+                                  (size_t)(part_first(r + 1, P, M) - part_first(r, P, M)) * record);
+            buf->offsets[r] = r ? buf->offsets[r - 1] + buf->bytes[r - 1] : 0;
+        }
+        LSR_TRY(par->allgather(par->ctx, buf->mine, buf->all, buf->bytes, buf->offsets));
+        /* every part's sums and gradient, in part order, the same on every rank */
+        for (int r = 0; r < P; r++) {
+            const unsigned char *rank_rec = buf->all + buf->offsets[r];
+            double stop_r;
+            memcpy(&stop_r, rank_rec, sizeof stop_r);
+            *stop_any |= stop_r != 0.0;
+            for (int part = part_first(r, P, M); part < part_first(r + 1, P, M); part++) {
+                const unsigned char *rec =
+                    rank_rec + RANK_HEADER + (size_t)(part - part_first(r, P, M)) * record;
+                double sums[PART_SUMS];
+                memcpy(sums, rec, sizeof sums);
+                for (int v = 0; v < PART_SUMS; v++)
+                    total[v] += sums[v];
+                const float *g = (const float *)(const void *)(rec + sizeof sums);
+                if (part == 0)
+                    memcpy(m->grads, g, m->n_params * sizeof(float));
+                else
+                    for (size_t i = 0; i < m->n_params; i++)
+                        m->grads[i] += g[i];
+            }
         }
     }
     *nonfinite = total[PART_NONFINITE] != 0.0;
@@ -340,11 +359,11 @@ static lsr_status train_step_parallel(float *loss, lsr_loss_stats *stats, int *n
 static lsr_status parallel_buffers(step_buffers *buf, const lsr_train_parallel *par,
                                    const lsr_model *m) {
     const int P = par->size, M = par->micro_batches;
-    if (P < 1 || par->rank < 0 || par->rank >= P || M < 1 || !par->allgather)
+    if (P < 1 || par->rank < 0 || par->rank >= P || M < 1 || (!par->allgather && !par->allreduce))
         return lsr__fail(LSR_ERROR_OPTION,
                          "parallel: rank %d of %d processes, %d micro-batches, allgather %s: "
                          "need 0 <= rank < size, micro_batches >= 1 and an allgather",
-                         par->rank, P, M, par->allgather ? "given" : "NULL");
+                         par->rank, P, M, par->allgather || par->allreduce ? "given" : "NULL");
     const size_t record = part_bytes(m);
     const int most = (M + P - 1) / P; /* parts of any one rank, at most */
     if ((double)P * RANK_HEADER + (double)M * (double)record > (double)INT32_MAX)
