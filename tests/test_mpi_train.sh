@@ -33,6 +33,28 @@ done
 # only rank 0 reports: one test-evaluation block, not P
 [ "$(grep -c '^test evaluation' "$dir/p4.log")" = 1 ] || fail "P = 4 printed $(grep -c '^test evaluation' "$dir/p4.log") reports"
 
+# lsr sweep under mpirun -np 3: its runs shared out, each a one-process run, so the
+# same models and results (but the training times) as the sweep in one process
+sweep() { # sweep DIR [launcher...]
+    out=$1
+    shift
+    "$@" "$lsr" sweep --out "$out" --smoothing 0,0.1,0.2 --seeds 2 --model mlp --train-limit 2000 \
+        --epochs 1 --threads 1 --attack-limit 200 > "$out.log" 2>&1 || {
+        cat "$out.log" >&2
+        fail "the sweep into $out failed"
+    }
+}
+sweep "$dir/sweep1"
+sweep "$dir/sweep3" sh "$mpirun" -np 3
+for f in "$dir"/sweep1/runs/*.safetensors; do
+    cmp -s "$f" "$dir/sweep3/runs/${f##*/}" || fail "sweep run ${f##*/} differs under mpirun -np 3"
+done
+[ "$(cut -d, -f1-16 "$dir/sweep1/results.csv")" = "$(cut -d, -f1-16 "$dir/sweep3/results.csv")" ] ||
+    fail "results.csv of the sweep under mpirun -np 3 differs from the one-process sweep's"
+sweep "$dir/sweep3" sh "$mpirun" -np 2 # again, on 2: every run kept
+[ "$(grep -c 'done before, kept' "$dir/sweep3.log")" = 6 ] || fail "the sweep did not keep its runs"
+echo "sweep under mpirun -np 3: the same runs and results; resumed on 2: all kept"
+
 # kill -9 one rank of a P = 2 run after its first checkpoints, then resume on P = 3
 run 2 --out "$dir/k.safetensors" --checkpoint "$dir/k.ckpt" --checkpoint-every 20 \
     > "$dir/k.log" 2>&1 &

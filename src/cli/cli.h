@@ -46,6 +46,8 @@ int cli_mpi_built(void);
 /* The ranks are about to exchange (training): a failure after this may be
  * one rank's, and cli_mpi_finish then stops them all. */
 void cli_mpi_collective_begun(void);
+/* Waits for every rank (nothing without MPI); 0, or -1 (said why). */
+int cli_mpi_barrier(void);
 /* MPI_Finalize (or MPI_Abort for a failure once the ranks exchange);
  * returns status. */
 int cli_mpi_finish(int status);

@@ -42,6 +42,16 @@ int cli_mpi_built(void) {
 
 void cli_mpi_collective_begun(void) { collective_begun = 1; }
 
+int cli_mpi_barrier(void) {
+#ifdef LSR_HAVE_MPI
+    if (mpi_on && MPI_Barrier(MPI_COMM_WORLD) != MPI_SUCCESS) {
+        lsr__fail(LSR_ERROR_IO, "MPI_Barrier failed");
+        return -1;
+    }
+#endif
+    return 0;
+}
+
 int cli_mpi_finish(int status) {
 #ifdef LSR_HAVE_MPI
     if (!mpi_on) return status;

@@ -70,9 +70,6 @@ int lsr_cmd_sweep(int argc, char **argv) {
     const char *out_dir = NULL, *eps_arg = SWEEP_DEFAULT_EPS;
     long long seeds = SWEEP_DEFAULT_SEEDS, attack_limit = SWEEP_DEFAULT_ATTACK_LIMIT;
     double attack_eps = SWEEP_DEFAULT_ATTACK_EPS;
-    if (cli_train_parallel(1, 0)) /* not yet: each rank would run the whole sweep */
-        return cli_error("sweep", "under mpirun, not yet: run lsr sweep as one process (its "
-                                  "runs are single-process runs)");
     /* lsr sweep's own flags; everything else goes to lsr train's parser */
     char **rest = calloc((size_t)argc + 1, sizeof *rest);
     int nrest = 0;
@@ -208,92 +205,122 @@ int lsr_cmd_sweep(int argc, char **argv) {
         lsr__fail(LSR_ERROR_OUT_OF_MEMORY, "out of memory");
         goto out;
     }
-    for (int seed = base_seed; seed < base_seed + seeds; seed++)
-        for (int e = 0; e < ne; e++) {
-            run_result *r = &results[(seed - base_seed) * ne + e];
-            run_name(name, sizeof name, eps[e], seed);
-            snprintf(path, sizeof path, "%s/%s.json", runs, name);
-            if (sweep_result_load(path, r) && r->eps == eps[e] && r->seed == seed) {
-                done++;
-                fprintf(stderr, "[%d/%d] %s: done before, kept\n", done, total, name);
-                continue;
-            }
-            char prefix[128], eta[48] = "";
-            if (trained) {
-                const double left = trained_seconds / trained * (total - done);
-                snprintf(eta, sizeof eta, left < 90 ? ", sweep ETA %.0f s" : ", sweep ETA %.0f min",
-                         left < 90 ? left : left / 60.0);
-            }
-            snprintf(prefix, sizeof prefix, "[%d/%d %s%s] ", done + 1, total, name, eta);
-            const double run_start = lsr_now();
-            j.prefix = prefix;
-            j.s.loss.smoothing = (float)eps[e];
-            j.s.seed = (uint64_t)seed;
-            j.resume_path = NULL;
-            j.checkpoint_path = NULL;
-            if (checkpoint_base) {
-                sweep_run_checkpoint(checkpoint, sizeof checkpoint, checkpoint_base, name);
-                j.checkpoint_path = checkpoint;
-            }
-            if (train_job_make_note(&j, name)) goto out;
-            if (checkpoint_base) {
-                const int found = sweep_checkpoint_matches(checkpoint, &j.s, j.note);
-                if (found < 0) goto out;
-                if (found) j.resume_path = checkpoint;
-            }
-            lsr_model *model = NULL;
-            lsr_dataset val_set = {0};
-            if (train_job_run(&j, &all, classes, &model, &val_set)) {
-                lsr__fail(lsr__failed(), "%s: %.400s", name, lsr_last_error());
-                goto out;
-            }
-            r->eps = eps[e];
-            r->seed = seed;
-            r->seconds = j.train_seconds;
-            int failed =
-                lsr_model_predict(logits, model, val_set.x, val_set.n) ||
-                lsr_temperature_fit(&r->temperature, logits, val_set.y, val_set.n, classes);
-            lsr_dataset_free(&val_set);
-            failed =
-                failed || lsr_model_predict(logits, model, test.x, test.n) ||
-                lsr_metrics_compute(&r->plain, logits, test.y, test.n, classes, 1.0) ||
-                lsr_metrics_compute(&r->scaled, logits, test.y, test.n, classes, r->temperature);
-            if (!failed) {
-                r->fgsm =
-                    fgsm_accuracy(model, model, &test, n_attack, (float)attack_eps, adv, logits);
-                failed = isnan(r->fgsm);
-            }
-            r->transfer = NAN;
-            if (!failed && eps[0] == 0.0) { /* crafted on this seed's eps = 0 model */
-                lsr_model *source = NULL;
-                char source_path[4300];
-                run_name(name, sizeof name, 0.0, seed);
-                snprintf(source_path, sizeof source_path, "%s/%s.safetensors", runs, name);
-                if (lsr_model_load(&source, source_path) == LSR_OK) {
-                    r->transfer = fgsm_accuracy(model, source, &test, n_attack, (float)attack_eps,
-                                                adv, logits);
-                    failed = isnan(r->transfer);
-                    lsr_model_free(source);
-                } else if (eps[e] != 0.0) {
-                    failed = 1;
+    /* Under mpirun -np P the runs are shared out, each a one-process run as
+     * without mpirun: first every seed's eps = 0 run (the other runs' transfer
+     * attacks read its model), then the rest, the k-th run of each phase on
+     * rank k % P; rank 0 gathers the results from the runs' files. */
+    const int rank = cli_rank(), ranks = cli_ranks();
+    const int phases = ranks > 1 && eps[0] == 0.0 && ne > 1 ? 2 : 1;
+    if (ranks > 1) cli_mpi_collective_begun();
+    j.single_process = 1;
+    for (int phase = 0; phase < phases; phase++) {
+        int k = 0;
+        for (int seed = base_seed; seed < base_seed + seeds; seed++)
+            for (int e = 0; e < ne; e++) {
+                if (phases == 2 && (e == 0) != (phase == 0)) continue;
+                if (ranks > 1 && k++ % ranks != rank) continue;
+                run_result *r = &results[(seed - base_seed) * ne + e];
+                run_name(name, sizeof name, eps[e], seed);
+                snprintf(path, sizeof path, "%s/%s.json", runs, name);
+                if (sweep_result_load(path, r) && r->eps == eps[e] && r->seed == seed) {
+                    done++;
+                    fprintf(stderr, "[%d/%d] %s: done before, kept\n", done, total, name);
+                    continue;
                 }
+                char prefix[128], eta[48] = "";
+                if (trained) {
+                    const double left = trained_seconds / trained * (total - done);
+                    snprintf(eta, sizeof eta,
+                             left < 90 ? ", sweep ETA %.0f s" : ", sweep ETA %.0f min",
+                             left < 90 ? left : left / 60.0);
+                }
+                snprintf(prefix, sizeof prefix, "[%d/%d %s%s] ", done + 1, total, name, eta);
+                const double run_start = lsr_now();
+                j.prefix = prefix;
+                j.s.loss.smoothing = (float)eps[e];
+                j.s.seed = (uint64_t)seed;
+                j.resume_path = NULL;
+                j.checkpoint_path = NULL;
+                if (checkpoint_base) {
+                    sweep_run_checkpoint(checkpoint, sizeof checkpoint, checkpoint_base, name);
+                    j.checkpoint_path = checkpoint;
+                }
+                if (train_job_make_note(&j, name)) goto out;
+                if (checkpoint_base) {
+                    const int found = sweep_checkpoint_matches(checkpoint, &j.s, j.note);
+                    if (found < 0) goto out;
+                    if (found) j.resume_path = checkpoint;
+                }
+                lsr_model *model = NULL;
+                lsr_dataset val_set = {0};
+                if (train_job_run(&j, &all, classes, &model, &val_set)) {
+                    lsr__fail(lsr__failed(), "%s: %.400s", name, lsr_last_error());
+                    goto out;
+                }
+                r->eps = eps[e];
+                r->seed = seed;
+                r->seconds = j.train_seconds;
+                int failed =
+                    lsr_model_predict(logits, model, val_set.x, val_set.n) ||
+                    lsr_temperature_fit(&r->temperature, logits, val_set.y, val_set.n, classes);
+                lsr_dataset_free(&val_set);
+                failed = failed || lsr_model_predict(logits, model, test.x, test.n) ||
+                         lsr_metrics_compute(&r->plain, logits, test.y, test.n, classes, 1.0) ||
+                         lsr_metrics_compute(&r->scaled, logits, test.y, test.n, classes,
+                                             r->temperature);
+                if (!failed) {
+                    r->fgsm = fgsm_accuracy(model, model, &test, n_attack, (float)attack_eps, adv,
+                                            logits);
+                    failed = isnan(r->fgsm);
+                }
+                r->transfer = NAN;
+                if (!failed && eps[0] == 0.0) { /* crafted on this seed's eps = 0 model */
+                    lsr_model *source = NULL;
+                    char source_path[4300];
+                    run_name(name, sizeof name, 0.0, seed);
+                    snprintf(source_path, sizeof source_path, "%s/%s.safetensors", runs, name);
+                    if (lsr_model_load(&source, source_path) == LSR_OK) {
+                        r->transfer = fgsm_accuracy(model, source, &test, n_attack,
+                                                    (float)attack_eps, adv, logits);
+                        failed = isnan(r->transfer);
+                        lsr_model_free(source);
+                    } else if (eps[e] != 0.0) {
+                        failed = 1;
+                    }
+                }
+                run_name(name, sizeof name, eps[e], seed);
+                snprintf(path, sizeof path, "%s/%s.safetensors", runs, name);
+                failed = failed || lsr_model_set_temperature(model, r->temperature) ||
+                         lsr_model_save(model, path);
+                snprintf(path, sizeof path, "%s/%s.json", runs, name);
+                failed = failed || sweep_result_save(path, r);
+                lsr_model_free(model);
+                if (failed) goto out;
+                done++;
+                trained++;
+                trained_seconds += lsr_now() - run_start;
+                fprintf(stderr,
+                        "%saccuracy %.4f  ECE %.4f -> %.4f (T %.3f)  FGSM %.4f  transfer %.4f\n",
+                        prefix, r->plain.accuracy, r->plain.ece, r->scaled.ece, r->temperature,
+                        r->fgsm, r->transfer);
             }
-            run_name(name, sizeof name, eps[e], seed);
-            snprintf(path, sizeof path, "%s/%s.safetensors", runs, name);
-            failed = failed || lsr_model_set_temperature(model, r->temperature) ||
-                     lsr_model_save(model, path);
-            snprintf(path, sizeof path, "%s/%s.json", runs, name);
-            failed = failed || sweep_result_save(path, r);
-            lsr_model_free(model);
-            if (failed) goto out;
-            done++;
-            trained++;
-            trained_seconds += lsr_now() - run_start;
-            fprintf(stderr,
-                    "%saccuracy %.4f  ECE %.4f -> %.4f (T %.3f)  FGSM %.4f  transfer %.4f\n",
-                    prefix, r->plain.accuracy, r->plain.ece, r->scaled.ece, r->temperature, r->fgsm,
-                    r->transfer);
+        if (ranks > 1 && cli_mpi_barrier()) goto out;
+    }
+    if (rank != 0) { /* rank 0 writes the sweep's files */
+        status = 0;
+        goto out;
+    }
+    for (int i = 0; ranks > 1 && i < total; i++) { /* the other ranks' runs, from their files */
+        const double e = eps[i % ne];
+        const int seed = base_seed + i / ne;
+        run_name(name, sizeof name, e, seed);
+        snprintf(path, sizeof path, "%s/%s.json", runs, name);
+        if (!sweep_result_load(path, &results[i]) || results[i].eps != e ||
+            results[i].seed != seed) {
+            lsr__fail(LSR_ERROR_IO, "%s: the result of run %s is missing", path, name);
+            goto out;
         }
+    }
     char title[512];
     snprintf(title, sizeof title,
              "%.200s on %.200s, %d epochs, batch %d, %lld seeds, FGSM eps %g on %lld test samples",

@@ -67,7 +67,7 @@ static lsr_status epoch_done(void *ctx, const lsr_train_progress *p) {
         val_acc = mt.accuracy;
     }
     if (!j->quiet) progress_epoch_line(j->prefix, p, val_acc);
-    if (j->metrics_path && cli_rank() == 0) /* under mpirun, rank 0 writes the files */
+    if (j->metrics_path && (cli_rank() == 0 || j->single_process)) /* rank 0 writes them */
         return progress_metrics_append(j->metrics_path, &j->metrics_text, &j->metrics_len, p,
                                        val_acc);
     return LSR_OK;
@@ -77,7 +77,7 @@ static lsr_status save_checkpoint(void *ctx, const lsr_model *m, const lsr_train
     train_job *j = ctx;
     j->stopped_epoch = lsr_train_state_epoch(st);
     j->stopped_step = lsr_train_state_step(st);
-    if (!j->checkpoint_path || cli_rank() != 0) return LSR_OK;
+    if (!j->checkpoint_path || (cli_rank() != 0 && !j->single_process)) return LSR_OK;
     return lsr_checkpoint_save(j->checkpoint_path, m, st, j->note);
 }
 
@@ -85,7 +85,7 @@ static lsr_status save_checkpoint(void *ctx, const lsr_model *m, const lsr_train
 static const char *parallel_words(const train_job *j) {
     static char words[128];
     words[0] = '\0';
-    if (cli_ranks() > 1 || cli_train_parallel(1, 0))
+    if (!j->single_process && (cli_ranks() > 1 || cli_train_parallel(1, 0)))
         snprintf(words, sizeof words, " x %d processes (data parallel, %lld micro-batches, %s)",
                  cli_ranks(), j->micro_batches,
                  j->allreduce ? "MPI_Allreduce: bits depend on P" : "exact");
@@ -145,21 +145,22 @@ lsr_status train_job_run(train_job *j, const lsr_dataset *all, int classes, lsr_
     else
         st = lsr_model_create(model, j->model_name, all->h, all->w, all->c, classes);
     if (st != LSR_OK) goto out;
-    if (cli_rank() != 0) j->quiet = 1; /* under mpirun, rank 0 reports */
+    if (cli_rank() != 0 && !j->single_process) j->quiet = 1; /* under mpirun, rank 0 reports */
     if (!j->quiet) print_header(j, &train_set, val_set, classes, *model);
     if (resume && !j->quiet)
         fprintf(stderr, "%sresuming at epoch %d, step %lld\n", j->prefix,
                 lsr_train_state_epoch(resume), (long long)lsr_train_state_step(resume));
     j->model = *model;
     j->val_set = val_set;
-    lsr_train_callbacks cb = {j,
-                              draw_progress,
-                              epoch_done,
-                              save_checkpoint,
-                              j->stop,
-                              j->checkpoint_path ? j->checkpoint_every : 0,
-                              cli_train_parallel((int)j->micro_batches, j->allreduce)};
-    cli_mpi_collective_begun();
+    lsr_train_callbacks cb = {
+        j,
+        draw_progress,
+        epoch_done,
+        save_checkpoint,
+        j->stop,
+        j->checkpoint_path ? j->checkpoint_every : 0,
+        j->single_process ? NULL : cli_train_parallel((int)j->micro_batches, j->allreduce)};
+    if (!j->single_process) cli_mpi_collective_begun();
     const double t0 = lsr_now();
     st = lsr_train(*model, &train_set, &j->s, &cb, resume);
     resume = NULL; /* taken over */

@@ -30,6 +30,7 @@ typedef struct train_job {
     long long threads;
     long long micro_batches; /* under mpirun: the parts of each batch (lsr_train_parallel) */
     int allreduce;           /* under mpirun: --exchange allreduce (P-dependent bits) */
+    int single_process;      /* a run of lsr sweep: one process even under mpirun */
     int quiet, tty;
     int val_given; /* --val was on the command line, in any spelling */
     /* flags resolved when parsing ends */
