@@ -29,17 +29,19 @@ measure() { # name, then the command
 }
 
 p1x2=$(measure plain "$lsr" train $common --threads 2)
-mp1x2=$(measure mpi1 sh "$here/scripts/mpirun.sh" -np 1 "$lsr" train $common --threads 2)
+# (one rank with 2 threads: not bound to one core, as OpenMPI binds ranks by default)
+mp1x2=$(measure mpi1 sh "$here/scripts/mpirun.sh" --bind-to none -np 1 "$lsr" train $common \
+    --threads 2)
 p2x1=$(measure exact sh "$here/scripts/mpirun.sh" -np 2 "$lsr" train $common --threads 1)
 params=$(sed -n 's/.*(\([0-9]*\) parameters).*/\1/p' "$dir/log" | head -n 1)
 p2x1a=$(measure allreduce sh "$here/scripts/mpirun.sh" -np 2 "$lsr" train $common --threads 1 \
     --exchange allreduce)
 echo "cleverhans CNN, $limit samples a epoch, batch 128, 4 parts a batch (--micro-batches), best of 2 epochs"
-printf "%-44s %12s %8s\n" "run" "samples/s" "vs 1x2"
+printf "%-48s %12s %8s\n" "run" "samples/s" "vs 1x2"
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", a / b }'; }
-row() { printf "%-44s %12.1f %8s\n" "$1" "$2" "$(ratio "$2" "$p1x2")"; }
+row() { printf "%-48s %12.1f %8s\n" "$1" "$2" "$(ratio "$2" "$p1x2")"; }
 row "1 process x 2 threads (no mpirun)" "$p1x2"
-row "mpirun -np 1, 2 threads (exact, 4 parts)" "$mp1x2"
+row "mpirun -np 1 --bind-to none, 2 threads (exact)" "$mp1x2"
 row "mpirun -np 2, 1 thread each (exact)" "$p2x1"
 row "mpirun -np 2, 1 thread each (allreduce)" "$p2x1a"
 # bytes each process receives per step, for 2 processes: exact: the other's 2

@@ -78,6 +78,14 @@ void cli_set_threads(int threads) {
 
 int cli_threads(void) { return thread_count; }
 
+int cli_cores(void) {
+#ifdef _OPENMP
+    return omp_get_num_procs(); /* those this process may run on (its affinity) */
+#else
+    return 1;
+#endif
+}
+
 const char *cli_blas_core(void) { return openblas_get_corename(); }
 
 void cli_print_metrics(const lsr_metrics *mt, int json, const char *title) {

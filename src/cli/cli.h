@@ -21,6 +21,8 @@ lsr_status cli_float(const char *flag, const char *s, double min, double max, do
 /* Applies --threads to OpenMP (0: every core); lsr_gemm shares its tiles over those threads. */
 void cli_set_threads(int threads);
 int cli_threads(void);
+/* The cores this process may run on (its CPU affinity; 1 without OpenMP). */
+int cli_cores(void);
 const char *cli_blas_core(void);
 /* Where OpenBLAS took an AVX-512 or AVX2 CPU for an older core, sets
  * OPENBLAS_CORETYPE and starts lsr again with argv (once); else returns. */

@@ -86,8 +86,8 @@ static const char *parallel_words(const train_job *j) {
     static char words[128];
     words[0] = '\0';
     if (!j->single_process && (cli_ranks() > 1 || cli_train_parallel(1, 0)))
-        snprintf(words, sizeof words, " x %d processes (data parallel, %lld micro-batches, %s)",
-                 cli_ranks(), j->micro_batches,
+        snprintf(words, sizeof words, " x %d process%s (data parallel, %lld micro-batches, %s)",
+                 cli_ranks(), cli_ranks() > 1 ? "es" : "", j->micro_batches,
                  j->allreduce ? "MPI_Allreduce: bits depend on P" : "exact");
     return words;
 }
@@ -147,6 +147,13 @@ lsr_status train_job_run(train_job *j, const lsr_dataset *all, int classes, lsr_
     if (st != LSR_OK) goto out;
     if (cli_rank() != 0 && !j->single_process) j->quiet = 1; /* under mpirun, rank 0 reports */
     if (!j->quiet) print_header(j, &train_set, val_set, classes, *model);
+    if (!j->quiet && !j->single_process && cli_train_parallel(1, 0) &&
+        cli_threads() > cli_cores())
+        fprintf(stderr,
+                "%swarning: %d threads a process, but this process may run on %d core%s only "
+                "(mpirun binds each rank to a core by default: --bind-to none, or "
+                "--map-by slot:PE=%d)\n",
+                j->prefix, cli_threads(), cli_cores(), cli_cores() > 1 ? "s" : "", cli_threads());
     if (resume && !j->quiet)
         fprintf(stderr, "%sresuming at epoch %d, step %lld\n", j->prefix,
                 lsr_train_state_epoch(resume), (long long)lsr_train_state_step(resume));
