@@ -74,6 +74,12 @@ if wait "$job"; then
 fi
 echo "mpirun after kill -9 of rank pid $victim: exit non-zero, as it must"
 [ ! -e "$dir/k.safetensors" ] || fail "a model file from the killed run"
+# the parts of each batch decide the bits: a resume with other ones is refused
+if sh "$mpirun" -np 2 "$lsr" train --resume "$dir/k.ckpt" --micro-batches 8 > "$dir/m.log" 2>&1 ||
+    ! grep -q -- "--micro-batches is 8 here but 4" "$dir/m.log"; then
+    cat "$dir/m.log" >&2
+    fail "a resume with other --micro-batches was not refused"
+fi
 sh "$mpirun" -np 3 "$lsr" train --resume "$dir/k.ckpt" --threads 1 --quiet > "$dir/r.log" 2>&1 || {
     cat "$dir/r.log" >&2
     fail "the resume on P = 3 failed"

@@ -35,6 +35,9 @@ lsr_status train_job_make_note(train_job *j, const char *sweep_run) {
             break;
     if (o && j->checkpoint_path)
         cJSON_AddNumberToObject(o, "checkpoint_every", (double)j->checkpoint_every);
+    if (o && !sweep_run &&
+        cli_train_parallel(1, 0)) /* the parts decide the bits: a resume keeps them */
+        cJSON_AddNumberToObject(o, "micro_batches", (double)j->micro_batches);
     if (o && sweep_run) { /* the sweep matches its runs' checkpoints by their model too */
         cJSON_AddStringToObject(o, "sweep", sweep_run);
         cJSON_AddStringToObject(o, "model", j->model_name);
@@ -147,8 +150,7 @@ lsr_status train_job_run(train_job *j, const lsr_dataset *all, int classes, lsr_
     if (st != LSR_OK) goto out;
     if (cli_rank() != 0 && !j->single_process) j->quiet = 1; /* under mpirun, rank 0 reports */
     if (!j->quiet) print_header(j, &train_set, val_set, classes, *model);
-    if (!j->quiet && !j->single_process && cli_train_parallel(1, 0) &&
-        cli_threads() > cli_cores())
+    if (!j->quiet && !j->single_process && cli_train_parallel(1, 0) && cli_threads() > cli_cores())
         fprintf(stderr,
                 "%swarning: %d threads a process, but this process may run on %d core%s only "
                 "(mpirun binds each rank to a core by default: --bind-to none, or "

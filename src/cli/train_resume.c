@@ -186,6 +186,10 @@ static int take_note(train_job *j, const char *note, const char *path) {
     }
     const cJSON *every = cJSON_GetObjectItemCaseSensitive(o, "checkpoint_every");
     j->checkpoint_every = cJSON_IsNumber(every) ? (long long)every->valuedouble : 0;
+    const cJSON *parts = cJSON_GetObjectItemCaseSensitive(o, "micro_batches");
+    j->micro_batches = cJSON_IsNumber(parts) && parts->valuedouble >= 1
+                           ? (long long)parts->valuedouble
+                           : 0; /* 0: not stored */
     return 0;
 }
 
@@ -240,8 +244,20 @@ int train_job_resume_flags(train_job *j, int argc, char **argv) {
         }
     }
     if (r) return -1;
+    /* under mpirun, the parts of each batch: the checkpoint's run's (its note
+     * has them when it ran under mpirun), which a --micro-batches here must match */
+    if (j->micro_batches && given.micro_batches != TRAIN_DEFAULT_MICRO_BATCHES &&
+        given.micro_batches != j->micro_batches) {
+        lsr__fail(LSR_ERROR_OPTION,
+                  "--resume %s: --micro-batches is %lld here but %lld in the checkpoint's run "
+                  "(leave it out to keep the run's value)",
+                  path, given.micro_batches, j->micro_batches);
+        return -1;
+    }
+    if (!j->micro_batches) j->micro_batches = given.micro_batches;
     if (train_job_make_note(j, NULL)) return -1; /* the stored one, as j holds its files */
     j->threads = given.threads;
     j->quiet = given.quiet;
+    j->allreduce = given.allreduce;
     return 0;
 }
