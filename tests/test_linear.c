@@ -511,6 +511,66 @@ static void test_bad_input(void) {
     problem_free(&p);
 }
 
+/* lsr_gemm_bf16 against its reference, many shapes through one cache (over
+ * a hundred tile shapes for its 32 slots, so that it must evict while
+ * products run: this caught a product using a slot it had lost), every transpose, with and without
+ * adding to C: each element within (K + 2) u sum |a b| (+ u |C| when adding) of the exact sum. */
+static void test_bf16_products(void) {
+    if (lsr_gemm_bf16_available() != LSR_OK) return;
+    lsr_gemm_bf16_cache *cache = lsr_gemm_bf16_cache_new();
+    static const int sizes[][3] = {{1, 1, 1},        {127, 255, 3},  {128, 256, 2048},
+                                   {129, 257, 2049}, {3, 300, 4100}, {5, 513, 2047},
+                                   {300, 7, 5000},   {256, 256, 1},  {130, 2, 4097}};
+    int bad = 0, products = 0;
+    for (size_t sz = 0; sz < sizeof sizes / sizeof sizes[0]; sz++)
+        for (int variant = 0; variant < 8; variant++) {
+            const int M = sizes[sz][0], N = sizes[sz][1], K = sizes[sz][2];
+            const int ta = variant & 1, tb = (variant >> 1) & 1, acc = (variant >> 2) & 1;
+            const int lda = (ta ? M : K) + 3, ldb = (tb ? K : N) + 1, ldc = N + 2;
+            const size_t na = (size_t)(ta ? K : M) * lda, nb = (size_t)(tb ? N : K) * ldb;
+            uint16_t *a = malloc(na * sizeof *a), *b = malloc(nb * sizeof *b);
+            float *c = malloc((size_t)M * ldc * sizeof *c), *r = malloc((size_t)M * ldc * 4);
+            for (size_t i = 0; i < na; i++)
+                a[i] = lsr_bf16_from_float((float)rng_normal());
+            for (size_t i = 0; i < nb; i++)
+                b[i] = lsr_bf16_from_float((float)rng_normal());
+            for (size_t i = 0; i < (size_t)M * ldc; i++)
+                c[i] = r[i] = (float)rng_normal();
+            const lsr_status st =
+                lsr_gemm_bf16(cache, ta, tb, M, N, K, a, lda, b, ldb, acc, c, ldc);
+            lsr_gemm_bf16_reference(ta, tb, M, N, K, a, lda, b, ldb, acc, r, ldc);
+            CHECK(st == LSR_OK, "bf16 product %dx%dx%d: %s", M, N, K, lsr_last_error());
+            for (int i = 0; i < M && st == LSR_OK; i++)
+                for (int j = 0; j < ldc; j++) {
+                    const size_t at = (size_t)i * ldc + j;
+                    if (j >= N) { /* past the columns: untouched */
+                        bad += c[at] != r[at];
+                        continue;
+                    }
+                    double mag = 0.0;
+                    for (int k = 0; k < K; k++)
+                        mag += fabs((double)lsr_bf16_to_float(ta ? a[(size_t)k * lda + i]
+                                                                 : a[(size_t)i * lda + k]) *
+                                    lsr_bf16_to_float(tb ? b[(size_t)j * ldb + k]
+                                                         : b[(size_t)k * ldb + j]));
+                    const double bound = (K + 2) * 0x1p-24 * mag + 0x1p-24 * fabs(r[at]);
+                    if (fabs((double)c[at] - r[at]) > bound) {
+                        if (bad < 5)
+                            CHECK(0,
+                                  "bf16 product %dx%dx%d ta %d tb %d acc %d: C[%d][%d] %.9g "
+                                  "reference %.9g",
+                                  M, N, K, ta, tb, acc, i, j, (double)c[at], (double)r[at]);
+                        bad++;
+                    }
+                }
+            products++;
+            free(a), free(b), free(c), free(r);
+        }
+    lsr_gemm_bf16_cache_free(cache);
+    CHECK(bad == 0, "bf16 products: %d elements outside their bounds", bad);
+    printf("bf16 products against the reference: %d products, %d disagreements\n", products, bad);
+}
+
 /* bf16 products are there exactly where oneDNN is built in and the CPU has
  * AVX512_BF16. */
 static void test_bf16_availability(void) {
@@ -527,6 +587,7 @@ static void test_bf16_availability(void) {
 int main(void) {
     rng_state = 0x2545f4914f6cdd1dull;
     test_bf16_availability();
+    test_bf16_products();
     test_bad_input();
     test_nonfinite_rows();
     test_reference_finite_differences();

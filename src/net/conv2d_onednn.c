@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../loss/loss_internal.h"
 #include "net.h"
 
 #ifndef LSR_HAVE_ONEDNN
@@ -237,7 +238,10 @@ lsr_status lsr_conv_fast_create(lsr_conv_fast **out, lsr_precision precision) {
 lsr_status lsr_conv_fast_available(lsr_precision precision) {
     if (precision != LSR_PRECISION_BF16)
         return lsr__fail(LSR_ERROR_UNSUPPORTED, "oneDNN convolutions are bf16 only");
-    if (dnnl_get_effective_cpu_isa() < dnnl_cpu_isa_avx512_core_bf16)
+    const unsigned isa = (unsigned)dnnl_get_effective_cpu_isa(); /* sets of bits */
+    if ((isa & (unsigned)dnnl_cpu_isa_avx512_core_bf16) !=
+            (unsigned)dnnl_cpu_isa_avx512_core_bf16 ||
+        !lsr__cpu_has_avx512_bf16())
         return lsr__fail(LSR_ERROR_UNSUPPORTED,
                          "bf16 convolutions need a CPU with AVX512_BF16, and this one has not");
     return init_engine();

@@ -6,8 +6,9 @@
  * smaller at the edges, K never cut); each tile is one single-threaded
  * matmul whose shapes and offsets depend only on the product's, so every
  * element of C gets the same operations for any thread count.  The
- * primitives (one per tile shape, at most four per product) are kept in a
- * cache that the caller holds across its products; each thread executes them
+ * primitives (one per tile shape: at most 16 per product, for the last row
+ * and column of tiles, the last chunk of K and whether it adds to C) are
+ * kept in a cache that the caller holds across its products; each thread executes them
  * on its own stream with its own scratchpad (oneDNN's user scratchpad mode:
  * a primitive may then run on several threads at once).
  *
@@ -15,6 +16,7 @@
  * the float accumulation's, as in an sgemm. */
 #include <stdlib.h>
 
+#include "../loss/loss_internal.h"
 #include "net.h"
 
 #ifdef _OPENMP
@@ -69,17 +71,28 @@ round_bf16_avx512(uint16_t *dst, const float *src, size_t n) {
     }
 }
 
+/* oneDNN's ISA values are sets of bits: an ISA includes those it extends */
+static int onednn_has_bf16(void) {
+    const unsigned isa = (unsigned)dnnl_get_effective_cpu_isa();
+    return (isa & (unsigned)dnnl_cpu_isa_avx512_core_bf16) ==
+           (unsigned)dnnl_cpu_isa_avx512_core_bf16;
+}
+
 void lsr_round_bf16(uint16_t *dst, const float *src, size_t n) {
-    if (dnnl_get_effective_cpu_isa() >= dnnl_cpu_isa_avx512_core_bf16)
+    if (lsr__cpu_has_avx512_bf16())
         round_bf16_avx512(dst, src, n);
     else
         round_bf16_scalar(dst, src, n);
 }
 
 lsr_status lsr_gemm_bf16_available(void) {
-    if (dnnl_get_effective_cpu_isa() < dnnl_cpu_isa_avx512_core_bf16)
+    if (!lsr__cpu_has_avx512_bf16())
         return lsr__fail(LSR_ERROR_UNSUPPORTED,
                          "bf16 products need a CPU with AVX512_BF16, and this one has not");
+    if (!onednn_has_bf16())
+        return lsr__fail(LSR_ERROR_UNSUPPORTED,
+                         "bf16 products: oneDNN is limited below AVX512_BF16 here "
+                         "(ONEDNN_MAX_CPU_ISA?)");
     return lsr__onednn_engine() ? LSR_OK
                                 : lsr__fail(LSR_ERROR_UNSUPPORTED, "oneDNN: cannot create a CPU "
                                                                    "engine");
@@ -95,6 +108,7 @@ enum { CACHE_SLOTS = 32 };
 
 typedef struct tile_primitive {
     int used;
+    unsigned product; /* the last product that used it: not evicted during that one */
     int trans_a, trans_b, m, n, k, lda, ldb, ldc, accumulate; /* the key */
     dnnl_primitive_t primitive;
     dnnl_memory_desc_t a, b, c, scratch;
@@ -103,7 +117,8 @@ typedef struct tile_primitive {
 
 struct lsr_gemm_bf16_cache {
     tile_primitive slot[CACHE_SLOTS];
-    int next; /* the slot to reuse when all are taken */
+    int next;         /* where to look first for a slot to reuse */
+    unsigned product; /* counts the products, from 1 */
 };
 
 lsr_gemm_bf16_cache *lsr_gemm_bf16_cache_new(void) {
@@ -126,17 +141,35 @@ void lsr_gemm_bf16_cache_free(lsr_gemm_bf16_cache *c) {
  * cannot make it. */
 static tile_primitive *tile_primitive_for(lsr_gemm_bf16_cache *c, int trans_a, int trans_b, int m,
                                           int n, int k, int lda, int ldb, int ldc, int accumulate) {
-    const tile_primitive key = {1,   trans_a,    trans_b, m,   n,   k,   lda, ldb,
-                                ldc, accumulate, NULL,    {0}, {0}, {0}, {0}, 0};
+    const tile_primitive key = {.used = 1,
+                                .product = c->product,
+                                .trans_a = trans_a,
+                                .trans_b = trans_b,
+                                .m = m,
+                                .n = n,
+                                .k = k,
+                                .lda = lda,
+                                .ldb = ldb,
+                                .ldc = ldc,
+                                .accumulate = accumulate};
     for (int i = 0; i < CACHE_SLOTS; i++) {
-        const tile_primitive *s = &c->slot[i];
+        tile_primitive *s = &c->slot[i];
         if (s->used && s->trans_a == trans_a && s->trans_b == trans_b && s->m == m && s->n == n &&
             s->k == k && s->lda == lda && s->ldb == ldb && s->ldc == ldc &&
-            s->accumulate == accumulate)
-            return &c->slot[i];
+            s->accumulate == accumulate) {
+            s->product = c->product; /* in use: not to be evicted while this product runs */
+            return s;
+        }
     }
-    tile_primitive *t = &c->slot[c->next];
-    c->next = (c->next + 1) % CACHE_SLOTS;
+    /* a free slot, or one the current product does not use (it uses at most
+     * 16 of the 32) */
+    tile_primitive *t = NULL;
+    for (int i = 0; i < CACHE_SLOTS && !t; i++) {
+        tile_primitive *s = &c->slot[(c->next + i) % CACHE_SLOTS];
+        if (!s->used || s->product != c->product) t = s;
+    }
+    if (!t) return NULL; /* cannot happen: see above */
+    c->next = (int)(t - c->slot + 1) % CACHE_SLOTS;
     slot_clear(t);
     *t = key;
     t->used = 0;
@@ -208,6 +241,7 @@ lsr_status lsr_gemm_bf16(lsr_gemm_bf16_cache *c, int trans_a, int trans_b, int M
         return LSR_OK;
     }
     LSR_TRY(lsr_gemm_bf16_available());
+    c->product++; /* the primitives this product uses stay in the cache until it ends */
     const int tiles_m = (M + LSR_GEMM_TILE_M - 1) / LSR_GEMM_TILE_M;
     const int tiles_n = (N + LSR_GEMM_TILE_N - 1) / LSR_GEMM_TILE_N;
     const int tiles = tiles_m * tiles_n;
