@@ -148,6 +148,22 @@ static void nonfinite_row(void) {
     CHECK(s == LSR_ERROR_NONFINITE && strstr(lsr_last_error(), "row 1") && isnan(loss),
           "rank %d: a NaN on the last rank: %s '%s' loss %g", rank, lsr_status_name(s),
           lsr_last_error(), (double)loss);
+    /* finite logits more than FLT_MAX apart, on the first and the last rank
+     * (on one rank: in its two classes), as lsr_cross_entropy says */
+    for (int i = 0; i < 6; i++)
+        z[i] = (float)i * 0.25f;
+    if (rank == 0) z[4] = -3e38f;        /* row 2 */
+    if (rank == ranks - 1) z[5] = 3e38f; /* row 2 */
+    const lsr_status t =
+        lsr_cross_entropy_mpi(MPI_COMM_WORLD, &loss, grad, NULL, z, labels, n, 2, 2, &o);
+    CHECK(t == LSR_ERROR_NONFINITE && strstr(lsr_last_error(), "row 2") && isnan(loss),
+          "rank %d: logits -3e38 and 3e38 in one row: %s '%s' loss %g", rank, lsr_status_name(t),
+          lsr_last_error(), (double)loss);
+    float whole[2] = {-3e38f, 3e38f}, g2[2];
+    int64_t y0 = 0;
+    CHECK(lsr_cross_entropy_reference(&loss, g2, NULL, whole, &y0, 1, 2, 2, &o) ==
+              LSR_ERROR_NONFINITE,
+          "the reference takes -3e38 and 3e38 in one row (%s)", lsr_last_error());
     free(z);
 }
 

@@ -14,10 +14,11 @@
  * and the statistics.  (Megatron-LM's vocab-parallel cross-entropy smooths
  * with the shard size and a per-shard mean instead.)
  *
- * Communication: one MPI_Allgather of two integers per rank (shard sizes
- * and errors, so that every rank returns the same status), and one
+ * Communication: one MPI_Allgather of three doubles per rank (shard size,
+ * status, the prior's sum: every rank returns the same status), and one
  * MPI_Allreduce of 12 doubles per row with a reduction operator that
- * combines (max, sum of exp) pairs by rescaling and adds the rest.  Every
+ * combines (max, sum of exp) pairs by rescaling, takes the min and adds the
+ * rest.  Every
  * rank gets the same loss and statistics, and the gradient of its own shard.
  *
  * The computation is in double from float logits (float32 only); it is
@@ -53,7 +54,10 @@ extern "C" {
  *
  * Every rank returns the same status: a bad argument on any rank is
  * reported by all (lsr_last_error() names the rank where it is not this
- * one), before any output is written.
+ * one), before any output is written.  A row with a logit that is not
+ * finite, or two more than FLT_MAX apart, anywhere in it: as in
+ * lsr_cross_entropy, LSR_ERROR_NONFINITE naming the first such row, its
+ * gradient untouched and the loss NaN.
  */
 LSR_API lsr_status lsr_cross_entropy_mpi(MPI_Comm comm, float *loss, float *grad,
                                          lsr_loss_stats *stats, const float *logits,

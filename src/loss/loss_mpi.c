@@ -28,7 +28,7 @@ static int max_threads(void) { return omp_get_max_threads(); }
 static int max_threads(void) { return 1; }
 #endif
 
-enum { M_MAX, S_EXP, D_A, S_A, D_P, S_P, Z_Y, W_Y, A_Y, OWNER, NONFINITE, ROW_VALUES };
+enum { M_MAX, M_MIN, S_EXP, D_A, S_A, D_P, S_P, Z_Y, W_Y, A_Y, OWNER, NONFINITE, ROW_VALUES };
 
 /* y += x for rows of ROW_VALUES doubles (the MPI reduction operator). */
 static void combine(void *in, void *inout, int *len, MPI_Datatype *type) {
@@ -47,6 +47,7 @@ static void combine(void *in, void *inout, int *len, MPI_Datatype *type) {
             y[D_P] = (x[D_P] + sx * x[S_P]) + (y[D_P] + sy * y[S_P]);
             y[M_MAX] = m;
         }
+        y[M_MIN] = fmin(x[M_MIN], y[M_MIN]);
         y[S_A] += x[S_A];
         y[S_P] += x[S_P];
         for (int v = Z_Y; v < ROW_VALUES; v++)
@@ -64,9 +65,12 @@ static lsr_status check_local(const lsr_loss_options *o, float *loss, float *gra
     if (k < 0 || k > LSR_MAX_CLASSES)
         return lsr__fail(LSR_ERROR_SIZE, "k_local = %lld: must be in [0, %d]", (long long)k,
                          LSR_MAX_CLASSES);
-    if (stride < k || stride > INT64_MAX / 4 / (n > 0 ? n : 1))
+    if (stride < k)
         return lsr__fail(LSR_ERROR_SIZE, "stride = %lld: must be >= k_local = %lld",
                          (long long)stride, (long long)k);
+    if (stride > INT64_MAX / 4 / (n > 0 ? n : 1))
+        return lsr__fail(LSR_ERROR_SIZE, "n = %lld rows of stride %lld do not fit in memory",
+                         (long long)n, (long long)stride);
     if (n > 0 && k > 0 && !logits) return lsr__fail(LSR_ERROR_NULL_ARGUMENT, "logits is NULL");
     if (n > 0 && !labels) return lsr__fail(LSR_ERROR_NULL_ARGUMENT, "labels is NULL");
     if (!(o->smoothing >= 0.0f && o->smoothing <= 1.0f))
@@ -83,6 +87,10 @@ static lsr_status check_local(const lsr_loss_options *o, float *loss, float *gra
                          (double)o->z_loss);
     if (o->threads < 0)
         return lsr__fail(LSR_ERROR_OPTION, "threads = %d: must be >= 0", o->threads);
+    if ((o->logits_dtype != LSR_DTYPE_FLOAT32 && o->logits_dtype != LSR_DTYPE_BFLOAT16) ||
+        (o->grad_dtype != LSR_DTYPE_FLOAT32 && o->grad_dtype != LSR_DTYPE_BFLOAT16))
+        return lsr__fail(LSR_ERROR_OPTION, "logits_dtype %d, grad_dtype %d: not dtypes",
+                         (int)o->logits_dtype, (int)o->grad_dtype);
     if (o->logits_dtype != LSR_DTYPE_FLOAT32 || o->grad_dtype != LSR_DTYPE_FLOAT32)
         return lsr__fail(LSR_ERROR_UNSUPPORTED,
                          "logits_dtype, grad_dtype: lsr_cross_entropy_mpi takes float32 only");
@@ -137,11 +145,13 @@ static void row_values(double *v, const float *z, int64_t k, int64_t k0, int64_t
                        const lsr_loss_options *o, double u_const) {
     memset(v, 0, ROW_VALUES * sizeof *v);
     v[M_MAX] = -INFINITY;
-    float m = -FLT_MAX;
+    v[M_MIN] = INFINITY;
+    float m = -FLT_MAX, lo = FLT_MAX;
     int bad = 0;
     for (int64_t j = 0; j < k; j++) {
         bad |= !isfinite(z[j]);
         if (z[j] > m) m = z[j];
+        if (z[j] < lo) lo = z[j];
     }
     if (bad) {
         v[NONFINITE] = 1.0;
@@ -158,7 +168,8 @@ static void row_values(double *v, const float *z, int64_t k, int64_t k0, int64_t
             dp += p * d;
             sp += p;
         }
-        v[M_MAX] = m, v[S_EXP] = s, v[D_A] = da, v[S_A] = sa, v[D_P] = dp, v[S_P] = sp;
+        v[M_MAX] = m, v[M_MIN] = lo, v[S_EXP] = s, v[D_A] = da, v[S_A] = sa, v[D_P] = dp;
+        v[S_P] = sp;
     }
     if (y >= k0 && y < k0 + k) { /* the label is here */
         const int64_t j = y - k0;
@@ -179,58 +190,67 @@ lsr_status lsr_cross_entropy_mpi(MPI_Comm comm, float *loss, float *grad, lsr_lo
     if (MPI_Comm_rank(comm, &rank) != MPI_SUCCESS || MPI_Comm_size(comm, &size) != MPI_SUCCESS)
         return lsr__fail(LSR_ERROR_OPTION, "comm: not a communicator");
 
-    /* every rank's shard size, status and prior sum, so that all agree */
+    /* What this rank needs for the exchanges, made first: a failure here is
+     * this rank's status, which the others learn in the first exchange (none
+     * returns early while the others wait). */
     double prior_sum = 0.0;
-    const lsr_status local =
+    lsr_status local =
         check_local(&o, loss, grad, stats, logits, labels, n, k_local, stride, &prior_sum);
+    double few[3 * 64];
+    double *all = size <= 64 ? few : malloc((size_t)size * 3 * sizeof(double));
+    if (!all) /* a few bytes a rank: the others would wait; not seen in practice */
+        return lsr__fail(LSR_ERROR_OUT_OF_MEMORY, "out of memory for %d ranks", size);
+    double *v = local ? NULL : calloc((size_t)(n > 0 ? n : 1) * ROW_VALUES, sizeof(double));
+    MPI_Datatype row_type = MPI_DATATYPE_NULL;
+    MPI_Op op = MPI_OP_NULL;
+    if (!local && !v)
+        local = lsr__fail(LSR_ERROR_OUT_OF_MEMORY, "out of memory for %lld rows", (long long)n);
+    if (!local && (MPI_Type_contiguous(ROW_VALUES, MPI_DOUBLE, &row_type) != MPI_SUCCESS ||
+                   MPI_Type_commit(&row_type) != MPI_SUCCESS ||
+                   MPI_Op_create(combine, 0, &op) != MPI_SUCCESS)) /* 0: in rank order */
+        local = lsr__fail(LSR_ERROR_OUT_OF_MEMORY, "MPI: cannot make the row type and operator");
+
+    /* every rank's shard size, status and prior sum, so that all agree */
     double mine[3] = {(double)k_local, (double)local, prior_sum};
-    double *all = malloc((size_t)size * sizeof mine);
-    if (!all) return lsr__fail(LSR_ERROR_OUT_OF_MEMORY, "out of memory for %d ranks", size);
-    if (MPI_Allgather(mine, 3, MPI_DOUBLE, all, 3, MPI_DOUBLE, comm) != MPI_SUCCESS) {
-        free(all);
-        return lsr__fail(LSR_ERROR_OPTION, "MPI_Allgather failed on comm");
-    }
+    lsr_status status = LSR_OK;
+    if (MPI_Allgather(mine, 3, MPI_DOUBLE, all, 3, MPI_DOUBLE, comm) != MPI_SUCCESS)
+        status = lsr__fail(LSR_ERROR_OPTION, "MPI_Allgather failed on comm");
     int64_t k0 = 0, k_total = 0;
     double prior_total = 0.0;
     int failed_rank = -1;
-    for (int r = 0; r < size; r++) {
+    for (int r = 0; !status && r < size; r++) {
         if (r < rank) k0 += (int64_t)all[3 * r];
         k_total += (int64_t)all[3 * r];
         prior_total += all[3 * r + 2];
         if (failed_rank < 0 && all[3 * r + 1] != 0.0) failed_rank = r;
     }
-    const lsr_status other = failed_rank >= 0 ? (lsr_status)all[3 * failed_rank + 1] : LSR_OK;
-    free(all);
-    if (local) return local;
-    if (other)
-        return lsr__fail(other, "rank %d refused its arguments (%s)", failed_rank,
-                         lsr_status_name(other));
-    LSR_TRY(check_global(&o, labels, n, k_total, prior_total)); /* the same on every rank */
+    if (!status && local)
+        status = local;
+    else if (!status && failed_rank >= 0)
+        status =
+            lsr__fail((lsr_status)all[3 * failed_rank + 1], "rank %d refused its arguments (%s)",
+                      failed_rank, lsr_status_name((lsr_status)all[3 * failed_rank + 1]));
+    if (!status) /* the same on every rank (the same labels and options) */
+        status = check_global(&o, labels, n, k_total, prior_total);
 
     const int others = o.convention == LSR_SMOOTHING_OTHERS && !o.prior;
     const double u_const =
         others ? (k_total > 1 ? 1.0 / (double)(k_total - 1) : 0.0) : 1.0 / (double)k_total;
-    double *v = calloc((size_t)(n > 0 ? n : 1) * ROW_VALUES, sizeof(double));
-    if (!v) return lsr__fail(LSR_ERROR_OUT_OF_MEMORY, "out of memory for %lld rows", (long long)n);
+    if (!status) {
 #pragma omp parallel for schedule(static) num_threads(o.threads > 0 ? o.threads : max_threads())
-    for (int64_t i = 0; i < n; i++)
-        if (labels[i] != o.ignore_index)
-            row_values(v + (size_t)i * ROW_VALUES, logits + (size_t)i * (size_t)stride, k_local, k0,
-                       labels[i], &o, u_const);
-    MPI_Datatype row_type;
-    MPI_Op op;
-    int bad = MPI_Type_contiguous(ROW_VALUES, MPI_DOUBLE, &row_type) != MPI_SUCCESS;
-    if (!bad) bad = MPI_Type_commit(&row_type) != MPI_SUCCESS;
-    if (!bad) bad = MPI_Op_create(combine, 0, &op) != MPI_SUCCESS; /* in rank order */
-    if (!bad && n > 0)
-        bad = MPI_Allreduce(MPI_IN_PLACE, v, (int)n, row_type, op, comm) != MPI_SUCCESS;
-    if (!bad) {
-        MPI_Op_free(&op);
-        MPI_Type_free(&row_type);
+        for (int64_t i = 0; i < n; i++)
+            if (labels[i] != o.ignore_index)
+                row_values(v + (size_t)i * ROW_VALUES, logits + (size_t)i * (size_t)stride, k_local,
+                           k0, labels[i], &o, u_const);
+        if (n > 0 && MPI_Allreduce(MPI_IN_PLACE, v, (int)n, row_type, op, comm) != MPI_SUCCESS)
+            status = lsr__fail(LSR_ERROR_OPTION, "the MPI reduction of the rows failed on comm");
     }
-    if (bad) {
+    if (op != MPI_OP_NULL) MPI_Op_free(&op);
+    if (row_type != MPI_DATATYPE_NULL) MPI_Type_free(&row_type);
+    if (all != few) free(all);
+    if (status) {
         free(v);
-        return lsr__fail(LSR_ERROR_OPTION, "the MPI reduction of the rows failed on comm");
+        return status;
     }
 
     /* the reduction's divisors, from the labels and the gathered weights */
@@ -259,7 +279,11 @@ lsr_status lsr_cross_entropy_mpi(MPI_Comm comm, float *loss, float *grad, lsr_lo
             continue;
         }
         const double *r = v + (size_t)i * ROW_VALUES;
-        if (r[NONFINITE] > 0.0) { /* as the single-process loss: counted in the divisors only */
+        /* as the single-process loss: logits that are not finite, or two that
+         * differ by more than float holds (their difference, in float, overflows) */
+        const float spread = (float)r[M_MIN] - (float)r[M_MAX];
+        if (r[NONFINITE] > 0.0 ||
+            !isfinite(spread)) { /* as the single-process loss: counted in the divisors only */
             if (first_bad < 0) first_bad = i;
             if (loss && o.reduction == LSR_REDUCTION_NONE) loss[i] = NAN;
             continue;
