@@ -62,8 +62,10 @@ job=$!
 tries=0
 while [ ! -e "$dir/k.ckpt" ] && [ $tries -lt 600 ]; do sleep 0.1; tries=$((tries + 1)); done
 [ -e "$dir/k.ckpt" ] || fail "no checkpoint from the P = 2 run"
-victim=$(pgrep -P "$job" -f "$lsr" | tail -n 1 || true)
-[ -n "$victim" ] || victim=$(pgrep -f "k.ckpt" | grep -v "^$job\$" | tail -n 1)
+# $job is the subshell of run; its child is mpirun, whose children are the ranks
+launcher=$(pgrep -P "$job" | head -n 1)
+victim=$(pgrep -P "$launcher" -f "$lsr train" | tail -n 1 || true)
+[ -n "$victim" ] || fail "no rank of the P = 2 run to kill (mpirun $launcher)"
 kill -9 "$victim"
 if wait "$job"; then
     # the run may have ended before the kill landed: then there is nothing to test
@@ -72,7 +74,11 @@ if wait "$job"; then
     echo "the run finished before rank $victim was killed"
     exit 0
 fi
-echo "mpirun after kill -9 of rank pid $victim: exit non-zero, as it must"
+grep -q "exited on signal 9" "$dir/k.log" || {
+    cat "$dir/k.log" >&2
+    fail "mpirun did not say that a rank was killed"
+}
+echo "mpirun after kill -9 of the rank with pid $victim: exit non-zero, naming the signal"
 [ ! -e "$dir/k.safetensors" ] || fail "a model file from the killed run"
 # the parts of each batch decide the bits: a resume with other ones is refused
 if sh "$mpirun" -np 2 "$lsr" train --resume "$dir/k.ckpt" --micro-batches 8 > "$dir/m.log" 2>&1 ||

@@ -294,9 +294,12 @@ LSR_API int64_t lsr_train_state_step(const lsr_train_state *st);
  * process, and each sums them in part order and takes the same optimizer
  * step.  So the model is the same bits for any process count P (and thread
  * counts), given M; it differs from a run without this, which takes each
- * batch whole.  A stop (*stop, or a callback's LSR_STOPPED) asked on any
- * process stops all of them after the same step.  The callbacks run on every
- * process: only one (rank 0) should write files. */
+ * batch whole.  A stop asked on any process stops all of them after the
+ * same step: *stop as it stands at a step's exchange, a callback's
+ * LSR_STOPPED at the next step's (one step later).  A failure on one process
+ * (an error status) reaches the others in the step's exchange, and every
+ * process returns an error.  The callbacks run on every process: only one
+ * (rank 0) should write files. */
 typedef struct lsr_train_parallel {
     int rank, size;    /* this process, of size */
     int micro_batches; /* M >= 1, the same on every process */

@@ -22,8 +22,12 @@ lsr_status cli_load_data(lsr_dataset *train, lsr_dataset *test, const char *dir)
 }
 
 int cli_error(const char *cmd, const char *msg) {
-    if (cli_rank() == 0) /* under mpirun the ranks fail alike: one line */
+    /* under mpirun the ranks read the same flags and files and fail alike: rank
+     * 0 says it; once they exchange, a failure may be one rank's alone */
+    if (cli_rank() == 0)
         fprintf(stderr, "lsr %s: %s\n", cmd, msg);
+    else if (cli_mpi_in_collective())
+        fprintf(stderr, "lsr %s: process %d: %s\n", cmd, cli_rank(), msg);
     return 1;
 }
 

@@ -48,6 +48,10 @@ int cli_mpi_built(void);
 /* The ranks are about to exchange (training): a failure after this may be
  * one rank's, and cli_mpi_finish then stops them all. */
 void cli_mpi_collective_begun(void);
+/* The ranks agree again (training ended alike everywhere). */
+void cli_mpi_collective_ended(void);
+/* Between the two, with more than one rank. */
+int cli_mpi_in_collective(void);
 /* Waits for every rank (nothing without MPI); 0, or -1 (said why). */
 int cli_mpi_barrier(void);
 /* MPI_Finalize (or MPI_Abort for a failure once the ranks exchange);

@@ -41,6 +41,8 @@ int cli_mpi_built(void) {
 }
 
 void cli_mpi_collective_begun(void) { collective_begun = 1; }
+void cli_mpi_collective_ended(void) { collective_begun = 0; }
+int cli_mpi_in_collective(void) { return collective_begun && ranks > 1; }
 
 int cli_mpi_barrier(void) {
 #ifdef LSR_HAVE_MPI

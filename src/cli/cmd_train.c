@@ -21,17 +21,19 @@ static void on_signal(int sig) { stop_signal = sig; }
 
 /* The message of a run stopped by a signal (not an error: the run is safe). */
 static void report_stop(const train_job *j) {
+    if (cli_rank() != 0) return; /* under mpirun, rank 0 says it */
+    /* under mpirun the signal may have reached another process only */
+    const char *why = stop_signal ? strsignal(stop_signal) : "a signal to another process";
     if (j->checkpoint_path)
         fprintf(stderr,
                 "lsr train: %s: stopped at epoch %d, step %lld; the checkpoint %s holds "
                 "the run: resume with 'lsr train --resume %s'\n",
-                strsignal(stop_signal), j->stopped_epoch, j->stopped_step, j->checkpoint_path,
-                j->checkpoint_path);
+                why, j->stopped_epoch, j->stopped_step, j->checkpoint_path, j->checkpoint_path);
     else
         fprintf(stderr,
                 "lsr train: %s: stopped at epoch %d, step %lld; no --checkpoint was "
                 "given, so the run cannot be resumed\n",
-                strsignal(stop_signal), j->stopped_epoch, j->stopped_step);
+                why, j->stopped_epoch, j->stopped_step);
 }
 
 int lsr_cmd_train(int argc, char **argv) {
@@ -65,9 +67,11 @@ int lsr_cmd_train(int argc, char **argv) {
     if (cli_load_data(&all, &test, j.s.data)) goto out;
     const int classes = all.classes > test.classes ? all.classes : test.classes;
     const lsr_status trained = train_job_run(&j, &all, classes, &model, &val_set);
+    /* ended alike on every rank under mpirun: no rank waits for another now */
+    if (trained == LSR_OK || trained == LSR_STOPPED) cli_mpi_collective_ended();
     if (trained == LSR_STOPPED) { /* by a signal, after a checkpoint */
         report_stop(&j);
-        status = 128 + stop_signal;
+        status = 128 + (stop_signal ? stop_signal : SIGTERM);
         goto out;
     }
     if (trained != LSR_OK) goto out;

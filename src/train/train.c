@@ -168,8 +168,9 @@ enum { PART_LOSS, PART_LABEL_CE, PART_PRIOR_CE, PART_HITS, PART_VALID, PART_NONF
 static size_t part_bytes(const lsr_model *m) {
     return PART_SUMS * sizeof(double) + m->n_params * sizeof(float);
 }
-/* A rank's record: whether it was asked to stop, then its parts. */
-#define RANK_HEADER sizeof(double)
+/* A rank's record: whether it was asked to stop and its failure status (as
+ * doubles), then its parts. */
+#define RANK_HEADER (2 * sizeof(double))
 static int part_first(int rank, int ranks, int parts) {
     return (int)((int64_t)rank * parts / ranks);
 }
@@ -177,12 +178,16 @@ static int part_first(int rank, int ranks, int parts) {
 /* The dropout stream of one part of one step: a function of the run's
  * random state (which only the epochs' shuffles advance in a data-parallel
  * run, the same on every rank), the step and the part. */
-static void part_rng(lsr_rng *r, const lsr_train_state *st, int part) {
-    uint64_t h = st->rng.s[0] ^ st->rng.s[1] * 0x9e3779b97f4a7c15ull;
-    h ^= ((uint64_t)st->epoch << 40) ^ ((uint64_t)st->step << 8) ^ (uint64_t)part;
+static uint64_t mix64(uint64_t h) { /* splitmix64's finaliser */
     h = (h ^ (h >> 30)) * 0xbf58476d1ce4e5b9ull;
     h = (h ^ (h >> 27)) * 0x94d049bb133111ebull;
-    lsr_rng_seed(r, h ^ (h >> 31));
+    return h ^ (h >> 31);
+}
+static void part_rng(lsr_rng *r, const lsr_train_state *st, int part) {
+    uint64_t h = mix64(st->rng.s[0] ^ mix64(st->rng.s[1] ^ mix64(st->rng.s[2] ^ st->rng.s[3])));
+    h = mix64(h ^ (uint64_t)st->epoch);
+    h = mix64(h ^ (uint64_t)st->step);
+    lsr_rng_seed(r, mix64(h ^ (uint64_t)part));
 }
 
 /* One step on samples order[first..first+b): forward, loss, backward (twice
@@ -235,13 +240,16 @@ static lsr_status train_step(float *loss, lsr_loss_stats *stats, int *nonfinite,
 /* One data-parallel step (lsr_train_parallel): this rank's parts of the
  * batch, each's gradient and sums into its record, every rank's records
  * gathered, the gradients summed in part order, the optimizer step.
- * *stop_any: some rank was asked to stop (*cb->stop) before this step's
- * exchange. */
+ * *stop_any: some rank was asked to stop (its *cb->stop, or stop_pending: a
+ * callback's LSR_STOPPED since the last exchange) before this step's
+ * exchange.  A failure on one rank reaches the others in the exchange: every
+ * rank returns an error, none waits for the others. */
 static lsr_status train_step_parallel(float *loss, lsr_loss_stats *stats, int *nonfinite,
-                                      int *stop_any, lsr_model *m, lsr_train_state *st,
-                                      const step_buffers *buf, const lsr_dataset *data,
-                                      const lsr_train_settings *s, const lsr_loss_options *lo,
-                                      int b, const lsr_train_callbacks *cb) {
+                                      int *stop_any, int stop_pending, lsr_model *m,
+                                      lsr_train_state *st, const step_buffers *buf,
+                                      const lsr_dataset *data, const lsr_train_settings *s,
+                                      const lsr_loss_options *lo, int b,
+                                      const lsr_train_callbacks *cb) {
     const lsr_train_parallel *par = cb->parallel;
     const int K = m->classes, M = par->micro_batches, P = par->size;
     const size_t sample = lsr_shape_size(m->input), record = part_bytes(m);
@@ -252,13 +260,13 @@ static lsr_status train_step_parallel(float *loss, lsr_loss_stats *stats, int *n
     }
     double ce_scale, z_scale;
     lsr__loss_divisors(&ce_scale, &z_scale, lo, buf->labels, b);
-    const double asked = cb->stop && *cb->stop ? 1.0 : 0.0;
-    memcpy(buf->mine, &asked, sizeof asked);
+    const double asked = stop_pending || (cb->stop && *cb->stop) ? 1.0 : 0.0;
+    lsr_status failed = LSR_OK; /* this rank's, told to the others in the exchange */
     /* allreduce mode: this rank's parts summed here, in part order */
     float *local = par->allreduce ? (float *)(void *)buf->all : NULL;
-    double total[PART_SUMS + 1] = {0}; /* and whether some rank asked to stop */
+    double total[PART_SUMS + 2] = {0}; /* and whether some rank asked to stop, or failed */
     const int p0 = part_first(par->rank, P, M), p1 = part_first(par->rank + 1, P, M);
-    for (int part = p0; part < p1; part++) {
+    for (int part = p0; part < p1 && !failed; part++) {
         unsigned char *rec = buf->mine + RANK_HEADER + (size_t)(part - p0) * record;
         double sums[PART_SUMS] = {0};
         const int lo_j = (int)((int64_t)part * b / M), hi_j = (int)((int64_t)(part + 1) * b / M);
@@ -269,7 +277,9 @@ static lsr_status train_step_parallel(float *loss, lsr_loss_stats *stats, int *n
                    sample * sizeof(float));
         }
         const int64_t *labels = buf->labels + lo_j;
-        if (n > 0 && buf->x_adv) LSR_TRY(lsr_fgsm(m, buf->x_adv, buf->x, NULL, n, s->adv_eps, n));
+        if (n > 0 && buf->x_adv &&
+            (failed = lsr_fgsm(m, buf->x_adv, buf->x, NULL, n, s->adv_eps, n)))
+            break;
         lsr_model_zero_grads(m);
         const double w_adv = buf->x_adv ? s->adv_weight : 0.0;
         lsr_rng rng;
@@ -278,8 +288,9 @@ static lsr_status train_step_parallel(float *loss, lsr_loss_stats *stats, int *n
             const double w = pass ? w_adv : 1.0 - w_adv;
             const float *logits = lsr_model_forward(m, pass ? buf->x_adv : buf->x, n, 1, &rng);
             lsr__loss_sums ls;
-            LSR_TRY(lsr__cross_entropy_rows(&ls, NULL, buf->dlogits, logits, labels, n, K, K, lo,
-                                            w * ce_scale, w * z_scale));
+            if ((failed = lsr__cross_entropy_rows(&ls, NULL, buf->dlogits, logits, labels, n, K, K,
+                                                  lo, w * ce_scale, w * z_scale)))
+                break;
             if (ls.first_bad >= 0) {
                 sums[PART_NONFINITE] = 1.0;
                 break;
@@ -307,10 +318,18 @@ static lsr_status train_step_parallel(float *loss, lsr_loss_stats *stats, int *n
         memcpy(rec + sizeof sums, m->grads, m->n_params * sizeof(float));
     }
     *stop_any = 0;
+    if (failed) lsr_model_zero_grads(m); /* what is exchanged is then not used */
+    const double header[2] = {asked, (double)failed};
+    memcpy(buf->mine, header, sizeof header);
     if (local) { /* the ranks' sums added by MPI_Allreduce, in its order */
-        if (p0 == p1) memset(local, 0, m->n_params * sizeof(float));
+        if (p0 == p1 || failed) memset(local, 0, m->n_params * sizeof(float));
         total[PART_SUMS] = asked;
-        LSR_TRY(par->allreduce(par->ctx, local, (int)m->n_params, total, PART_SUMS + 1));
+        total[PART_SUMS + 1] = failed ? 1.0 : 0.0;
+        LSR_TRY(par->allreduce(par->ctx, local, (int)m->n_params, total, PART_SUMS + 2));
+        if (failed) return failed;
+        if (total[PART_SUMS + 1] != 0.0)
+            return lsr__fail(LSR_ERROR_IO, "epoch %d step %lld: another process failed", st->epoch,
+                             (long long)st->step + 1);
         memcpy(m->grads, local, m->n_params * sizeof(float));
         *stop_any = total[PART_SUMS] != 0.0;
     } else {
@@ -320,6 +339,15 @@ static lsr_status train_step_parallel(float *loss, lsr_loss_stats *stats, int *n
             buf->offsets[r] = r ? buf->offsets[r - 1] + buf->bytes[r - 1] : 0;
         }
         LSR_TRY(par->allgather(par->ctx, buf->mine, buf->all, buf->bytes, buf->offsets));
+        if (failed) return failed;
+        for (int r = 0; r < P; r++) { /* the first rank that failed, if one did */
+            double head[2];
+            memcpy(head, buf->all + buf->offsets[r], sizeof head);
+            if (head[1] != 0.0)
+                return lsr__fail((lsr_status)head[1], "epoch %d step %lld: process %d failed (%s)",
+                                 st->epoch, (long long)st->step + 1, r,
+                                 lsr_status_name((lsr_status)head[1]));
+        }
         /* every part's sums and gradient, in part order, the same on every rank */
         for (int r = 0; r < P; r++) {
             const unsigned char *rank_rec = buf->all + buf->offsets[r];
@@ -366,11 +394,12 @@ static lsr_status parallel_buffers(step_buffers *buf, const lsr_train_parallel *
                          par->rank, P, M, par->allgather || par->allreduce ? "given" : "NULL");
     const size_t record = part_bytes(m);
     const int most = (M + P - 1) / P; /* parts of any one rank, at most */
-    if ((double)P * RANK_HEADER + (double)M * (double)record > (double)INT32_MAX)
+    if (!par->allreduce && (double)P * RANK_HEADER + (double)M * (double)record > (double)INT32_MAX)
         return lsr__fail(LSR_ERROR_SIZE, "parallel: %d parts of %zu bytes are too many to gather",
                          M, record);
     buf->mine = malloc(RANK_HEADER + (size_t)most * record);
-    buf->all = malloc((size_t)P * RANK_HEADER + (size_t)M * record);
+    buf->all = par->allreduce ? malloc(m->n_params * sizeof(float) + 64) /* this rank's sum */
+                              : malloc((size_t)P * RANK_HEADER + (size_t)M * record);
     buf->bytes = malloc((size_t)P * sizeof(int));
     buf->offsets = malloc((size_t)P * sizeof(int));
     if (!buf->mine || !buf->all || !buf->bytes || !buf->offsets)
@@ -387,6 +416,7 @@ static lsr_status run_epochs(lsr_model *m, lsr_train_state *st, const step_buffe
                              const lsr_loss_options *lo, const lsr_train_callbacks *cb) {
     const int B = s->batch;
     const int64_t steps = (data->n + B - 1) / B;
+    int stop_pending = 0; /* data parallel: a callback asked to stop, for the next exchange */
     while (st->epoch <= s->epochs) {
         lsr_train_progress p = {0};
         p.epoch = st->epoch;
@@ -402,8 +432,8 @@ static lsr_status run_epochs(lsr_model *m, lsr_train_state *st, const step_buffe
             lsr_loss_stats stats = {0};
             int nonfinite, stop_any = 0;
             if (cb && cb->parallel)
-                LSR_TRY(train_step_parallel(&loss, &stats, &nonfinite, &stop_any, m, st, buf, data,
-                                            s, lo, b, cb));
+                LSR_TRY(train_step_parallel(&loss, &stats, &nonfinite, &stop_any, stop_pending, m,
+                                            st, buf, data, s, lo, b, cb));
             else
                 LSR_TRY(train_step(&loss, &stats, &nonfinite, m, st, buf, data, s, lo, b));
             if (nonfinite && !s->skip_nonfinite)
@@ -445,17 +475,24 @@ static lsr_status run_epochs(lsr_model *m, lsr_train_state *st, const step_buffe
                 if (said != LSR_OK && said != LSR_STOPPED) return said;
                 if (said == LSR_STOPPED) asked = LSR_STOPPED;
             }
-            /* data parallel: a stop asked by the step exchange's time, on any rank (a
-             * callback's LSR_STOPPED is the same on every rank when it depends on
-             * what every rank computes alike) */
-            int stop = asked == LSR_STOPPED ||
-                       (cb && cb->parallel ? stop_any : cb && cb->stop && *cb->stop);
+            /* data parallel: every rank stops after the same step, the one whose
+             * exchange first carries a stop asked on any rank (its *stop, or a
+             * callback's LSR_STOPPED, which waits for the next exchange) */
+            int stop;
+            if (cb && cb->parallel) {
+                if (asked == LSR_STOPPED) stop_pending = 1;
+                stop = stop_any;
+            } else {
+                stop = asked == LSR_STOPPED || (cb && cb->stop && *cb->stop);
+            }
             const int64_t every = cb ? cb->checkpoint_every : 0;
             const int due = every > 0 && (global + 1) % every == 0;
             const int last = epoch_end && st->epoch > s->epochs;
             if (cb && cb->checkpoint && (stop || due || last)) {
                 const lsr_status saved = cb->checkpoint(cb->ctx, m, st);
-                if (saved == LSR_STOPPED)
+                if (saved == LSR_STOPPED && cb->parallel)
+                    stop_pending = 1;
+                else if (saved == LSR_STOPPED)
                     stop = 1;
                 else if (saved != LSR_OK)
                     return saved;
