@@ -127,7 +127,7 @@ awk 'BEGIN { for (i = 0; i < 20; i++) printf "%d,%d\n", i % 2, i % 2 }' > big/te
     --quiet > /dev/null 2> err.txt && ok || bad "--smoothing-prior data on 60,000 examples: $(cat err.txt)"
 rm -rf big
 
-# ---- a full run, then eval, calibrate, attack ----
+# ---- a full run, then eval, calibrate, attack, project ----
 "$LSR" "${TRAIN[@]}" --val 96 --out full.safetensors --checkpoint full.ckpt --checkpoint-every 5 \
     --metrics full.jsonl > /dev/null 2> err.txt || bad "uninterrupted run: $(cat err.txt)"
 [ -s full.safetensors ] && [ "$(wc -l < full.jsonl)" -eq 12 ] && ok || bad "run outputs"
@@ -137,6 +137,14 @@ rm -rf big
 "$LSR" attack --model full.safetensors --data data --eps 0.3 --json --save . > attack.json 2> err.txt &&
     grep -q '"adv_accuracy"' attack.json && [ -s grid.svg ] && [ -s t10k-images-idx3-ubyte ] && ok ||
     bad "attack: $(cat err.txt)"
+"$LSR" project --model full.safetensors --model full.safetensors --data data --classes 0,1,2 \
+    --per-class 20 --out proj.svg > proj.txt 2> err.txt &&
+    [ "$(grep -c 'within / between spread' proj.txt)" = 2 ] &&
+    [ "$(grep -o '<circle' proj.svg | wc -l)" = $((2 * (60 + 3))) ] && ok ||
+    bad "project: $(cat err.txt)"
+expect_error "project classes" "--classes" "$LSR" project --model full.safetensors --data data \
+    --classes 0,1,3 --out p2.svg
+[ ! -e p2.svg ] && ok || bad "project: a refused run left p2.svg"
 # bf16 convolutions (where the CPU has AVX512_BF16): a run, reproducible,
 # marked in the model file; elsewhere a one-line refusal
 BF16=(train --data data --model "conv:4:3:2:same,relu,flatten,dense:3" --epochs 2 --batch 16

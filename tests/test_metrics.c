@@ -9,6 +9,7 @@
 #include "check.h"
 #include "common/common.h"
 #include "metrics/metrics.h"
+#include "metrics/projection.h"
 
 /* Three samples: confidences 0.9 (right), 0.6 (wrong), 0.6 (right), all of class 0. */
 static lsr_metrics three_samples(void) {
@@ -94,8 +95,50 @@ static void test_bad_arguments_refused(void) {
     CHECK(lsr_temperature_fit(&t, NULL, y, 2, 2) == LSR_ERROR_NULL_ARGUMENT, "no logits");
 }
 
+/* The plane through three templates: the templates land where their
+ * distances put them, an offset orthogonal to the plane changes nothing,
+ * and the residual of any point is orthogonal to both axes; three points on
+ * a line are refused.  Tightness of a configuration known in closed form. */
+static void test_projection(void) {
+    enum { D = 6 };
+    float t[3][D] = {{1, 2, 0, 0, 5, -1}, {4, 2, 0, 0, 5, -1}, {1, 6, 0, 0, 5, -1}};
+    double origin[D], e1[D], e2[D];
+    CHECK(lsr_template_plane(origin, e1, e2, t[0], t[1], t[2], D) == LSR_OK, "%s",
+          lsr_last_error());
+    float acts[5][D], xy[10];
+    memcpy(acts, t, sizeof t);
+    memcpy(acts[3], t[1], sizeof t[1]);
+    acts[3][2] += 7.0f, acts[3][3] -= 2.0f; /* out of the plane */
+    const float p[D] = {0.5f, -3.0f, 2.0f, 1.0f, 0.0f, 9.0f};
+    memcpy(acts[4], p, sizeof p);
+    lsr_project_plane(xy, &acts[0][0], 5, D, origin, e1, e2);
+    CHECK(fabs(xy[0]) < 1e-6 && fabs(xy[1]) < 1e-6, "t0 at (%g, %g)", xy[0], xy[1]);
+    CHECK(fabs(xy[2] - 3) < 1e-6 && fabs(xy[3]) < 1e-6, "t1 at (%g, %g)", xy[2], xy[3]);
+    CHECK(fabs(xy[4]) < 1e-6 && fabs(xy[5] - 4) < 1e-6, "t2 at (%g, %g)", xy[4], xy[5]);
+    CHECK(xy[6] == xy[2] && xy[7] == xy[3], "an orthogonal offset moved t1 to (%g, %g)", xy[6],
+          xy[7]);
+    double r1 = 0, r2 = 0;
+    for (int i = 0; i < D; i++) {
+        const double res = p[i] - origin[i] - xy[8] * e1[i] - xy[9] * e2[i];
+        r1 += res * e1[i], r2 += res * e2[i];
+    }
+    CHECK(fabs(r1) < 1e-5 && fabs(r2) < 1e-5, "the residual is not orthogonal: %g %g", r1, r2);
+    float line[D] = {7, 2, 0, 0, 5, -1}; /* on the line through t0 and t1 */
+    CHECK(lsr_template_plane(origin, e1, e2, t[0], t[1], line, D) == LSR_ERROR_OPTION,
+          "three templates on a line took");
+    /* centroids (0,0), (10,0), (0,10), each group's points at +-(1, 0): within
+     * 1, between (200 + 500 + 500) / 27 */
+    const float pts[12] = {-1, 0, 1, 0, 9, 0, 11, 0, -1, 10, 1, 10};
+    const int group[6] = {0, 0, 1, 1, 2, 2};
+    const double tight = lsr_cluster_tightness(pts, group, 6, 3);
+    CHECK(fabs(tight - 27.0 / 1200.0) < 1e-12, "tightness %.15g, expected %.15g", tight,
+          27.0 / 1200.0);
+    CHECK(isnan(lsr_cluster_tightness(pts, group, 4, 3)), "an empty group gave a number");
+}
+
 int main(void) {
     test_bad_arguments_refused();
+    test_projection();
     test_accuracy();
     test_calibration_errors();
     test_brier_and_nll();

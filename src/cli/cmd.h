@@ -8,5 +8,6 @@ int lsr_cmd_eval(int argc, char **argv);
 int lsr_cmd_attack(int argc, char **argv);
 int lsr_cmd_calibrate(int argc, char **argv);
 int lsr_cmd_sweep(int argc, char **argv);
+int lsr_cmd_project(int argc, char **argv);
 
 #endif

@@ -24,6 +24,8 @@ static void usage(FILE *f) {
                " (lsr calibrate --help)\n"
                "  sweep    train and compare several eps and seeds, with a report"
                " (lsr sweep --help)\n"
+               "  project  the penultimate layer of three classes, as a picture"
+               " (lsr project --help)\n"
                "  --version, --help\n");
 }
 
@@ -83,9 +85,10 @@ static int run(int argc, char **argv) {
     if (!strcmp(argv[1], "attack")) return lsr_cmd_attack(argc - 1, argv + 1);
     if (!strcmp(argv[1], "calibrate")) return lsr_cmd_calibrate(argc - 1, argv + 1);
     if (!strcmp(argv[1], "sweep")) return lsr_cmd_sweep(argc - 1, argv + 1);
-    fprintf(
-        stderr,
-        "lsr: unknown command '%s' (train, eval, attack, calibrate, sweep, --help, --version)\n",
-        argv[1]);
+    if (!strcmp(argv[1], "project")) return lsr_cmd_project(argc - 1, argv + 1);
+    fprintf(stderr,
+            "lsr: unknown command '%s' (train, eval, attack, calibrate, sweep, project, --help, "
+            "--version)\n",
+            argv[1]);
     return 2;
 }
