@@ -33,6 +33,19 @@ done
 # only rank 0 reports: one test-evaluation block, not P
 [ "$(grep -c '^test evaluation' "$dir/p4.log")" = 1 ] || fail "P = 4 printed $(grep -c '^test evaluation' "$dir/p4.log") reports"
 
+# labels resampled (--smoothing-mode sample): drawn per sample of the batch, so the
+# same for any P too
+for p in 1 3; do
+    sh "$mpirun" -np "$p" "$lsr" train --model mlp --train-limit 2000 --epochs 1 --batch 64 \
+        --threads 1 --smoothing 0.3 --smoothing-mode sample --quiet \
+        --out "$dir/s$p.safetensors" > "$dir/s$p.log" 2>&1 || {
+        cat "$dir/s$p.log" >&2
+        fail "--smoothing-mode sample on P = $p failed"
+    }
+done
+cmp -s "$dir/s1.safetensors" "$dir/s3.safetensors" ||
+    fail "--smoothing-mode sample: P = 1 and P = 3 differ"
+
 # lsr sweep under mpirun -np 3: its runs shared out, each a one-process run, so the
 # same models and results (but the training times) as the sweep in one process
 sweep() { # sweep DIR [launcher...]

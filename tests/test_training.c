@@ -13,6 +13,7 @@
 #include "lsr/train.h"
 #include "scratch.h"
 #include "threads.h"
+#include "train/train.h"
 
 /* Fashion-MNIST, and its first 4096 training and 2000 test images. */
 static lsr_dataset train, test, small, small_test;
@@ -185,12 +186,13 @@ static lsr_status stop_then_save(void *ctx, const lsr_train_progress *p) {
 /* A run stopped mid-epoch, its checkpoint loaded and trained on, ends with
  * the weights of the run that never stopped, to the bit (the checkpoint
  * holds the whole state: order, generator, moments, dropout included). */
-static void test_checkpoint_resumes_exactly(void) {
+static void test_checkpoint_resumes_exactly(lsr_smoothing_mode mode) {
     set_threads(2);
     lsr_dataset tiny;
     subset(&tiny, &train, 300);
     const char *spec = "flatten,dense:32,relu,dropout:0.25,dense:10";
     lsr_train_settings s = settings(3, 64, 0.1f);
+    s.smoothing_mode = mode; /* sample: the labels drawn again after the resume, alike */
     s.optimizer.schedule = LSR_SCHEDULE_COSINE; /* its length comes back from the record */
     s.prior_source = LSR_PRIOR_DATA;
     lsr_status st;
@@ -218,7 +220,7 @@ static void test_checkpoint_resumes_exactly(void) {
           (long long)lsr_train_state_step(state));
     CHECK(!strcmp(note, "a note"), "note '%s'", note);
     CHECK(back.optimizer.schedule == LSR_SCHEDULE_COSINE && back.prior_source == LSR_PRIOR_DATA &&
-              back.loss.smoothing == 0.1f && back.epochs == 3,
+              back.loss.smoothing == 0.1f && back.epochs == 3 && back.smoothing_mode == mode,
           "the settings did not come back");
     /* a resume with other settings is refused, naming the setting */
     lsr_train_state *state2 = NULL;
@@ -259,6 +261,57 @@ static void test_checkpoint_resumes_exactly(void) {
 out:
     free(note);
     lsr_model_free(straight);
+    lsr_dataset_free(&tiny);
+}
+
+/* LSR as label resampling: over many draws of one label the empirical
+ * distribution is q' = (1 - eps) onehot + eps u within 4.5 standard errors
+ * per class, for the uniform and "others" conventions and a prior; the
+ * draws are the key's (the same again, others with another key); and a
+ * training run that samples differs from one that does not, reporting the
+ * same kind of statistics. */
+static void test_label_resampling(void) {
+    enum { N = 200000, K = 5 };
+    static int64_t labels[N], out[N];
+    for (int i = 0; i < N; i++)
+        labels[i] = 2;
+    const float prior[K] = {0.1f, 0.2f, 0.3f, 0.15f, 0.25f};
+    const double eps = 0.3;
+    for (int variant = 0; variant < 3; variant++) {
+        const lsr_smoothing_convention conv =
+            variant == 1 ? LSR_SMOOTHING_OTHERS : LSR_SMOOTHING_ALL;
+        lsr_smoothing_resample(out, labels, N, K, eps, conv, variant == 2 ? prior : NULL, 77);
+        int64_t count[K] = {0};
+        for (int i = 0; i < N; i++)
+            count[out[i]]++;
+        for (int c = 0; c < K; c++) {
+            const double u = variant == 2 ? prior[c] : variant == 1 ? (c == 2 ? 0 : 0.25) : 0.2;
+            const double q = (c == 2 ? 1 - eps : 0) + eps * u;
+            const double se = sqrt(q * (1 - q) / N), got = (double)count[c] / N;
+            CHECK(fabs(got - q) <= 4.5 * se + 1e-12,
+                  "resampling (variant %d): class %d drawn %.5f of the time, q' %.5f (se %.5f)",
+                  variant, c, got, q, se);
+        }
+    }
+    static int64_t again[N];
+    lsr_smoothing_resample(again, labels, N, K, eps, LSR_SMOOTHING_ALL, prior, 77);
+    CHECK(memcmp(again, out, sizeof out) == 0, "the same key drew other labels");
+    lsr_smoothing_resample(again, labels, N, K, eps, LSR_SMOOTHING_ALL, prior, 78);
+    CHECK(memcmp(again, out, sizeof out) != 0, "another key drew the same labels");
+
+    lsr_dataset tiny;
+    subset(&tiny, &train, 256);
+    lsr_train_settings s = settings(1, 64, 0.3f);
+    lsr_status st;
+    lsr_model *expected = train_model("mlp", &tiny, &s, NULL, &st);
+    s.smoothing_mode = LSR_SMOOTHING_SAMPLE;
+    lsr_model *sampled = train_model("mlp", &tiny, &s, NULL, &st);
+    CHECK(expected && sampled &&
+              memcmp(lsr_model_params(expected), lsr_model_params(sampled),
+                     lsr_model_param_count(sampled) * sizeof(float)) != 0,
+          "sampling the labels trained the same weights as the expected loss");
+    lsr_model_free(expected);
+    lsr_model_free(sampled);
     lsr_dataset_free(&tiny);
 }
 
@@ -391,7 +444,9 @@ int main(void) {
     test_bad_settings_refused();
     test_probabilities();
     test_epoch_stop_checkpoints();
-    test_checkpoint_resumes_exactly();
+    test_checkpoint_resumes_exactly(LSR_SMOOTHING_EXPECTED);
+    test_checkpoint_resumes_exactly(LSR_SMOOTHING_SAMPLE);
+    test_label_resampling();
     test_cnn_learns_in_fp32_and_bf16();
     test_training_is_reproducible();
     test_mlp_with_data_prior_learns();

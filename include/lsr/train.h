@@ -213,6 +213,18 @@ typedef struct lsr_optimizer_settings {
 } lsr_optimizer_settings;
 
 /* Where the smoothing distribution u comes from. */
+/* How the smoothing enters training (lsr_train_settings.smoothing_mode). */
+typedef enum lsr_smoothing_mode {
+    LSR_SMOOTHING_EXPECTED = 0, /* the loss against q' = (1 - eps) onehot + eps u */
+    /* Szegedy et al.'s first description: every time a sample is used, its
+     * label is replaced with probability eps by a draw from u (the
+     * convention's or the prior), and the step trains plain cross-entropy on
+     * the drawn labels: the same loss in expectation.  Drawn from the run's
+     * random state, the step and the sample's place in the batch:
+     * reproducible, resumable, the same under mpirun for any P. */
+    LSR_SMOOTHING_SAMPLE = 1,
+} lsr_smoothing_mode;
+
 typedef enum lsr_prior {
     LSR_PRIOR_UNIFORM = 0, /* loss.convention's: 1/K, or 1/(K-1) to the other classes */
     LSR_PRIOR_DATA = 1,    /* the class frequencies of the training data */
@@ -245,10 +257,11 @@ typedef struct lsr_train_settings {
                            (else lsr_train fails with LSR_ERROR_NONFINITE) */
     /* how the data was prepared (lsr_train_split); recorded, so that lsr
      * calibrate finds the validation split again */
-    char data[LSR_TEXT_MAX]; /* where the data came from: free text, "" if untold */
-    int64_t train_limit;     /* the first train_limit samples; 0: all */
-    int64_t val_samples;     /* held out for validation, drawn with seed */
-    double imbalance;        /* >= 1: lsr_dataset_imbalance's ratio; 1: none */
+    char data[LSR_TEXT_MAX];           /* where the data came from: free text, "" if untold */
+    int64_t train_limit;               /* the first train_limit samples; 0: all */
+    int64_t val_samples;               /* held out for validation, drawn with seed */
+    double imbalance;                  /* >= 1: lsr_dataset_imbalance's ratio; 1: none */
+    lsr_smoothing_mode smoothing_mode; /* expected (default) or sampled labels */
 } lsr_train_settings;
 
 /* LSR_OK if this build and CPU can train with precision, else

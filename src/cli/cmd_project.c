@@ -19,8 +19,8 @@
 #define PROJECT_MAX_MODELS 4
 #define PROJECT_DEFAULT_PER_CLASS 300
 
-static const char *const fashion_names[10] = {"T-shirt/top", "Trouser", "Pullover", "Dress",
-                                              "Coat",        "Sandal",  "Shirt",    "Sneaker",
+static const char *const fashion_names[10] = {"T-shirt/top", "Trouser",   "Pullover", "Dress",
+                                              "Coat",        "Sandal",    "Shirt",    "Sneaker",
                                               "Bag",         "Ankle boot"};
 
 /* a class by index, or by its Fashion-MNIST name when the data is that */
@@ -108,14 +108,11 @@ static void svg_panel(FILE *f, const panel *p, const int *group, int64_t n, doub
 }
 
 int lsr_cmd_project(int argc, char **argv) {
-    static const struct option opts[] = {{"model", required_argument, 0, 'm'},
-                                         {"classes", required_argument, 0, 'c'},
-                                         {"data", required_argument, 0, 'd'},
-                                         {"per-class", required_argument, 0, 'n'},
-                                         {"out", required_argument, 0, 'o'},
-                                         {"threads", required_argument, 0, 't'},
-                                         {"help", no_argument, 0, 'h'},
-                                         {0, 0, 0, 0}};
+    static const struct option opts[] = {
+        {"model", required_argument, 0, 'm'}, {"classes", required_argument, 0, 'c'},
+        {"data", required_argument, 0, 'd'},  {"per-class", required_argument, 0, 'n'},
+        {"out", required_argument, 0, 'o'},   {"threads", required_argument, 0, 't'},
+        {"help", no_argument, 0, 'h'},        {0, 0, 0, 0}};
     const char *models[PROJECT_MAX_MODELS], *classes_arg = NULL, *out = NULL;
     const char *data_dir = LSR_FASHION_MNIST_DIR;
     int nmodels = 0;
@@ -185,8 +182,7 @@ int lsr_cmd_project(int argc, char **argv) {
     if (!list) bad = lsr__fail(LSR_ERROR_OUT_OF_MEMORY, "out of memory");
     for (char *tok = list ? strtok(list, ",") : NULL; tok && !bad; tok = strtok(NULL, ",")) {
         if (nc == 3)
-            bad = lsr__fail(LSR_ERROR_OPTION, "--classes %s: three classes, not more",
-                            classes_arg);
+            bad = lsr__fail(LSR_ERROR_OPTION, "--classes %s: three classes, not more", classes_arg);
         else if (!(bad = parse_class(tok, test.classes, fashion, &cls[nc])))
             nc++;
     }

@@ -28,6 +28,9 @@ static void train_usage(FILE *f) {
         "  --smoothing EPS (0)  --smoothing-convention all|others (all)\n"
         "  --smoothing-prior uniform|data|FILE   data: the training class frequencies;\n"
         "                          FILE: K numbers (one distribution)\n"
+        "  --smoothing-mode expected|sample  expected (default): the loss against the smoothed\n"
+        "                          target; sample: each use of a label is replaced with\n"
+        "                          probability eps by a draw from u, plain cross-entropy on it\n"
         "  --z-loss LAMBDA (0)\n"
         "  --precision fp32|bf16   the convolutions' arithmetic (fp32): bf16 multiplies\n"
         "                          bf16-rounded inputs, weights and gradients with fp32\n"
@@ -97,6 +100,7 @@ const struct option train_opts[] = {
     {"resume", required_argument, 0, OPT_RESUME},
     {"micro-batches", required_argument, 0, OPT_MICRO_BATCHES},
     {"exchange", required_argument, 0, OPT_EXCHANGE},
+    {"smoothing-mode", required_argument, 0, OPT_SMOOTHING_MODE},
     {"on-nonfinite", required_argument, 0, OPT_NONFINITE},
     {"precision", required_argument, 0, OPT_PRECISION},
     {"help", no_argument, 0, OPT_HELP},
@@ -269,6 +273,15 @@ int train_job_parse(train_job *j, int argc, char **argv) {
             break;
         case OPT_RESUME:
             j->resume_path = optarg;
+            break;
+        case OPT_SMOOTHING_MODE:
+            if (!strcmp(optarg, "expected"))
+                s->smoothing_mode = LSR_SMOOTHING_EXPECTED;
+            else if (!strcmp(optarg, "sample"))
+                s->smoothing_mode = LSR_SMOOTHING_SAMPLE;
+            else
+                return lsr__fail(LSR_ERROR_OPTION,
+                                 "--smoothing-mode: '%s' is not expected or sample", optarg);
             break;
         case OPT_NONFINITE:
             if (!strcmp(optarg, "stop"))

@@ -110,7 +110,7 @@ static void print_header(const train_job *j, const lsr_dataset *train, const lsr
     const char *prior = s->prior_source == LSR_PRIOR_DATA ? "data" : s->prior_file;
     fprintf(stderr,
             "%slsr train: %s, %lld training / %lld validation samples of %dx%dx%d, "
-            "%d classes\nmodel %s (%zu parameters), eps %g (%s%s), %d epochs, batch %d, "
+            "%d classes\nmodel %s (%zu parameters), eps %g (%s%s%s), %d epochs, batch %d, "
             "%d threads%s, %s, GEMMs by %s\n",
             j->prefix, s->data, (long long)train->n, (long long)val->n, train->h, train->w,
             train->c, classes, lsr_model_spec(m), lsr_model_param_count(m),
@@ -118,7 +118,8 @@ static void print_header(const train_job *j, const lsr_dataset *train, const lsr
             s->prior_source != LSR_PRIOR_UNIFORM      ? prior
             : s->loss.convention == LSR_SMOOTHING_ALL ? "all"
                                                       : "others",
-            s->epochs, s->batch, cli_threads(), parallel_words(j), precision_words(s->precision, m),
+            s->smoothing_mode == LSR_SMOOTHING_SAMPLE ? ", labels resampled" : "", s->epochs,
+            s->batch, cli_threads(), parallel_words(j), precision_words(s->precision, m),
             lsr_gemm_backend());
 }
 

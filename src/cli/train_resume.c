@@ -143,6 +143,9 @@ static void flag_value(const train_job *j, int c, int exact, char *buf, size_t s
     case OPT_NONFINITE:
         word = s->skip_nonfinite ? "skip" : "stop";
         break;
+    case OPT_SMOOTHING_MODE:
+        word = s->smoothing_mode == LSR_SMOOTHING_SAMPLE ? "sample" : "expected";
+        break;
     case OPT_PRECISION:
         word = s->precision == LSR_PRECISION_BF16 ? "bf16" : "fp32";
         break;

@@ -87,6 +87,8 @@ lsr_status lsr_train_settings_check(const lsr_train_settings *s) {
     LSR_TRY(in_range("adv_eps", s->adv_eps, 0, 1));
     LSR_TRY(in_range("adv_weight", s->adv_weight, 0, 1));
     LSR_TRY(in_range("imbalance", s->imbalance, 1, 1e12));
+    LSR_TRY(in_range("smoothing_mode", s->smoothing_mode, LSR_SMOOTHING_EXPECTED,
+                     LSR_SMOOTHING_SAMPLE));
     return LSR_OK;
 }
 
@@ -112,6 +114,7 @@ static const char *const optimizer_names[] = {"sgd", "adam", "adamw", NULL};
 static const char *const schedule_names[] = {"constant", "step", "cosine", NULL};
 static const char *const convention_names[] = {"all", "others", NULL};
 static const char *const nonfinite_names[] = {"stop", "skip", NULL};
+static const char *const smoothing_mode_names[] = {"expected", "sample", NULL};
 
 #define AT(member) offsetof(lsr_train_settings, member)
 static const field fields[] = {
@@ -143,6 +146,7 @@ static const field fields[] = {
     {"train_limit", I64, AT(train_limit), NULL},
     {"val_samples", I64, AT(val_samples), NULL},
     {"imbalance", DOUBLE, AT(imbalance), NULL},
+    {"smoothing_mode", ENUM, AT(smoothing_mode), smoothing_mode_names},
 };
 #define N_FIELDS (sizeof fields / sizeof fields[0])
 

@@ -158,6 +158,7 @@ static lsr_status check_resume(const lsr_train_state *st, const lsr_model *m,
 typedef struct step_buffers {
     float *x, *dlogits, *x_adv;
     int64_t *labels;
+    int64_t *drawn; /* LSR_SMOOTHING_SAMPLE: the labels the step trains on */
     /* data-parallel runs: every rank's parts, gathered (see part_bytes) */
     unsigned char *mine, *all;
     int *bytes, *offsets;
@@ -190,6 +191,52 @@ static void part_rng(lsr_rng *r, const lsr_train_state *st, int part) {
     lsr_rng_seed(r, mix64(h ^ (uint64_t)part));
 }
 
+void lsr_smoothing_resample(int64_t *out, const int64_t *labels, int64_t n, int k, double eps,
+                            lsr_smoothing_convention convention, const float *prior, uint64_t key) {
+    for (int64_t j = 0; j < n; j++) {
+        lsr_rng r;
+        lsr_rng_seed(&r, mix64(key ^ mix64((uint64_t)j)));
+        const int64_t y = labels[j];
+        out[j] = y;
+        if (!(lsr_rng_uniform(&r) < eps)) continue;
+        if (prior) { /* by the prior's cumulative sums */
+            const double u = lsr_rng_uniform(&r);
+            double c = 0.0;
+            int64_t pick = k - 1;
+            for (int i = 0; i < k; i++) {
+                c += prior[i];
+                if (u < c) {
+                    pick = i;
+                    break;
+                }
+            }
+            out[j] = pick;
+        } else if (convention == LSR_SMOOTHING_OTHERS && k > 1) { /* one of the K - 1 others */
+            const int64_t pick = (int64_t)lsr_rng_below(&r, (uint64_t)(k - 1));
+            out[j] = pick < y ? pick : pick + 1;
+        } else {
+            out[j] = (int64_t)lsr_rng_below(&r, (uint64_t)k);
+        }
+    }
+}
+
+/* LSR_SMOOTHING_SAMPLE: the step's labels drawn into buf->drawn (from the
+ * run's random state, the epoch and the step: the same for any process
+ * count, and after a resume); returns the labels the step trains on and sets
+ * *train to the options it trains with (no smoothing when drawn). */
+static const int64_t *step_labels(lsr_loss_options *train, const step_buffers *buf,
+                                  const lsr_train_state *st, const lsr_train_settings *s,
+                                  const lsr_loss_options *lo, int b, int k) {
+    *train = *lo;
+    if (s->smoothing_mode != LSR_SMOOTHING_SAMPLE || !(lo->smoothing > 0.0f)) return buf->labels;
+    uint64_t key = mix64(st->rng.s[0] ^ mix64(st->rng.s[1] ^ mix64(st->rng.s[2] ^ st->rng.s[3])));
+    key = mix64(mix64(key ^ 0x6c616265ull ^ (uint64_t)st->epoch) ^ (uint64_t)st->step);
+    lsr_smoothing_resample(buf->drawn, buf->labels, b, k, lo->smoothing, lo->convention, lo->prior,
+                           key);
+    train->smoothing = 0.0f;
+    return buf->drawn;
+}
+
 /* One step on samples order[first..first+b): forward, loss, backward (twice
  * with adversarial training), then the optimizer step unless non-finite.
  * *loss and *stats: the step's loss and the clean examples' statistics;
@@ -208,6 +255,8 @@ static lsr_status train_step(float *loss, lsr_loss_stats *stats, int *nonfinite,
     /* the adversarial examples come from the model before this step */
     if (buf->x_adv) LSR_TRY(lsr_fgsm(m, buf->x_adv, buf->x, NULL, b, s->adv_eps, b));
     const float w_adv = buf->x_adv ? s->adv_weight : 0.0f;
+    lsr_loss_options lt; /* the options and labels the step trains with */
+    const int64_t *labels = step_labels(&lt, buf, st, s, lo, b, K);
     lsr_model_zero_grads(m);
     *loss = 0.0f;
     *nonfinite = 0;
@@ -215,8 +264,9 @@ static lsr_status train_step(float *loss, lsr_loss_stats *stats, int *nonfinite,
         const float *logits = lsr_model_forward(m, pass ? buf->x_adv : buf->x, b, 1, &st->rng);
         float part;
         lsr_loss_stats pst;
-        const lsr_status ls =
-            lsr_cross_entropy(&part, buf->dlogits, &pst, logits, buf->labels, b, K, K, lo);
+        lsr_status ls = lsr_cross_entropy(&part, buf->dlogits, &pst, logits, labels, b, K, K, &lt);
+        if (ls == LSR_OK && pass == 0 && labels != buf->labels) /* H(q,p), H(u,p) as always */
+            ls = lsr_cross_entropy(NULL, NULL, &pst, logits, buf->labels, b, K, K, lo);
         if (ls == LSR_ERROR_NONFINITE) {
             *nonfinite = 1;
             return LSR_OK;
@@ -260,6 +310,8 @@ static lsr_status train_step_parallel(float *loss, lsr_loss_stats *stats, int *n
     }
     double ce_scale, z_scale;
     lsr__loss_divisors(&ce_scale, &z_scale, lo, buf->labels, b);
+    lsr_loss_options lt; /* the options and labels the parts train with */
+    const int64_t *drawn = step_labels(&lt, buf, st, s, lo, b, K);
     const double asked = stop_pending || (cb->stop && *cb->stop) ? 1.0 : 0.0;
     lsr_status failed = LSR_OK; /* this rank's, told to the others in the exchange */
     /* allreduce mode: this rank's parts summed here, in part order */
@@ -276,7 +328,7 @@ static lsr_status train_step_parallel(float *loss, lsr_loss_stats *stats, int *n
             memcpy(buf->x + (size_t)j * sample, data->x + (size_t)idx * sample,
                    sample * sizeof(float));
         }
-        const int64_t *labels = buf->labels + lo_j;
+        const int64_t *labels = drawn + lo_j;
         if (n > 0 && buf->x_adv &&
             (failed = lsr_fgsm(m, buf->x_adv, buf->x, NULL, n, s->adv_eps, n)))
             break;
@@ -289,7 +341,12 @@ static lsr_status train_step_parallel(float *loss, lsr_loss_stats *stats, int *n
             const float *logits = lsr_model_forward(m, pass ? buf->x_adv : buf->x, n, 1, &rng);
             lsr__loss_sums ls;
             if ((failed = lsr__cross_entropy_rows(&ls, NULL, buf->dlogits, logits, labels, n, K, K,
-                                                  lo, w * ce_scale, w * z_scale)))
+                                                  &lt, w * ce_scale, w * z_scale)))
+                break;
+            lsr__loss_sums stat = ls; /* H(q,p), H(u,p) as always, when the labels were drawn */
+            if (pass == 0 && drawn != buf->labels &&
+                (failed = lsr__cross_entropy_rows(&stat, NULL, NULL, logits, buf->labels + lo_j, n,
+                                                  K, K, lo, ce_scale, z_scale)))
                 break;
             if (ls.first_bad >= 0) {
                 sums[PART_NONFINITE] = 1.0;
@@ -298,10 +355,10 @@ static lsr_status train_step_parallel(float *loss, lsr_loss_stats *stats, int *n
             lsr_model_backward(m, buf->dlogits, n, LSR_GRAD_PARAMS);
             sums[PART_LOSS] += ls.loss;
             if (pass == 0) { /* the clean examples' statistics */
-                sums[PART_LABEL_CE] = ls.label_ce;
-                sums[PART_PRIOR_CE] = ls.prior_ce;
-                sums[PART_HITS] = (double)ls.hits;
-                sums[PART_VALID] = (double)ls.valid;
+                sums[PART_LABEL_CE] = stat.label_ce;
+                sums[PART_PRIOR_CE] = stat.prior_ce;
+                sums[PART_HITS] = (double)stat.hits;
+                sums[PART_VALID] = (double)stat.valid;
             }
         }
         if (local) {
@@ -557,7 +614,8 @@ LSR_API lsr_status lsr_train(lsr_model *m, const lsr_dataset *data, const lsr_tr
     buf.dlogits = malloc((size_t)B * m->classes * sizeof(float));
     buf.x_adv = s->adv_eps > 0 ? malloc((size_t)B * sample * sizeof(float)) : NULL;
     buf.labels = malloc((size_t)B * sizeof(int64_t));
-    if (!buf.x || !buf.dlogits || !buf.labels || (s->adv_eps > 0 && !buf.x_adv)) {
+    buf.drawn = malloc((size_t)B * sizeof(int64_t));
+    if (!buf.x || !buf.dlogits || !buf.labels || !buf.drawn || (s->adv_eps > 0 && !buf.x_adv)) {
         status = lsr__fail(LSR_ERROR_OUT_OF_MEMORY, "training: out of memory");
         goto done;
     }
@@ -575,6 +633,7 @@ done:
     free(buf.dlogits);
     free(buf.x_adv);
     free(buf.labels);
+    free(buf.drawn);
     free(buf.mine);
     free(buf.all);
     free(buf.bytes);

@@ -64,4 +64,11 @@ lsr_status lsr_settings_from_metadata_all(lsr_train_settings *s, const lsr_metad
 int lsr_settings_differ(const lsr_train_settings *a, const lsr_train_settings *b, char *why,
                         size_t size);
 
+/* LSR as label resampling (LSR_SMOOTHING_SAMPLE): out[j] = labels[j], or
+ * with probability eps a draw from u (the prior, else the convention's:
+ * uniform over the K classes, or over the K - 1 others); sample j's draws
+ * come from key and j alone.  out may be labels. */
+void lsr_smoothing_resample(int64_t *out, const int64_t *labels, int64_t n, int k, double eps,
+                            lsr_smoothing_convention convention, const float *prior, uint64_t key);
+
 #endif
