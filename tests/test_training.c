@@ -315,6 +315,78 @@ static void test_label_resampling(void) {
     lsr_dataset_free(&tiny);
 }
 
+/* Distillation in closed form: a student that starts as a copy of its
+ * teacher (the same spec, seed and initialisation), trained on the soft
+ * targets alone (A = 1) at T = 2, has as its first step's loss T^2 times the
+ * mean entropy of the teacher's softmax at T, and a zero gradient: one SGD
+ * step leaves the weights where they were (to rounding), where the label
+ * loss (A = 0) moves them.  A teacher of other classes is refused. */
+static void test_distillation_closed_form(void) {
+    lsr_dataset tiny;
+    subset(&tiny, &train, 64);
+    const char *spec = "flatten,dense:16,relu,dense:10";
+    lsr_train_settings s = settings(1, 64, 0.0f);
+    s.optimizer.kind = LSR_OPTIMIZER_SGD;
+    s.optimizer.lr = 0.5f;
+    s.optimizer.momentum = 0.0f;
+    lsr_model *teacher = NULL;
+    CHECK(lsr_model_create(&teacher, spec, 28, 28, 1, 10) == LSR_OK, "%s", lsr_last_error());
+    lsr_train_init_params(teacher, &s);
+    snprintf(s.teacher, sizeof s.teacher, "%s/teacher.safetensors", tmpdir);
+    CHECK(lsr_model_save(teacher, s.teacher) == LSR_OK, "%s", lsr_last_error());
+    float *z = malloc((size_t)64 * 10 * sizeof(float));
+    CHECK(lsr_model_predict(z, teacher, tiny.x, 64) == LSR_OK, "%s", lsr_last_error());
+    const double T = 2.0;
+    double entropy = 0.0;
+    for (int i = 0; i < 64; i++) {
+        double mx = -INFINITY, sum = 0.0, h = 0.0;
+        for (int j = 0; j < 10; j++)
+            mx = fmax(mx, z[i * 10 + j] / T);
+        for (int j = 0; j < 10; j++)
+            sum += exp(z[i * 10 + j] / T - mx);
+        for (int j = 0; j < 10; j++) {
+            const double p = exp(z[i * 10 + j] / T - mx) / sum;
+            h -= p * log(p);
+        }
+        entropy += h / 64;
+    }
+    s.distill_temperature = (float)T;
+    for (int a = 1; a >= 0; a--) {
+        s.distill_weight = (float)a;
+        float loss[1] = {NAN};
+        lsr_status st;
+        lsr_model *student = train_model(spec, &tiny, &s, loss, &st);
+        CHECK(student, "distillation: %s", lsr_last_error());
+        if (!student) continue;
+        double moved = 0.0;
+        const float *w0 = lsr_model_params(teacher), *w1 = lsr_model_params(student);
+        for (size_t i = 0; i < lsr_model_param_count(student); i++)
+            moved = fmax(moved, fabs((double)w1[i] - w0[i]));
+        if (a == 1) {
+            CHECK(fabs(loss[0] - T * T * entropy) <= 1e-5 * T * T * entropy,
+                  "distillation loss %.7g, T^2 x the teacher's entropy %.7g", (double)loss[0],
+                  T * T * entropy);
+            CHECK(moved < 1e-5, "a student equal to its teacher moved by %g", moved);
+        } else {
+            CHECK(moved > 1e-3, "the label loss did not move the student (%g)", moved);
+        }
+        lsr_model_free(student);
+    }
+    lsr_model *other = NULL; /* a teacher of 5 classes */
+    CHECK(lsr_model_create(&other, "flatten,dense:5", 28, 28, 1, 5) == LSR_OK, "%s",
+          lsr_last_error());
+    CHECK(lsr_model_save(other, s.teacher) == LSR_OK, "%s", lsr_last_error());
+    lsr_status st;
+    lsr_model *refused = train_model(spec, &tiny, &s, NULL, &st);
+    CHECK(!refused && st == LSR_ERROR_MISMATCH && strstr(lsr_last_error(), "teacher"),
+          "a teacher of 5 classes: %s '%s'", lsr_status_name(st), lsr_last_error());
+    lsr_model_free(refused);
+    lsr_model_free(other);
+    lsr_model_free(teacher);
+    free(z);
+    lsr_dataset_free(&tiny);
+}
+
 /* Probabilities are the softmax of the logits over T (rows sum to 1 within 1e-5: K float
  * roundings), their argmax the logits', and a T of 0 is refused. */
 static void test_probabilities(void) {
@@ -447,6 +519,7 @@ int main(void) {
     test_checkpoint_resumes_exactly(LSR_SMOOTHING_EXPECTED);
     test_checkpoint_resumes_exactly(LSR_SMOOTHING_SAMPLE);
     test_label_resampling();
+    test_distillation_closed_form();
     test_cnn_learns_in_fp32_and_bf16();
     test_training_is_reproducible();
     test_mlp_with_data_prior_learns();

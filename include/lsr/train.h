@@ -262,6 +262,14 @@ typedef struct lsr_train_settings {
     int64_t val_samples;               /* held out for validation, drawn with seed */
     double imbalance;                  /* >= 1: lsr_dataset_imbalance's ratio; 1: none */
     lsr_smoothing_mode smoothing_mode; /* expected (default) or sampled labels */
+    /* Knowledge distillation: with a teacher model file (its classes and
+     * input shape the student's), the loss is
+     *   A T^2 H(softmax(z_teacher / T), softmax(z / T)) + (1 - A) (the label loss)
+     * per sample, the teacher's logits computed in evaluation mode.  Not with
+     * adversarial training. */
+    char teacher[LSR_TEXT_MAX]; /* the teacher's model file; "" for none */
+    float distill_temperature;  /* T > 0 (default 1) */
+    float distill_weight;       /* A in [0, 1] (default 0.5) */
 } lsr_train_settings;
 
 /* LSR_OK if this build and CPU can train with precision, else

@@ -32,6 +32,10 @@ static void train_usage(FILE *f) {
         "                          target; sample: each use of a label is replaced with\n"
         "                          probability eps by a draw from u, plain cross-entropy on it\n"
         "  --z-loss LAMBDA (0)\n"
+        "  --teacher MODEL         knowledge distillation from a model file (same classes and\n"
+        "                          input): A T^2 H(teacher's softmax at T, ours at T) + (1 - A)\n"
+        "                          the label loss; --distill-temperature T (1)\n"
+        "                          --distill-weight A (0.5)\n"
         "  --precision fp32|bf16   the convolutions' arithmetic (fp32): bf16 multiplies\n"
         "                          bf16-rounded inputs, weights and gradients with fp32\n"
         "                          sums (oneDNN; needs AVX512_BF16), about twice as fast;\n"
@@ -101,6 +105,9 @@ const struct option train_opts[] = {
     {"micro-batches", required_argument, 0, OPT_MICRO_BATCHES},
     {"exchange", required_argument, 0, OPT_EXCHANGE},
     {"smoothing-mode", required_argument, 0, OPT_SMOOTHING_MODE},
+    {"teacher", required_argument, 0, OPT_TEACHER},
+    {"distill-temperature", required_argument, 0, OPT_DISTILL_T},
+    {"distill-weight", required_argument, 0, OPT_DISTILL_W},
     {"on-nonfinite", required_argument, 0, OPT_NONFINITE},
     {"precision", required_argument, 0, OPT_PRECISION},
     {"help", no_argument, 0, OPT_HELP},
@@ -273,6 +280,20 @@ int train_job_parse(train_job *j, int argc, char **argv) {
             break;
         case OPT_RESUME:
             j->resume_path = optarg;
+            break;
+        case OPT_TEACHER:
+            if (strlen(optarg) >= sizeof s->teacher)
+                return lsr__fail(LSR_ERROR_OPTION, "--teacher: a path of at most %zu bytes",
+                                 sizeof s->teacher - 1);
+            strcpy(s->teacher, optarg);
+            break;
+        case OPT_DISTILL_T:
+            if (cli_float(name, optarg, 1e-3, 100, &d)) return -1;
+            s->distill_temperature = (float)d;
+            break;
+        case OPT_DISTILL_W:
+            if (cli_float(name, optarg, 0, 1, &d)) return -1;
+            s->distill_weight = (float)d;
             break;
         case OPT_SMOOTHING_MODE:
             if (!strcmp(optarg, "expected"))

@@ -9,6 +9,7 @@
 
 #include "../common/common.h"
 #include "../net/net.h"
+#include "../train/train.h"
 #include "cli.h"
 #include "progress.h"
 #include "train_job.h"
@@ -141,6 +142,20 @@ lsr_status train_job_run(train_job *j, const lsr_dataset *all, int classes, lsr_
         free(prior);
         if (st != LSR_OK) {
             lsr__fail(st, "--smoothing-prior %s", lsr_last_error());
+            goto out;
+        }
+    }
+    if (j->s.teacher[0]) { /* read now, to name the flag: the run loads it again */
+        lsr_model *teacher = NULL;
+        st = lsr_model_load(&teacher, j->s.teacher);
+        if (st == LSR_OK && lsr_model_classes(teacher) != classes)
+            st = lsr__fail(LSR_ERROR_MISMATCH, "the teacher has %d classes, the data %d",
+                           lsr_model_classes(teacher), classes);
+        else if (st == LSR_OK)
+            st = lsr_check_model_data(teacher, &train_set, "the training data");
+        lsr_model_free(teacher);
+        if (st != LSR_OK) {
+            lsr__fail(st, "--teacher %s: %s", j->s.teacher, lsr_last_error());
             goto out;
         }
     }

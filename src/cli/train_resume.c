@@ -146,6 +146,16 @@ static void flag_value(const train_job *j, int c, int exact, char *buf, size_t s
     case OPT_SMOOTHING_MODE:
         word = s->smoothing_mode == LSR_SMOOTHING_SAMPLE ? "sample" : "expected";
         break;
+    case OPT_TEACHER:
+        path = s->teacher[0] ? s->teacher : NULL;
+        word = "none";
+        break;
+    case OPT_DISTILL_T:
+        real = s->distill_temperature;
+        break;
+    case OPT_DISTILL_W:
+        real = s->distill_weight;
+        break;
     case OPT_PRECISION:
         word = s->precision == LSR_PRECISION_BF16 ? "bf16" : "fp32";
         break;

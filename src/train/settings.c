@@ -24,6 +24,8 @@ LSR_API lsr_train_settings lsr_train_settings_default(void) {
     s.loss = lsr_loss_options_default();
     s.prior_source = LSR_PRIOR_UNIFORM;
     s.imbalance = 1.0;
+    s.distill_temperature = 1.0f;
+    s.distill_weight = 0.5f;
     return s;
 }
 
@@ -89,6 +91,15 @@ lsr_status lsr_train_settings_check(const lsr_train_settings *s) {
     LSR_TRY(in_range("imbalance", s->imbalance, 1, 1e12));
     LSR_TRY(in_range("smoothing_mode", s->smoothing_mode, LSR_SMOOTHING_EXPECTED,
                      LSR_SMOOTHING_SAMPLE));
+    if (!memchr(s->teacher, '\0', sizeof s->teacher))
+        return lsr__fail(LSR_ERROR_OPTION, "settings.teacher: not a terminated string");
+    if (!(s->distill_temperature > 0 && s->distill_temperature <= 100))
+        return lsr__fail(LSR_ERROR_OPTION, "settings.distill_temperature = %g: must be in (0, 100]",
+                         (double)s->distill_temperature);
+    LSR_TRY(in_range("distill_weight", s->distill_weight, 0, 1));
+    if (s->teacher[0] && s->adv_eps > 0)
+        return lsr__fail(LSR_ERROR_OPTION,
+                         "settings: a teacher and adversarial training together are not taken");
     return LSR_OK;
 }
 
@@ -147,6 +158,9 @@ static const field fields[] = {
     {"val_samples", I64, AT(val_samples), NULL},
     {"imbalance", DOUBLE, AT(imbalance), NULL},
     {"smoothing_mode", ENUM, AT(smoothing_mode), smoothing_mode_names},
+    {"teacher", TEXT, AT(teacher), NULL},
+    {"distill_temperature", FLOAT, AT(distill_temperature), NULL},
+    {"distill_weight", FLOAT, AT(distill_weight), NULL},
 };
 #define N_FIELDS (sizeof fields / sizeof fields[0])
 

@@ -159,6 +159,10 @@ typedef struct step_buffers {
     float *x, *dlogits, *x_adv;
     int64_t *labels;
     int64_t *drawn; /* LSR_SMOOTHING_SAMPLE: the labels the step trains on */
+    /* distillation: the teacher, its soft targets, the student's logits / T
+     * and their gradient (B x K each) */
+    lsr_model *teacher;
+    float *soft, *scaled, *dsoft;
     /* data-parallel runs: every rank's parts, gathered (see part_bytes) */
     unsigned char *mine, *all;
     int *bytes, *offsets;
@@ -237,6 +241,41 @@ static const int64_t *step_labels(lsr_loss_options *train, const step_buffers *b
     return buf->drawn;
 }
 
+/* Distillation (settings.teacher) on n samples x whose student logits are z
+ * and whose label loss's gradient is in dlogits (already divided by the
+ * batch's divisor, as scale is): dlogits becomes the gradient of
+ *   (1 - A) (label loss) + A T^2 scale sum_rows H(softmax(z_t / T), softmax(z / T))
+ * and *loss (the label loss, scaled alike) the loss itself.  The soft part
+ * is lsr_cross_entropy_soft on z / T (its gradient times A T: the chain rule
+ * gives 1 / T, the weight A T^2). */
+static lsr_status distill(float *loss, float *dlogits, const step_buffers *buf, const float *x,
+                          const float *z, int n, int k, const lsr_train_settings *s, double scale) {
+    const double T = s->distill_temperature, A = s->distill_weight;
+    const float *zt = lsr_model_forward(buf->teacher, x, n, 0, NULL);
+    for (int i = 0; i < n; i++) {
+        const float *tr = zt + (size_t)i * k;
+        double mx = -INFINITY, sum = 0.0;
+        for (int j = 0; j < k; j++)
+            mx = fmax(mx, tr[j] / T);
+        for (int j = 0; j < k; j++)
+            sum += exp(tr[j] / T - mx);
+        for (int j = 0; j < k; j++) {
+            buf->soft[(size_t)i * k + j] = (float)(exp(tr[j] / T - mx) / sum);
+            buf->scaled[(size_t)i * k + j] = (float)(z[(size_t)i * k + j] / T);
+        }
+    }
+    lsr_loss_options o = lsr_loss_options_default();
+    o.reduction = LSR_REDUCTION_SUM;
+    float soft_loss;
+    LSR_TRY(
+        lsr_cross_entropy_soft(&soft_loss, buf->dsoft, NULL, buf->scaled, buf->soft, n, k, k, &o));
+    const float keep = (float)(1.0 - A), w = (float)(A * T * scale);
+    for (size_t i = 0; i < (size_t)n * k; i++)
+        dlogits[i] = keep * dlogits[i] + w * buf->dsoft[i];
+    *loss = (float)((1.0 - A) * *loss + A * T * T * scale * soft_loss);
+    return LSR_OK;
+}
+
 /* One step on samples order[first..first+b): forward, loss, backward (twice
  * with adversarial training), then the optimizer step unless non-finite.
  * *loss and *stats: the step's loss and the clean examples' statistics;
@@ -267,6 +306,8 @@ static lsr_status train_step(float *loss, lsr_loss_stats *stats, int *nonfinite,
         lsr_status ls = lsr_cross_entropy(&part, buf->dlogits, &pst, logits, labels, b, K, K, &lt);
         if (ls == LSR_OK && pass == 0 && labels != buf->labels) /* H(q,p), H(u,p) as always */
             ls = lsr_cross_entropy(NULL, NULL, &pst, logits, buf->labels, b, K, K, lo);
+        if (ls == LSR_OK && buf->teacher) /* not with adversarial passes (settings check) */
+            LSR_TRY(distill(&part, buf->dlogits, buf, buf->x, logits, b, K, s, 1.0 / b));
         if (ls == LSR_ERROR_NONFINITE) {
             *nonfinite = 1;
             return LSR_OK;
@@ -352,8 +393,12 @@ static lsr_status train_step_parallel(float *loss, lsr_loss_stats *stats, int *n
                 sums[PART_NONFINITE] = 1.0;
                 break;
             }
+            float part_loss = (float)ls.loss;
+            if (buf->teacher && (failed = distill(&part_loss, buf->dlogits, buf, buf->x, logits, n,
+                                                  K, s, ce_scale)))
+                break;
             lsr_model_backward(m, buf->dlogits, n, LSR_GRAD_PARAMS);
-            sums[PART_LOSS] += ls.loss;
+            sums[PART_LOSS] += buf->teacher ? (double)part_loss : ls.loss;
             if (pass == 0) { /* the clean examples' statistics */
                 sums[PART_LABEL_CE] = stat.label_ce;
                 sums[PART_PRIOR_CE] = stat.prior_ce;
@@ -438,6 +483,27 @@ static lsr_status train_step_parallel(float *loss, lsr_loss_stats *stats, int *n
     if (!grads_finite(m)) *nonfinite = 1;
     if (!*nonfinite) lsr_optimizer_step(&st->opt, m->params, m->grads);
     return LSR_OK;
+}
+
+/* The teacher of a distillation, checked against the student, and its
+ * buffers for batches of B. */
+static lsr_status load_teacher(step_buffers *buf, const char *path, const lsr_model *m, int B) {
+    if (lsr_model_load(&buf->teacher, path))
+        return lsr__fail(lsr__failed(), "teacher %s: %s", path, lsr_last_error());
+    const lsr_model *t = buf->teacher;
+    if (t->classes != m->classes || t->input.h != m->input.h || t->input.w != m->input.w ||
+        t->input.c != m->input.c)
+        return lsr__fail(LSR_ERROR_MISMATCH,
+                         "teacher %s: %d classes of %dx%dx%d inputs, the student %d of %dx%dx%d",
+                         path, t->classes, t->input.h, t->input.w, t->input.c, m->classes,
+                         m->input.h, m->input.w, m->input.c);
+    const size_t cells = (size_t)B * (size_t)m->classes;
+    buf->soft = malloc(cells * sizeof(float));
+    buf->scaled = malloc(cells * sizeof(float));
+    buf->dsoft = malloc(cells * sizeof(float));
+    if (!buf->soft || !buf->scaled || !buf->dsoft)
+        return lsr__fail(LSR_ERROR_OUT_OF_MEMORY, "distillation: out of memory");
+    return lsr_model_reserve(buf->teacher, B);
 }
 
 /* The exchange's buffers; the parallel settings checked. */
@@ -615,6 +681,7 @@ LSR_API lsr_status lsr_train(lsr_model *m, const lsr_dataset *data, const lsr_tr
     buf.x_adv = s->adv_eps > 0 ? malloc((size_t)B * sample * sizeof(float)) : NULL;
     buf.labels = malloc((size_t)B * sizeof(int64_t));
     buf.drawn = malloc((size_t)B * sizeof(int64_t));
+    if (s->teacher[0] && (status = load_teacher(&buf, s->teacher, m, B))) goto done;
     if (!buf.x || !buf.dlogits || !buf.labels || !buf.drawn || (s->adv_eps > 0 && !buf.x_adv)) {
         status = lsr__fail(LSR_ERROR_OUT_OF_MEMORY, "training: out of memory");
         goto done;
@@ -634,6 +701,10 @@ done:
     free(buf.x_adv);
     free(buf.labels);
     free(buf.drawn);
+    lsr_model_free(buf.teacher);
+    free(buf.soft);
+    free(buf.scaled);
+    free(buf.dsoft);
     free(buf.mine);
     free(buf.all);
     free(buf.bytes);
