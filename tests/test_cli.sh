@@ -142,6 +142,12 @@ rm -rf big
     [ "$(grep -c 'within / between spread' proj.txt)" = 2 ] &&
     [ "$(grep -o '<circle' proj.svg | wc -l)" = $((2 * (60 + 3))) ] && ok ||
     bad "project: $(cat err.txt)"
+expect_error "distill without teacher" "--distill-weight" "$LSR" "${TRAIN[@]}" --distill-weight 0.7
+expect_error "missing teacher" "--teacher" "$LSR" "${TRAIN[@]}" --teacher nosuch.safetensors
+expect_error "teacher with adv" "--adv" "$LSR" "${TRAIN[@]}" --teacher full.safetensors --adv fgsm
+"$LSR" "${TRAIN[@]}" --epochs 1 --teacher full.safetensors --distill-temperature 2 \
+    --distill-weight 0.7 --out student.safetensors 2> err.txt && [ -s student.safetensors ] && ok ||
+    bad "distillation from full.safetensors: $(cat err.txt)"
 expect_error "project classes" "--classes" "$LSR" project --model full.safetensors --data data \
     --classes 0,1,3 --out p2.svg
 [ ! -e p2.svg ] && ok || bad "project: a refused run left p2.svg"

@@ -372,6 +372,87 @@ static void test_distillation_closed_form(void) {
         }
         lsr_model_free(student);
     }
+    /* The gradient in closed form: a one-layer student z = W x + b (other
+     * weights than the teacher's), A = 0.3, T = 2.5, eps = 0.1, one SGD step
+     * of the whole batch: W moves by -lr sum_i g_i x_i^T and b by
+     * -lr sum_i g_i with g_i = ((1 - A)(p_i - q'_i) + A T (softmax(z_i / T) -
+     * t_i)) / n, all computed here in double from the starting weights. */
+    {
+        const char *one = "flatten,dense:10";
+        lsr_model *t1 = NULL, *start = NULL;
+        lsr_train_settings ss = s;
+        ss.seed = 5; /* the teacher's own weights */
+        CHECK(lsr_model_create(&t1, one, 28, 28, 1, 10) == LSR_OK, "%s", lsr_last_error());
+        lsr_train_init_params(t1, &ss);
+        CHECK(lsr_model_save(t1, s.teacher) == LSR_OK, "%s", lsr_last_error());
+        ss = s;
+        ss.teacher_hash = 0;
+        ss.distill_temperature = 2.5f;
+        ss.distill_weight = 0.3f;
+        ss.loss.smoothing = 0.1f;
+        CHECK(lsr_model_create(&start, one, 28, 28, 1, 10) == LSR_OK, "%s", lsr_last_error());
+        lsr_train_init_params(start, &ss);
+        float *zs = malloc((size_t)64 * 10 * sizeof(float)), *zt = malloc(64 * 10 * 4);
+        CHECK(lsr_model_predict(zs, start, tiny.x, 64) == LSR_OK, "%s", lsr_last_error());
+        CHECK(lsr_model_predict(zt, t1, tiny.x, 64) == LSR_OK, "%s", lsr_last_error());
+        const double A = 0.3, TT = 2.5, eps = 0.1;
+        double g[64][10];
+        for (int i = 0; i < 64; i++) {
+            double mx = -INFINITY, mt = -INFINITY, ms = -INFINITY, sp = 0, st = 0, ssum = 0;
+            for (int j = 0; j < 10; j++) {
+                mx = fmax(mx, zs[i * 10 + j]);
+                mt = fmax(mt, zt[i * 10 + j] / TT);
+                ms = fmax(ms, zs[i * 10 + j] / TT);
+            }
+            for (int j = 0; j < 10; j++) {
+                sp += exp(zs[i * 10 + j] - mx);
+                st += exp(zt[i * 10 + j] / TT - mt);
+                ssum += exp(zs[i * 10 + j] / TT - ms);
+            }
+            for (int j = 0; j < 10; j++) {
+                const double p = exp(zs[i * 10 + j] - mx) / sp;
+                const double q = (j == tiny.y[i] ? 1 - eps : 0) + eps / 10;
+                const double pt = exp(zs[i * 10 + j] / TT - ms) / ssum;
+                const double t = exp(zt[i * 10 + j] / TT - mt) / st;
+                g[i][j] = ((1 - A) * (p - q) + A * TT * (pt - t)) / 64;
+            }
+        }
+        lsr_status st1;
+        lsr_model *stepped = train_model(one, &tiny, &ss, NULL, &st1);
+        CHECK(stepped, "distillation, one layer: %s", lsr_last_error());
+        if (stepped) {
+            const lsr_layer *l = &start->layers[start->n_layers - 1];
+            const float *w0 = start->params, *w1 = stepped->params;
+            double worst = 0, biggest = 0;
+            for (int j = 0; j < 10; j++) {
+                for (int c = 0; c <= 784; c++) { /* c = 784: the bias */
+                    double grad = 0;
+                    for (int i = 0; i < 64; i++)
+                        grad += g[i][j] * (c < 784 ? tiny.x[(size_t)i * 784 + c] : 1.0);
+                    const size_t at = c < 784 ? l->weight_offset + (size_t)j * 784 + c
+                                              : l->bias_offset + (size_t)j;
+                    const double moved = (double)w1[at] - w0[at], want = -0.5 * grad;
+                    worst = fmax(worst, fabs(moved - want));
+                    biggest = fmax(biggest, fabs(want));
+                }
+            }
+            CHECK(biggest > 1e-3 && worst <= 1e-4 * biggest + 1e-6,
+                  "one distillation step moved the weights by up to %g off the closed form "
+                  "(largest move %g)",
+                  worst, biggest);
+        }
+        lsr_model_free(stepped);
+        lsr_model_free(start);
+        lsr_model_free(t1);
+        free(zs);
+        free(zt);
+        /* a run that recorded another teacher: refused, naming the teacher */
+        ss.teacher_hash = 12345;
+        lsr_model *wrong = train_model(one, &tiny, &ss, NULL, &st1);
+        CHECK(!wrong && st1 == LSR_ERROR_MISMATCH && strstr(lsr_last_error(), "teacher"),
+              "a run whose teacher changed: %s '%s'", lsr_status_name(st1), lsr_last_error());
+        lsr_model_free(wrong);
+    }
     lsr_model *other = NULL; /* a teacher of 5 classes */
     CHECK(lsr_model_create(&other, "flatten,dense:5", 28, 28, 1, 5) == LSR_OK, "%s",
           lsr_last_error());

@@ -212,7 +212,6 @@ typedef struct lsr_optimizer_settings {
     int64_t total_steps; /* COSINE; 0: epochs x steps per epoch */
 } lsr_optimizer_settings;
 
-/* Where the smoothing distribution u comes from. */
 /* How the smoothing enters training (lsr_train_settings.smoothing_mode). */
 typedef enum lsr_smoothing_mode {
     LSR_SMOOTHING_EXPECTED = 0, /* the loss against q' = (1 - eps) onehot + eps u */
@@ -225,6 +224,7 @@ typedef enum lsr_smoothing_mode {
     LSR_SMOOTHING_SAMPLE = 1,
 } lsr_smoothing_mode;
 
+/* Where the smoothing distribution u comes from. */
 typedef enum lsr_prior {
     LSR_PRIOR_UNIFORM = 0, /* loss.convention's: 1/K, or 1/(K-1) to the other classes */
     LSR_PRIOR_DATA = 1,    /* the class frequencies of the training data */
@@ -268,6 +268,8 @@ typedef struct lsr_train_settings {
      * per sample, the teacher's logits computed in evaluation mode.  Not with
      * adversarial training. */
     char teacher[LSR_TEXT_MAX]; /* the teacher's model file; "" for none */
+    uint64_t teacher_hash;      /* its parameters' hash: 0 until the run records the
+                                   teacher it started with, which a resume must find */
     float distill_temperature;  /* T > 0 (default 1) */
     float distill_weight;       /* A in [0, 1] (default 0.5) */
 } lsr_train_settings;

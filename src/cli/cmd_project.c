@@ -75,8 +75,19 @@ static void svg_panel(FILE *f, const panel *p, const int *group, int64_t n, doub
     }
 #define PX(v) (x0 + left + ((v)-from[0]) / (to[0] - from[0]) * pw)
 #define PY(v) (top + ph - ((v)-from[1]) / (to[1] - from[1]) * ph)
-    fprintf(f, "<text x='%.1f' y='20' font-size='13' text-anchor='middle'>%s</text>\n",
-            x0 + left + pw / 2, p->title);
+    fprintf(f, "<text x='%.1f' y='20' font-size='13' text-anchor='middle'>", x0 + left + pw / 2);
+    for (const char *c = p->title; *c; c++) /* a file name: escaped for XML */
+        if (*c == '&')
+            fputs("&amp;", f);
+        else if (*c == '<')
+            fputs("&lt;", f);
+        else if (*c == '>')
+            fputs("&gt;", f);
+        else if (*c == '\'')
+            fputs("&apos;", f);
+        else
+            fputc(*c, f);
+    fputs("</text>\n", f);
     fprintf(f,
             "<text x='%.1f' y='34' font-size='11' text-anchor='middle' fill='#555'>within / "
             "between spread %.3f</text>\n",
@@ -227,9 +238,13 @@ int lsr_cmd_project(int argc, char **argv) {
         acts = malloc((size_t)n * (size_t)d * sizeof(float));
         double *plane = malloc((size_t)(3 * d) * sizeof(double));
         panels[k].xy = malloc((size_t)n * 2 * sizeof(float));
-        if (!acts || !plane || !panels[k].xy || lsr_model_reserve(m[k], LSR_PREDICT_BATCH)) {
+        if (!acts || !plane || !panels[k].xy) {
             free(plane);
-            if (!lsr_last_error()[0]) lsr__fail(LSR_ERROR_OUT_OF_MEMORY, "out of memory");
+            lsr__fail(LSR_ERROR_OUT_OF_MEMORY, "out of memory");
+            goto out;
+        }
+        if (lsr_model_reserve(m[k], LSR_PREDICT_BATCH)) {
+            free(plane);
             goto out;
         }
         for (int64_t first = 0; first < n; first += LSR_PREDICT_BATCH) {
@@ -250,8 +265,6 @@ int lsr_cmd_project(int argc, char **argv) {
         }
         panels[k].tightness = lsr_cluster_tightness(panels[k].xy, group, n, 3);
         panels[k].title = models[k];
-        printf("%s: within / between spread %.4f (%lld examples of each class)\n", models[k],
-               panels[k].tightness, (long long)per_class);
     }
     char labels[3][32];
     const char *names[3];
@@ -272,6 +285,9 @@ int lsr_cmd_project(int argc, char **argv) {
         svg_panel(af.f, &panels[k], group, n, 420.0 * k, names);
     fputs("</svg>\n", af.f);
     if (lsr_atomic_commit(&af)) goto out;
+    for (int k = 0; k < nmodels; k++)
+        printf("%s: within / between spread %.4f (%lld, %lld and %lld examples)\n", models[k],
+               panels[k].tightness, (long long)got[0], (long long)got[1], (long long)got[2]);
     fprintf(stderr, "%s written\n", out);
     status = 0;
 out:

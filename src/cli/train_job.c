@@ -119,8 +119,10 @@ static void print_header(const train_job *j, const lsr_dataset *train, const lsr
             s->prior_source != LSR_PRIOR_UNIFORM      ? prior
             : s->loss.convention == LSR_SMOOTHING_ALL ? "all"
                                                       : "others",
-            s->smoothing_mode == LSR_SMOOTHING_SAMPLE ? ", labels resampled" : "", s->epochs,
-            s->batch, cli_threads(), parallel_words(j), precision_words(s->precision, m),
+            s->smoothing_mode == LSR_SMOOTHING_SAMPLE && s->loss.smoothing > 0
+                ? ", labels resampled"
+                : "",
+            s->epochs, s->batch, cli_threads(), parallel_words(j), precision_words(s->precision, m),
             lsr_gemm_backend());
 }
 

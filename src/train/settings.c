@@ -98,8 +98,11 @@ lsr_status lsr_train_settings_check(const lsr_train_settings *s) {
                          (double)s->distill_temperature);
     LSR_TRY(in_range("distill_weight", s->distill_weight, 0, 1));
     if (s->teacher[0] && s->adv_eps > 0)
+        return lsr__fail(LSR_ERROR_OPTION, "settings: a teacher (--teacher) and adversarial "
+                                           "training (--adv) together are not taken");
+    if (!s->teacher[0] && (s->distill_temperature != 1.0f || s->distill_weight != 0.5f))
         return lsr__fail(LSR_ERROR_OPTION,
-                         "settings: a teacher and adversarial training together are not taken");
+                         "settings.distill_temperature, distill_weight: set without a teacher");
     return LSR_OK;
 }
 
@@ -117,6 +120,8 @@ typedef struct field {
     field_type type;
     size_t offset;
     const char *const *names; /* ENUM: the values' words, by value */
+    int optional;             /* added after checkpoints of this version existed: a
+                                 missing key keeps its default there too */
 } field;
 
 static const char *const init_names[] = {"default", "cleverhans", "he", "glorot", NULL};
@@ -129,38 +134,39 @@ static const char *const smoothing_mode_names[] = {"expected", "sample", NULL};
 
 #define AT(member) offsetof(lsr_train_settings, member)
 static const field fields[] = {
-    {"epochs", INT, AT(epochs), NULL},
-    {"batch", INT, AT(batch), NULL},
-    {"seed", U64, AT(seed), NULL},
-    {"init", ENUM, AT(init), init_names},
-    {"precision", ENUM, AT(precision), precision_names},
-    {"optimizer", ENUM, AT(optimizer.kind), optimizer_names},
-    {"lr", FLOAT, AT(optimizer.lr), NULL},
-    {"momentum", FLOAT, AT(optimizer.momentum), NULL},
-    {"nesterov", INT, AT(optimizer.nesterov), NULL},
-    {"weight_decay", FLOAT, AT(optimizer.weight_decay), NULL},
-    {"adam_beta1", FLOAT, AT(optimizer.beta1), NULL},
-    {"adam_beta2", FLOAT, AT(optimizer.beta2), NULL},
-    {"adam_eps", FLOAT, AT(optimizer.eps), NULL},
-    {"schedule", ENUM, AT(optimizer.schedule), schedule_names},
-    {"step_size", I64, AT(optimizer.step_size), NULL},
-    {"gamma", FLOAT, AT(optimizer.gamma), NULL},
-    {"warmup", I64, AT(optimizer.warmup), NULL},
-    {"total_steps", I64, AT(optimizer.total_steps), NULL},
-    {"smoothing", FLOAT, AT(loss.smoothing), NULL},
-    {"smoothing_convention", ENUM, AT(loss.convention), convention_names},
-    {"z_loss", FLOAT, AT(loss.z_loss), NULL},
-    {"adv_eps", FLOAT, AT(adv_eps), NULL},
-    {"adv_weight", FLOAT, AT(adv_weight), NULL},
-    {"on_nonfinite", ENUM, AT(skip_nonfinite), nonfinite_names},
-    {"data", TEXT, AT(data), NULL},
-    {"train_limit", I64, AT(train_limit), NULL},
-    {"val_samples", I64, AT(val_samples), NULL},
-    {"imbalance", DOUBLE, AT(imbalance), NULL},
-    {"smoothing_mode", ENUM, AT(smoothing_mode), smoothing_mode_names},
-    {"teacher", TEXT, AT(teacher), NULL},
-    {"distill_temperature", FLOAT, AT(distill_temperature), NULL},
-    {"distill_weight", FLOAT, AT(distill_weight), NULL},
+    {"epochs", INT, AT(epochs), NULL, 0},
+    {"batch", INT, AT(batch), NULL, 0},
+    {"seed", U64, AT(seed), NULL, 0},
+    {"init", ENUM, AT(init), init_names, 0},
+    {"precision", ENUM, AT(precision), precision_names, 0},
+    {"optimizer", ENUM, AT(optimizer.kind), optimizer_names, 0},
+    {"lr", FLOAT, AT(optimizer.lr), NULL, 0},
+    {"momentum", FLOAT, AT(optimizer.momentum), NULL, 0},
+    {"nesterov", INT, AT(optimizer.nesterov), NULL, 0},
+    {"weight_decay", FLOAT, AT(optimizer.weight_decay), NULL, 0},
+    {"adam_beta1", FLOAT, AT(optimizer.beta1), NULL, 0},
+    {"adam_beta2", FLOAT, AT(optimizer.beta2), NULL, 0},
+    {"adam_eps", FLOAT, AT(optimizer.eps), NULL, 0},
+    {"schedule", ENUM, AT(optimizer.schedule), schedule_names, 0},
+    {"step_size", I64, AT(optimizer.step_size), NULL, 0},
+    {"gamma", FLOAT, AT(optimizer.gamma), NULL, 0},
+    {"warmup", I64, AT(optimizer.warmup), NULL, 0},
+    {"total_steps", I64, AT(optimizer.total_steps), NULL, 0},
+    {"smoothing", FLOAT, AT(loss.smoothing), NULL, 0},
+    {"smoothing_convention", ENUM, AT(loss.convention), convention_names, 0},
+    {"z_loss", FLOAT, AT(loss.z_loss), NULL, 0},
+    {"adv_eps", FLOAT, AT(adv_eps), NULL, 0},
+    {"adv_weight", FLOAT, AT(adv_weight), NULL, 0},
+    {"on_nonfinite", ENUM, AT(skip_nonfinite), nonfinite_names, 0},
+    {"data", TEXT, AT(data), NULL, 0},
+    {"train_limit", I64, AT(train_limit), NULL, 0},
+    {"val_samples", I64, AT(val_samples), NULL, 0},
+    {"imbalance", DOUBLE, AT(imbalance), NULL, 0},
+    {"smoothing_mode", ENUM, AT(smoothing_mode), smoothing_mode_names, 1},
+    {"teacher", TEXT, AT(teacher), NULL, 1},
+    {"teacher_hash", U64, AT(teacher_hash), NULL, 1},
+    {"distill_temperature", FLOAT, AT(distill_temperature), NULL, 1},
+    {"distill_weight", FLOAT, AT(distill_weight), NULL, 1},
 };
 #define N_FIELDS (sizeof fields / sizeof fields[0])
 
@@ -280,7 +286,7 @@ static lsr_status from_metadata(lsr_train_settings *s, int *found, int all, cons
                          version, LSR_SETTINGS_VERSION);
     for (size_t i = 0; i < N_FIELDS; i++) {
         const char *v = lsr_metadata_get(md, fields[i].key);
-        if (!v && all)
+        if (!v && all && !fields[i].optional)
             return lsr__fail(LSR_ERROR_FORMAT, "%s: the setting %s is missing", path,
                              fields[i].key);
         if (!v) continue;

@@ -206,14 +206,13 @@ void lsr_smoothing_resample(int64_t *out, const int64_t *labels, int64_t n, int 
         if (prior) { /* by the prior's cumulative sums */
             const double u = lsr_rng_uniform(&r);
             double c = 0.0;
-            int64_t pick = k - 1;
+            int64_t pick = -1, last = y; /* last: the last class the prior can give */
             for (int i = 0; i < k; i++) {
+                if (prior[i] > 0.0f) last = i;
                 c += prior[i];
-                if (u < c) {
-                    pick = i;
-                    break;
-                }
+                if (pick < 0 && u < c && prior[i] > 0.0f) pick = i;
             }
+            if (pick < 0) pick = last; /* u past the rounded sum */
             out[j] = pick;
         } else if (convention == LSR_SMOOTHING_OTHERS && k > 1) { /* one of the K - 1 others */
             const int64_t pick = (int64_t)lsr_rng_below(&r, (uint64_t)(k - 1));
@@ -252,6 +251,10 @@ static lsr_status distill(float *loss, float *dlogits, const step_buffers *buf, 
                           const float *z, int n, int k, const lsr_train_settings *s, double scale) {
     const double T = s->distill_temperature, A = s->distill_weight;
     const float *zt = lsr_model_forward(buf->teacher, x, n, 0, NULL);
+    for (size_t i = 0; i < (size_t)n * k; i++)
+        if (!isfinite(zt[i]))
+            return lsr__fail(LSR_ERROR_NONFINITE, "the teacher %s has a non-finite logit",
+                             s->teacher);
     for (int i = 0; i < n; i++) {
         const float *tr = zt + (size_t)i * k;
         double mx = -INFINITY, sum = 0.0;
@@ -307,7 +310,7 @@ static lsr_status train_step(float *loss, lsr_loss_stats *stats, int *nonfinite,
         if (ls == LSR_OK && pass == 0 && labels != buf->labels) /* H(q,p), H(u,p) as always */
             ls = lsr_cross_entropy(NULL, NULL, &pst, logits, buf->labels, b, K, K, lo);
         if (ls == LSR_OK && buf->teacher) /* not with adversarial passes (settings check) */
-            LSR_TRY(distill(&part, buf->dlogits, buf, buf->x, logits, b, K, s, 1.0 / b));
+            ls = distill(&part, buf->dlogits, buf, buf->x, logits, b, K, s, 1.0 / b);
         if (ls == LSR_ERROR_NONFINITE) {
             *nonfinite = 1;
             return LSR_OK;
@@ -395,8 +398,13 @@ static lsr_status train_step_parallel(float *loss, lsr_loss_stats *stats, int *n
             }
             float part_loss = (float)ls.loss;
             if (buf->teacher && (failed = distill(&part_loss, buf->dlogits, buf, buf->x, logits, n,
-                                                  K, s, ce_scale)))
+                                                  K, s, ce_scale))) {
+                if (failed == LSR_ERROR_NONFINITE) { /* as a non-finite loss: skipped or stops */
+                    failed = LSR_OK;
+                    sums[PART_NONFINITE] = 1.0;
+                }
                 break;
+            }
             lsr_model_backward(m, buf->dlogits, n, LSR_GRAD_PARAMS);
             sums[PART_LOSS] += buf->teacher ? (double)part_loss : ls.loss;
             if (pass == 0) { /* the clean examples' statistics */
@@ -487,7 +495,8 @@ static lsr_status train_step_parallel(float *loss, lsr_loss_stats *stats, int *n
 
 /* The teacher of a distillation, checked against the student, and its
  * buffers for batches of B. */
-static lsr_status load_teacher(step_buffers *buf, const char *path, const lsr_model *m, int B) {
+static lsr_status load_teacher(step_buffers *buf, const char *path, uint64_t *recorded,
+                               const lsr_model *m, int B) {
     if (lsr_model_load(&buf->teacher, path))
         return lsr__fail(lsr__failed(), "teacher %s: %s", path, lsr_last_error());
     const lsr_model *t = buf->teacher;
@@ -497,6 +506,13 @@ static lsr_status load_teacher(step_buffers *buf, const char *path, const lsr_mo
                          "teacher %s: %d classes of %dx%dx%d inputs, the student %d of %dx%dx%d",
                          path, t->classes, t->input.h, t->input.w, t->input.c, m->classes,
                          m->input.h, m->input.w, m->input.c);
+    const uint64_t hash = lsr_train_params_hash(t);
+    if (*recorded && *recorded != hash)
+        return lsr__fail(LSR_ERROR_MISMATCH,
+                         "teacher %s: not the model the run was started with (its parameters "
+                         "differ)",
+                         path);
+    *recorded = hash;
     const size_t cells = (size_t)B * (size_t)m->classes;
     buf->soft = malloc(cells * sizeof(float));
     buf->scaled = malloc(cells * sizeof(float));
@@ -520,7 +536,7 @@ static lsr_status parallel_buffers(step_buffers *buf, const lsr_train_parallel *
     if (!par->allreduce && (double)P * RANK_HEADER + (double)M * (double)record > (double)INT32_MAX)
         return lsr__fail(LSR_ERROR_SIZE, "parallel: %d parts of %zu bytes are too many to gather",
                          M, record);
-    buf->mine = malloc(RANK_HEADER + (size_t)most * record);
+    buf->mine = malloc(RANK_HEADER + (par->allreduce ? 0 : (size_t)most * record));
     buf->all = par->allreduce ? malloc(m->n_params * sizeof(float) + 64) /* this rank's sum */
                               : malloc((size_t)P * RANK_HEADER + (size_t)M * record);
     buf->bytes = malloc((size_t)P * sizeof(int));
@@ -681,7 +697,10 @@ LSR_API lsr_status lsr_train(lsr_model *m, const lsr_dataset *data, const lsr_tr
     buf.x_adv = s->adv_eps > 0 ? malloc((size_t)B * sample * sizeof(float)) : NULL;
     buf.labels = malloc((size_t)B * sizeof(int64_t));
     buf.drawn = malloc((size_t)B * sizeof(int64_t));
-    if (s->teacher[0] && (status = load_teacher(&buf, s->teacher, m, B))) goto done;
+    if (s->teacher[0]) { /* the run records the teacher it starts with (run is s) */
+        if ((status = load_teacher(&buf, s->teacher, &run.teacher_hash, m, B))) goto done;
+        st.settings.teacher_hash = run.teacher_hash;
+    }
     if (!buf.x || !buf.dlogits || !buf.labels || !buf.drawn || (s->adv_eps > 0 && !buf.x_adv)) {
         status = lsr__fail(LSR_ERROR_OUT_OF_MEMORY, "training: out of memory");
         goto done;
