@@ -575,7 +575,7 @@ static void test_bf16_products(void) {
  * AVX512_BF16. */
 static void test_bf16_availability(void) {
     int expected = 0;
-#if defined(LSR_HAVE_ONEDNN) && (defined(__x86_64__) || defined(__i386__))
+#if defined(LSR_HAVE_ONEDNN) && defined(_OPENMP) && (defined(__x86_64__) || defined(__i386__))
     __builtin_cpu_init();
     expected = __builtin_cpu_supports("avx512bf16") != 0;
 #endif

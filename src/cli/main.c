@@ -34,7 +34,7 @@ static void version(void) {
            lsr_isa_name(lsr_isa_detect()), lsr_gemm_backend());
     printf("OpenBLAS: core %s%s%s\n", cli_blas_core(),
            getenv("OPENBLAS_CORETYPE") ? " (set by OPENBLAS_CORETYPE)" : " (detected)",
-#ifdef LSR_HAVE_ONEDNN
+#if defined(LSR_HAVE_ONEDNN) && defined(_OPENMP)
            ", a fallback only (for a GEMM oneDNN cannot run)"
 #else
            ""

@@ -236,8 +236,10 @@ lsr_status lsr_cross_entropy_mpi(MPI_Comm comm, float *loss, float *grad, lsr_lo
     const int others = o.convention == LSR_SMOOTHING_OTHERS && !o.prior;
     const double u_const =
         others ? (k_total > 1 ? 1.0 / (double)(k_total - 1) : 0.0) : 1.0 / (double)k_total;
+    const int threads = o.threads > 0 ? o.threads : max_threads();
+    (void)threads; /* without OpenMP */
     if (!status) {
-#pragma omp parallel for schedule(static) num_threads(o.threads > 0 ? o.threads : max_threads())
+#pragma omp parallel for schedule(static) num_threads(threads)
         for (int64_t i = 0; i < n; i++)
             if (labels[i] != o.ignore_index)
                 row_values(v + (size_t)i * ROW_VALUES, logits + (size_t)i * (size_t)stride, k_local,

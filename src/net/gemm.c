@@ -16,6 +16,10 @@
  * Without oneDNN it is OpenBLAS's, made single-threaded: then the bits do
  * depend on the OpenBLAS kernel family (each family sums in its own order),
  * though still not on the thread count.  Neither is promised across CPUs.
+ * A build without OpenMP uses OpenBLAS's too, oneDNN or not: oneDNN runs
+ * its own OpenMP threads, as many as it finds cores, and only lsr's OpenMP
+ * can hold a tile to one of them (its sums would otherwise depend on how
+ * many cores the process may use, e.g. under mpirun).
  *
  * What is not done: K is never split, so a product with a small C and a
  * long K (a convolution's weight gradient with few filters) is one tile on
@@ -48,7 +52,7 @@ static void blas_init(void) {
 const char *lsr_gemm_backend(void) {
     static char words[96];
     const char *isa = "";
-#ifdef LSR_HAVE_ONEDNN
+#if defined(LSR_HAVE_ONEDNN) && defined(_OPENMP)
     switch (dnnl_get_effective_cpu_isa()) { /* the most the CPU (or ONEDNN_MAX_CPU_ISA) allows */
     case dnnl_cpu_isa_avx512_core_amx:
         isa = ", AVX-512 (AMX CPU)";
@@ -84,7 +88,7 @@ const char *lsr_gemm_backend(void) {
 /* One tile, single-threaded: C (m, n) = alpha op(A) op(B) + beta C. */
 static void gemm_tile(int trans_a, int trans_b, int m, int n, int K, float alpha, const float *A,
                       int lda, const float *B, int ldb, float beta, float *C, int ldc) {
-#ifdef LSR_HAVE_ONEDNN
+#if defined(LSR_HAVE_ONEDNN) && defined(_OPENMP)
     /* row-major, like cblas.  It fails only when it cannot allocate its
      * packing buffers: then OpenBLAS computes the tile (right, if not
      * necessarily the same bits) rather than leave C unchanged. */

@@ -86,6 +86,10 @@ void lsr_round_bf16(uint16_t *dst, const float *src, size_t n) {
 }
 
 lsr_status lsr_gemm_bf16_available(void) {
+#ifndef _OPENMP /* oneDNN would run each tile on threads of its own: sums by core count */
+    return lsr__fail(LSR_ERROR_UNSUPPORTED, "bf16 products need lsr built with OpenMP (which "
+                                            "holds each of oneDNN's tiles to one thread)");
+#endif
     if (!lsr__cpu_has_avx512_bf16())
         return lsr__fail(LSR_ERROR_UNSUPPORTED,
                          "bf16 products need a CPU with AVX512_BF16, and this one has not");
