@@ -7,7 +7,7 @@
 #   scripts/install-deps.sh format   also clang-format (CI's format check)
 #   scripts/install-deps.sh python   also pip and setuptools (make python)
 set -eu
-need="cmake make gcc pkg-config libopenblas-dev libdnnl-dev zlib1g-dev libcjson-dev libopenmpi-dev openmpi-bin dataset-fashion-mnist python3 python3-numpy python3-pytest"
+need="cmake make gcc pkg-config libopenblas-dev libdnnl-dev zlib1g-dev libcjson-dev libopenmpi-dev openmpi-bin procps dataset-fashion-mnist python3 python3-numpy python3-pytest"
 for extra in "$@"; do
     case "$extra" in
     bench) need="$need python3 python3-torch python3-numpy" ;;
