@@ -20,21 +20,19 @@ common="--model cleverhans-cnn --train-limit $limit --epochs 2 --batch 128 --smo
 best() { # the faster epoch's samples per second in a metrics file
     sed -n 's/.*"samples_per_second": \([0-9.]*\).*/\1/p' "$1" | sort -g | tail -n 1
 }
-measure() { # name, then the command
-    name=$1
-    shift
+measure() { # the command
     rm -f "$dir/m.json"
     "$@" --metrics "$dir/m.json" > "$dir/log" 2>&1 || { cat "$dir/log" >&2; exit 1; }
     best "$dir/m.json"
 }
 
-p1x2=$(measure plain "$lsr" train $common --threads 2)
+p1x2=$(measure "$lsr" train $common --threads 2)
 # (one rank with 2 threads: not bound to one core, as OpenMPI binds ranks by default)
-mp1x2=$(measure mpi1 sh "$here/scripts/mpirun.sh" --bind-to none -np 1 "$lsr" train $common \
+mp1x2=$(measure sh "$here/scripts/mpirun.sh" --bind-to none -np 1 "$lsr" train $common \
     --threads 2)
-p2x1=$(measure exact sh "$here/scripts/mpirun.sh" -np 2 "$lsr" train $common --threads 1)
+p2x1=$(measure sh "$here/scripts/mpirun.sh" -np 2 "$lsr" train $common --threads 1)
 params=$(sed -n 's/.*(\([0-9]*\) parameters).*/\1/p' "$dir/log" | head -n 1)
-p2x1a=$(measure allreduce sh "$here/scripts/mpirun.sh" -np 2 "$lsr" train $common --threads 1 \
+p2x1a=$(measure sh "$here/scripts/mpirun.sh" -np 2 "$lsr" train $common --threads 1 \
     --exchange allreduce)
 echo "cleverhans CNN, $limit samples a epoch, batch 128, 4 parts a batch (--micro-batches), best of 2 epochs"
 printf "%-48s %12s %8s\n" "run" "samples/s" "vs 1x2"

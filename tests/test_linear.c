@@ -107,9 +107,11 @@ static void result_free(result *r) { free(r->loss), free(r->dh), free(r->dw), fr
  *   2e-5 relative.
  * With bf16 H and W (p's floats hold their exact values) the logits' bound is
  * the same (each product of two bf16 is exact in float); G is rounded to
- * bf16 for the dh and dw products, g_round = 2^-8 of |G| more there (the
- * rounding's 2^-9, and the same again for the rounding of G's own error
- * and subnormals flushed, generously). */
+ * bf16 for the dh and dw products: |round(G') - G| <= |G' - G| + 2^-8 |G'|,
+ * 2^-8 being bf16's unit roundoff (8 significant bits: a value just above a
+ * power of two moves by up to 2^-8 of itself; 2^-9 fails), hence g_round =
+ * 2^-8 of |G| and of G's own error more there.  (Subnormals flushed to zero
+ * stay within the bounds' absolute 1e-6 max|G|.) */
 static int within_bounds(const problem *p, const lsr_loss_options *o, const result *f,
                          const result *r, const char *what, int exact_logits,
                          const float *row_scale, double g_round) {

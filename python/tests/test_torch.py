@@ -477,8 +477,8 @@ def test_linear_cross_entropy_dtypes_and_edges():
         g = torch.softmax(F.linear(x32.double(), w32.double()), 1)
         g -= 0.9 * F.one_hot(y, 5) + 0.1 / 5
         g = g.abs() / 6
-        # G's rounding (2^-9, doubled for float sums and G's own error), then the
-        # output's rounding to bf16 (2^-9 of the value)
+        # G's rounding to bf16 (its unit roundoff, 2^-8 of |G|), then the output's
+        # rounding to bf16 (2^-8 of the value)
         for got, want, bound in ((x.grad, xf.grad, g @ w32.double().abs()),
                                  (w.grad, wf.grad, g.T @ x32.double().abs())):
             err = (got.double() - want.double()).abs()

@@ -393,7 +393,9 @@ int train_job_parse(train_job *j, int argc, char **argv) {
                              j->init_name);
     }
     if (j->metrics_path && lsr_check_writable(j->metrics_path, "--metrics")) return -1;
-    if (!s->teacher[0] && (s->distill_temperature != 1.0f || s->distill_weight != 0.5f))
+    const lsr_train_settings defaults = lsr_train_settings_default();
+    if (!s->teacher[0] && (s->distill_temperature != defaults.distill_temperature ||
+                           s->distill_weight != defaults.distill_weight))
         return lsr__fail(LSR_ERROR_OPTION,
                          "--distill-temperature, --distill-weight: need --teacher MODEL");
     if (s->teacher[0]) { /* an absolute path: a resume from elsewhere finds the same file */

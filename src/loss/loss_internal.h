@@ -46,6 +46,15 @@ void lsr__loss_call_fill(loss_call *call, float *loss, void *grad, lsr_loss_stat
 
 /* Checks every argument (labels and targets included) and fills call.
  * Nothing is written to the outputs. */
+/* The options' own values (smoothing, convention, reduction, z_loss,
+ * threads, dtypes), each refused with its status and a message naming it. */
+lsr_status lsr__check_option_values(const lsr_loss_options *o);
+/* v (k values): finite and >= 0, and summing to 1 within 1e-4 when
+ * must_sum_to_one; else status, naming v[i] by name.  *sum_out (may be NULL):
+ * the sum, in double. */
+lsr_status lsr__check_distribution(double *sum_out, const float *v, int64_t k, const char *name,
+                                   int must_sum_to_one, lsr_status status);
+
 lsr_status lsr__validate(loss_call *call, int soft, float *loss, void *grad, lsr_loss_stats *stats,
                          const void *logits, const int64_t *labels, const float *targets, int64_t n,
                          int64_t k, int64_t stride, const lsr_loss_options *options);

@@ -73,38 +73,16 @@ static lsr_status check_local(const lsr_loss_options *o, float *loss, float *gra
                          (long long)n, (long long)stride);
     if (n > 0 && k > 0 && !logits) return lsr__fail(LSR_ERROR_NULL_ARGUMENT, "logits is NULL");
     if (n > 0 && !labels) return lsr__fail(LSR_ERROR_NULL_ARGUMENT, "labels is NULL");
-    if (!(o->smoothing >= 0.0f && o->smoothing <= 1.0f))
-        return lsr__fail(LSR_ERROR_SMOOTHING, "smoothing = %g: must be in [0, 1]",
-                         (double)o->smoothing);
-    if (o->convention != LSR_SMOOTHING_ALL && o->convention != LSR_SMOOTHING_OTHERS)
-        return lsr__fail(LSR_ERROR_OPTION, "convention = %d: not a smoothing convention",
-                         (int)o->convention);
-    if (o->reduction != LSR_REDUCTION_MEAN && o->reduction != LSR_REDUCTION_SUM &&
-        o->reduction != LSR_REDUCTION_NONE)
-        return lsr__fail(LSR_ERROR_OPTION, "reduction = %d: not a reduction", (int)o->reduction);
-    if (!(o->z_loss >= 0.0f && isfinite(o->z_loss)))
-        return lsr__fail(LSR_ERROR_OPTION, "z_loss = %g: must be finite and >= 0",
-                         (double)o->z_loss);
-    if (o->threads < 0)
-        return lsr__fail(LSR_ERROR_OPTION, "threads = %d: must be >= 0", o->threads);
-    if ((o->logits_dtype != LSR_DTYPE_FLOAT32 && o->logits_dtype != LSR_DTYPE_BFLOAT16) ||
-        (o->grad_dtype != LSR_DTYPE_FLOAT32 && o->grad_dtype != LSR_DTYPE_BFLOAT16))
-        return lsr__fail(LSR_ERROR_OPTION, "logits_dtype %d, grad_dtype %d: not dtypes",
-                         (int)o->logits_dtype, (int)o->grad_dtype);
+    LSR_TRY(lsr__check_option_values(o));
     if (o->logits_dtype != LSR_DTYPE_FLOAT32 || o->grad_dtype != LSR_DTYPE_FLOAT32)
         return lsr__fail(LSR_ERROR_UNSUPPORTED,
                          "logits_dtype, grad_dtype: lsr_cross_entropy_mpi takes float32 only");
-    *prior_sum = 0.0;
-    for (int64_t j = 0; o->prior && j < k; j++) {
-        if (!(isfinite(o->prior[j]) && o->prior[j] >= 0.0f))
-            return lsr__fail(LSR_ERROR_PRIOR, "prior[%lld] = %g: must be finite and >= 0",
-                             (long long)j, (double)o->prior[j]);
-        *prior_sum += o->prior[j];
-    }
-    for (int64_t j = 0; o->class_weights && j < k; j++)
-        if (!(isfinite(o->class_weights[j]) && o->class_weights[j] >= 0.0f))
-            return lsr__fail(LSR_ERROR_WEIGHT, "class_weights[%lld] = %g: must be finite and >= 0",
-                             (long long)j, (double)o->class_weights[j]);
+    *prior_sum = 0.0; /* this shard's: the ranks' add up to 1 (check_global) */
+    if (o->prior)
+        LSR_TRY(lsr__check_distribution(prior_sum, o->prior, k, "prior", 0, LSR_ERROR_PRIOR));
+    if (o->class_weights)
+        LSR_TRY(lsr__check_distribution(NULL, o->class_weights, k, "class_weights", 0,
+                                        LSR_ERROR_WEIGHT));
     const int64_t loss_count = o->reduction == LSR_REDUCTION_NONE ? n : 1;
     const lsr__span outputs[] = {
         lsr__rows_span("loss", loss, 1, loss_count, loss_count, sizeof(float)),

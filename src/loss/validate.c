@@ -127,8 +127,30 @@ lsr_status lsr__check_overlaps(const lsr__span *outputs, int n_outputs, const ls
     return LSR_OK;
 }
 
-static lsr_status check_distribution(const float *v, int64_t k, const char *name,
-                                     int must_sum_to_one, lsr_status status) {
+lsr_status lsr__check_option_values(const lsr_loss_options *o) {
+    if (!(o->smoothing >= 0.0f && o->smoothing <= 1.0f))
+        return lsr__fail(LSR_ERROR_SMOOTHING, "smoothing = %g: must be in [0, 1]",
+                         (double)o->smoothing);
+    if (o->convention != LSR_SMOOTHING_ALL && o->convention != LSR_SMOOTHING_OTHERS)
+        return lsr__fail(LSR_ERROR_OPTION, "convention = %d: not a smoothing convention",
+                         (int)o->convention);
+    if (o->reduction != LSR_REDUCTION_MEAN && o->reduction != LSR_REDUCTION_SUM &&
+        o->reduction != LSR_REDUCTION_NONE)
+        return lsr__fail(LSR_ERROR_OPTION, "reduction = %d: not a reduction", (int)o->reduction);
+    if (!(o->z_loss >= 0.0f && isfinite(o->z_loss)))
+        return lsr__fail(LSR_ERROR_OPTION, "z_loss = %g: must be finite and >= 0",
+                         (double)o->z_loss);
+    if (o->threads < 0)
+        return lsr__fail(LSR_ERROR_OPTION, "threads = %d: must be >= 0", o->threads);
+    if (o->logits_dtype != LSR_DTYPE_FLOAT32 && o->logits_dtype != LSR_DTYPE_BFLOAT16)
+        return lsr__fail(LSR_ERROR_OPTION, "logits_dtype = %d: not a dtype", (int)o->logits_dtype);
+    if (o->grad_dtype != LSR_DTYPE_FLOAT32 && o->grad_dtype != LSR_DTYPE_BFLOAT16)
+        return lsr__fail(LSR_ERROR_OPTION, "grad_dtype = %d: not a dtype", (int)o->grad_dtype);
+    return LSR_OK;
+}
+
+lsr_status lsr__check_distribution(double *sum_out, const float *v, int64_t k, const char *name,
+                                   int must_sum_to_one, lsr_status status) {
     double sum = 0.0;
     for (int64_t i = 0; i < k; i++) {
         if (!isfinite(v[i]) || v[i] < 0.0f)
@@ -136,6 +158,7 @@ static lsr_status check_distribution(const float *v, int64_t k, const char *name
                              (double)v[i]);
         sum += v[i];
     }
+    if (sum_out) *sum_out = sum;
     if (must_sum_to_one && fabs(sum - 1.0) > 1e-4)
         return lsr__fail(status, "%s sums to %.7g: must sum to 1 within 1e-4", name, sum);
     return LSR_OK;
@@ -162,28 +185,11 @@ lsr_status lsr__validate(loss_call *call, int soft, float *loss, void *grad, lsr
     if (n > 0 && (soft ? !targets : !labels))
         return lsr__fail(LSR_ERROR_NULL_ARGUMENT, soft ? "targets is NULL" : "labels is NULL");
 
-    if (!(opt.smoothing >= 0.0f && opt.smoothing <= 1.0f))
-        return lsr__fail(LSR_ERROR_SMOOTHING, "smoothing = %g: must be in [0, 1]",
-                         (double)opt.smoothing);
-    if (opt.convention != LSR_SMOOTHING_ALL && opt.convention != LSR_SMOOTHING_OTHERS)
-        return lsr__fail(LSR_ERROR_OPTION, "convention = %d: not a smoothing convention",
-                         (int)opt.convention);
+    LSR_TRY(lsr__check_option_values(&opt));
     if (opt.convention == LSR_SMOOTHING_OTHERS && !opt.prior && k == 1 && opt.smoothing > 0.0f)
         return lsr__fail(LSR_ERROR_SMOOTHING,
                          "smoothing = %g with the 'others' convention needs k >= 2",
                          (double)opt.smoothing);
-    if (opt.reduction != LSR_REDUCTION_MEAN && opt.reduction != LSR_REDUCTION_SUM &&
-        opt.reduction != LSR_REDUCTION_NONE)
-        return lsr__fail(LSR_ERROR_OPTION, "reduction = %d: not a reduction", (int)opt.reduction);
-    if (!(opt.z_loss >= 0.0f && isfinite(opt.z_loss)))
-        return lsr__fail(LSR_ERROR_OPTION, "z_loss = %g: must be finite and >= 0",
-                         (double)opt.z_loss);
-    if (opt.threads < 0)
-        return lsr__fail(LSR_ERROR_OPTION, "threads = %d: must be >= 0", opt.threads);
-    if (opt.logits_dtype != LSR_DTYPE_FLOAT32 && opt.logits_dtype != LSR_DTYPE_BFLOAT16)
-        return lsr__fail(LSR_ERROR_OPTION, "logits_dtype = %d: not a dtype", (int)opt.logits_dtype);
-    if (opt.grad_dtype != LSR_DTYPE_FLOAT32 && opt.grad_dtype != LSR_DTYPE_BFLOAT16)
-        return lsr__fail(LSR_ERROR_OPTION, "grad_dtype = %d: not a dtype", (int)opt.grad_dtype);
     if (soft && opt.ignore_index != LSR_IGNORE_INDEX_DEFAULT)
         return lsr__fail(LSR_ERROR_OPTION,
                          "ignore_index = %lld: soft targets do not take ignore_index",
@@ -201,12 +207,12 @@ lsr_status lsr__validate(loss_call *call, int soft, float *loss, void *grad, lsr
     }
 
     if (opt.prior) {
-        lsr_status s = check_distribution(opt.prior, k, "prior", 1, LSR_ERROR_PRIOR);
+        lsr_status s = lsr__check_distribution(NULL, opt.prior, k, "prior", 1, LSR_ERROR_PRIOR);
         if (s) return s;
     }
     if (opt.class_weights) {
-        lsr_status s =
-            check_distribution(opt.class_weights, k, "class_weights", 0, LSR_ERROR_WEIGHT);
+        lsr_status s = lsr__check_distribution(NULL, opt.class_weights, k, "class_weights", 0,
+                                               LSR_ERROR_WEIGHT);
         if (s) return s;
     }
 

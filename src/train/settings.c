@@ -100,7 +100,9 @@ lsr_status lsr_train_settings_check(const lsr_train_settings *s) {
     if (s->teacher[0] && s->adv_eps > 0)
         return lsr__fail(LSR_ERROR_OPTION, "settings: a teacher (--teacher) and adversarial "
                                            "training (--adv) together are not taken");
-    if (!s->teacher[0] && (s->distill_temperature != 1.0f || s->distill_weight != 0.5f))
+    const lsr_train_settings d = lsr_train_settings_default();
+    if (!s->teacher[0] &&
+        (s->distill_temperature != d.distill_temperature || s->distill_weight != d.distill_weight))
         return lsr__fail(LSR_ERROR_OPTION,
                          "settings.distill_temperature, distill_weight: set without a teacher");
     return LSR_OK;

@@ -188,9 +188,14 @@ static uint64_t mix64(uint64_t h) { /* splitmix64's finaliser */
     h = (h ^ (h >> 27)) * 0x94d049bb133111ebull;
     return h ^ (h >> 31);
 }
+/* The run's random state as one number: the root of the streams drawn per
+ * step below (the state only moves with the epochs' shuffles when they are
+ * used, so they are the same on every rank and after a resume). */
+static uint64_t state_hash(const lsr_train_state *st) {
+    return mix64(st->rng.s[0] ^ mix64(st->rng.s[1] ^ mix64(st->rng.s[2] ^ st->rng.s[3])));
+}
 static void part_rng(lsr_rng *r, const lsr_train_state *st, int part) {
-    uint64_t h = mix64(st->rng.s[0] ^ mix64(st->rng.s[1] ^ mix64(st->rng.s[2] ^ st->rng.s[3])));
-    h = mix64(h ^ (uint64_t)st->epoch);
+    uint64_t h = mix64(state_hash(st) ^ (uint64_t)st->epoch);
     h = mix64(h ^ (uint64_t)st->step);
     lsr_rng_seed(r, mix64(h ^ (uint64_t)part));
 }
@@ -232,8 +237,8 @@ static const int64_t *step_labels(lsr_loss_options *train, const step_buffers *b
                                   const lsr_loss_options *lo, int b, int k) {
     *train = *lo;
     if (s->smoothing_mode != LSR_SMOOTHING_SAMPLE || !(lo->smoothing > 0.0f)) return buf->labels;
-    uint64_t key = mix64(st->rng.s[0] ^ mix64(st->rng.s[1] ^ mix64(st->rng.s[2] ^ st->rng.s[3])));
-    key = mix64(mix64(key ^ 0x6c616265ull ^ (uint64_t)st->epoch) ^ (uint64_t)st->step);
+    const uint64_t key =
+        mix64(mix64(state_hash(st) ^ 0x6c616265ull ^ (uint64_t)st->epoch) ^ (uint64_t)st->step);
     lsr_smoothing_resample(buf->drawn, buf->labels, b, k, lo->smoothing, lo->convention, lo->prior,
                            key);
     train->smoothing = 0.0f;
@@ -250,22 +255,12 @@ static const int64_t *step_labels(lsr_loss_options *train, const step_buffers *b
 static lsr_status distill(float *loss, float *dlogits, const step_buffers *buf, const float *x,
                           const float *z, int n, int k, const lsr_train_settings *s, double scale) {
     const double T = s->distill_temperature, A = s->distill_weight;
-    const float *zt = lsr_model_forward(buf->teacher, x, n, 0, NULL);
-    for (size_t i = 0; i < (size_t)n * k; i++)
-        if (!isfinite(zt[i]))
+    LSR_TRY(lsr_model_probabilities(buf->soft, buf->teacher, x, n, T)); /* its softmax at T */
+    for (size_t i = 0; i < (size_t)n * k; i++) {
+        if (!isfinite(buf->soft[i])) /* from a logit that is not finite */
             return lsr__fail(LSR_ERROR_NONFINITE, "the teacher %s has a non-finite logit",
                              s->teacher);
-    for (int i = 0; i < n; i++) {
-        const float *tr = zt + (size_t)i * k;
-        double mx = -INFINITY, sum = 0.0;
-        for (int j = 0; j < k; j++)
-            mx = fmax(mx, tr[j] / T);
-        for (int j = 0; j < k; j++)
-            sum += exp(tr[j] / T - mx);
-        for (int j = 0; j < k; j++) {
-            buf->soft[(size_t)i * k + j] = (float)(exp(tr[j] / T - mx) / sum);
-            buf->scaled[(size_t)i * k + j] = (float)(z[(size_t)i * k + j] / T);
-        }
+        buf->scaled[i] = (float)(z[i] / T);
     }
     lsr_loss_options o = lsr_loss_options_default();
     o.reduction = LSR_REDUCTION_SUM;
@@ -493,8 +488,8 @@ static lsr_status train_step_parallel(float *loss, lsr_loss_stats *stats, int *n
     return LSR_OK;
 }
 
-/* The teacher of a distillation, checked against the student, and its
- * buffers for batches of B. */
+/* The teacher of a distillation, checked against the student, and the
+ * buffers of its soft targets for batches of B. */
 static lsr_status load_teacher(step_buffers *buf, const char *path, uint64_t *recorded,
                                const lsr_model *m, int B) {
     if (lsr_model_load(&buf->teacher, path))
@@ -519,7 +514,7 @@ static lsr_status load_teacher(step_buffers *buf, const char *path, uint64_t *re
     buf->dsoft = malloc(cells * sizeof(float));
     if (!buf->soft || !buf->scaled || !buf->dsoft)
         return lsr__fail(LSR_ERROR_OUT_OF_MEMORY, "distillation: out of memory");
-    return lsr_model_reserve(buf->teacher, B);
+    return LSR_OK;
 }
 
 /* The exchange's buffers; the parallel settings checked. */
