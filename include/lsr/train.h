@@ -169,6 +169,20 @@ LSR_API const char *lsr_model_spec(const lsr_model *m);
 LSR_API double lsr_model_temperature(const lsr_model *m);
 LSR_API lsr_status lsr_model_set_temperature(lsr_model *m, double temperature); /* > 0 */
 
+/* Class names: what eval, attack, project and the sweep report show instead
+ * of indices.  lsr train keeps Fashion-MNIST's when it trains on Debian's
+ * copy, or those of --class-names FILE. */
+#define LSR_CLASS_NAME_MAX 64 /* bytes of one name, its terminating NUL included */
+/* The name of class k in [0, classes), or NULL when the model has none (or
+ * k is out of range). */
+LSR_API const char *lsr_model_class_name(const lsr_model *m, int k);
+/* names: lsr_model_classes(m) names, each non-empty, of at most
+ * LSR_CLASS_NAME_MAX - 1 bytes, without control characters, all different;
+ * or NULL to remove them.  The model file keeps them as one JSON array of
+ * at most 1023 bytes (ten names of 80 bytes, or a hundred of 6): more is
+ * refused here, with LSR_ERROR_OPTION, rather than cut when saved. */
+LSR_API lsr_status lsr_model_set_class_names(lsr_model *m, const char *const *names);
+
 /*
  * logits  out (n, classes): the model's logits z in evaluation mode (no
  *         dropout); not divided by the temperature

@@ -31,6 +31,17 @@ void cli_fix_blas_core(char **argv);
 /* lsr_dataset_load_dir, its message naming the --data flag. */
 lsr_status cli_load_data(lsr_dataset *train, lsr_dataset *test, const char *dir);
 
+/* ---- class names (class_names.c) ---- */
+/* Fashion-MNIST's ten names when dir is Debian's copy of it and the data has
+ * 10 classes, else NULL. */
+const char *const *cli_data_class_names(const char *dir, int classes);
+/* --class-names FILE: one name a line, as many as m's classes, into m. */
+lsr_status cli_read_class_names(lsr_model *m, const char *path);
+/* Class k as a command shows it, in buf: m's name for it, else data_names[k]
+ * (data_names may be NULL), else "class k".  Returns buf. */
+const char *cli_class_label(char *buf, size_t size, const lsr_model *m,
+                            const char *const *data_names, int k);
+
 /* Prints the evaluation as text, or as one JSON object (json 2: no newline). */
 void cli_print_metrics(const lsr_metrics *mt, int json, const char *title);
 

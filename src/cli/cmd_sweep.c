@@ -31,6 +31,11 @@
 /* without --val: this percentage of the training examples, at most SWEEP_VAL_MAX */
 #define SWEEP_VAL_PERCENT 10
 #define SWEEP_VAL_MAX 5000
+/* the report's penultimate layer: on Fashion-MNIST, Mueller et al.'s choice of
+ * two similar classes and a different one; else the first three */
+#define SWEEP_DEFAULT_PROJECT_FASHION "Shirt,T-shirt/top,Sneaker"
+#define SWEEP_DEFAULT_PROJECT "0,1,2"
+#define SWEEP_PROJECT_PER_CLASS 300
 
 static void run_name(char *buf, size_t size, double eps, int seed) {
     snprintf(buf, size, "eps%g-seed%d", eps, seed);
@@ -44,6 +49,75 @@ static double fgsm_accuracy(lsr_model *model, lsr_model *crafter, const lsr_data
         lsr_model_predict(logits, model, adv, n))
         return NAN;
     return (double)lsr_top1(logits, test->y, n, lsr_model_classes(model), NULL) / (double)n;
+}
+
+static void sweep_projection_free(sweep_projection *p) {
+    projection_points_free(&p->points);
+    for (int k = 0; k < SWEEP_MAX_PANELS; k++) {
+        free(p->panels[k].xy);
+        p->panels[k].xy = NULL;
+    }
+}
+
+/* The report's penultimate-layer section (p): every run's tightness in the
+ * plane of the classes of arg, and the panels of the first seed's runs.  1:
+ * measured; 0: left out (a run's model has no templates, or the default
+ * classes do not fit the data; said on stderr); -1: failed (arg was given:
+ * lsr_last_error() says why). */
+static int sweep_project(sweep_projection *p, run_result *r, int nr, const double *eps, int ne,
+                         int base_seed, const char *runs, const lsr_dataset *test,
+                         const char *data_dir, const char *arg, int asked) {
+    char path[4300], name[64];
+    int shown[SWEEP_MAX_PANELS], cls[3];
+    p->np = ne < SWEEP_MAX_PANELS ? ne : SWEEP_MAX_PANELS;
+    for (int k = 0; k < p->np; k++) /* eps[0], the last, and evenly between */
+        shown[k] = p->np == 1 ? 0 : (int)lround((double)k * (ne - 1) / (p->np - 1));
+    const char *const *data_names = cli_data_class_names(data_dir, test->classes);
+    lsr_model *m = NULL;
+    for (int i = 0; i < nr; i++) {
+        run_name(name, sizeof name, r[i].eps, r[i].seed);
+        snprintf(path, sizeof path, "%s/%s.safetensors", runs, name);
+        if (lsr_model_load(&m, path)) goto fail;
+        if (i == 0) { /* the classes by the first run's names */
+            if (projection_parse_classes(cls, arg, m, data_names, test->classes) ||
+                projection_pick(&p->points, test, cls, SWEEP_PROJECT_PER_CLASS))
+                goto fail;
+            for (int g = 0; g < 3; g++)
+                p->names[g] =
+                    cli_class_label(p->labels[g], sizeof p->labels[g], m, data_names, cls[g]);
+        }
+        projection_panel panel;
+        memset(&panel, 0, sizeof panel);
+        if (projection_compute(&panel, m, &p->points)) {
+            lsr__fail(lsr__failed(), "%s: %s", path, lsr_last_error());
+            goto fail;
+        }
+        r[i].tightness = panel.tightness;
+        int k = 0;
+        while (k < p->np && !(r[i].seed == base_seed && r[i].eps == eps[shown[k]]))
+            k++;
+        if (k < p->np) {
+            snprintf(panel.title, sizeof panel.title, "eps %g (seed %d)", r[i].eps, r[i].seed);
+            p->panels[k] = panel;
+        } else {
+            free(panel.xy);
+        }
+        lsr_model_free(m);
+        m = NULL;
+    }
+    return 1;
+fail:
+    lsr_model_free(m);
+    sweep_projection_free(p);
+    for (int i = 0; i < nr; i++)
+        r[i].tightness = NAN;
+    if (asked) {
+        lsr__fail(lsr__failed(), "--project-classes %s: %s", arg, lsr_last_error());
+        return -1;
+    }
+    fprintf(stderr, "lsr sweep: the report has no penultimate-layer section: %s\n",
+            lsr_last_error());
+    return 0;
 }
 
 /* the defaults: the constants above */
@@ -62,12 +136,15 @@ static void sweep_usage(void) {
            "  Finished runs are kept in DIR/runs: run the same command again to resume.\n"
            "  --checkpoint F: each run keeps its own checkpoint, F with -eps<E>-seed<S> before\n"
            "  the extension, and the same command run again goes on from it (--resume is not\n"
-           "  taken).\n");
+           "  taken).\n"
+           "  --project-classes A,B,C: the report's picture of the penultimate layer, three\n"
+           "  classes by index or name (default on Fashion-MNIST " SWEEP_DEFAULT_PROJECT_FASHION ",\n"
+           "  else " SWEEP_DEFAULT_PROJECT ").\n");
 }
 // clang-format on
 
 int lsr_cmd_sweep(int argc, char **argv) {
-    const char *out_dir = NULL, *eps_arg = SWEEP_DEFAULT_EPS;
+    const char *out_dir = NULL, *eps_arg = SWEEP_DEFAULT_EPS, *project_arg = NULL;
     long long seeds = SWEEP_DEFAULT_SEEDS, attack_limit = SWEEP_DEFAULT_ATTACK_LIMIT;
     double attack_eps = SWEEP_DEFAULT_ATTACK_EPS;
     /* lsr sweep's own flags; everything else goes to lsr train's parser */
@@ -84,8 +161,8 @@ int lsr_cmd_sweep(int argc, char **argv) {
             return 0;
         }
         /* the sweep's own flags, as "--flag VALUE" or "--flag=VALUE" */
-        static const char *const own[] = {"--out", "--smoothing", "--seeds", "--attack-eps",
-                                          "--attack-limit"};
+        static const char *const own[] = {"--out",        "--smoothing",    "--seeds",
+                                          "--attack-eps", "--attack-limit", "--project-classes"};
         int which = -1;
         const char *value = NULL;
         for (int f = 0; f < (int)(sizeof own / sizeof own[0]) && which < 0; f++) {
@@ -116,6 +193,9 @@ int lsr_cmd_sweep(int argc, char **argv) {
             break;
         case 4:
             bad = cli_int("--attack-limit", value, 1, INT64_MAX, &attack_limit);
+            break;
+        case 5:
+            project_arg = value;
             break;
         default:
             rest[nrest++] = argv[i];
@@ -192,6 +272,16 @@ int lsr_cmd_sweep(int argc, char **argv) {
                 (long long)j.s.val_samples, (long long)n, SWEEP_VAL_PERCENT, SWEEP_VAL_MAX);
     }
     const int classes = all.classes > test.classes ? all.classes : test.classes;
+    int cls[3];
+    if (project_arg && !j.class_names_path && /* checked now, not after the runs */
+        projection_parse_classes(cls, project_arg, NULL,
+                                 cli_data_class_names(j.s.data, test.classes), test.classes)) {
+        lsr__fail(lsr__failed(), "--project-classes %s: %s", project_arg, lsr_last_error());
+        lsr_dataset_free(&all);
+        lsr_dataset_free(&test);
+        free(rest);
+        return cli_error("sweep", lsr_last_error());
+    }
     const int64_t n_attack = attack_limit < test.n ? attack_limit : test.n;
     const int total = ne * (int)seeds;
     run_result *results = calloc((size_t)total, sizeof *results);
@@ -274,6 +364,7 @@ int lsr_cmd_sweep(int argc, char **argv) {
                     failed = isnan(r->fgsm);
                 }
                 r->transfer = NAN;
+                r->tightness = NAN;
                 if (!failed && eps[0] == 0.0) { /* crafted on this seed's eps = 0 model */
                     lsr_model *source = NULL;
                     char source_path[4300];
@@ -321,13 +412,26 @@ int lsr_cmd_sweep(int argc, char **argv) {
             goto out;
         }
     }
+    sweep_projection proj;
+    memset(&proj, 0, sizeof proj);
+    const char *const *data_names = cli_data_class_names(j.s.data, test.classes);
+    const int projected =
+        sweep_project(&proj, results, total, eps, ne, base_seed, runs, &test, j.s.data,
+                      project_arg  ? project_arg
+                      : data_names ? SWEEP_DEFAULT_PROJECT_FASHION
+                                   : SWEEP_DEFAULT_PROJECT,
+                      project_arg != NULL);
+    if (projected < 0) goto out;
     char title[512];
     snprintf(title, sizeof title,
              "%.200s on %.200s, %d epochs, batch %d, %lld seeds, FGSM eps %g on %lld test samples",
              j.model_name, j.s.data, j.s.epochs, j.s.batch, seeds, attack_eps, (long long)n_attack);
     if (sweep_results_csv(out_dir, results, total) ||
-        sweep_report(out_dir, results, total, eps, ne, title))
+        sweep_report(out_dir, results, total, eps, ne, title, projected ? &proj : NULL)) {
+        sweep_projection_free(&proj);
         goto out;
+    }
+    sweep_projection_free(&proj);
     printf("%d runs; %s/results.csv and %s/report.html written\n", total, out_dir, out_dir);
     status = 0;
 out:

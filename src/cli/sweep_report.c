@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "../common/common.h"
+#include "svg.h"
 #include "sweep_report.h"
 
 typedef struct series {
@@ -28,9 +29,11 @@ static void mean_sd(const run_result *r, int nr, double eps, double (*get)(const
     *sd = n > 1 ? sqrt(fmax(0.0, (ss - s * s / n) / (n - 1))) : 0.0;
 }
 
-static void svg_line_plot(FILE *f, const char *title, const double *eps, int ne, const series *s,
-                          int ns) {
-    const double W = 420, H = 260, L = 55, R = 110, T = 30, B = 40;
+/* Means over seeds against eps, bars one standard deviation; every value
+ * plotted is >= 0, and a probability (most 1) <= 1. */
+static void svg_line_plot(FILE *f, const char *title, const char *ylabel, double most,
+                          const double *eps, int ne, const series *s, int ns) {
+    const double W = 440, H = 280;
     double lo = INFINITY, hi = -INFINITY;
     for (int k = 0; k < ns; k++)
         for (int i = 0; i < ne; i++)
@@ -38,102 +41,73 @@ static void svg_line_plot(FILE *f, const char *title, const double *eps, int ne,
                 lo = fmin(lo, s[k].mean[i] - s[k].sd[i]);
                 hi = fmax(hi, s[k].mean[i] + s[k].sd[i]);
             }
-    if (!isfinite(lo)) lo = 0, hi = 1;
-    if (hi - lo < 1e-6) hi = lo + 1e-3;
-    const double pad = 0.08 * (hi - lo);
-    lo -= pad;
-    hi += pad;
-    const double xmax = eps[ne - 1] > 0 ? eps[ne - 1] : 1;
-#define PX(x) (L + (W - L - R) * (x) / xmax)
-#define PY(y) (T + (H - T - B) * (1 - ((y)-lo) / (hi - lo)))
-    fprintf(f,
-            "<svg class=\"plot\" xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" "
-            "height=\"%.0f\" font-family=\"sans-serif\" font-size=\"11\">\n",
-            W, H);
-    fprintf(f, "<text x=\"%.0f\" y=\"18\" font-size=\"13\" font-weight=\"bold\">%s</text>\n", L,
-            title);
-    fprintf(f,
-            "<rect x=\"%.0f\" y=\"%.0f\" width=\"%.0f\" height=\"%.0f\" fill=\"none\" "
-            "stroke=\"#999\"/>\n",
-            L, T, W - L - R, H - T - B);
-    for (int t = 0; t <= 4; t++) {
-        const double y = lo + (hi - lo) * t / 4;
-        fprintf(f, "<text x=\"%.0f\" y=\"%.1f\" text-anchor=\"end\">%.4g</text>\n", L - 4,
-                PY(y) + 4, y);
-    }
-    for (int i = 0; i < ne; i++)
-        fprintf(f, "<text x=\"%.1f\" y=\"%.0f\" text-anchor=\"middle\">%g</text>\n", PX(eps[i]),
-                H - B + 14, eps[i]);
-    fprintf(f, "<text x=\"%.0f\" y=\"%.0f\" text-anchor=\"middle\">label smoothing eps</text>\n",
-            (L + W - R) / 2, H - 6);
+    svg_frame fr = {60, 30, W - 60 - 120, H - 30 - 45, {0, 0, 0}, {0, 0, 0}};
+    fr.ax = svg_axis_over(0, eps[ne - 1], 0, eps[ne - 1] > 0 ? eps[ne - 1] : 1); /* no padding */
+    fr.ay = svg_axis_over(lo, hi, 0, most);
+    svg_begin(f, W, H);
+    svg_title(f, fr.x, 18, title);
+    svg_draw_frame(f, &fr, "label smoothing eps", ylabel);
+    const char *names[4], *colours[4];
     for (int k = 0; k < ns; k++) {
         fprintf(f, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"2\" points=\"",
                 s[k].color);
         for (int i = 0; i < ne; i++)
-            if (!isnan(s[k].mean[i])) fprintf(f, "%.1f,%.1f ", PX(eps[i]), PY(s[k].mean[i]));
+            if (!isnan(s[k].mean[i]))
+                fprintf(f, "%.1f,%.1f ", svg_px(&fr, eps[i]), svg_py(&fr, s[k].mean[i]));
         fprintf(f, "\"/>\n");
         for (int i = 0; i < ne; i++) {
             if (isnan(s[k].mean[i])) continue;
-            fprintf(f, "<line x1=\"%.1f\" x2=\"%.1f\" y1=\"%.1f\" y2=\"%.1f\" stroke=\"%s\"/>",
-                    PX(eps[i]), PX(eps[i]), PY(s[k].mean[i] - s[k].sd[i]),
-                    PY(s[k].mean[i] + s[k].sd[i]), s[k].color);
-            fprintf(f, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3\" fill=\"%s\"/>\n", PX(eps[i]),
-                    PY(s[k].mean[i]), s[k].color);
+            const double x = svg_px(&fr, eps[i]);
+            fprintf(f,
+                    "<line x1=\"%.1f\" x2=\"%.1f\" y1=\"%.1f\" y2=\"%.1f\" stroke=\"%s\"/>"
+                    "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3\" fill=\"%s\"/>\n",
+                    x, x, svg_py(&fr, fmax(s[k].mean[i] - s[k].sd[i], fr.ay.from)),
+                    svg_py(&fr, fmin(s[k].mean[i] + s[k].sd[i], fr.ay.to)), s[k].color, x,
+                    svg_py(&fr, s[k].mean[i]), s[k].color);
         }
-        fprintf(f,
-                "<rect x=\"%.0f\" y=\"%.0f\" width=\"10\" height=\"10\" fill=\"%s\"/>"
-                "<text x=\"%.0f\" y=\"%.0f\">%s</text>\n",
-                W - R + 8, T + 4 + 16 * k, s[k].color, W - R + 22, T + 13 + 16 * k, s[k].name);
+        names[k] = s[k].name;
+        colours[k] = s[k].color;
     }
-    fprintf(f, "</svg>\n");
-#undef PX
-#undef PY
+    svg_legend(f, fr.x + fr.w + 12, fr.y + 4, names, colours, ns);
+    svg_end(f);
 }
 
 /* Reliability diagram: accuracy per confidence bin against the diagonal,
  * with the bin populations as a histogram below. */
 static void svg_reliability(FILE *f, const char *title, const lsr_metrics *m) {
-    const double W = 300, H = 300, L = 45, T = 30, S = 220;
+    const double W = 320, H = 450;
+    const svg_frame fr = {55, 30, 230, 230, {0, 1, 0.2}, {0, 1, 0.2}};
+    svg_begin(f, W, H);
+    svg_title(f, fr.x, 18, title);
+    svg_draw_frame(f, &fr, "confidence", "accuracy");
     fprintf(f,
-            "<svg class=\"plot\" xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" "
-            "height=\"%.0f\" font-family=\"sans-serif\" font-size=\"11\">\n",
-            W, H + 70);
-    fprintf(f, "<text x=\"%.0f\" y=\"18\" font-size=\"13\" font-weight=\"bold\">%s</text>\n", L,
-            title);
-    fprintf(f,
-            "<rect x=\"%.0f\" y=\"%.0f\" width=\"%.0f\" height=\"%.0f\" fill=\"none\" "
-            "stroke=\"#999\"/>\n",
-            L, T, S, S);
-    fprintf(f,
-            "<line x1=\"%.0f\" y1=\"%.0f\" x2=\"%.0f\" y2=\"%.0f\" stroke=\"#bbb\" "
+            "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#bbb\" "
             "stroke-dasharray=\"4\"/>\n",
-            L, T + S, L + S, T);
-    const double bw = S / LSR_CALIBRATION_BINS;
+            fr.x, fr.y + fr.h, fr.x + fr.w, fr.y);
+    const double bw = fr.w / LSR_CALIBRATION_BINS, hist_bottom = fr.y + fr.h + 95;
     int64_t most = 1;
     for (int b = 0; b < LSR_CALIBRATION_BINS; b++)
         if (m->bin_count[b] > most) most = m->bin_count[b];
     for (int b = 0; b < LSR_CALIBRATION_BINS; b++) {
         if (!m->bin_count[b]) continue;
-        const double h = S * m->bin_accuracy[b], gap = S * m->bin_confidence[b];
+        const double x = fr.x + b * bw, acc = svg_py(&fr, m->bin_accuracy[b]),
+                     conf = svg_py(&fr, m->bin_confidence[b]);
         fprintf(f,
                 "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"#4a7fc1\" "
-                "stroke=\"white\"/>",
-                L + b * bw, T + S - h, bw, h);
-        fprintf(f,
+                "stroke=\"white\"/>"
                 "<line x1=\"%.1f\" x2=\"%.1f\" y1=\"%.1f\" y2=\"%.1f\" stroke=\"#d9534f\" "
                 "stroke-width=\"2\"/>\n",
-                L + b * bw, L + (b + 1) * bw, T + S - gap, T + S - gap);
-        const double hh = 50.0 * (double)m->bin_count[b] / (double)most;
+                x, acc, bw, fr.y + fr.h - acc, x, x + bw, conf, conf);
+        const double hh = 45.0 * (double)m->bin_count[b] / (double)most;
         fprintf(f, "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"#888\"/>\n",
-                L + b * bw, T + S + 65 - hh, bw - 1, hh);
+                x, hist_bottom - hh, bw - 1, hh);
     }
-    fprintf(f,
-            "<text x=\"%.0f\" y=\"%.0f\">confidence (0 to 1); blue: accuracy, red: mean "
-            "confidence</text>\n",
-            L - 30, T + S + 14);
-    fprintf(f, "<text x=\"%.0f\" y=\"%.0f\">ECE %.4f, MCE %.4f; grey: samples per bin</text>\n",
-            L - 30, T + S + 78, m->ece, m->mce);
-    fprintf(f, "</svg>\n");
+    static const char *const names[3] = {"accuracy", "mean confidence", "examples per bin"};
+    static const char *const colours[3] = {"#4a7fc1", "#d9534f", "#888"};
+    fprintf(f, "<text x=\"%.1f\" y=\"%.1f\">ECE %.4f, MCE %.4f</text>\n", fr.x, hist_bottom + 16,
+            m->ece, m->mce);
+    svg_legend(f, fr.x, hist_bottom + 26, names, colours, 3);
+    svg_end(f);
 }
 
 static double g_acc(const run_result *r) { return r->plain.accuracy; }
@@ -145,9 +119,10 @@ static double g_nll_ts(const run_result *r) { return r->scaled.nll; }
 static double g_fgsm(const run_result *r) { return r->fgsm; }
 static double g_transfer(const run_result *r) { return r->transfer; }
 static double g_conf(const run_result *r) { return r->plain.mean_confidence; }
+static double g_tight(const run_result *r) { return r->tightness; }
 
 lsr_status sweep_report(const char *dir, const run_result *r, int nr, const double *eps, int ne,
-                        const char *title) {
+                        const char *title, const sweep_projection *proj) {
     char path[4200];
     lsr_atomic_file af;
     series s[3];
@@ -172,21 +147,21 @@ lsr_status sweep_report(const char *dir, const run_result *r, int nr, const doub
     } while (0)
     fprintf(f, "<div>\n");
     SERIES(0, "top-1", "#4a7fc1", g_acc);
-    svg_line_plot(f, "Test accuracy", eps, ne, s, 1);
+    svg_line_plot(f, "Test accuracy", "accuracy", 1, eps, ne, s, 1);
     SERIES(0, "top-5", "#4a7fc1", g_top5);
-    svg_line_plot(f, "Test top-5 accuracy", eps, ne, s, 1);
+    svg_line_plot(f, "Test top-5 accuracy", "top-5 accuracy", 1, eps, ne, s, 1);
     SERIES(0, "raw", "#d9534f", g_ece);
     SERIES(1, "temp. scaled", "#5cb85c", g_ece_ts);
-    svg_line_plot(f, "Expected calibration error (15 bins)", eps, ne, s, 2);
+    svg_line_plot(f, "Expected calibration error (15 bins)", "ECE", 1, eps, ne, s, 2);
     SERIES(0, "raw", "#d9534f", g_nll);
     SERIES(1, "temp. scaled", "#5cb85c", g_nll_ts);
-    svg_line_plot(f, "Test NLL", eps, ne, s, 2);
+    svg_line_plot(f, "Test NLL", "nats per example", INFINITY, eps, ne, s, 2);
     SERIES(0, "FGSM", "#d9534f", g_fgsm);
     SERIES(1, "transfer", "#f0ad4e", g_transfer);
-    svg_line_plot(f, "Accuracy under FGSM", eps, ne, s, 2);
+    svg_line_plot(f, "Accuracy under FGSM", "accuracy", 1, eps, ne, s, 2);
     SERIES(0, "confidence", "#9b59b6", g_conf);
     SERIES(1, "accuracy", "#4a7fc1", g_acc);
-    svg_line_plot(f, "Mean confidence and accuracy", eps, ne, s, 2);
+    svg_line_plot(f, "Mean confidence and accuracy", "probability", 1, eps, ne, s, 2);
     fprintf(f, "</div>\n");
     /* reliability diagrams: eps = 0 and the eps with the best mean accuracy, first seed of each */
     int best = 0;
@@ -209,23 +184,41 @@ lsr_status sweep_report(const char *dir, const run_result *r, int nr, const doub
                 svg_reliability(f, t, &r[i].scaled);
                 break;
             }
-    fprintf(f, "</div>\n<h2>All runs</h2>\n<table>\n"
+    fprintf(f, "</div>\n");
+    if (proj) {
+        fprintf(f, "<h2>The penultimate layer</h2>\n<p>");
+        for (int g = 0; g < 3; g++) {
+            svg_text(f, proj->names[g]);
+            fputs(g == 0 ? ", " : g == 1 ? " and " : "", f);
+        }
+        fprintf(f, ": the penultimate activations of test examples, projected onto the plane "
+                   "through the three classes' templates (rows of the last layer's weights), "
+                   "first seed; and the within-class over between-class spread in that plane "
+                   "(smaller: tighter clusters; M&uuml;ller, Kornblith and Hinton 2019, figure "
+                   "1).</p>\n<div>\n");
+        projection_svg(f, proj->panels, proj->np, &proj->points, proj->names);
+        SERIES(0, "spread", "#9b59b6", g_tight);
+        svg_line_plot(f, "Within / between spread", "ratio", INFINITY, eps, ne, s, 1);
+        fprintf(f, "</div>\n");
+    }
+    fprintf(f, "<h2>All runs</h2>\n<table>\n"
                "<tr><th>eps</th><th>seed</th><th>accuracy</th><th>top-5</th>"
                "<th>NLL</th><th>ECE</th><th>MCE</th><th>Brier</th><th>confidence</th>"
                "<th>FGSM</th><th>transfer FGSM</th>"
-               "<th>T</th><th>NLL (T)</th><th>ECE (T)</th><th>train s</th></tr>\n");
+               "<th>T</th><th>NLL (T)</th><th>ECE (T)</th><th>spread</th><th>train s</th></tr>\n");
     for (int i = 0; i < nr; i++) {
         const run_result *x = &r[i];
-        char transfer[32] = "n/a";
+        char transfer[32] = "n/a", tightness[32] = "n/a";
         if (!isnan(x->transfer)) snprintf(transfer, sizeof transfer, "%.4f", x->transfer);
+        if (!isnan(x->tightness)) snprintf(tightness, sizeof tightness, "%.3f", x->tightness);
         fprintf(f,
                 "<tr><td>%g</td><td>%d</td><td>%.4f</td><td>%.4f</td><td>%.4f</td>"
                 "<td>%.4f</td><td>%.4f</td>"
                 "<td>%.4f</td><td>%.4f</td><td>%.4f</td><td>%s</td><td>%.3f</td>"
-                "<td>%.4f</td><td>%.4f</td><td>%.0f</td></tr>\n",
+                "<td>%.4f</td><td>%.4f</td><td>%s</td><td>%.0f</td></tr>\n",
                 x->eps, x->seed, x->plain.accuracy, x->plain.top5, x->plain.nll, x->plain.ece,
                 x->plain.mce, x->plain.brier, x->plain.mean_confidence, x->fgsm, transfer,
-                x->temperature, x->scaled.nll, x->scaled.ece, x->seconds);
+                x->temperature, x->scaled.nll, x->scaled.ece, tightness, x->seconds);
     }
     fprintf(f, "</table>\n<p>FGSM: L-infinity, labels from the model's own predictions, "
                "clipped to [0, 1]. Transfer: the examples are crafted on the eps = 0 model of "

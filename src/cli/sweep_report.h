@@ -4,8 +4,9 @@
 
 #include "sweep.h"
 
-/* Writes dir/report.html of the runs r[0..nr) over the eps values eps[0..ne). */
+/* Writes dir/report.html of the runs r[0..nr) over the eps values eps[0..ne),
+ * with the penultimate layer's section when proj is not NULL. */
 lsr_status sweep_report(const char *dir, const run_result *r, int nr, const double *eps, int ne,
-                        const char *title);
+                        const char *title, const sweep_projection *proj);
 
 #endif

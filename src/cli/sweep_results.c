@@ -116,6 +116,7 @@ int sweep_result_load(const char *path, run_result *r) {
         get_number(o, "transfer_fgsm_accuracy", &r->transfer) &&
         get_number(o, "train_seconds", &r->seconds);
     r->seed = (int)seed;
+    r->tightness = NAN; /* measured by the report */
     cJSON_Delete(o);
     return ok;
 }
@@ -125,19 +126,21 @@ lsr_status sweep_results_csv(const char *dir, const run_result *r, int nr) {
     snprintf(path, sizeof path, "%s/results.csv", dir);
     lsr_atomic_file af;
     LSR_TRY(lsr_atomic_open(&af, path));
-    fprintf(af.f,
-            "eps,seed,accuracy,top5,nll,ece,mce,brier,mean_confidence,fgsm_accuracy,"
-            "transfer_fgsm_accuracy,temperature,ts_nll,ts_ece,ts_mce,ts_brier,train_seconds\n");
+    fprintf(af.f, "eps,seed,accuracy,top5,nll,ece,mce,brier,mean_confidence,fgsm_accuracy,"
+                  "transfer_fgsm_accuracy,temperature,ts_nll,ts_ece,ts_mce,ts_brier,train_seconds,"
+                  "tightness\n");
     for (int i = 0; i < nr; i++) {
         const run_result *x = &r[i];
-        char transfer[32] = "";
+        char transfer[32] = "", tightness[32] = "";
         if (!isnan(x->transfer)) snprintf(transfer, sizeof transfer, "%.6f", x->transfer);
-        fprintf(af.f,
-                "%g,%d,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%s,%.6f,%.6f,%.6f,%.6f,%.6f,%.1f\n",
-                x->eps, x->seed, x->plain.accuracy, x->plain.top5, x->plain.nll, x->plain.ece,
-                x->plain.mce, x->plain.brier, x->plain.mean_confidence, x->fgsm, transfer,
-                x->temperature, x->scaled.nll, x->scaled.ece, x->scaled.mce, x->scaled.brier,
-                x->seconds);
+        if (!isnan(x->tightness)) snprintf(tightness, sizeof tightness, "%.6f", x->tightness);
+        fprintf(
+            af.f,
+            "%g,%d,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%s,%.6f,%.6f,%.6f,%.6f,%.6f,%.1f,%s\n",
+            x->eps, x->seed, x->plain.accuracy, x->plain.top5, x->plain.nll, x->plain.ece,
+            x->plain.mce, x->plain.brier, x->plain.mean_confidence, x->fgsm, transfer,
+            x->temperature, x->scaled.nll, x->scaled.ece, x->scaled.mce, x->scaled.brier,
+            x->seconds, tightness);
     }
     return lsr_atomic_commit(&af);
 }

@@ -50,6 +50,9 @@ static void train_usage(FILE *f) {
         "                          examples made against the current model at every step\n"
         "  --out FILE              the model file (safetensors), written atomically\n"
         "  --metrics FILE          one JSON line per epoch\n"
+        "  --class-names FILE      the classes' names, one a line, kept in the model file for\n"
+        "                          eval, attack, project and sweep reports (Debian's\n"
+        "                          Fashion-MNIST has its own)\n"
         "  --quiet                 no progress display\n"
         "  --checkpoint FILE       keep the whole training state in FILE (atomically), every\n"
         "  --checkpoint-every N    N steps (default " CLI_STR(TRAIN_DEFAULT_CHECKPOINT_EVERY) ")"
@@ -108,6 +111,7 @@ const struct option train_opts[] = {
     {"teacher", required_argument, 0, OPT_TEACHER},
     {"distill-temperature", required_argument, 0, OPT_DISTILL_T},
     {"distill-weight", required_argument, 0, OPT_DISTILL_W},
+    {"class-names", required_argument, 0, OPT_CLASS_NAMES},
     {"on-nonfinite", required_argument, 0, OPT_NONFINITE},
     {"precision", required_argument, 0, OPT_PRECISION},
     {"help", no_argument, 0, OPT_HELP},
@@ -251,6 +255,9 @@ int train_job_parse(train_job *j, int argc, char **argv) {
             break;
         case OPT_METRICS:
             j->metrics_path = optarg;
+            break;
+        case OPT_CLASS_NAMES:
+            j->class_names_path = optarg;
             break;
         case OPT_QUIET:
             j->quiet = 1;

@@ -51,6 +51,7 @@ enum {
     OPT_TEACHER,
     OPT_DISTILL_T,
     OPT_DISTILL_W,
+    OPT_CLASS_NAMES,
     OPT_HELP
 };
 

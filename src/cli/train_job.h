@@ -22,8 +22,9 @@ typedef struct train_job {
     const char *model_name; /* --model: a preset or a spec */
     /* the run's files (NULL: none) */
     const char *out, *metrics_path, *checkpoint_path, *resume_path;
-    int resume_epoch;           /* on resume: the checkpoint's epoch in progress */
-    long long checkpoint_every; /* steps between checkpoints, with --checkpoint */
+    const char *class_names_path; /* --class-names FILE, or NULL */
+    int resume_epoch;             /* on resume: the checkpoint's epoch in progress */
+    long long checkpoint_every;   /* steps between checkpoints, with --checkpoint */
     char *note;        /* those files as JSON, stored in checkpoints (lsr sweep adds its run) */
     void *resume_note; /* on resume: the checkpoint's note (cJSON), which the paths point into */
     /* how to run it; a resume may change these */

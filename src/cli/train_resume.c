@@ -137,6 +137,10 @@ static void flag_value(const train_job *j, int c, int exact, char *buf, size_t s
         path = j->checkpoint_path;
         word = "none";
         break;
+    case OPT_CLASS_NAMES:
+        path = j->class_names_path;
+        word = "none";
+        break;
     case OPT_CHECKPOINT_EVERY:
         integer = j->checkpoint_every;
         break;
@@ -191,9 +195,9 @@ static int take_note(train_job *j, const char *note, const char *path) {
                          "--resume %s: the checkpoint of lsr sweep's run "
                          "%.100s: run the same lsr sweep command again to resume it",
                          path, sweep->valuestring);
-    const char *keys[3] = {"out", "metrics", "checkpoint"};
-    const char **values[3] = {&j->out, &j->metrics_path, &j->checkpoint_path};
-    for (int i = 0; i < 3; i++) {
+    const char *keys[4] = {"out", "metrics", "checkpoint", "class_names"};
+    const char **values[4] = {&j->out, &j->metrics_path, &j->checkpoint_path, &j->class_names_path};
+    for (int i = 0; i < 4; i++) {
         const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, keys[i]);
         *values[i] = cJSON_IsString(v) ? v->valuestring : NULL;
     }

@@ -26,6 +26,7 @@ void lsr_metadata_set(lsr_metadata *md, const char *key, const char *fmt, ...)
 #endif
     ;
 const char *lsr_metadata_get(const lsr_metadata *md, const char *key); /* NULL if absent */
+void lsr_metadata_remove(lsr_metadata *md, const char *key);           /* if present */
 
 /* One tensor to write: dtype "F32" or "I64", up to 4 dimensions. */
 typedef struct lsr_tensor {

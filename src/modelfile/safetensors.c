@@ -32,6 +32,16 @@ const char *lsr_metadata_get(const lsr_metadata *md, const char *key) {
     return NULL;
 }
 
+void lsr_metadata_remove(lsr_metadata *md, const char *key) {
+    for (int i = 0; i < md->n; i++)
+        if (strcmp(md->key[i], key) == 0) {
+            md->n--;
+            memmove(md->key[i], md->key[i + 1], (size_t)(md->n - i) * LSR_META_KEY);
+            memmove(md->value[i], md->value[i + 1], (size_t)(md->n - i) * LSR_META_VALUE);
+            return;
+        }
+}
+
 /* The PyTorch shape of a layer's weight, and whether its layout differs. */
 static int torch_weight_shape(const lsr_layer *l, int64_t shape[4]) {
     if (l->kind == LSR_LAYER_CONV2D) {

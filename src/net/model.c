@@ -241,6 +241,7 @@ void lsr_model_clear(lsr_model *m) {
     for (int i = 0; i < LSR_MAX_LAYERS; i++)
         lsr_conv_fast_free(m->conv_fast[i]);
     free(m->file_metadata);
+    free(m->class_names);
     memset(m, 0, sizeof *m);
 }
 

@@ -76,7 +76,8 @@ struct lsr_model {
     int has_settings;
     lsr_train_settings settings;
     int64_t training_samples;
-    double temperature;    /* fitted by lsr calibrate, or 0: none */
+    double temperature;                      /* fitted by lsr calibrate, or 0: none */
+    char (*class_names)[LSR_CLASS_NAME_MAX]; /* (classes) names, malloc'd, or NULL */
     lsr_init default_init; /* LSR_INIT_DEFAULT's: the preset's (He for a spec string) */
     /* the metadata of the file the model was loaded from (lsr_metadata,
      * malloc'd), written back as it was unless the model is trained again */

@@ -6,8 +6,10 @@
  * optimizer's moments, the sample order of the epoch in progress, and in
  * the metadata the epoch, step, optimizer step count, random-generator
  * state, the run's settings and the caller's note. */
+#include <cjson/cJSON.h>
 #include <inttypes.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -16,6 +18,94 @@
 
 /* Metadata records are 70 KB: not on the stack. */
 static _Thread_local lsr_metadata metadata;
+
+/* The names as a JSON array (malloc'd; NULL: out of memory), of names or
+ * else of m's. */
+static char *class_names_json(const char *const *names, const lsr_model *m) {
+    cJSON *a = cJSON_CreateArray();
+    for (int k = 0; a && k < m->classes; k++)
+        if (!cJSON_AddItemToArray(a, cJSON_CreateString(names ? names[k] : m->class_names[k]))) {
+            cJSON_Delete(a);
+            a = NULL;
+        }
+    char *json = a ? cJSON_PrintUnformatted(a) : NULL;
+    cJSON_Delete(a);
+    return json;
+}
+
+/* names[0..classes): each a usable name, all different, or a message
+ * (prefixed with what) naming the first that is not. */
+static lsr_status check_class_names(const char *const *names, int classes, const char *what) {
+    for (int k = 0; k < classes; k++) {
+        const char *s = names[k];
+        if (!s || !*s || strlen(s) >= LSR_CLASS_NAME_MAX)
+            return lsr__fail(LSR_ERROR_OPTION, "%s: the name of class %d is %s (1 to %d bytes)",
+                             what, k,
+                             !s   ? "missing"
+                             : *s ? "too long"
+                                  : "empty",
+                             LSR_CLASS_NAME_MAX - 1);
+        for (const unsigned char *c = (const unsigned char *)s; *c; c++)
+            if (*c < 0x20 || *c == 0x7f)
+                return lsr__fail(LSR_ERROR_OPTION,
+                                 "%s: the name of class %d holds a control character", what, k);
+        for (int j = 0; j < k; j++)
+            if (!strcmp(names[j], s))
+                return lsr__fail(LSR_ERROR_OPTION, "%s: classes %d and %d are both named '%s'",
+                                 what, j, k, s);
+    }
+    return LSR_OK;
+}
+
+LSR_API const char *lsr_model_class_name(const lsr_model *m, int k) {
+    return m && m->class_names && k >= 0 && k < m->classes ? m->class_names[k] : NULL;
+}
+
+LSR_API lsr_status lsr_model_set_class_names(lsr_model *m, const char *const *names) {
+    if (!m) return lsr__fail(LSR_ERROR_NULL_ARGUMENT, "lsr_model_set_class_names: m is NULL");
+    if (!names) {
+        free(m->class_names);
+        m->class_names = NULL;
+        return LSR_OK;
+    }
+    LSR_TRY(check_class_names(names, m->classes, "class names"));
+    char *json = class_names_json(names, m);
+    if (!json) return lsr__fail(LSR_ERROR_OUT_OF_MEMORY, "class names: out of memory");
+    const size_t bytes = strlen(json);
+    free(json);
+    if (bytes >= LSR_META_VALUE)
+        return lsr__fail(LSR_ERROR_OPTION,
+                         "class names: %zu bytes as JSON; a model file keeps at most %d", bytes,
+                         LSR_META_VALUE - 1);
+    char(*copy)[LSR_CLASS_NAME_MAX] = calloc((size_t)m->classes, sizeof *copy);
+    if (!copy) return lsr__fail(LSR_ERROR_OUT_OF_MEMORY, "class names: out of memory");
+    for (int k = 0; k < m->classes; k++)
+        snprintf(copy[k], LSR_CLASS_NAME_MAX, "%s", names[k]);
+    free(m->class_names);
+    m->class_names = copy;
+    return LSR_OK;
+}
+
+/* m's class names from md's class_names (a JSON array of m->classes
+ * strings), if it has them. */
+static lsr_status read_class_names(lsr_model *m, const lsr_metadata *md, const char *path) {
+    const char *json = lsr_metadata_get(md, "class_names");
+    if (!json) return LSR_OK;
+    cJSON *a = cJSON_Parse(json);
+    const char *names[LSR_META_VALUE / 3]; /* "", takes 3 bytes at least */
+    int n = 0;
+    lsr_status st = LSR_OK;
+    if (!cJSON_IsArray(a) || cJSON_GetArraySize(a) != m->classes ||
+        m->classes > (int)(sizeof names / sizeof *names))
+        st = lsr__fail(LSR_ERROR_FORMAT, "%s: metadata class_names is not an array of %d names",
+                       path, m->classes);
+    for (const cJSON *it = a ? a->child : NULL; !st && it; it = it->next)
+        names[n++] = cJSON_IsString(it) ? it->valuestring : NULL;
+    if (!st && (st = lsr_model_set_class_names(m, names)))
+        st = lsr__fail(LSR_ERROR_FORMAT, "%s: metadata %s", path, lsr_last_error());
+    cJSON_Delete(a);
+    return st;
+}
 
 LSR_API lsr_status lsr_model_save(const lsr_model *m, const char *path) {
     if (!m || !path) return lsr__fail(LSR_ERROR_NULL_ARGUMENT, "lsr_model_save: m or path is NULL");
@@ -30,6 +120,13 @@ LSR_API lsr_status lsr_model_save(const lsr_model *m, const char *path) {
         }
     }
     if (m->temperature > 0) lsr_metadata_set(md, "temperature", "%.6f", m->temperature);
+    lsr_metadata_remove(md, "class_names");
+    if (m->class_names) {
+        char *json = class_names_json((const char *const *)NULL, m);
+        if (!json) return lsr__fail(LSR_ERROR_OUT_OF_MEMORY, "%s: out of memory", path);
+        lsr_metadata_set(md, "class_names", "%s", json); /* fits: checked when set */
+        free(json);
+    }
     return lsr_model_write(m, md, path);
 }
 
@@ -56,6 +153,7 @@ LSR_API lsr_status lsr_model_load(lsr_model **out, const char *path) {
     if (!m) return lsr__fail(LSR_ERROR_OUT_OF_MEMORY, "%s: out of memory", path);
     lsr_status st = lsr_model_read(m, &metadata, path);
     if (st == LSR_OK) st = read_record(m, &metadata, path);
+    if (st == LSR_OK) st = read_class_names(m, &metadata, path);
     if (st == LSR_OK && !(m->file_metadata = malloc(sizeof metadata)))
         st = lsr__fail(LSR_ERROR_OUT_OF_MEMORY, "%s: out of memory", path);
     if (st == LSR_OK) memcpy(m->file_metadata, &metadata, sizeof metadata);

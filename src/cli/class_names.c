@@ -1,0 +1,83 @@
+/* Class names for the lsr command: Fashion-MNIST's, known when the data is
+ * Debian's copy; those of --class-names FILE; and the label a command
+ * shows for a class (the model's name, else the data's, else "class k"). */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+static const char *const fashion_names[10] = {"T-shirt/top", "Trouser", "Pullover", "Dress",
+                                              "Coat",        "Sandal",  "Shirt",    "Sneaker",
+                                              "Bag",         "Ankle boot"};
+
+const char *const *cli_data_class_names(const char *dir, int classes) {
+    if (classes != 10 || !dir) return NULL;
+    char *real = realpath(dir, NULL), *debian = realpath(LSR_FASHION_MNIST_DIR, NULL);
+    const int same = real && debian && !strcmp(real, debian);
+    free(real);
+    free(debian);
+    return same ? fashion_names : NULL;
+}
+
+lsr_status cli_read_class_names(lsr_model *m, const char *path) {
+    const int k = lsr_model_classes(m);
+    FILE *f = fopen(path, "r");
+    if (!f) return lsr__fail(LSR_ERROR_IO, "--class-names %s: %s", path, strerror(errno));
+    char(*names)[LSR_CLASS_NAME_MAX + 1] = calloc((size_t)k, sizeof *names);
+    const char **list = calloc((size_t)k, sizeof *list);
+    lsr_status st = names && list ? LSR_OK : lsr__fail(LSR_ERROR_OUT_OF_MEMORY, "out of memory");
+    char line[4096];
+    int n = 0, lineno = 0;
+    while (!st && fgets(line, sizeof line, f)) {
+        lineno++;
+        size_t len = strlen(line);
+        if (len == sizeof line - 1 && line[len - 1] != '\n')
+            st = lsr__fail(LSR_ERROR_FORMAT, "--class-names %s: line %d is too long", path,
+                           lineno);
+        while (len && (line[len - 1] == '\n' || line[len - 1] == '\r' || line[len - 1] == ' ' ||
+                       line[len - 1] == '\t'))
+            line[--len] = '\0';
+        if (st) break;
+        if (n == k) { /* blank lines may end the file */
+            if (len)
+                st = lsr__fail(LSR_ERROR_FORMAT,
+                               "--class-names %s: line %d: more names than the data's %d classes",
+                               path, lineno, k);
+            continue;
+        }
+        if (len >= LSR_CLASS_NAME_MAX)
+            st = lsr__fail(LSR_ERROR_FORMAT,
+                           "--class-names %s: line %d: a name of %zu bytes (at most %d)", path,
+                           lineno, len, LSR_CLASS_NAME_MAX - 1);
+        else if (!len)
+            st = lsr__fail(LSR_ERROR_FORMAT, "--class-names %s: line %d is empty (one name a line)",
+                           path, lineno);
+        else
+            list[n] = strcpy(names[n], line), n++;
+    }
+    if (!st && ferror(f))
+        st = lsr__fail(LSR_ERROR_IO, "--class-names %s: cannot read: %s", path, strerror(errno));
+    fclose(f);
+    if (!st && n < k)
+        st = lsr__fail(LSR_ERROR_FORMAT, "--class-names %s: %d names for the data's %d classes",
+                       path, n, k);
+    if (!st && lsr_model_set_class_names(m, list))
+        st = lsr__fail(lsr__failed(), "--class-names %s: %s", path, lsr_last_error());
+    free(names);
+    free(list);
+    return st;
+}
+
+const char *cli_class_label(char *buf, size_t size, const lsr_model *m,
+                            const char *const *data_names, int k) {
+    const char *name = lsr_model_class_name(m, k);
+    if (!name && data_names) name = data_names[k];
+    if (name)
+        snprintf(buf, size, "%s", name);
+    else
+        snprintf(buf, size, "class %d", k);
+    return buf;
+}

@@ -1,0 +1,175 @@
+/* The penultimate layer's picture: projection_plot.h. */
+#define _GNU_SOURCE
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "../metrics/projection.h"
+#include "../train/train.h"
+#include "cli.h"
+#include "projection_plot.h"
+#include "svg.h"
+
+/* a class by index, or by name (the model's, then the data's) */
+static lsr_status parse_class(const char *s, const lsr_model *m, const char *const *data_names,
+                              int classes, int *out) {
+    char *end;
+    long v = strtol(s, &end, 10);
+    if (end != s && !*end && v >= 0 && v < classes) {
+        *out = (int)v;
+        return LSR_OK;
+    }
+    for (int c = 0; c < classes; c++) {
+        const char *name = lsr_model_class_name(m, c);
+        if (!name && data_names) name = data_names[c];
+        if (name && !strcasecmp(s, name)) {
+            *out = c;
+            return LSR_OK;
+        }
+    }
+    const int named = lsr_model_class_name(m, 0) || data_names;
+    return lsr__fail(LSR_ERROR_OPTION, "--classes: '%s' is not a class index in [0, %d)%s", s,
+                     classes, named ? " or a class name" : " (the model has no class names)");
+}
+
+lsr_status projection_parse_classes(int cls[3], const char *arg, const lsr_model *m,
+                                    const char *const *data_names, int classes) {
+    char *list = strdup(arg);
+    if (!list) return lsr__fail(LSR_ERROR_OUT_OF_MEMORY, "out of memory");
+    lsr_status bad = LSR_OK;
+    int nc = 0;
+    char *save = NULL;
+    for (char *tok = strtok_r(list, ",", &save); tok && !bad; tok = strtok_r(NULL, ",", &save)) {
+        if (nc == 3)
+            bad = lsr__fail(LSR_ERROR_OPTION, "--classes %s: three classes, not more", arg);
+        else if (!(bad = parse_class(tok, m, data_names, classes, &cls[nc])))
+            nc++;
+    }
+    free(list);
+    if (bad) return bad;
+    if (nc != 3 || cls[0] == cls[1] || cls[0] == cls[2] || cls[1] == cls[2])
+        return lsr__fail(LSR_ERROR_OPTION, "--classes %s: three different classes, comma-separated",
+                         arg);
+    return LSR_OK;
+}
+
+lsr_status projection_pick(projection_points *p, const lsr_dataset *test, const int cls[3],
+                           int64_t per_class) {
+    memset(p, 0, sizeof *p);
+    memcpy(p->cls, cls, sizeof p->cls);
+    const size_t sample = (size_t)test->h * test->w * test->c;
+    p->x = malloc((size_t)(3 * per_class) * sample * sizeof(float));
+    p->group = malloc((size_t)(3 * per_class) * sizeof(int));
+    if (!p->x || !p->group) {
+        projection_points_free(p);
+        return lsr__fail(LSR_ERROR_OUT_OF_MEMORY, "out of memory");
+    }
+    for (int64_t i = 0; i < test->n; i++)
+        for (int g = 0; g < 3; g++)
+            if (test->y[i] == cls[g] && p->got[g] < per_class) {
+                memcpy(p->x + (size_t)p->n * sample, test->x + (size_t)i * sample,
+                       sample * sizeof(float));
+                p->group[p->n++] = g;
+                p->got[g]++;
+            }
+    for (int g = 0; g < 3; g++)
+        if (p->got[g] < 2) {
+            const int64_t got = p->got[g];
+            projection_points_free(p);
+            return lsr__fail(LSR_ERROR_OPTION, "--classes: class %d has %lld test examples", cls[g],
+                             (long long)got);
+        }
+    return LSR_OK;
+}
+
+void projection_points_free(projection_points *p) {
+    free(p->x);
+    free(p->group);
+    p->x = NULL;
+    p->group = NULL;
+}
+
+lsr_status projection_compute(projection_panel *panel, lsr_model *m, const projection_points *p) {
+    const lsr_layer *last = &m->layers[m->n_layers - 1];
+    if (last->kind != LSR_LAYER_DENSE)
+        return lsr__fail(LSR_ERROR_OPTION, "the model's last layer is not dense: no templates");
+    const int64_t d = (int64_t)lsr_shape_size(last->in), n = p->n;
+    const size_t sample = lsr_shape_size(m->input);
+    float *acts = malloc((size_t)n * (size_t)d * sizeof(float));
+    double *plane = malloc((size_t)(3 * d) * sizeof(double));
+    panel->xy = malloc((size_t)n * 2 * sizeof(float));
+    lsr_status st = acts && plane && panel->xy
+                        ? LSR_OK
+                        : lsr__fail(LSR_ERROR_OUT_OF_MEMORY, "out of memory");
+    if (!st) st = lsr_model_reserve(m, LSR_PREDICT_BATCH);
+    for (int64_t first = 0; !st && first < n; first += LSR_PREDICT_BATCH) {
+        const int b = (int)(n - first < LSR_PREDICT_BATCH ? n - first : LSR_PREDICT_BATCH);
+        lsr_model_forward(m, p->x + (size_t)first * sample, b, 0, NULL);
+        memcpy(acts + (size_t)first * d, m->acts[m->n_layers - 1],
+               (size_t)b * (size_t)d * sizeof(float));
+    }
+    const float *w = m->params + last->weight_offset; /* (classes, d) */
+    if (!st)
+        st = lsr_template_plane(plane, plane + d, plane + 2 * d, w + (size_t)p->cls[0] * d,
+                                w + (size_t)p->cls[1] * d, w + (size_t)p->cls[2] * d, d);
+    if (!st) {
+        lsr_project_plane(panel->xy, acts, n, d, plane, plane + d, plane + 2 * d);
+        panel->tightness = lsr_cluster_tightness(panel->xy, p->group, n, 3);
+    } else {
+        free(panel->xy);
+        panel->xy = NULL;
+    }
+    free(acts);
+    free(plane);
+    return st;
+}
+
+#define PANEL_W 340.0
+#define PANEL_H 420.0
+
+static void svg_panel(FILE *f, const projection_panel *panel, const projection_points *p,
+                      double x0, const char *const names[3]) {
+    static const char *const colour[3] = {"#1f77b4", "#d62728", "#2ca02c"};
+    float lo[2] = {INFINITY, INFINITY}, hi[2] = {-INFINITY, -INFINITY};
+    for (int64_t r = 0; r < p->n; r++)
+        for (int a = 0; a < 2; a++) {
+            lo[a] = fminf(lo[a], panel->xy[2 * r + a]);
+            hi[a] = fmaxf(hi[a], panel->xy[2 * r + a]);
+        }
+    svg_frame fr = {x0 + 55, 50, PANEL_W - 75, PANEL_H - 50 - 95, {0, 0, 0}, {0, 0, 0}};
+    fr.ax = svg_axis_over(lo[0], hi[0], -INFINITY, INFINITY);
+    fr.ay = svg_axis_over(lo[1], hi[1], -INFINITY, INFINITY);
+    fprintf(f, "<text x=\"%.1f\" y=\"20\" font-size=\"13\" text-anchor=\"middle\">",
+            fr.x + fr.w / 2);
+    svg_text(f, panel->title);
+    fprintf(f,
+            "</text>\n<text x=\"%.1f\" y=\"36\" text-anchor=\"middle\" fill=\"#555\">within / "
+            "between spread %.3f</text>\n",
+            fr.x + fr.w / 2, panel->tightness);
+    char xlabel[2 * LSR_CLASS_NAME_MAX + 64], ylabel[LSR_CLASS_NAME_MAX + 64];
+    snprintf(xlabel, sizeof xlabel, "from %s's template towards %s's", names[0], names[1]);
+    snprintf(ylabel, sizeof ylabel, "towards %s's template", names[2]);
+    svg_draw_frame(f, &fr, xlabel, ylabel);
+    for (int64_t r = 0; r < p->n; r++)
+        fprintf(f, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"1.8\" fill=\"%s\" fill-opacity=\"0.5\"/>\n",
+                svg_px(&fr, panel->xy[2 * r]), svg_py(&fr, panel->xy[2 * r + 1]),
+                colour[p->group[r]]);
+}
+
+void projection_svg(FILE *f, const projection_panel *panels, int np, const projection_points *p,
+                    const char *const names[3]) {
+    static const char *const colour[3] = {"#1f77b4", "#d62728", "#2ca02c"};
+    svg_begin(f, PANEL_W * np, PANEL_H);
+    for (int k = 0; k < np; k++)
+        svg_panel(f, &panels[k], p, PANEL_W * k, names);
+    char labels[3][LSR_CLASS_NAME_MAX + 32];
+    const char *legend[3];
+    for (int g = 0; g < 3; g++) { /* below the panels, outside the data */
+        snprintf(labels[g], sizeof labels[g], "%s (%lld examples)", names[g],
+                 (long long)p->got[g]);
+        legend[g] = labels[g];
+    }
+    svg_legend(f, 55, PANEL_H - 52, legend, colour, 3);
+    svg_end(f);
+}
