@@ -9,8 +9,8 @@
 
 #include "cli.h"
 
-static const char *const fashion_names[10] = {"T-shirt/top", "Trouser", "Pullover", "Dress",
-                                              "Coat",        "Sandal",  "Shirt",    "Sneaker",
+static const char *const fashion_names[10] = {"T-shirt/top", "Trouser",   "Pullover", "Dress",
+                                              "Coat",        "Sandal",    "Shirt",    "Sneaker",
                                               "Bag",         "Ankle boot"};
 
 const char *const *cli_data_class_names(const char *dir, int classes) {
@@ -35,8 +35,7 @@ lsr_status cli_read_class_names(lsr_model *m, const char *path) {
         lineno++;
         size_t len = strlen(line);
         if (len == sizeof line - 1 && line[len - 1] != '\n')
-            st = lsr__fail(LSR_ERROR_FORMAT, "--class-names %s: line %d is too long", path,
-                           lineno);
+            st = lsr__fail(LSR_ERROR_FORMAT, "--class-names %s: line %d is too long", path, lineno);
         while (len && (line[len - 1] == '\n' || line[len - 1] == '\r' || line[len - 1] == ' ' ||
                        line[len - 1] == '\t'))
             line[--len] = '\0';

@@ -12,6 +12,7 @@
 #include "../train/train.h"
 #include "cli.h"
 #include "cmd.h"
+#include "svg.h"
 
 #define ATTACK_DEFAULT_EPS 0.3 /* --eps, also in the usage text */
 
@@ -68,16 +69,19 @@ static lsr_status write_idx_labels(const char *path, const int64_t *y, int64_t n
     return lsr_atomic_commit(&af);
 }
 
-/* An SVG grid: clean images above, adversarial below, with predictions. */
+/* An SVG grid: clean images above, adversarial below, each with the
+ * model's prediction by name (green when right, red with the true class when
+ * wrong). */
 static lsr_status write_grid(const char *path, const float *clean, const float *adv,
                              const int64_t *y, const int64_t *pred_clean, const int64_t *pred_adv,
-                             int64_t n, lsr_shape s) {
-    const int cols = n < 10 ? (int)n : 10, px = 3, cell = s.w * px + 10, rowh = s.h * px + 34;
+                             int64_t n, lsr_shape s, const lsr_model *m,
+                             const char *const *data_names) {
+    const int cols = n < 10 ? (int)n : 10, px = 3, cell = s.w * px + 14, rowh = s.h * px + 36;
     lsr_atomic_file af;
     LSR_TRY(lsr_atomic_open(&af, path));
     fprintf(af.f,
             "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" "
-            "font-family=\"sans-serif\" font-size=\"11\">\n<rect width=\"100%%\" height=\"100%%\" "
+            "font-family=\"sans-serif\" font-size=\"10\">\n<rect width=\"100%%\" height=\"100%%\" "
             "fill=\"white\"/>\n",
             cols * cell + 80, 2 * rowh + 10);
     fprintf(af.f, "<text x=\"4\" y=\"%d\">clean</text><text x=\"4\" y=\"%d\">FGSM</text>\n",
@@ -100,9 +104,18 @@ static lsr_status write_grid(const char *path, const float *clean, const float *
                     j += run;
                 }
             const int64_t p = row ? pred_adv[c] : pred_clean[c];
-            fprintf(af.f, "\n<text x=\"%d\" y=\"%d\" fill=\"%s\">pred %lld (true %lld)</text>\n",
-                    ox, oy + s.h * px + 14, p == y[c] ? "green" : "red", (long long)p,
-                    (long long)y[c]);
+            char name[LSR_CLASS_NAME_MAX];
+            fprintf(af.f, "\n<text x=\"%d\" y=\"%d\" fill=\"%s\">", ox, oy + s.h * px + 13,
+                    p == y[c] ? "green" : "red");
+            svg_text(af.f, cli_class_label(name, sizeof name, m, data_names, (int)p));
+            fputs("</text>", af.f);
+            if (p != y[c]) {
+                fprintf(af.f, "<text x=\"%d\" y=\"%d\" fill=\"#555\">true: ", ox,
+                        oy + s.h * px + 26);
+                svg_text(af.f, cli_class_label(name, sizeof name, m, data_names, (int)y[c]));
+                fputs("</text>", af.f);
+            }
+            fputc('\n', af.f);
         }
     fputs("</svg>\n", af.f);
     return lsr_atomic_commit(&af);
@@ -224,7 +237,9 @@ int lsr_cmd_attack(int argc, char **argv) {
         snprintf(p, sizeof p, "%s/t10k-labels-idx1-ubyte", save_dir);
         if (write_idx_labels(p, test.y, test.n)) goto out;
         snprintf(p, sizeof p, "%s/grid.svg", save_dir);
-        if (write_grid(p, test.x, adv, test.y, pred_clean, pred_adv, test.n, shape)) goto out;
+        if (write_grid(p, test.x, adv, test.y, pred_clean, pred_adv, test.n, shape, model,
+                       cli_data_class_names(data_dir, lsr_model_classes(model))))
+            goto out;
     }
     const double ca = (double)clean_hits / (double)test.n, aa = (double)adv_hits / (double)test.n;
     if (json)

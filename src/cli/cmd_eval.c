@@ -4,9 +4,52 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../metrics/metrics.h"
 #include "../train/train.h"
 #include "cli.h"
 #include "cmd.h"
+
+/* Per class: its test examples, the share right, and the class it is most
+ * often taken for, by name. */
+static lsr_status print_per_class(lsr_model *m, const lsr_dataset *test, const char *data_dir) {
+    const int k = lsr_model_classes(m);
+    float *logits = malloc((size_t)test->n * (size_t)k * sizeof(float));
+    int64_t *pred = malloc((size_t)test->n * sizeof(int64_t));
+    int64_t *confusion = calloc((size_t)k * (size_t)k, sizeof(int64_t)); /* [true][predicted] */
+    lsr_status st =
+        logits && pred && confusion ? LSR_OK : lsr__fail(LSR_ERROR_OUT_OF_MEMORY, "out of memory");
+    if (!st) st = lsr_model_predict(logits, m, test->x, test->n);
+    if (!st) {
+        lsr_top1(logits, test->y, test->n, k, pred);
+        for (int64_t i = 0; i < test->n; i++)
+            confusion[test->y[i] * k + pred[i]]++;
+        const char *const *data_names = cli_data_class_names(data_dir, k);
+        char name[LSR_CLASS_NAME_MAX], other[LSR_CLASS_NAME_MAX];
+        printf("per class: accuracy, and the class most often predicted instead\n");
+        for (int c = 0; c < k; c++) {
+            int64_t n = 0, worst = -1;
+            for (int p = 0; p < k; p++) {
+                n += confusion[c * k + p];
+                if (p != c && confusion[c * k + p] > 0 &&
+                    (worst < 0 || confusion[c * k + p] > confusion[c * k + worst]))
+                    worst = p;
+            }
+            if (!n) continue;
+            cli_class_label(name, sizeof name, m, data_names, c);
+            printf("  %-16s %.4f of %6lld", name, (double)confusion[c * k + c] / (double)n,
+                   (long long)n);
+            if (worst >= 0)
+                printf("  %s (%.1f %%)",
+                       cli_class_label(other, sizeof other, m, data_names, (int)worst),
+                       100.0 * (double)confusion[c * k + worst] / (double)n);
+            printf("\n");
+        }
+    }
+    free(logits);
+    free(pred);
+    free(confusion);
+    return st;
+}
 
 int lsr_cmd_eval(int argc, char **argv) {
     static const struct option opts[] = {
@@ -38,7 +81,8 @@ int lsr_cmd_eval(int argc, char **argv) {
             printf(
                 "usage: lsr eval --model FILE [--data DIR] [--json] [--threads T]\n"
                 "  top-1, top-5, NLL, ECE and MCE (%d bins), Brier score, confidence - accuracy\n"
-                "  on the test split of DIR (default " LSR_FASHION_MNIST_DIR ")\n",
+                "  on the test split of DIR (default " LSR_FASHION_MNIST_DIR "), and (not\n"
+                "  with --json) each class's accuracy and what it is most often taken for\n",
                 LSR_CALIBRATION_BINS);
             return 0;
         default:
@@ -83,7 +127,7 @@ int lsr_cmd_eval(int argc, char **argv) {
                 cli_print_metrics(&scaled, 0, title);
             }
         }
-        status = 0;
+        status = json ? 0 : print_per_class(model, &test, data_dir) != LSR_OK;
     }
     if (status) cli_error("eval", lsr_last_error());
     lsr_model_free(model);

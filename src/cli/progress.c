@@ -43,15 +43,17 @@ void progress_epoch_line(const char *prefix, const lsr_train_progress *p, double
 }
 
 lsr_status progress_metrics_append(const char *path, char **text, size_t *len,
-                                   const lsr_train_progress *p, double val_acc) {
-    char line[512], val[32] = "null";
+                                   const lsr_train_progress *p, double val_acc, double step_sd) {
+    char line[512], val[32] = "null", sd[32] = "null";
     if (!isnan(val_acc)) snprintf(val, sizeof val, "%.6f", val_acc);
+    if (!isnan(step_sd)) snprintf(sd, sizeof sd, "%.6f", step_sd);
     const int n = snprintf(line, sizeof line,
                            "{\"epoch\": %d, \"steps\": %lld, \"loss\": %.6f, \"label_ce\": %.6f, "
                            "\"prior_ce\": %.6f, \"train_accuracy\": %.6f, \"val_accuracy\": %s, "
-                           "\"seconds\": %.3f, \"samples_per_second\": %.1f}\n",
+                           "\"step_loss_sd\": %s, \"seconds\": %.3f, \"samples_per_second\": "
+                           "%.1f}\n",
                            p->epoch, (long long)p->step, p->loss, p->label_ce, p->prior_ce,
-                           p->accuracy, val, p->seconds, p->samples / p->seconds);
+                           p->accuracy, val, sd, p->seconds, p->samples / p->seconds);
     char *grown = realloc(*text, *len + (size_t)n + 1);
     if (!grown) return lsr__fail(LSR_ERROR_OUT_OF_MEMORY, "--metrics %s: out of memory", path);
     *text = grown;

@@ -16,9 +16,10 @@ void progress_end_bar(void);
 /* The epoch's line on stderr; val_acc NAN: no validation split. */
 void progress_epoch_line(const char *prefix, const lsr_train_progress *p, double val_acc);
 /* Adds the epoch's JSON line to *text (*len bytes, realloc'd) and writes it
- * all to path, atomically. */
+ * all to path, atomically.  step_sd: the standard deviation of the epoch's
+ * step losses (NAN: fewer than 2 steps; after a resume, of the steps since). */
 lsr_status progress_metrics_append(const char *path, char **text, size_t *len,
-                                   const lsr_train_progress *p, double val_acc);
+                                   const lsr_train_progress *p, double val_acc, double step_sd);
 /* On resume, the metrics file keeps the lines of the epochs before the
  * checkpoint's: those of path's lines go into *text. */
 void progress_metrics_reload(const char *path, int before_epoch, char **text, size_t *len);

@@ -99,9 +99,8 @@ lsr_status projection_compute(projection_panel *panel, lsr_model *m, const proje
     float *acts = malloc((size_t)n * (size_t)d * sizeof(float));
     double *plane = malloc((size_t)(3 * d) * sizeof(double));
     panel->xy = malloc((size_t)n * 2 * sizeof(float));
-    lsr_status st = acts && plane && panel->xy
-                        ? LSR_OK
-                        : lsr__fail(LSR_ERROR_OUT_OF_MEMORY, "out of memory");
+    lsr_status st =
+        acts && plane && panel->xy ? LSR_OK : lsr__fail(LSR_ERROR_OUT_OF_MEMORY, "out of memory");
     if (!st) st = lsr_model_reserve(m, LSR_PREDICT_BATCH);
     for (int64_t first = 0; !st && first < n; first += LSR_PREDICT_BATCH) {
         const int b = (int)(n - first < LSR_PREDICT_BATCH ? n - first : LSR_PREDICT_BATCH);
@@ -128,8 +127,8 @@ lsr_status projection_compute(projection_panel *panel, lsr_model *m, const proje
 #define PANEL_W 340.0
 #define PANEL_H 420.0
 
-static void svg_panel(FILE *f, const projection_panel *panel, const projection_points *p,
-                      double x0, const char *const names[3]) {
+static void svg_panel(FILE *f, const projection_panel *panel, const projection_points *p, double x0,
+                      const char *const names[3]) {
     static const char *const colour[3] = {"#1f77b4", "#d62728", "#2ca02c"};
     float lo[2] = {INFINITY, INFINITY}, hi[2] = {-INFINITY, -INFINITY};
     for (int64_t r = 0; r < p->n; r++)
@@ -166,8 +165,7 @@ void projection_svg(FILE *f, const projection_panel *panels, int np, const proje
     char labels[3][LSR_CLASS_NAME_MAX + 32];
     const char *legend[3];
     for (int g = 0; g < 3; g++) { /* below the panels, outside the data */
-        snprintf(labels[g], sizeof labels[g], "%s (%lld examples)", names[g],
-                 (long long)p->got[g]);
+        snprintf(labels[g], sizeof labels[g], "%s (%lld examples)", names[g], (long long)p->got[g]);
         legend[g] = labels[g];
     }
     svg_legend(f, 55, PANEL_H - 52, legend, colour, 3);

@@ -122,8 +122,8 @@ void svg_draw_frame(FILE *f, const svg_frame *fr, const char *xlabel, const char
     }
 }
 
-void svg_legend(FILE *f, double x, double y, const char *const *names,
-                const char *const *colours, int n) {
+void svg_legend(FILE *f, double x, double y, const char *const *names, const char *const *colours,
+                int n) {
     for (int i = 0; i < n; i++) {
         fprintf(f,
                 "<rect x=\"%.1f\" y=\"%.1f\" width=\"10\" height=\"10\" fill=\"%s\"/>"

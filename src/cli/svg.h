@@ -40,7 +40,7 @@ void svg_title(FILE *f, double x, double y, const char *title);
 void svg_draw_frame(FILE *f, const svg_frame *fr, const char *xlabel, const char *ylabel);
 /* A legend: one line per entry from x, y down, a swatch of colours[i] and
  * names[i]. */
-void svg_legend(FILE *f, double x, double y, const char *const *names,
-                const char *const *colours, int n);
+void svg_legend(FILE *f, double x, double y, const char *const *names, const char *const *colours,
+                int n);
 
 #endif

@@ -57,6 +57,11 @@ lsr_status train_job_make_note(train_job *j, const char *sweep_run) {
 
 static lsr_status draw_progress(void *ctx, const lsr_train_progress *p) {
     train_job *j = ctx;
+    if (!isnan(p->step_loss)) { /* for the spread of the loss across the epoch's steps */
+        j->step_sum += p->step_loss;
+        j->step_sum2 += p->step_loss * p->step_loss;
+        j->step_count++;
+    }
     if (!j->quiet && j->tty) progress_draw(j->prefix, &j->last_draw, p);
     return LSR_OK;
 }
@@ -71,9 +76,16 @@ static lsr_status epoch_done(void *ctx, const lsr_train_progress *p) {
         val_acc = mt.accuracy;
     }
     if (!j->quiet) progress_epoch_line(j->prefix, p, val_acc);
+    const double n = (double)j->step_count,
+                 sd =
+                     n > 1
+                         ? sqrt(fmax(0.0, (j->step_sum2 - j->step_sum * j->step_sum / n) / (n - 1)))
+                         : NAN;
+    j->step_sum = j->step_sum2 = 0;
+    j->step_count = 0;
     if (j->metrics_path && (cli_rank() == 0 || j->single_process)) /* rank 0 writes them */
         return progress_metrics_append(j->metrics_path, &j->metrics_text, &j->metrics_len, p,
-                                       val_acc);
+                                       val_acc, sd);
     return LSR_OK;
 }
 

@@ -38,6 +38,8 @@ typedef struct train_job {
     const char *prior_arg, *convention_name, *optimizer_name, *schedule_name, *init_name, *adv;
     /* progress and metrics */
     double last_draw;
+    double step_sum, step_sum2; /* this epoch's step losses: their sum and sum of squares */
+    int64_t step_count;
     char *metrics_text;
     size_t metrics_len;
     lsr_model *model;
