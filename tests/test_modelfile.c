@@ -234,6 +234,90 @@ static void test_old_model_file(void) {
           "calibrating an old file changed its entries");
 }
 
+/* Class names: kept through save, load and a calibration's save; removed
+ * with NULL; bad names refused (empty, too long, a control character,
+ * twice the same, too many bytes for the file) with the model unchanged;
+ * a file whose class_names is malformed is refused naming the key. */
+static void test_class_names(void) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/names.safetensors", tmpdir);
+    lsr_model *m = NULL, *back = NULL;
+    CHECK(lsr_model_create(&m, "flatten,dense:3", 2, 2, 1, 3) == LSR_OK, "%s", lsr_last_error());
+    if (!m) return;
+    CHECK(!lsr_model_class_name(m, 0), "a new model has class names");
+    const char *names[3] = {"T-shirt/top", "caf\xc3\xa9 \"quoted\"", "Ankle boot"};
+    CHECK(lsr_model_set_class_names(m, names) == LSR_OK, "%s", lsr_last_error());
+    CHECK(lsr_model_save(m, path) == LSR_OK && lsr_model_load(&back, path) == LSR_OK, "%s",
+          lsr_last_error());
+    for (int k = 0; back && k < 3; k++)
+        CHECK(lsr_model_class_name(back, k) && !strcmp(lsr_model_class_name(back, k), names[k]),
+              "class %d's name after a round trip: %s", k, lsr_model_class_name(back, k));
+    CHECK(!lsr_model_class_name(back, 3) && !lsr_model_class_name(back, -1),
+          "a class out of range has a name");
+    /* saved again as loaded (a calibration): the names stay */
+    CHECK(back && lsr_model_set_temperature(back, 2.0) == LSR_OK &&
+              lsr_model_save(back, path) == LSR_OK,
+          "%s", lsr_last_error());
+    lsr_model_free(back);
+    back = NULL;
+    CHECK(lsr_model_load(&back, path) == LSR_OK && lsr_model_class_name(back, 2) &&
+              !strcmp(lsr_model_class_name(back, 2), "Ankle boot"),
+          "a calibrated file lost its class names");
+    /* removed: the file has none */
+    CHECK(back && lsr_model_set_class_names(back, NULL) == LSR_OK &&
+              lsr_model_save(back, path) == LSR_OK,
+          "%s", lsr_last_error());
+    lsr_model_free(back);
+    back = NULL;
+    CHECK(lsr_model_load(&back, path) == LSR_OK && !lsr_model_class_name(back, 0),
+          "removed class names came back");
+    lsr_model_free(back);
+    char long_name[LSR_CLASS_NAME_MAX + 1];
+    memset(long_name, 'x', LSR_CLASS_NAME_MAX);
+    long_name[LSR_CLASS_NAME_MAX] = '\0';
+    const char *bad[5][3] = {{"a", "", "c"},
+                             {"a", long_name, "c"},
+                             {"a", "b\nc", "c"},
+                             {"a", "b", "a"},
+                             {"a", NULL, "c"}};
+    const char *why[5] = {"empty", "too long", "control character", "both named", "missing"};
+    for (int i = 0; i < 5; i++) {
+        const lsr_status st = lsr_model_set_class_names(m, bad[i]);
+        CHECK(st == LSR_ERROR_OPTION && strstr(lsr_last_error(), why[i]) &&
+                  !strcmp(lsr_model_class_name(m, 0), names[0]),
+              "bad names %d: %s '%s'", i, lsr_status_name(st), lsr_last_error());
+    }
+    lsr_model_free(m);
+    /* 200 classes of 62-byte names do not fit a model file's 1023 bytes */
+    CHECK(lsr_model_create(&m, "flatten,dense:200", 2, 2, 1, 200) == LSR_OK, "%s",
+          lsr_last_error());
+    static char many[200][LSR_CLASS_NAME_MAX];
+    const char *list[200];
+    for (int k = 0; k < 200; k++) {
+        snprintf(many[k], sizeof many[k], "%062d", k);
+        list[k] = many[k];
+    }
+    lsr_status st = m ? lsr_model_set_class_names(m, list) : LSR_ERROR_NULL_ARGUMENT;
+    CHECK(st == LSR_ERROR_OPTION && strstr(lsr_last_error(), "at most 1023"),
+          "names too long for the file: %s '%s'", lsr_status_name(st), lsr_last_error());
+    lsr_model_free(m);
+    /* files whose class_names is not 3 names */
+    const char *broken[3] = {"[\"a\",\"b\"]", "{\"a\": 1}", "[\"a\",\"b\",\"b\"]"};
+    for (int i = 0; i < 3; i++) {
+        lsr_metadata md = {0};
+        lsr_metadata_set(&md, "class_names", "%s", broken[i]);
+        lsr_model *w = NULL;
+        CHECK(lsr_model_create(&w, "flatten,dense:3", 2, 2, 1, 3) == LSR_OK &&
+                  lsr_model_write(w, &md, path) == LSR_OK,
+              "%s", lsr_last_error());
+        lsr_model_free(w);
+        back = NULL;
+        st = lsr_model_load(&back, path);
+        CHECK(st == LSR_ERROR_FORMAT && strstr(lsr_last_error(), "class_names") && !back,
+              "class_names %s: %s '%s'", broken[i], lsr_status_name(st), lsr_last_error());
+    }
+}
+
 /* Settings of a later version, and checkpoints of the earlier format, are
  * refused with a message naming the version. */
 static void test_other_versions_refused(void) {
@@ -266,6 +350,7 @@ int main(void) {
     test_untrained_model_has_no_settings();
     test_old_model_file();
     test_other_versions_refused();
+    test_class_names();
     scratch_remove();
     return check_summary();
 }

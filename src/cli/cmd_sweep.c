@@ -261,6 +261,16 @@ int lsr_cmd_sweep(int argc, char **argv) {
         free(rest);
         return cli_error("sweep", lsr_last_error());
     }
+    int cls[3];
+    if (project_arg && !j.class_names_path && /* checked now, not after the runs */
+        projection_parse_classes(cls, project_arg, NULL,
+                                 cli_data_class_names(j.s.data, test.classes), test.classes)) {
+        lsr__fail(lsr__failed(), "--project-classes %s: %s", project_arg, lsr_last_error());
+        lsr_dataset_free(&all);
+        lsr_dataset_free(&test);
+        free(rest);
+        return cli_error("sweep", lsr_last_error());
+    }
     if (!val_given) { /* fits any training set */
         const int64_t limit = j.s.train_limit;
         const int64_t n = limit > 0 && limit < all.n ? limit : all.n;
@@ -272,16 +282,6 @@ int lsr_cmd_sweep(int argc, char **argv) {
                 (long long)j.s.val_samples, (long long)n, SWEEP_VAL_PERCENT, SWEEP_VAL_MAX);
     }
     const int classes = all.classes > test.classes ? all.classes : test.classes;
-    int cls[3];
-    if (project_arg && !j.class_names_path && /* checked now, not after the runs */
-        projection_parse_classes(cls, project_arg, NULL,
-                                 cli_data_class_names(j.s.data, test.classes), test.classes)) {
-        lsr__fail(lsr__failed(), "--project-classes %s: %s", project_arg, lsr_last_error());
-        lsr_dataset_free(&all);
-        lsr_dataset_free(&test);
-        free(rest);
-        return cli_error("sweep", lsr_last_error());
-    }
     const int64_t n_attack = attack_limit < test.n ? attack_limit : test.n;
     const int total = ne * (int)seeds;
     run_result *results = calloc((size_t)total, sizeof *results);

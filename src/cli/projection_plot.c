@@ -30,7 +30,7 @@ static lsr_status parse_class(const char *s, const lsr_model *m, const char *con
     }
     const int named = lsr_model_class_name(m, 0) || data_names;
     return lsr__fail(LSR_ERROR_OPTION, "--classes: '%s' is not a class index in [0, %d)%s", s,
-                     classes, named ? " or a class name" : " (the model has no class names)");
+                     classes, named ? " or a class name" : " (no class names are known)");
 }
 
 lsr_status projection_parse_classes(int cls[3], const char *arg, const lsr_model *m,

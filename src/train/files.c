@@ -101,8 +101,11 @@ static lsr_status read_class_names(lsr_model *m, const lsr_metadata *md, const c
                        path, m->classes);
     for (const cJSON *it = a ? a->child : NULL; !st && it; it = it->next)
         names[n++] = cJSON_IsString(it) ? it->valuestring : NULL;
-    if (!st && (st = lsr_model_set_class_names(m, names)))
-        st = lsr__fail(LSR_ERROR_FORMAT, "%s: metadata %s", path, lsr_last_error());
+    char what[4200];
+    snprintf(what, sizeof what, "%s: metadata class_names", path);
+    if (!st && check_class_names(names, m->classes, what))
+        st = lsr__fail(LSR_ERROR_FORMAT, "%s", lsr_last_error());
+    if (!st) st = lsr_model_set_class_names(m, names);
     cJSON_Delete(a);
     return st;
 }
