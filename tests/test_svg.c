@@ -45,8 +45,8 @@ static void test_tick_steps(void) {
 static void check_axis(double lo, double hi, double least, double most) {
     const svg_axis a = svg_axis_over(lo, hi, least, most);
     CHECK(round_value(a.step), "[%g, %g]: step %g", lo, hi, a.step);
-    CHECK(a.from >= least && a.to <= most && a.from < a.to,
-          "[%g, %g] in [%g, %g]: axis [%g, %g]", lo, hi, least, most, a.from, a.to);
+    CHECK(a.from >= least && a.to <= most && a.from < a.to, "[%g, %g] in [%g, %g]: axis [%g, %g]",
+          lo, hi, least, most, a.from, a.to);
     CHECK((a.from <= lo || a.from == least) && (a.to >= hi || a.to == most),
           "[%g, %g]: axis [%g, %g] leaves data out", lo, hi, a.from, a.to);
     CHECK((on_tick(a.from, a.step) || a.from == least) && (on_tick(a.to, a.step) || a.to == most),
@@ -59,8 +59,7 @@ static void test_axes(void) {
     rng_state = 11;
     for (int i = 0; i < 20000; i++) {
         const double scale = pow(10.0, 8.0 * rng_uniform() - 4.0);
-        double lo = scale * (2 * rng_uniform() - 1),
-               hi = lo + scale * rng_uniform();
+        double lo = scale * (2 * rng_uniform() - 1), hi = lo + scale * rng_uniform();
         check_axis(lo, hi, -INFINITY, INFINITY);
         if (lo >= 0) check_axis(lo, hi, 0, INFINITY);
         if (lo >= 0 && hi <= 1) check_axis(lo, hi, 0, 1);

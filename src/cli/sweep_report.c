@@ -129,15 +129,16 @@ lsr_status sweep_report(const char *dir, const run_result *r, int nr, const doub
     snprintf(path, sizeof path, "%s/report.html", dir);
     LSR_TRY(lsr_atomic_open(&af, path));
     FILE *f = af.f;
-    fprintf(f,
-            "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>lsr sweep: %s</title>\n"
-            "<style>body{font-family:sans-serif;margin:2em;max-width:1400px}"
-            "table{border-collapse:collapse}"
-            "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}"
-            "svg{margin:0.5em}</style>\n"
-            "</head><body>\n<h1>Label smoothing sweep</h1>\n"
-            "<p>%s. %d runs; points are means over seeds, bars one standard deviation.</p>\n",
-            title, title, nr);
+    fputs("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>lsr sweep: ", f);
+    svg_text(f, title); /* a data path or model spec: escaped */
+    fputs("</title>\n<style>body{font-family:sans-serif;margin:2em;max-width:1400px}"
+          "table{border-collapse:collapse}"
+          "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}"
+          "svg{margin:0.5em}</style>\n"
+          "</head><body>\n<h1>Label smoothing sweep</h1>\n<p>",
+          f);
+    svg_text(f, title);
+    fprintf(f, ". %d runs; points are means over seeds, bars one standard deviation.</p>\n", nr);
 #define SERIES(k, label, colour, getter)                                                           \
     do {                                                                                           \
         s[k].name = label;                                                                         \

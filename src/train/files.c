@@ -68,6 +68,11 @@ LSR_API lsr_status lsr_model_set_class_names(lsr_model *m, const char *const *na
         m->class_names = NULL;
         return LSR_OK;
     }
+    if (m->classes > (LSR_META_VALUE - 1) / 4) /* ["a","b",...]: 4 bytes a name at least */
+        return lsr__fail(LSR_ERROR_OPTION,
+                         "class names for %d classes: a model file keeps at most %d bytes of "
+                         "them (%d names)",
+                         m->classes, LSR_META_VALUE - 1, (LSR_META_VALUE - 1) / 4);
     LSR_TRY(check_class_names(names, m->classes, "class names"));
     char *json = class_names_json(names, m);
     if (!json) return lsr__fail(LSR_ERROR_OUT_OF_MEMORY, "class names: out of memory");
