@@ -819,6 +819,60 @@ static void test_nonfinite_logits_reported(void) {
     }
 }
 
+/* Logits too far apart for float in rows of several chunks, where pass 2
+ * takes each chunk relative to its own max: the fast loss refuses exactly
+ * the rows the reference refuses (some fl(z - max) not finite, max the
+ * row's), whatever the chunk holding each value, on every ISA and thread
+ * count. */
+static void test_far_logits_across_chunks(void) {
+    enum { K = 3 * 4096 + 5 };
+    static float z[2 * K], g[2 * K];
+    int64_t y[2] = {3, 9000};
+    /* {index, value} pairs set in row 1 (row 0 stays ordinary); expect refusal? */
+    static const struct {
+        int idx[2];
+        float val[2];
+        int refused;
+    } cases[] = {
+        {{0, 2 * 4096 + 7}, {3e38f, -3e38f}, 1},          /* max and min in different chunks */
+        {{0, 9000}, {1e38f, -1e38f}, 0},                  /* far, but the difference fits */
+        {{5, 4096 + 1}, {2e38f, -2e38f}, 1},              /* the min alone in its chunk's max */
+        {{4096 + 3, 2 * 4096 + 1}, {1e30f, -3.3e38f}, 0}, /* fits (rounds to -FLT_MAX) */
+        {{K - 1, 100}, {-1e38f, 3e38f}, 1},               /* the min in the last, short chunk */
+    };
+    int failures = 0;
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        for (int i = 0; i < 2 * K; i++)
+            z[i] = (float)((i * 7919) % 1000) * 0.01f;
+        for (int v = 0; v < 2; v++)
+            z[K + cases[c].idx[v]] = cases[c].val[v];
+        if (cases[c].idx[1] == 2 * 4096 + 1) /* the whole third chunk far below */
+            for (int i = 2 * 4096; i < 3 * 4096; i++)
+                z[K + i] = -3.3e38f;
+        lsr_loss_options o = lsr_loss_options_default();
+        o.smoothing = 0.1f;
+        float l_ref[2];
+        const lsr_status want = lsr_cross_entropy_reference(l_ref, g, NULL, z, y, 2, K, K, &o);
+        const int ref_refused = want == LSR_ERROR_NONFINITE;
+        CHECK(ref_refused == cases[c].refused, "far case %zu: reference %s", c,
+              lsr_status_name(want));
+        for (int isa = 0; isa < isa_count; isa++)
+            for (int threads = 1; threads <= 2; threads++) {
+                o.isa = isas[isa];
+                o.threads = threads;
+                o.reduction = LSR_REDUCTION_NONE;
+                float l[2];
+                const lsr_status s = lsr_cross_entropy(l, g, NULL, z, y, 2, K, K, &o);
+                const int good = s == (ref_refused ? LSR_ERROR_NONFINITE : LSR_OK) &&
+                                 !isnan(l[0]) && isnan(l[1]) == ref_refused;
+                CHECK(good, "far case %zu isa %s threads %d: %s (reference %s)", c,
+                      lsr_isa_name(o.isa), threads, lsr_status_name(s), lsr_status_name(want));
+                failures += !good;
+            }
+    }
+    printf("logits too far apart across chunks: %d disagreements\n", failures);
+}
+
 /* An unknown status has a name of its own. */
 static void test_unknown_status_name(void) {
     CHECK(strcmp(lsr_status_name((lsr_status)99), "LSR_STATUS_UNKNOWN") == 0,
@@ -1158,6 +1212,7 @@ int main(void) {
     test_bad_input();
     test_overlaps_refused();
     test_nonfinite_logits_reported();
+    test_far_logits_across_chunks();
     test_unknown_status_name();
     test_finite_differences();
     test_large_logits();

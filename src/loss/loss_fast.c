@@ -11,6 +11,7 @@
  * order, so the results are bit-identical for any number of threads. */
 #include <float.h>
 #include <math.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -20,6 +21,12 @@
 #include <omp.h>
 #endif
 
+/* Rows whose sums are added up together before the blocks' sums are, in
+ * block order: the summation tree, fixed whatever the thread count.  Rows
+ * of one chunk go ROWS_PER_BLOCK to a block (a block of short rows is work
+ * enough to spread); longer rows one to a block, so that any row count
+ * spreads over any thread count (64 rows of 128256 were one block, one
+ * thread's work, on any number of threads). */
 #define ROWS_PER_BLOCK 64
 
 /* What a call needs beyond its arguments. */
@@ -71,9 +78,11 @@ typedef struct row_state {
     const float *a; /* coefficients for passes 2 and 3, or NULL for a_const */
     const float *b;
     double a_const, a_sum, sum_t;
-    double dot_prior;   /* soft targets with a prior: sum prior (z - z[0]) */
-    int64_t target;     /* label, or argmax of the soft target */
-    const char *next_z; /* a later row's logits, to prefetch, or NULL */
+    double dot_prior;     /* soft targets with a prior: sum prior (z - z[0]) */
+    int64_t target;       /* label, or argmax of the soft target */
+    const char *next_z;   /* a later row's logits, to prefetch, or NULL */
+    const char *next_row; /* the next row's logits, or NULL */
+    int local;            /* no a, b: pass 2 of a chunk relative to its own max */
     float z_target;
     double w_target;
     float max;
@@ -97,6 +106,7 @@ static int row_begin(row_state *r, const loss_call *c, const loss_plan *p, int64
     /* prefetch two rows ahead while two rows, their exps and the next fit in L2 */
     const int64_t ahead = c->k <= 65536 ? 2 : 1;
     if (i + ahead < c->n) r->next_z = r->z + (size_t)ahead * z_row;
+    if (i + 1 < c->n) r->next_row = r->z + z_row;
     const int64_t k = c->k;
     if (!p->soft) {
         const int64_t y = c->labels[i];
@@ -144,6 +154,7 @@ static int row_begin(row_state *r, const loss_call *c, const loss_plan *p, int64
         r->target = best;
     }
     r->z_target = logit(r, p, r->target);
+    r->local = !r->a && !r->b;
     return 1;
 }
 
@@ -165,13 +176,35 @@ static void row_after_pass1(row_state *r, const loss_plan *p, const chunk_sums *
     r->max = m;
 }
 
+/* Chunks ahead that pass 2 prefetches in rows of several chunks whose
+ * passes 1 and 2 run chunk by chunk (local): far enough for memory's
+ * latency, near enough to stay in L2 whatever K. */
+#define PREFETCH_CHUNKS 2
+
+/* What pass 2 of a chunk prefetches for a later pass 1: PREFETCH_CHUNKS
+ * chunks ahead (into the next row past the end) where rows go chunk by
+ * chunk, else the same stretch of a later row. */
+static const char *prefetch_target(const row_state *r, const loss_plan *p, int64_t chunk) {
+    if (!r->local || p->nchunks < 2)
+        return r->next_z ? r->next_z + (size_t)(chunk * LSR_CHUNK) * p->z_size : NULL;
+    const int64_t ahead = chunk + PREFETCH_CHUNKS;
+    if (ahead < p->nchunks) return r->z + (size_t)(ahead * LSR_CHUNK) * p->z_size;
+    if (!r->next_row || ahead - p->nchunks >= p->nchunks) return NULL;
+    return r->next_row + (size_t)((ahead - p->nchunks) * LSR_CHUNK) * p->z_size;
+}
+
+/* The max that pass 2 of a chunk takes exps relative to. */
+static float pass2_max(const row_state *r, const chunk_sums *chunks, int64_t chunk) {
+    return r->local ? chunks[chunk].max : r->max;
+}
+
 static void row_pass2(const row_state *r, const loss_plan *p, int64_t k, int64_t chunk,
                       chunk_sums *chunks, float *exps) {
     const int64_t off = chunk * LSR_CHUNK;
     const size_t z_off = (size_t)off * p->z_size;
     p->pass_exp(&chunks[chunk], r->g ? exps + off : NULL, r->z + z_off, chunk_length(k, chunk),
-                r->max, r->a ? r->a + off : NULL, r->b ? r->b + off : NULL,
-                r->next_z ? r->next_z + z_off : NULL);
+                pass2_max(r, chunks, chunk), r->a ? r->a + off : NULL, r->b ? r->b + off : NULL,
+                prefetch_target(r, p, chunk));
 }
 
 /* The "others" convention leaves the target's own term out: with
@@ -239,16 +272,34 @@ static double soft_others_direct(const row_state *r, const loss_plan *p, int64_t
  * skip the row when a logit is not finite.  With d = z - max and
  * L = lse - max = log sum exp(d): sum_k a_k (lse - z_k) = L sum_k a_k - dot_a. */
 static void row_after_pass2(row_state *r, const loss_call *c, const loss_plan *p, int64_t i,
-                            const chunk_sums *chunks, block_totals *bt) {
+                            chunk_sums *chunks, block_totals *bt) {
     const int64_t k = c->k;
-    chunk_sums s = {r->max, 0, 0.0, 0.0, 0.0, 0.0};
+    chunk_sums s = {r->max, 0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0};
+    int far = 0; /* some z - max may not be finite in float although z - m is */
     for (int64_t ch = 0; ch < p->nchunks; ch++) {
         s.nonfinite |= chunks[ch].nonfinite;
-        s.sum_exp += chunks[ch].sum_exp;
-        s.sum_z += chunks[ch].sum_z;
+        if (r->local) { /* to the row's max: exact but for the rounding of double */
+            const double shift = (double)chunks[ch].max - (double)r->max;
+            chunks[ch].factor = exp(shift);
+            s.sum_exp += chunks[ch].sum_exp * chunks[ch].factor;
+            s.sum_z += chunks[ch].sum_z + (double)chunk_length(k, ch) * shift;
+            far |= shift < -0x1p126 || chunks[ch].sum_z < -0x1p126;
+        } else {
+            chunks[ch].factor = 1.0;
+            s.sum_exp += chunks[ch].sum_exp;
+            s.sum_z += chunks[ch].sum_z;
+        }
         s.dot_a += chunks[ch].dot_a;
         s.dot_b += chunks[ch].dot_b;
     }
+    /* The rows refused are those with some fl(z - max) not finite, max the
+     * row's: z - max < -FLT_MAX needs max > 0 and so z < -2^127 (max <=
+     * 2^126) or max > 2^126.  With z < -2^127 in chunk c, either
+     * z - m < -2^126 (then the chunk's sum of d is too) or m < -2^126 (then
+     * m - max is).  Only then are the values checked against the row's max. */
+    if (r->local && !s.nonfinite && (far || r->max > 0x1p126))
+        for (int64_t j = 0; j < k; j++)
+            s.nonfinite |= !isfinite(logit(r, p, j) - r->max);
     if (s.nonfinite) {
         if (bt->first_bad < 0) bt->first_bad = i;
         if (c->loss && c->opt.reduction == LSR_REDUCTION_NONE) c->loss[i] = NAN;
@@ -320,6 +371,9 @@ static void row_after_pass2(row_state *r, const loss_call *c, const loss_plan *p
     /* p = exps / sum_exp, so the gradient p A - c is exps (A / sum_exp) - c */
     const double scale_p = p->ce_scale * coef_sum + p->z_scale * 2.0 * p->lambda * lse;
     r->scale_p = (float)(scale_p * inv_sum_exp);
+    for (int64_t ch = 0; ch < p->nchunks; ch++)
+        chunks[ch].scale_p =
+            r->local ? (float)(scale_p * inv_sum_exp * chunks[ch].factor) : (double)r->scale_p;
     r->a_scale = (float)(p->soft ? p->ce_scale : eps * p->ce_scale);
     r->a_const_scaled = (float)(eps * p->ce_scale * r->a_const);
     r->target_scale = scale_p;
@@ -328,31 +382,35 @@ static void row_after_pass2(row_state *r, const loss_call *c, const loss_plan *p
 }
 
 static void row_pass3(const row_state *r, const loss_plan *p, int64_t k, int64_t chunk,
-                      const float *exps) {
+                      const chunk_sums *chunks, const float *exps) {
     const int64_t off = chunk * LSR_CHUNK;
-    p->pass_scale(r->g + (size_t)off * p->g_size, exps + off, chunk_length(k, chunk), r->scale_p,
-                  r->a ? r->a + off : NULL, r->a_scale, r->a_const_scaled, p->stream);
+    p->pass_scale(r->g + (size_t)off * p->g_size, exps + off, chunk_length(k, chunk),
+                  (float)chunks[chunk].scale_p, r->a ? r->a + off : NULL, r->a_scale,
+                  r->a_const_scaled, p->stream);
 }
 
 /* Pass 2 of row r and pass 3 of row prev on the same chunk, in one loop (a,
  * b NULL): what row_pass2 and row_pass3 compute. */
 static void row_pass2_and_3(const row_state *r, const row_state *prev, const loss_plan *p,
                             int64_t k, int64_t chunk, chunk_sums *chunks, float *exps,
-                            const float *prev_exps) {
+                            const chunk_sums *prev_chunks, const float *prev_exps) {
     const int64_t off = chunk * LSR_CHUNK;
     const size_t z_off = (size_t)off * p->z_size;
-    p->pass_exp_scale(&chunks[chunk], exps + off, r->z + z_off, chunk_length(k, chunk), r->max,
-                      r->next_z ? r->next_z + z_off : NULL, prev->g + (size_t)off * p->g_size,
-                      prev_exps + off, prev->scale_p, prev->a_const_scaled, p->stream);
+    p->pass_exp_scale(&chunks[chunk], exps + off, r->z + z_off, chunk_length(k, chunk),
+                      pass2_max(r, chunks, chunk), prefetch_target(r, p, chunk),
+                      prev->g + (size_t)off * p->g_size, prev_exps + off,
+                      (float)prev_chunks[chunk].scale_p, prev->a_const_scaled, p->stream);
 }
 
 /* After pass 3.  Orders this thread's streamed stores of the row first:
  * before the plain store below, and before any other thread reads them. */
-static void row_end(const row_state *r, const loss_plan *p, const float *exps) {
+static void row_end(const row_state *r, const loss_plan *p, const chunk_sums *chunks,
+                    const float *exps) {
     if (p->stream) p->kernels->stream_fence();
     if (p->soft) return;
     /* The label's entry p_y A - c_y in double: pass 3 left out (1 - eps) w_y. */
-    const double pt = (double)exps[r->target] * r->inv_sum_exp;
+    const double pt =
+        (double)exps[r->target] * r->inv_sum_exp * chunks[r->target / LSR_CHUNK].factor;
     lsr__grad_store(r->g, r->target, (float)(pt * r->target_scale - r->target_coef), p->g_type);
 }
 
@@ -428,16 +486,19 @@ static void process_row(const loss_call *c, const loss_plan *p, int64_t i, const
     const int64_t k = c->k;
     row_state r;
     if (!row_begin(&r, c, p, i, rs->coef)) return;
-    for (int64_t ch = 0; ch < p->nchunks; ch++)
+    for (int64_t ch = 0; ch < p->nchunks; ch++) {
         row_pass1(&r, p, k, ch, rs->chunks);
+        if (r.local) row_pass2(&r, p, k, ch, rs->chunks, rs->exps);
+    }
     row_after_pass1(&r, p, rs->chunks);
-    for (int64_t ch = 0; ch < p->nchunks; ch++)
-        row_pass2(&r, p, k, ch, rs->chunks, rs->exps);
+    if (!r.local)
+        for (int64_t ch = 0; ch < p->nchunks; ch++)
+            row_pass2(&r, p, k, ch, rs->chunks, rs->exps);
     row_after_pass2(&r, c, p, i, rs->chunks, bt);
     if (r.skip || !r.g) return;
     for (int64_t ch = 0; ch < p->nchunks; ch++)
-        row_pass3(&r, p, k, ch, rs->exps);
-    row_end(&r, p, rs->exps);
+        row_pass3(&r, p, k, ch, rs->chunks, rs->exps);
+    row_end(&r, p, rs->chunks, rs->exps);
 }
 
 /* Short rows (one chunk): a row is a chain of dependent steps too short to
@@ -464,26 +525,28 @@ static void process_small_rows(const loss_call *c, const loss_plan *p, int64_t f
         }
     if (!c->grad) return;
     for (int64_t g = 0; g < count; g++)
-        if (live[g]) row_pass3(&r[g], p, k, 0, rs[g].exps);
+        if (live[g]) row_pass3(&r[g], p, k, 0, rs[g].chunks, rs[g].exps);
     for (int64_t g = 0; g < count; g++)
-        if (live[g]) row_end(&r[g], p, rs[g].exps);
+        if (live[g]) row_end(&r[g], p, rs[g].chunks, rs[g].exps);
 }
 
 /* Rows with a gradient, one thread: pass 3 of each row runs chunk by chunk
- * between the chunks of the next row's pass 2, so that the gradient's
- * writes spread over the time the next rows' reads (prefetches) take,
- * instead of coming in one burst per row.  Same arithmetic, same order of
- * accounting as process_row: the results are bit-identical to it.  rs: two
- * scratch sets, used in turn. */
+ * between the chunks of the next row's pass 2 (and, for local rows, pass 1),
+ * so that the gradient's writes spread over the time the next rows' reads
+ * take, instead of coming in one burst per row.  Same arithmetic, same
+ * order of accounting as process_row: the results are bit-identical to it.
+ * rs: two scratch sets, used in turn. */
 static void process_rows_pipelined(const loss_call *c, const loss_plan *p, int64_t first,
-                                   int64_t end, const row_scratch *rs, block_totals *bt) {
+                                   int64_t end, const row_scratch *rs, block_totals *totals,
+                                   int64_t rows_per_block) {
     const int64_t k = c->k, nchunks = p->nchunks;
     row_state r[2];
     int pending = -1; /* the set whose row still needs pass 3, or -1 */
     for (int64_t i = first; i < end; i++) {
         const int cur = (int)(i & 1);
         const int live = row_begin(&r[cur], c, p, i, rs[cur].coef);
-        if (live) {
+        const int local = live && r[cur].local; /* pass 1 chunk by chunk too */
+        if (live && !local) {
             for (int64_t ch = 0; ch < nchunks; ch++)
                 row_pass1(&r[cur], p, k, ch, rs[cur].chunks);
             row_after_pass1(&r[cur], p, rs[cur].chunks);
@@ -492,27 +555,30 @@ static void process_rows_pipelined(const loss_call *c, const loss_plan *p, int64
         const int fused =
             p->stream && live && pending >= 0 && !r[cur].a && !r[cur].b && !r[pending].a;
         for (int64_t ch = 0; ch < nchunks; ch++) {
+            if (local) row_pass1(&r[cur], p, k, ch, rs[cur].chunks);
             if (fused) {
                 row_pass2_and_3(&r[cur], &r[pending], p, k, ch, rs[cur].chunks, rs[cur].exps,
-                                rs[pending].exps);
+                                rs[pending].chunks, rs[pending].exps);
                 continue;
             }
             if (live) row_pass2(&r[cur], p, k, ch, rs[cur].chunks, rs[cur].exps);
-            if (pending >= 0) row_pass3(&r[pending], p, k, ch, rs[pending].exps);
+            if (pending >= 0)
+                row_pass3(&r[pending], p, k, ch, rs[pending].chunks, rs[pending].exps);
         }
         if (pending >= 0) {
-            row_end(&r[pending], p, rs[pending].exps);
+            row_end(&r[pending], p, rs[pending].chunks, rs[pending].exps);
             pending = -1;
         }
+        if (local) row_after_pass1(&r[cur], p, rs[cur].chunks);
         if (live) {
-            row_after_pass2(&r[cur], c, p, i, rs[cur].chunks, bt);
+            row_after_pass2(&r[cur], c, p, i, rs[cur].chunks, &totals[i / rows_per_block]);
             if (!r[cur].skip) pending = cur;
         }
     }
     if (pending >= 0) {
         for (int64_t ch = 0; ch < nchunks; ch++)
-            row_pass3(&r[pending], p, k, ch, rs[pending].exps);
-        row_end(&r[pending], p, rs[pending].exps);
+            row_pass3(&r[pending], p, k, ch, rs[pending].chunks, rs[pending].exps);
+        row_end(&r[pending], p, rs[pending].chunks, rs[pending].exps);
     }
 }
 
@@ -523,27 +589,70 @@ static void process_row_shared(const loss_call *c, const loss_plan *p, int64_t i
     row_state r;
     if (!row_begin(&r, c, p, i, rs->coef)) return;
 #pragma omp parallel for schedule(static) num_threads(c->threads)
-    for (int64_t ch = 0; ch < nchunks; ch++)
+    for (int64_t ch = 0; ch < nchunks; ch++) {
         row_pass1(&r, p, k, ch, rs->chunks);
+        if (r.local) row_pass2(&r, p, k, ch, rs->chunks, rs->exps);
+    }
     row_after_pass1(&r, p, rs->chunks);
+    if (!r.local) {
 #pragma omp parallel for schedule(static) num_threads(c->threads)
-    for (int64_t ch = 0; ch < nchunks; ch++)
-        row_pass2(&r, p, k, ch, rs->chunks, rs->exps);
+        for (int64_t ch = 0; ch < nchunks; ch++)
+            row_pass2(&r, p, k, ch, rs->chunks, rs->exps);
+    }
     row_after_pass2(&r, c, p, i, rs->chunks, bt);
     if (r.skip || !r.g) return;
 #pragma omp parallel num_threads(c->threads)
     {
 #pragma omp for schedule(static)
         for (int64_t ch = 0; ch < nchunks; ch++)
-            row_pass3(&r, p, k, ch, rs->exps);
+            row_pass3(&r, p, k, ch, rs->chunks, rs->exps);
         if (p->stream) p->kernels->stream_fence(); /* row_end fences only this thread */
     }
-    row_end(&r, p, rs->exps);
+    row_end(&r, p, rs->chunks, rs->exps);
+}
+
+/* The scratch rows of the last call, kept for the next (one block for the
+ * process, handed from call to call by atomic exchange: calls from several
+ * threads at once each get a block).  A fresh block of megabytes (rows of
+ * exps: 1 MB a thread at K = 128256) comes from mmap and is page-faulted
+ * by every call, ~250 faults a thread and call, taken in parallel by all
+ * the threads on the process's one address space; a kept one is warm.
+ * Blocks over SCRATCH_KEEP_MAX are not kept.  The block kept at exit is
+ * still reachable, not leaked. */
+#define SCRATCH_KEEP_MAX ((size_t)256 << 20)
+typedef struct scratch_block {
+    size_t bytes; /* usable bytes from data */
+    char pad[64 - sizeof(size_t)];
+    float data[]; /* 64-byte aligned */
+} scratch_block;
+static _Atomic(scratch_block *) kept_scratch;
+
+static scratch_block *scratch_take(size_t bytes) {
+    scratch_block *b = atomic_exchange(&kept_scratch, NULL);
+    if (b && b->bytes >= bytes) return b;
+    free(b);
+    b = aligned_alloc(64, sizeof *b + (bytes + 63) / 64 * 64);
+    if (b) b->bytes = bytes;
+    return b;
+}
+
+static void scratch_give_back(scratch_block *b) {
+    if (!b) return;
+    if (b->bytes > SCRATCH_KEEP_MAX) {
+        free(b);
+        return;
+    }
+    scratch_block *old = atomic_exchange(&kept_scratch, b);
+    if (old && old->bytes > b->bytes) { /* keep the larger one */
+        old = atomic_exchange(&kept_scratch, old);
+    }
+    free(old);
 }
 
 static lsr_status run(const loss_call *c, const loss_plan *p, lsr__loss_sums *sums_out) {
     const int64_t n = c->n, k = c->k;
-    const int64_t nblocks = (n + ROWS_PER_BLOCK - 1) / ROWS_PER_BLOCK;
+    const int64_t rows_per_block = p->nchunks >= 2 ? 1 : ROWS_PER_BLOCK;
+    const int64_t nblocks = (n + rows_per_block - 1) / rows_per_block;
     const int threads = c->threads;
     const int share_rows = threads > 1 && p->nchunks >= 2 && n < 4 * (int64_t)threads;
     const int pipelined = c->grad && p->nchunks >= 2; /* one-chunk rows: no gain measured */
@@ -557,13 +666,14 @@ static lsr_status run(const loss_call *c, const loss_plan *p, lsr__loss_sums *su
     const size_t set_chunk_bytes = ((size_t)p->nchunks * sizeof(chunk_sums) + 63) / 64 * 64;
 
     block_totals *totals = calloc((size_t)(nblocks ? nblocks : 1), sizeof *totals);
-    float *floats =
-        set_floats ? aligned_alloc(64, (size_t)sets * set_floats * sizeof(float)) : NULL;
+    scratch_block *block =
+        set_floats ? scratch_take((size_t)sets * set_floats * sizeof(float)) : NULL;
+    float *floats = block ? block->data : NULL;
     char *chunk_bytes = aligned_alloc(64, (size_t)sets * set_chunk_bytes);
     row_scratch *scratch = malloc((size_t)sets * sizeof *scratch);
     if (!totals || !chunk_bytes || !scratch || (set_floats && !floats)) {
         free(totals);
-        free(floats);
+        scratch_give_back(block);
         free(chunk_bytes);
         free(scratch);
         return lsr__fail(LSR_ERROR_OUT_OF_MEMORY, "out of memory for scratch of %lld classes",
@@ -581,30 +691,33 @@ static lsr_status run(const loss_call *c, const loss_plan *p, lsr__loss_sums *su
     if (!share_rows) {
 #pragma omp parallel num_threads(threads)
         {
-            int tid = 0;
+            int tid = 0, nth = 1;
 #ifdef _OPENMP
             tid = omp_get_thread_num();
+            nth = omp_get_num_threads();
 #endif
             const row_scratch *rs = scratch + (size_t)tid * (size_t)group;
+            if (pipelined) { /* one stretch of rows a thread, pipelined from end to end */
+                process_rows_pipelined(c, p, n * tid / nth, n * (tid + 1) / nth, rs, totals,
+                                       rows_per_block);
+            } else {
 #pragma omp for schedule(static)
-            for (int64_t b = 0; b < nblocks; b++) {
-                const int64_t end = (b + 1) * ROWS_PER_BLOCK < n ? (b + 1) * ROWS_PER_BLOCK : n;
-                if (pipelined) {
-                    process_rows_pipelined(c, p, b * ROWS_PER_BLOCK, end, rs, &totals[b]);
-                    continue;
-                }
-                for (int64_t i = b * ROWS_PER_BLOCK; i < end; i += group) {
-                    if (group == 1)
-                        process_row(c, p, i, rs, &totals[b]);
-                    else
-                        process_small_rows(c, p, i, end - i < group ? end - i : group, rs,
-                                           &totals[b]);
+                for (int64_t b = 0; b < nblocks; b++) {
+                    const int64_t first = b * rows_per_block;
+                    const int64_t end = first + rows_per_block < n ? first + rows_per_block : n;
+                    for (int64_t i = first; i < end; i += group) {
+                        if (group == 1)
+                            process_row(c, p, i, rs, &totals[b]);
+                        else
+                            process_small_rows(c, p, i, end - i < group ? end - i : group, rs,
+                                               &totals[b]);
+                    }
                 }
             }
         }
     } else {
         for (int64_t i = 0; i < n; i++)
-            process_row_shared(c, p, i, scratch, &totals[i / ROWS_PER_BLOCK]);
+            process_row_shared(c, p, i, scratch, &totals[i / rows_per_block]);
     }
 
     block_totals sum = {0.0, 0.0, 0.0, 0.0, 0.0, 0, 0, -1};
@@ -619,7 +732,7 @@ static lsr_status run(const loss_call *c, const loss_plan *p, lsr__loss_sums *su
         if (sum.first_bad < 0) sum.first_bad = totals[b].first_bad;
     }
     free(totals);
-    free(floats);
+    scratch_give_back(block);
     free(chunk_bytes);
     free(scratch);
 
