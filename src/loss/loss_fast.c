@@ -78,11 +78,9 @@ typedef struct row_state {
     const float *a; /* coefficients for passes 2 and 3, or NULL for a_const */
     const float *b;
     double a_const, a_sum, sum_t;
-    double dot_prior;     /* soft targets with a prior: sum prior (z - z[0]) */
-    int64_t target;       /* label, or argmax of the soft target */
-    const char *next_z;   /* a later row's logits, to prefetch, or NULL */
-    const char *next_row; /* the next row's logits, or NULL */
-    int local;            /* no a, b: pass 2 of a chunk relative to its own max */
+    double dot_prior;   /* soft targets with a prior: sum prior (z - z[0]) */
+    int64_t target;     /* label, or argmax of the soft target */
+    const char *next_z; /* a later row's logits, to prefetch, or NULL */
     float z_target;
     double w_target;
     float max;
@@ -106,7 +104,6 @@ static int row_begin(row_state *r, const loss_call *c, const loss_plan *p, int64
     /* prefetch two rows ahead while two rows, their exps and the next fit in L2 */
     const int64_t ahead = c->k <= 65536 ? 2 : 1;
     if (i + ahead < c->n) r->next_z = r->z + (size_t)ahead * z_row;
-    if (i + 1 < c->n) r->next_row = r->z + z_row;
     const int64_t k = c->k;
     if (!p->soft) {
         const int64_t y = c->labels[i];
@@ -154,7 +151,6 @@ static int row_begin(row_state *r, const loss_call *c, const loss_plan *p, int64
         r->target = best;
     }
     r->z_target = logit(r, p, r->target);
-    r->local = !r->a && !r->b;
     return 1;
 }
 
@@ -176,35 +172,13 @@ static void row_after_pass1(row_state *r, const loss_plan *p, const chunk_sums *
     r->max = m;
 }
 
-/* Chunks ahead that pass 2 prefetches in rows of several chunks whose
- * passes 1 and 2 run chunk by chunk (local): far enough for memory's
- * latency, near enough to stay in L2 whatever K. */
-#define PREFETCH_CHUNKS 2
-
-/* What pass 2 of a chunk prefetches for a later pass 1: PREFETCH_CHUNKS
- * chunks ahead (into the next row past the end) where rows go chunk by
- * chunk, else the same stretch of a later row. */
-static const char *prefetch_target(const row_state *r, const loss_plan *p, int64_t chunk) {
-    if (!r->local || p->nchunks < 2)
-        return r->next_z ? r->next_z + (size_t)(chunk * LSR_CHUNK) * p->z_size : NULL;
-    const int64_t ahead = chunk + PREFETCH_CHUNKS;
-    if (ahead < p->nchunks) return r->z + (size_t)(ahead * LSR_CHUNK) * p->z_size;
-    if (!r->next_row || ahead - p->nchunks >= p->nchunks) return NULL;
-    return r->next_row + (size_t)((ahead - p->nchunks) * LSR_CHUNK) * p->z_size;
-}
-
-/* The max that pass 2 of a chunk takes exps relative to. */
-static float pass2_max(const row_state *r, const chunk_sums *chunks, int64_t chunk) {
-    return r->local ? chunks[chunk].max : r->max;
-}
-
 static void row_pass2(const row_state *r, const loss_plan *p, int64_t k, int64_t chunk,
                       chunk_sums *chunks, float *exps) {
     const int64_t off = chunk * LSR_CHUNK;
     const size_t z_off = (size_t)off * p->z_size;
     p->pass_exp(&chunks[chunk], r->g ? exps + off : NULL, r->z + z_off, chunk_length(k, chunk),
-                pass2_max(r, chunks, chunk), r->a ? r->a + off : NULL, r->b ? r->b + off : NULL,
-                prefetch_target(r, p, chunk));
+                r->max, r->a ? r->a + off : NULL, r->b ? r->b + off : NULL,
+                r->next_z ? r->next_z + z_off : NULL);
 }
 
 /* The "others" convention leaves the target's own term out: with
@@ -272,34 +246,16 @@ static double soft_others_direct(const row_state *r, const loss_plan *p, int64_t
  * skip the row when a logit is not finite.  With d = z - max and
  * L = lse - max = log sum exp(d): sum_k a_k (lse - z_k) = L sum_k a_k - dot_a. */
 static void row_after_pass2(row_state *r, const loss_call *c, const loss_plan *p, int64_t i,
-                            chunk_sums *chunks, block_totals *bt) {
+                            const chunk_sums *chunks, block_totals *bt) {
     const int64_t k = c->k;
-    chunk_sums s = {r->max, 0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0};
-    int far = 0; /* some z - max may not be finite in float although z - m is */
+    chunk_sums s = {r->max, 0, 0.0, 0.0, 0.0, 0.0};
     for (int64_t ch = 0; ch < p->nchunks; ch++) {
         s.nonfinite |= chunks[ch].nonfinite;
-        if (r->local) { /* to the row's max: exact but for the rounding of double */
-            const double shift = (double)chunks[ch].max - (double)r->max;
-            chunks[ch].factor = exp(shift);
-            s.sum_exp += chunks[ch].sum_exp * chunks[ch].factor;
-            s.sum_z += chunks[ch].sum_z + (double)chunk_length(k, ch) * shift;
-            far |= shift < -0x1p126 || chunks[ch].sum_z < -0x1p126;
-        } else {
-            chunks[ch].factor = 1.0;
-            s.sum_exp += chunks[ch].sum_exp;
-            s.sum_z += chunks[ch].sum_z;
-        }
+        s.sum_exp += chunks[ch].sum_exp;
+        s.sum_z += chunks[ch].sum_z;
         s.dot_a += chunks[ch].dot_a;
         s.dot_b += chunks[ch].dot_b;
     }
-    /* The rows refused are those with some fl(z - max) not finite, max the
-     * row's: z - max < -FLT_MAX needs max > 0 and so z < -2^127 (max <=
-     * 2^126) or max > 2^126.  With z < -2^127 in chunk c, either
-     * z - m < -2^126 (then the chunk's sum of d is too) or m < -2^126 (then
-     * m - max is).  Only then are the values checked against the row's max. */
-    if (r->local && !s.nonfinite && (far || r->max > 0x1p126))
-        for (int64_t j = 0; j < k; j++)
-            s.nonfinite |= !isfinite(logit(r, p, j) - r->max);
     if (s.nonfinite) {
         if (bt->first_bad < 0) bt->first_bad = i;
         if (c->loss && c->opt.reduction == LSR_REDUCTION_NONE) c->loss[i] = NAN;
@@ -371,9 +327,6 @@ static void row_after_pass2(row_state *r, const loss_call *c, const loss_plan *p
     /* p = exps / sum_exp, so the gradient p A - c is exps (A / sum_exp) - c */
     const double scale_p = p->ce_scale * coef_sum + p->z_scale * 2.0 * p->lambda * lse;
     r->scale_p = (float)(scale_p * inv_sum_exp);
-    for (int64_t ch = 0; ch < p->nchunks; ch++)
-        chunks[ch].scale_p =
-            r->local ? (float)(scale_p * inv_sum_exp * chunks[ch].factor) : (double)r->scale_p;
     r->a_scale = (float)(p->soft ? p->ce_scale : eps * p->ce_scale);
     r->a_const_scaled = (float)(eps * p->ce_scale * r->a_const);
     r->target_scale = scale_p;
@@ -382,35 +335,31 @@ static void row_after_pass2(row_state *r, const loss_call *c, const loss_plan *p
 }
 
 static void row_pass3(const row_state *r, const loss_plan *p, int64_t k, int64_t chunk,
-                      const chunk_sums *chunks, const float *exps) {
+                      const float *exps) {
     const int64_t off = chunk * LSR_CHUNK;
-    p->pass_scale(r->g + (size_t)off * p->g_size, exps + off, chunk_length(k, chunk),
-                  (float)chunks[chunk].scale_p, r->a ? r->a + off : NULL, r->a_scale,
-                  r->a_const_scaled, p->stream);
+    p->pass_scale(r->g + (size_t)off * p->g_size, exps + off, chunk_length(k, chunk), r->scale_p,
+                  r->a ? r->a + off : NULL, r->a_scale, r->a_const_scaled, p->stream);
 }
 
 /* Pass 2 of row r and pass 3 of row prev on the same chunk, in one loop (a,
  * b NULL): what row_pass2 and row_pass3 compute. */
 static void row_pass2_and_3(const row_state *r, const row_state *prev, const loss_plan *p,
                             int64_t k, int64_t chunk, chunk_sums *chunks, float *exps,
-                            const chunk_sums *prev_chunks, const float *prev_exps) {
+                            const float *prev_exps) {
     const int64_t off = chunk * LSR_CHUNK;
     const size_t z_off = (size_t)off * p->z_size;
-    p->pass_exp_scale(&chunks[chunk], exps + off, r->z + z_off, chunk_length(k, chunk),
-                      pass2_max(r, chunks, chunk), prefetch_target(r, p, chunk),
-                      prev->g + (size_t)off * p->g_size, prev_exps + off,
-                      (float)prev_chunks[chunk].scale_p, prev->a_const_scaled, p->stream);
+    p->pass_exp_scale(&chunks[chunk], exps + off, r->z + z_off, chunk_length(k, chunk), r->max,
+                      r->next_z ? r->next_z + z_off : NULL, prev->g + (size_t)off * p->g_size,
+                      prev_exps + off, prev->scale_p, prev->a_const_scaled, p->stream);
 }
 
 /* After pass 3.  Orders this thread's streamed stores of the row first:
  * before the plain store below, and before any other thread reads them. */
-static void row_end(const row_state *r, const loss_plan *p, const chunk_sums *chunks,
-                    const float *exps) {
+static void row_end(const row_state *r, const loss_plan *p, const float *exps) {
     if (p->stream) p->kernels->stream_fence();
     if (p->soft) return;
     /* The label's entry p_y A - c_y in double: pass 3 left out (1 - eps) w_y. */
-    const double pt =
-        (double)exps[r->target] * r->inv_sum_exp * chunks[r->target / LSR_CHUNK].factor;
+    const double pt = (double)exps[r->target] * r->inv_sum_exp;
     lsr__grad_store(r->g, r->target, (float)(pt * r->target_scale - r->target_coef), p->g_type);
 }
 
@@ -486,19 +435,16 @@ static void process_row(const loss_call *c, const loss_plan *p, int64_t i, const
     const int64_t k = c->k;
     row_state r;
     if (!row_begin(&r, c, p, i, rs->coef)) return;
-    for (int64_t ch = 0; ch < p->nchunks; ch++) {
+    for (int64_t ch = 0; ch < p->nchunks; ch++)
         row_pass1(&r, p, k, ch, rs->chunks);
-        if (r.local) row_pass2(&r, p, k, ch, rs->chunks, rs->exps);
-    }
     row_after_pass1(&r, p, rs->chunks);
-    if (!r.local)
-        for (int64_t ch = 0; ch < p->nchunks; ch++)
-            row_pass2(&r, p, k, ch, rs->chunks, rs->exps);
+    for (int64_t ch = 0; ch < p->nchunks; ch++)
+        row_pass2(&r, p, k, ch, rs->chunks, rs->exps);
     row_after_pass2(&r, c, p, i, rs->chunks, bt);
     if (r.skip || !r.g) return;
     for (int64_t ch = 0; ch < p->nchunks; ch++)
-        row_pass3(&r, p, k, ch, rs->chunks, rs->exps);
-    row_end(&r, p, rs->chunks, rs->exps);
+        row_pass3(&r, p, k, ch, rs->exps);
+    row_end(&r, p, rs->exps);
 }
 
 /* Short rows (one chunk): a row is a chain of dependent steps too short to
@@ -525,17 +471,17 @@ static void process_small_rows(const loss_call *c, const loss_plan *p, int64_t f
         }
     if (!c->grad) return;
     for (int64_t g = 0; g < count; g++)
-        if (live[g]) row_pass3(&r[g], p, k, 0, rs[g].chunks, rs[g].exps);
+        if (live[g]) row_pass3(&r[g], p, k, 0, rs[g].exps);
     for (int64_t g = 0; g < count; g++)
-        if (live[g]) row_end(&r[g], p, rs[g].chunks, rs[g].exps);
+        if (live[g]) row_end(&r[g], p, rs[g].exps);
 }
 
 /* Rows with a gradient, one thread: pass 3 of each row runs chunk by chunk
- * between the chunks of the next row's pass 2 (and, for local rows, pass 1),
- * so that the gradient's writes spread over the time the next rows' reads
- * take, instead of coming in one burst per row.  Same arithmetic, same
- * order of accounting as process_row: the results are bit-identical to it.
- * rs: two scratch sets, used in turn. */
+ * between the chunks of the next row's pass 2, so that the gradient's
+ * writes spread over the time the next rows' reads (prefetches) take,
+ * instead of coming in one burst per row.  Same arithmetic, same order of
+ * accounting as process_row: the results are bit-identical to it.  rs: two
+ * scratch sets, used in turn. */
 static void process_rows_pipelined(const loss_call *c, const loss_plan *p, int64_t first,
                                    int64_t end, const row_scratch *rs, block_totals *totals,
                                    int64_t rows_per_block) {
@@ -545,8 +491,7 @@ static void process_rows_pipelined(const loss_call *c, const loss_plan *p, int64
     for (int64_t i = first; i < end; i++) {
         const int cur = (int)(i & 1);
         const int live = row_begin(&r[cur], c, p, i, rs[cur].coef);
-        const int local = live && r[cur].local; /* pass 1 chunk by chunk too */
-        if (live && !local) {
+        if (live) {
             for (int64_t ch = 0; ch < nchunks; ch++)
                 row_pass1(&r[cur], p, k, ch, rs[cur].chunks);
             row_after_pass1(&r[cur], p, rs[cur].chunks);
@@ -555,21 +500,18 @@ static void process_rows_pipelined(const loss_call *c, const loss_plan *p, int64
         const int fused =
             p->stream && live && pending >= 0 && !r[cur].a && !r[cur].b && !r[pending].a;
         for (int64_t ch = 0; ch < nchunks; ch++) {
-            if (local) row_pass1(&r[cur], p, k, ch, rs[cur].chunks);
             if (fused) {
                 row_pass2_and_3(&r[cur], &r[pending], p, k, ch, rs[cur].chunks, rs[cur].exps,
-                                rs[pending].chunks, rs[pending].exps);
+                                rs[pending].exps);
                 continue;
             }
             if (live) row_pass2(&r[cur], p, k, ch, rs[cur].chunks, rs[cur].exps);
-            if (pending >= 0)
-                row_pass3(&r[pending], p, k, ch, rs[pending].chunks, rs[pending].exps);
+            if (pending >= 0) row_pass3(&r[pending], p, k, ch, rs[pending].exps);
         }
         if (pending >= 0) {
-            row_end(&r[pending], p, rs[pending].chunks, rs[pending].exps);
+            row_end(&r[pending], p, rs[pending].exps);
             pending = -1;
         }
-        if (local) row_after_pass1(&r[cur], p, rs[cur].chunks);
         if (live) {
             row_after_pass2(&r[cur], c, p, i, rs[cur].chunks, &totals[i / rows_per_block]);
             if (!r[cur].skip) pending = cur;
@@ -577,8 +519,8 @@ static void process_rows_pipelined(const loss_call *c, const loss_plan *p, int64
     }
     if (pending >= 0) {
         for (int64_t ch = 0; ch < nchunks; ch++)
-            row_pass3(&r[pending], p, k, ch, rs[pending].chunks, rs[pending].exps);
-        row_end(&r[pending], p, rs[pending].chunks, rs[pending].exps);
+            row_pass3(&r[pending], p, k, ch, rs[pending].exps);
+        row_end(&r[pending], p, rs[pending].exps);
     }
 }
 
@@ -589,26 +531,22 @@ static void process_row_shared(const loss_call *c, const loss_plan *p, int64_t i
     row_state r;
     if (!row_begin(&r, c, p, i, rs->coef)) return;
 #pragma omp parallel for schedule(static) num_threads(c->threads)
-    for (int64_t ch = 0; ch < nchunks; ch++) {
+    for (int64_t ch = 0; ch < nchunks; ch++)
         row_pass1(&r, p, k, ch, rs->chunks);
-        if (r.local) row_pass2(&r, p, k, ch, rs->chunks, rs->exps);
-    }
     row_after_pass1(&r, p, rs->chunks);
-    if (!r.local) {
 #pragma omp parallel for schedule(static) num_threads(c->threads)
-        for (int64_t ch = 0; ch < nchunks; ch++)
-            row_pass2(&r, p, k, ch, rs->chunks, rs->exps);
-    }
+    for (int64_t ch = 0; ch < nchunks; ch++)
+        row_pass2(&r, p, k, ch, rs->chunks, rs->exps);
     row_after_pass2(&r, c, p, i, rs->chunks, bt);
     if (r.skip || !r.g) return;
 #pragma omp parallel num_threads(c->threads)
     {
 #pragma omp for schedule(static)
         for (int64_t ch = 0; ch < nchunks; ch++)
-            row_pass3(&r, p, k, ch, rs->chunks, rs->exps);
+            row_pass3(&r, p, k, ch, rs->exps);
         if (p->stream) p->kernels->stream_fence(); /* row_end fences only this thread */
     }
-    row_end(&r, p, rs->chunks, rs->exps);
+    row_end(&r, p, rs->exps);
 }
 
 /* The scratch rows of the last call, kept for the next (one block for the
@@ -643,9 +581,8 @@ static void scratch_give_back(scratch_block *b) {
         return;
     }
     scratch_block *old = atomic_exchange(&kept_scratch, b);
-    if (old && old->bytes > b->bytes) { /* keep the larger one */
+    if (old && old->bytes > b->bytes) /* keep the larger one */
         old = atomic_exchange(&kept_scratch, old);
-    }
     free(old);
 }
 

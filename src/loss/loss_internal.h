@@ -64,20 +64,16 @@ lsr_status lsr__validate(loss_call *call, int soft, float *loss, void *grad, lsr
  * chunks are spread over threads. */
 #define LSR_CHUNK 4096
 
-/* Pass-2 summary of one chunk of a row.  Sums of logits are of d = z - m,
- * with m a largest logit, so that logits of large magnitude and small
- * spread keep their differences: the chunk's own max where the row has no
- * per-class coefficients (then passes 1 and 2 of a chunk run back to back,
- * and a row need not stay in cache between them), else the row's. */
+/* Pass-2 summary of one chunk of a row.  Sums of logits are of d = z - max,
+ * with max the row's largest logit, so that logits of large magnitude and
+ * small spread keep their differences. */
 typedef struct chunk_sums {
-    float max;      /* the chunk's max (pass 1) */
+    float max;      /* the row's max (pass 1) */
     int nonfinite;  /* a logit was NaN or infinite */
     double sum_exp; /* sum exp(d) */
     double sum_z;   /* sum d */
     double dot_a;   /* sum a_k d_k when a is given */
     double dot_b;   /* sum b_k d_k when b is given */
-    double factor;  /* exp(m - the row's max): the chunk's exps to the row's */
-    double scale_p; /* pass 3's factor of the chunk's exps (a float; no padding) */
 } chunk_sums;
 
 /* Bytes of one value of a dtype. */
