@@ -496,9 +496,10 @@ static void process_rows_pipelined(const loss_call *c, const loss_plan *p, int64
                 row_pass1(&r[cur], p, k, ch, rs[cur].chunks);
             row_after_pass1(&r[cur], p, rs[cur].chunks);
         }
-        /* the two passes in one loop where the kernels have it: no a, b */
-        const int fused =
-            p->stream && live && pending >= 0 && !r[cur].a && !r[cur].b && !r[pending].a;
+        /* the two passes in one loop where the kernels have it (no a, b),
+         * streamed or not (in cache, 256 x 8192 at 1 thread: 10-15 % less
+         * time than the two loops in turn) */
+        const int fused = live && pending >= 0 && !r[cur].a && !r[cur].b && !r[pending].a;
         for (int64_t ch = 0; ch < nchunks; ch++) {
             if (fused) {
                 row_pass2_and_3(&r[cur], &r[pending], p, k, ch, rs[cur].chunks, rs[cur].exps,
