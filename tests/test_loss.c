@@ -1112,6 +1112,53 @@ static void test_bf16_row_kernels(void) {
     printf("bf16 row kernels (%d sets): %d disagreements\n", count, failures);
 }
 
+/* Rows of several chunks go one to a block and to the threads in stretches
+ * whose lengths depend on the thread count: 1, 2, 3, 5 and 7 threads give
+ * the same bits (loss, statistics, gradient), labels and soft targets,
+ * uniform smoothing (pass 2 + 3 fused) and with a prior (not fused). */
+static void test_long_rows_any_thread_count(void) {
+    int failures = 0;
+    static const int counts[] = {1, 2, 3, 5, 7};
+    for (int soft = 0; soft <= 1; soft++)
+        for (int prior = 0; prior <= 1; prior++) {
+            problem p;
+            problem_init(&p, 31, 9000, 3, soft, 3.0, 0.5, !soft);
+            const size_t cells = (size_t)p.n * (size_t)p.stride;
+            float *g0 = malloc(cells * sizeof(float)), *g = malloc(cells * sizeof(float));
+            float *u = malloc((size_t)p.k * sizeof(float));
+            for (int64_t j = 0; j < p.k; j++)
+                u[j] = 1.0f / (float)p.k;
+            float l0 = 0.0f;
+            lsr_loss_stats s0;
+            for (size_t c = 0; c < sizeof counts / sizeof counts[0]; c++) {
+                lsr_loss_options o = lsr_loss_options_default();
+                o.smoothing = 0.1f;
+                if (prior) o.prior = u;
+                o.threads = counts[c];
+                float l;
+                lsr_loss_stats st;
+                float *out = c ? g : g0;
+                for (size_t i = 0; i < cells; i++)
+                    out[i] = 7.0f;
+                const lsr_status status = run_fast(&p, c ? &l : &l0, out, c ? &st : &s0, &o);
+                CHECK(status == LSR_OK, "long rows, %d threads: %s", counts[c],
+                      lsr_status_name(status));
+                if (!c) continue;
+                const int same = memcmp(&l, &l0, sizeof l) == 0 &&
+                                 memcmp(&st, &s0, sizeof st) == 0 &&
+                                 memcmp(g, g0, cells * sizeof(float)) == 0;
+                CHECK(same, "long rows soft %d prior %d: %d threads differ from 1", soft, prior,
+                      counts[c]);
+                failures += !same;
+            }
+            free(g0);
+            free(g);
+            free(u);
+            problem_free(&p);
+        }
+    printf("long rows over 1-7 threads: %d disagreements\n", failures);
+}
+
 /* A whole call whose gradient streams, 5 rows: with 1 thread the rows run
  * pipelined through the fused pass 2 + 3, with 2 threads they share each
  * row's chunks through the separate passes; compare holds both to the
@@ -1213,6 +1260,7 @@ int main(void) {
     test_overlaps_refused();
     test_nonfinite_logits_reported();
     test_far_logits_across_chunks();
+    test_long_rows_any_thread_count();
     test_unknown_status_name();
     test_finite_differences();
     test_large_logits();
