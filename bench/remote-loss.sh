@@ -26,7 +26,7 @@ compile() { # source extra-flags...
     local src="$1"
     shift
     local obj="$out/$(basename "${src%.c}").o"
-    "$cc" "${flags[@]}" "${defs[@]}" "$@" -c "$root/src/loss/$src" -o "$obj"
+    "$cc" "${flags[@]}" ${defs[@]+"${defs[@]}"} "$@" -c "$root/src/loss/$src" -o "$obj"
     objs+=("$obj")
 }
 case "$(uname -m)" in
