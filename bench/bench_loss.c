@@ -1,9 +1,18 @@
-#define _POSIX_C_SOURCE 200809L
+#define _GNU_SOURCE /* sched_setaffinity */
 /* make bench-loss: the fused loss against a plain copy of the same bytes
  * (the memory-bandwidth limit) and against PyTorch, in one run.
  *
- *   bench_loss [--threads T] [--repeats R] [--no-torch]
+ *   bench_loss [--threads LIST] [--repeats R] [--no-torch]
  *
+ * LIST is thread counts separated by commas, "all" for every core this
+ * process may run on (default 1,2,all, repeats dropped): one table each.
+ * Each table runs in a child process pinned to the first T of those cores
+ * (sched_setaffinity before any thread starts) with OMP_NUM_THREADS=T, and
+ * PyTorch inherits both: torch.compile's generated code ignores
+ * torch.set_num_threads and would otherwise use every core.
+ * The torch.compile column times the same call compiled
+ * (torch.compile(fn), default mode); "n/a" where the installed PyTorch has
+ * no working torch.compile (Debian's 1.13).
  * lsr and the copy run in turn at least R times (default 10) and until
  * they have taken 2 s together (at most 2000 runs each), PyTorch at least R
  * times and for 1 s; each keeps its best time: on a shared machine a few
@@ -14,17 +23,21 @@
  * ones (computed in float32 inside the kernel), each against a copy of its
  * own bytes.  Effective bandwidth counts one read of the logits and one
  * write of the gradient (2 * N * K * 4 bytes, or * 2 for bfloat16).  The
- * last line is
+ * last line of a table is
  *   min-vs-copy 0.NN min-speedup-vs-torch NN.N bf16-min-vs-copy-large 0.NN
- * with the first two minima over the float32 rows with K >= 1000 (but the
+ * with vs-torch against the faster of eager and compiled PyTorch, the first
+ * two minima over the float32 rows with K >= 1000 (but the
  * in-cache 256 x 8192, there for its ns/logit), the last
  * over the bfloat16 rows with K >= 32000 (larger than a 32 MB L3 cache, where
  * a copy is not flattered by it). */
 #include <math.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "bench_common.h"
 #include "lsr/loss.h"
@@ -49,10 +62,14 @@ static void parallel_copy(void *dst, const void *src, size_t bytes, int threads)
     }
 }
 
-static double torch_seconds(long n, long k, int threads, int repeats, const char *dtype) {
+/* PyTorch's best time (mode "eager" or "compile"), NAN if it failed; 0 if
+ * this PyTorch has no working torch.compile. */
+static double torch_seconds(long n, long k, int threads, int repeats, const char *dtype,
+                            const char *mode) {
     char cmd[768];
-    snprintf(cmd, sizeof cmd, "'%s' %s/torch_loss.py %ld %ld %d %d %s 2>/dev/null", python(),
-             LSR_BENCH_DIR, n, k, threads, repeats, dtype);
+    snprintf(cmd, sizeof cmd,
+             "OMP_NUM_THREADS=%d '%s' %s/torch_loss.py %ld %ld %d %d %s %s 2>/dev/null", threads,
+             python(), LSR_BENCH_DIR, n, k, threads, repeats, dtype, mode);
     FILE *p = popen(cmd, "r");
     if (!p) return NAN;
     double s = NAN;
@@ -61,31 +78,20 @@ static double torch_seconds(long n, long k, int threads, int repeats, const char
     return s;
 }
 
-int main(int argc, char **argv) {
-    int threads = 2, repeats = 10, use_torch = 1;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--threads") && i + 1 < argc)
-            threads = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--repeats") && i + 1 < argc)
-            repeats = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--no-torch"))
-            use_torch = 0;
-        else {
-            fprintf(stderr, "bench_loss: unknown argument '%s'\n", argv[i]);
-            return 2;
-        }
-    }
-    if (use_torch) { /* one clear line before minutes of timing */
-        char cmd[600];
-        snprintf(cmd, sizeof cmd, "'%s' -c 'import torch' >/dev/null 2>&1", python());
-        if (system(cmd) != 0) {
-            fprintf(stderr,
-                    "bench_loss: %s cannot import torch (install python3-torch, set PYTHON "
-                    "to an interpreter that has it, or pass --no-torch)\n",
-                    python());
-            return 1;
-        }
-    }
+/* The best time of PyTorch formatted for the table: "n/a" where there is no
+ * torch.compile, "-" without PyTorch. */
+static void format_ms(char *out, size_t size, double seconds, int used) {
+    if (!used)
+        snprintf(out, size, "-");
+    else if (seconds == 0.0)
+        snprintf(out, size, "n/a");
+    else
+        snprintf(out, size, "%.3f", 1e3 * seconds);
+}
+
+/* One table: every shape at this thread count.  Returns non-zero when a
+ * PyTorch run failed. */
+static int table(int threads, int repeats, int use_torch) {
     /* 256 x 8192: rows of 32 KB (fp32) that stay in L2 between the passes and 8 MB
      * each way, in the 32 MB L3: the kernel's arithmetic with the memory out of the
      * way, its ns/logit the per-thread cost in cache (smaller shapes measure the
@@ -96,8 +102,9 @@ int main(int argc, char **argv) {
     printf("lsr %s, isa %s, %d threads, best of >= %d runs and >= 1 s; eps 0.1, mean, "
            "gradient of the logits' dtype written to a separate buffer\n",
            LSR_VERSION_STRING, lsr_isa_name(lsr_isa_detect()), threads, repeats);
-    printf("%-14s %-5s %10s %8s %10s %8s %10s %8s %8s %9s %9s\n", "N x K", "dtype", "lsr ms",
-           "GB/s", "copy ms", "GB/s", "torch ms", "GB/s", "vs-copy", "vs-torch", "ns/logit");
+    printf("%-14s %-5s %10s %8s %10s %8s %10s %8s %10s %8s %8s %9s %9s\n", "N x K", "dtype",
+           "lsr ms", "GB/s", "copy ms", "GB/s", "torch ms", "GB/s", "compile ms", "GB/s", "vs-copy",
+           "vs-torch", "ns/logit");
     double min_vs_copy = INFINITY, min_vs_torch = INFINITY, bf16_min_vs_copy = INFINITY;
     int failed = 0;
     for (size_t row = 0; row < 2 * sizeof shapes / sizeof shapes[0]; row++) {
@@ -154,16 +161,28 @@ int main(int argc, char **argv) {
             spent += t1 - t0;
         }
         const double bytes = 2.0 * (double)count * (double)size;
-        double best_torch =
-            use_torch ? torch_seconds(n, k, threads, repeats, bf16 ? "bfloat16" : "float32") : NAN;
-        if (use_torch && isnan(best_torch)) failed = 1;
-        const double vs_copy = best_copy / best_lsr, vs_torch = best_torch / best_lsr;
-        char name[32];
+        const char *dtype = bf16 ? "bfloat16" : "float32";
+        double best_torch = use_torch ? torch_seconds(n, k, threads, repeats, dtype, "eager") : NAN;
+        double best_compile =
+            use_torch ? torch_seconds(n, k, threads, repeats, dtype, "compile") : NAN;
+        if (use_torch && (isnan(best_torch) || best_torch == 0.0 || isnan(best_compile)))
+            failed = 1;
+        /* the strongest peer that runs here */
+        double best_peer = best_torch;
+        if (best_compile > 0.0 && best_compile < best_peer) best_peer = best_compile;
+        const double vs_copy = best_copy / best_lsr, vs_torch = best_peer / best_lsr;
+        char name[32], torch_ms[32], compile_ms[32], torch_gbs[32], compile_gbs[32];
         snprintf(name, sizeof name, "%ldx%ld", n, k);
-        printf("%-14s %-5s %10.3f %8.2f %10.3f %8.2f %10.3f %8.2f %8.2f %9.1f %9.3f\n", name,
+        format_ms(torch_ms, sizeof torch_ms, best_torch, use_torch);
+        format_ms(compile_ms, sizeof compile_ms, best_compile, use_torch);
+        snprintf(torch_gbs, sizeof torch_gbs, "%.2f", bytes / best_torch * 1e-9);
+        snprintf(compile_gbs, sizeof compile_gbs, "%.2f", bytes / best_compile * 1e-9);
+        printf("%-14s %-5s %10.3f %8.2f %10.3f %8.2f %10s %8s %10s %8s %8.2f %9.1f %9.3f\n", name,
                bf16 ? "bf16" : "fp32", 1e3 * best_lsr, bytes / best_lsr * 1e-9, 1e3 * best_copy,
-               bytes / best_copy * 1e-9, 1e3 * best_torch, bytes / best_torch * 1e-9, vs_copy,
-               vs_torch, best_lsr * 1e9 * threads / (double)count);
+               bytes / best_copy * 1e-9, torch_ms, use_torch ? torch_gbs : "-", compile_ms,
+               use_torch && best_compile > 0.0 ? compile_gbs : "-", vs_copy, vs_torch,
+               best_lsr * 1e9 * threads / (double)count);
+        fflush(stdout);
         if (!bf16 && k >= 1000 && !(n == 256 && k == 8192)) {
             min_vs_copy = fmin(min_vs_copy, vs_copy);
             if (use_torch) min_vs_torch = fmin(min_vs_torch, vs_torch);
@@ -176,5 +195,95 @@ int main(int argc, char **argv) {
     if (failed) fprintf(stderr, "bench_loss: a PyTorch run with %s failed\n", python());
     printf("min-vs-copy %.2f min-speedup-vs-torch %.1f bf16-min-vs-copy-large %.2f\n", min_vs_copy,
            min_vs_torch, bf16_min_vs_copy);
+    fflush(stdout);
+    return failed;
+}
+
+/* Runs table(threads) in a child pinned to the first `threads` cores of
+ * `allowed`, with OMP_NUM_THREADS=threads (for PyTorch, which inherits both);
+ * the parent starts no thread of its own, so nothing runs unpinned. */
+static int pinned_table(int threads, const cpu_set_t *allowed, int repeats, int use_torch) {
+    const pid_t pid = fork();
+    if (pid < 0) {
+        fprintf(stderr, "bench_loss: fork failed\n");
+        return 1;
+    }
+    if (pid == 0) {
+        cpu_set_t mine;
+        CPU_ZERO(&mine);
+        for (int cpu = 0, taken = 0; cpu < CPU_SETSIZE && taken < threads; cpu++)
+            if (CPU_ISSET(cpu, allowed)) {
+                CPU_SET(cpu, &mine);
+                taken++;
+            }
+        if (sched_setaffinity(0, sizeof mine, &mine) != 0)
+            fprintf(stderr, "bench_loss: could not pin to %d cores; running unpinned\n", threads);
+        char value[16];
+        snprintf(value, sizeof value, "%d", threads);
+        setenv("OMP_NUM_THREADS", value, 1);
+        _exit(table(threads, repeats, use_torch));
+    }
+    int status = 0;
+    if (waitpid(pid, &status, 0) < 0 || !WIFEXITED(status)) return 1;
+    return WEXITSTATUS(status);
+}
+
+int main(int argc, char **argv) {
+    int repeats = 10, use_torch = 1;
+    const char *list = "1,2,all";
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--threads") && i + 1 < argc)
+            list = argv[++i];
+        else if (!strcmp(argv[i], "--repeats") && i + 1 < argc)
+            repeats = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--no-torch"))
+            use_torch = 0;
+        else {
+            fprintf(stderr, "bench_loss: unknown argument '%s'\n", argv[i]);
+            return 2;
+        }
+    }
+    cpu_set_t allowed;
+    CPU_ZERO(&allowed);
+    if (sched_getaffinity(0, sizeof allowed, &allowed) != 0) {
+        fprintf(stderr, "bench_loss: sched_getaffinity failed\n");
+        return 1;
+    }
+    const int cores = CPU_COUNT(&allowed);
+    int counts[16], ncounts = 0;
+    char copy[256];
+    snprintf(copy, sizeof copy, "%s", list);
+    for (char *tok = strtok(copy, ","); tok; tok = strtok(NULL, ",")) {
+        const int t = !strcmp(tok, "all") ? cores : atoi(tok);
+        if (t < 1 || t > cores) {
+            fprintf(stderr,
+                    "bench_loss: --threads %s: %s is not between 1 and %d (the cores "
+                    "this process may use)\n",
+                    list, tok, cores);
+            return 2;
+        }
+        int seen = 0;
+        for (int j = 0; j < ncounts; j++)
+            seen |= counts[j] == t;
+        if (!seen && ncounts < 16) counts[ncounts++] = t;
+    }
+    if (use_torch) { /* one clear line before minutes of timing */
+        char cmd[600];
+        snprintf(cmd, sizeof cmd, "'%s' -c 'import torch' >/dev/null 2>&1", python());
+        if (system(cmd) != 0) {
+            fprintf(stderr,
+                    "bench_loss: %s cannot import torch (install python3-torch, set PYTHON "
+                    "to an interpreter that has it, or pass --no-torch)\n",
+                    python());
+            return 1;
+        }
+    }
+    fflush(stdout);
+    int failed = 0;
+    for (int j = 0; j < ncounts; j++) {
+        if (j) printf("\n");
+        fflush(stdout);
+        failed |= pinned_table(counts[j], &allowed, repeats, use_torch);
+    }
     return failed;
 }

@@ -819,6 +819,60 @@ static void test_nonfinite_logits_reported(void) {
     }
 }
 
+/* Logits too far apart for float in rows of several chunks, where pass 2
+ * takes each chunk relative to its own max: the fast loss refuses exactly
+ * the rows the reference refuses (some fl(z - max) not finite, max the
+ * row's), whatever the chunk holding each value, on every ISA and thread
+ * count. */
+static void test_far_logits_across_chunks(void) {
+    enum { K = 3 * 4096 + 5 };
+    static float z[2 * K], g[2 * K];
+    int64_t y[2] = {3, 9000};
+    /* {index, value} pairs set in row 1 (row 0 stays ordinary); expect refusal? */
+    static const struct {
+        int idx[2];
+        float val[2];
+        int refused;
+    } cases[] = {
+        {{0, 2 * 4096 + 7}, {3e38f, -3e38f}, 1},          /* max and min in different chunks */
+        {{0, 9000}, {1e38f, -1e38f}, 0},                  /* far, but the difference fits */
+        {{5, 4096 + 1}, {2e38f, -2e38f}, 1},              /* the min alone in its chunk's max */
+        {{4096 + 3, 2 * 4096 + 1}, {1e30f, -3.3e38f}, 0}, /* fits (rounds to -FLT_MAX) */
+        {{K - 1, 100}, {-1e38f, 3e38f}, 1},               /* the min in the last, short chunk */
+    };
+    int failures = 0;
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        for (int i = 0; i < 2 * K; i++)
+            z[i] = (float)((i * 7919) % 1000) * 0.01f;
+        for (int v = 0; v < 2; v++)
+            z[K + cases[c].idx[v]] = cases[c].val[v];
+        if (cases[c].idx[1] == 2 * 4096 + 1) /* the whole third chunk far below */
+            for (int i = 2 * 4096; i < 3 * 4096; i++)
+                z[K + i] = -3.3e38f;
+        lsr_loss_options o = lsr_loss_options_default();
+        o.smoothing = 0.1f;
+        float l_ref[2];
+        const lsr_status want = lsr_cross_entropy_reference(l_ref, g, NULL, z, y, 2, K, K, &o);
+        const int ref_refused = want == LSR_ERROR_NONFINITE;
+        CHECK(ref_refused == cases[c].refused, "far case %zu: reference %s", c,
+              lsr_status_name(want));
+        for (int isa = 0; isa < isa_count; isa++)
+            for (int threads = 1; threads <= 2; threads++) {
+                o.isa = isas[isa];
+                o.threads = threads;
+                o.reduction = LSR_REDUCTION_NONE;
+                float l[2];
+                const lsr_status s = lsr_cross_entropy(l, g, NULL, z, y, 2, K, K, &o);
+                const int good = s == (ref_refused ? LSR_ERROR_NONFINITE : LSR_OK) &&
+                                 !isnan(l[0]) && isnan(l[1]) == ref_refused;
+                CHECK(good, "far case %zu isa %s threads %d: %s (reference %s)", c,
+                      lsr_isa_name(o.isa), threads, lsr_status_name(s), lsr_status_name(want));
+                failures += !good;
+            }
+    }
+    printf("logits too far apart across chunks: %d disagreements\n", failures);
+}
+
 /* An unknown status has a name of its own. */
 static void test_unknown_status_name(void) {
     CHECK(strcmp(lsr_status_name((lsr_status)99), "LSR_STATUS_UNKNOWN") == 0,
@@ -1058,6 +1112,53 @@ static void test_bf16_row_kernels(void) {
     printf("bf16 row kernels (%d sets): %d disagreements\n", count, failures);
 }
 
+/* Rows of several chunks go one to a block and to the threads in stretches
+ * whose lengths depend on the thread count: 1, 2, 3, 5 and 7 threads give
+ * the same bits (loss, statistics, gradient), labels and soft targets,
+ * uniform smoothing (pass 2 + 3 fused) and with a prior (not fused). */
+static void test_long_rows_any_thread_count(void) {
+    int failures = 0;
+    static const int counts[] = {1, 2, 3, 5, 7};
+    for (int soft = 0; soft <= 1; soft++)
+        for (int prior = 0; prior <= 1; prior++) {
+            problem p;
+            problem_init(&p, 31, 9000, 3, soft, 3.0, 0.5, !soft);
+            const size_t cells = (size_t)p.n * (size_t)p.stride;
+            float *g0 = malloc(cells * sizeof(float)), *g = malloc(cells * sizeof(float));
+            float *u = malloc((size_t)p.k * sizeof(float));
+            for (int64_t j = 0; j < p.k; j++)
+                u[j] = 1.0f / (float)p.k;
+            float l0 = 0.0f;
+            lsr_loss_stats s0;
+            for (size_t c = 0; c < sizeof counts / sizeof counts[0]; c++) {
+                lsr_loss_options o = lsr_loss_options_default();
+                o.smoothing = 0.1f;
+                if (prior) o.prior = u;
+                o.threads = counts[c];
+                float l;
+                lsr_loss_stats st;
+                float *out = c ? g : g0;
+                for (size_t i = 0; i < cells; i++)
+                    out[i] = 7.0f;
+                const lsr_status status = run_fast(&p, c ? &l : &l0, out, c ? &st : &s0, &o);
+                CHECK(status == LSR_OK, "long rows, %d threads: %s", counts[c],
+                      lsr_status_name(status));
+                if (!c) continue;
+                const int same = memcmp(&l, &l0, sizeof l) == 0 &&
+                                 memcmp(&st, &s0, sizeof st) == 0 &&
+                                 memcmp(g, g0, cells * sizeof(float)) == 0;
+                CHECK(same, "long rows soft %d prior %d: %d threads differ from 1", soft, prior,
+                      counts[c]);
+                failures += !same;
+            }
+            free(g0);
+            free(g);
+            free(u);
+            problem_free(&p);
+        }
+    printf("long rows over 1-7 threads: %d disagreements\n", failures);
+}
+
 /* A whole call whose gradient streams, 5 rows: with 1 thread the rows run
  * pipelined through the fused pass 2 + 3, with 2 threads they share each
  * row's chunks through the separate passes; compare holds both to the
@@ -1158,6 +1259,8 @@ int main(void) {
     test_bad_input();
     test_overlaps_refused();
     test_nonfinite_logits_reported();
+    test_far_logits_across_chunks();
+    test_long_rows_any_thread_count();
     test_unknown_status_name();
     test_finite_differences();
     test_large_logits();
