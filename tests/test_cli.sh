@@ -215,6 +215,19 @@ S_RUN=("${TRAIN[@]}" --epochs 2000 --val 96 --out s.safetensors --checkpoint s.c
     bad "resume after SIGTERM with the run's command: $(cat err.txt)"
 "$LSR" "${TRAIN[@]}" --epochs 2000 --val 96 --out s-reference.safetensors > /dev/null 2>&1
 cmp -s s.safetensors s-reference.safetensors && ok || bad "SIGTERM: resumed model differs"
+# class names ride in the checkpoint: a resume keeps them, the names file gone
+printf 'dark\nmid grey\nlight\n' > n2.txt
+rm -f cn.safetensors cn.ckpt
+"$LSR" "${TRAIN[@]}" --epochs 300 --class-names n2.txt --out cn.safetensors --checkpoint cn.ckpt \
+    --checkpoint-every 50 > /dev/null 2>&1 &
+pid=$!
+for i in $(seq 400); do [ -e cn.ckpt ] && break; sleep 0.02; done # the run is under way
+kill -TERM $pid
+wait $pid
+rm -f n2.txt
+[ ! -e cn.safetensors ] && "$LSR" train --resume cn.ckpt --quiet > /dev/null 2> err.txt &&
+    grep -aq '"class_names":"\[\\"dark\\",\\"mid grey\\",\\"light\\"\]"' cn.safetensors && ok ||
+    bad "class names through a resume: $(cat err.txt)"
 # the data by its absolute path, a flag at its default value, --threads=N: the same run
 "$LSR" "${S_RUN[@]}" --data "$PWD/data/" --lr 0.001 --resume s.ckpt --threads=1 > /dev/null 2> err.txt && ok ||
     bad "resume with equivalent flags: $(cat err.txt)"
@@ -257,6 +270,9 @@ grep -q '<h2>The penultimate layer</h2>' sw/report.html &&
 expect_error "sweep --project-classes" "--project-classes 0,1,7" "$LSR" sweep --data data --model "$MODEL" \
     --smoothing 0 --seeds 1 --epochs 1 --out swp --project-classes 0,1,7
 [ ! -e swp/runs/eps0-seed0.json ] && ok || bad "sweep --project-classes: refused only after its runs"
+expect_error "sweep --project-classes by --class-names" "'white' is not a class" "$LSR" sweep --data data \
+    --model "$MODEL" --smoothing 0 --seeds 1 --epochs 1 --out swp --class-names names.txt --project-classes dark,white,light
+[ ! -e swp/runs/eps0-seed0.json ] && ok || bad "sweep --project-classes with --class-names: refused only after its runs"
 
 # ---- sweeps: one checkpoint per run, seeds from --seed on, a default --val that fits ----
 SWC=(sweep --data data --model "$MODEL" --smoothing 0,0.1 --seeds 2 --seed 5 --epochs 2 --val 96 --quiet)

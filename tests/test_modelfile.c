@@ -275,13 +275,12 @@ static void test_class_names(void) {
     char long_name[LSR_CLASS_NAME_MAX + 1];
     memset(long_name, 'x', LSR_CLASS_NAME_MAX);
     long_name[LSR_CLASS_NAME_MAX] = '\0';
-    const char *bad[5][3] = {{"a", "", "c"},
-                             {"a", long_name, "c"},
-                             {"a", "b\nc", "c"},
-                             {"a", "b", "a"},
-                             {"a", NULL, "c"}};
-    const char *why[5] = {"empty", "too long", "control character", "both named", "missing"};
-    for (int i = 0; i < 5; i++) {
+    const char *bad[7][3] = {{"a", "", "c"},     {"a", long_name, "c"}, {"a", "b\nc", "c"},
+                             {"a", "b", "a"},    {"a", NULL, "c"},      {"a", "b\xff", "c"},
+                             {"a", "\xc3(", "c"}};
+    const char *why[7] = {"empty", "too long", "control character", "both named", "missing",
+                          "UTF-8", "UTF-8"};
+    for (int i = 0; i < 7; i++) {
         const lsr_status st = lsr_model_set_class_names(m, bad[i]);
         CHECK(st == LSR_ERROR_OPTION && strstr(lsr_last_error(), why[i]) &&
                   !strcmp(lsr_model_class_name(m, 0), names[0]),

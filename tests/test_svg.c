@@ -72,6 +72,9 @@ static void test_axes(void) {
     CHECK(a.to == 1, "accuracy axis to %g", a.to);
     a = svg_axis_over(0.3, 0.3, 0, INFINITY); /* one value */
     CHECK(a.from <= 0.3 && a.to >= 0.3 && a.from < a.to, "one value: [%g, %g]", a.from, a.to);
+    a = svg_axis_over(-1e308, 1e308, -INFINITY, INFINITY); /* a span past the doubles */
+    CHECK(isfinite(a.from) && isfinite(a.to) && isfinite(a.step), "overflowing span: [%g, %g]",
+          a.from, a.to);
     a = svg_axis_over(NAN, NAN, 0, 1);
     CHECK(a.from == 0 && a.to == 1, "no data: [%g, %g]", a.from, a.to);
 }

@@ -179,7 +179,7 @@ LSR_API const char *lsr_model_class_name(const lsr_model *m, int k);
 /* names: lsr_model_classes(m) names, each non-empty, of at most
  * LSR_CLASS_NAME_MAX - 1 bytes, without control characters, all different;
  * or NULL to remove them.  The model file keeps them as one JSON array of
- * at most 1023 bytes (ten names of 80 bytes, or a hundred of 6): more is
+ * at most 1023 bytes (ten names of up to 63 bytes, or a hundred of 6): more is
  * refused here, with LSR_ERROR_OPTION, rather than cut when saved. */
 LSR_API lsr_status lsr_model_set_class_names(lsr_model *m, const char *const *names);
 

@@ -34,8 +34,11 @@ static lsr_status print_per_class(lsr_model *m, const lsr_dataset *test, const c
                     (worst < 0 || confusion[c * k + p] > confusion[c * k + worst]))
                     worst = p;
             }
-            if (!n) continue;
             cli_class_label(name, sizeof name, m, data_names, c);
+            if (!n) { /* said, not left out: a missing row reads as a lost class */
+                printf("  %-16s no test examples\n", name);
+                continue;
+            }
             printf("  %-16s %.4f of %6lld", name, (double)confusion[c * k + c] / (double)n,
                    (long long)n);
             if (worst >= 0)

@@ -99,8 +99,10 @@ int lsr_cmd_project(int argc, char **argv) {
     const char *const *data_names = cli_data_class_names(data_dir, test.classes);
     int cls[3];
     if (projection_parse_classes(cls, classes_arg, m[0], data_names, test.classes) ||
-        projection_pick(&points, &test, cls, per_class))
+        projection_pick(&points, &test, cls, per_class)) {
+        lsr__fail(lsr__failed(), "--classes %s: %s", classes_arg, lsr_last_error());
         goto out;
+    }
     for (int k = 0; k < nmodels; k++) {
         if (projection_compute(&panels[k], m[k], &points)) {
             lsr__fail(lsr__failed(), "--model %s: %s", models[k], lsr_last_error());

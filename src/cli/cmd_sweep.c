@@ -138,8 +138,8 @@ static void sweep_usage(void) {
            "  the extension, and the same command run again goes on from it (--resume is not\n"
            "  taken).\n"
            "  --project-classes A,B,C: the report's picture of the penultimate layer, three\n"
-           "  classes by index or name (default on Fashion-MNIST " SWEEP_DEFAULT_PROJECT_FASHION ",\n"
-           "  else " SWEEP_DEFAULT_PROJECT ").\n");
+           "  classes by index or name (default on Fashion-MNIST "
+           SWEEP_DEFAULT_PROJECT_FASHION ",\n  else " SWEEP_DEFAULT_PROJECT ").\n");
 }
 // clang-format on
 
@@ -262,15 +262,28 @@ int lsr_cmd_sweep(int argc, char **argv) {
         return cli_error("sweep", lsr_last_error());
     }
     int cls[3];
-    if (project_arg && !j.class_names_path && /* checked now, not after the runs */
-        projection_parse_classes(cls, project_arg, NULL,
-                                 cli_data_class_names(j.s.data, test.classes), test.classes)) {
-        lsr__fail(lsr__failed(), "--project-classes %s: %s", project_arg, lsr_last_error());
+    lsr_model *named = NULL; /* the runs' class names, to check --project-classes by */
+    lsr_status named_st = LSR_OK;
+    if (project_arg && j.class_names_path) {
+        const int k = all.classes > test.classes ? all.classes : test.classes; /* the runs' */
+        char spec[64];
+        snprintf(spec, sizeof spec, "flatten,dense:%d", k);
+        named_st = lsr_model_create(&named, spec, test.h, test.w, test.c, k);
+        if (!named_st) named_st = cli_read_class_names(named, j.class_names_path);
+    }
+    if (project_arg && /* checked now, not after the runs */
+        (named_st ||
+         projection_parse_classes(cls, project_arg, named,
+                                  cli_data_class_names(j.s.data, test.classes), test.classes))) {
+        if (!named_st)
+            lsr__fail(lsr__failed(), "--project-classes %s: %s", project_arg, lsr_last_error());
+        lsr_model_free(named);
         lsr_dataset_free(&all);
         lsr_dataset_free(&test);
         free(rest);
         return cli_error("sweep", lsr_last_error());
     }
+    lsr_model_free(named);
     if (!val_given) { /* fits any training set */
         const int64_t limit = j.s.train_limit;
         const int64_t n = limit > 0 && limit < all.n ? limit : all.n;
@@ -412,6 +425,7 @@ int lsr_cmd_sweep(int argc, char **argv) {
             goto out;
         }
     }
+    if (sweep_results_csv(out_dir, results, total)) goto out; /* kept whatever follows */
     sweep_projection proj;
     memset(&proj, 0, sizeof proj);
     const char *const *data_names = cli_data_class_names(j.s.data, test.classes);

@@ -29,8 +29,8 @@ static lsr_status parse_class(const char *s, const lsr_model *m, const char *con
         }
     }
     const int named = lsr_model_class_name(m, 0) || data_names;
-    return lsr__fail(LSR_ERROR_OPTION, "--classes: '%s' is not a class index in [0, %d)%s", s,
-                     classes, named ? " or a class name" : " (no class names are known)");
+    return lsr__fail(LSR_ERROR_OPTION, "'%s' is not a class index in [0, %d)%s", s, classes,
+                     named ? " or a class name" : " (no class names are known)");
 }
 
 lsr_status projection_parse_classes(int cls[3], const char *arg, const lsr_model *m,
@@ -42,15 +42,14 @@ lsr_status projection_parse_classes(int cls[3], const char *arg, const lsr_model
     char *save = NULL;
     for (char *tok = strtok_r(list, ",", &save); tok && !bad; tok = strtok_r(NULL, ",", &save)) {
         if (nc == 3)
-            bad = lsr__fail(LSR_ERROR_OPTION, "--classes %s: three classes, not more", arg);
+            bad = lsr__fail(LSR_ERROR_OPTION, "three classes, not more");
         else if (!(bad = parse_class(tok, m, data_names, classes, &cls[nc])))
             nc++;
     }
     free(list);
     if (bad) return bad;
     if (nc != 3 || cls[0] == cls[1] || cls[0] == cls[2] || cls[1] == cls[2])
-        return lsr__fail(LSR_ERROR_OPTION, "--classes %s: three different classes, comma-separated",
-                         arg);
+        return lsr__fail(LSR_ERROR_OPTION, "three different classes, comma-separated");
     return LSR_OK;
 }
 
@@ -77,7 +76,7 @@ lsr_status projection_pick(projection_points *p, const lsr_dataset *test, const 
         if (p->got[g] < 2) {
             const int64_t got = p->got[g];
             projection_points_free(p);
-            return lsr__fail(LSR_ERROR_OPTION, "--classes: class %d has %lld test examples", cls[g],
+            return lsr__fail(LSR_ERROR_OPTION, "class %d has %lld test examples", cls[g],
                              (long long)got);
         }
     return LSR_OK;
@@ -127,9 +126,10 @@ lsr_status projection_compute(projection_panel *panel, lsr_model *m, const proje
 #define PANEL_W 340.0
 #define PANEL_H 420.0
 
+static const char *const colour[3] = {"#1f77b4", "#d62728", "#2ca02c"}; /* the classes' */
+
 static void svg_panel(FILE *f, const projection_panel *panel, const projection_points *p, double x0,
                       const char *const names[3]) {
-    static const char *const colour[3] = {"#1f77b4", "#d62728", "#2ca02c"};
     float lo[2] = {INFINITY, INFINITY}, hi[2] = {-INFINITY, -INFINITY};
     for (int64_t r = 0; r < p->n; r++)
         for (int a = 0; a < 2; a++) {
@@ -158,7 +158,6 @@ static void svg_panel(FILE *f, const projection_panel *panel, const projection_p
 
 void projection_svg(FILE *f, const projection_panel *panels, int np, const projection_points *p,
                     const char *const names[3]) {
-    static const char *const colour[3] = {"#1f77b4", "#d62728", "#2ca02c"};
     svg_begin(f, PANEL_W * np, PANEL_H);
     for (int k = 0; k < np; k++)
         svg_panel(f, &panels[k], p, PANEL_W * k, names);

@@ -20,7 +20,8 @@ typedef struct projection_points {
 } projection_points;
 
 /* cls from "A,B,C": three different classes, each an index or a name (the
- * model's, else data_names', which may be NULL). */
+ * model's, else data_names', which may be NULL).  The messages of these
+ * two name no flag: the caller puts its own before them. */
 lsr_status projection_parse_classes(int cls[3], const char *arg, const lsr_model *m,
                                     const char *const *data_names, int classes);
 lsr_status projection_pick(projection_points *p, const lsr_dataset *test, const int cls[3],

@@ -15,7 +15,7 @@ double svg_tick_step(double span, int ticks) {
 }
 
 svg_axis svg_axis_over(double lo, double hi, double least, double most) {
-    if (!isfinite(lo) || !isfinite(hi) || lo > hi) lo = 0, hi = 1;
+    if (!isfinite(lo) || !isfinite(hi) || lo > hi || !isfinite(hi - lo)) lo = 0, hi = 1;
     if (hi - lo < 1e-9 * (fabs(lo) + fabs(hi)) || hi == lo) { /* one value: a span around it */
         const double half = lo != 0 ? fabs(lo) * 0.05 : 0.5;
         lo -= half;
@@ -79,22 +79,31 @@ static void tick_label(char *buf, size_t size, double v, double step) {
                                1e-6 * step * pow(10, decimals))
         decimals++;
     if (fabs(v) < step * 1e-6) v = 0;
-    snprintf(buf, size, "%.*f", decimals, v);
+    if (fabs(v) >= 1e15 || step < 1e-9) /* "%.*f" would not fit, or not tell ticks apart */
+        snprintf(buf, size, "%.6g", v);
+    else
+        snprintf(buf, size, "%.*f", decimals, v);
+}
+
+/* The ticks of a: from, from + step, ... up to to; by count, so that no
+ * axis (a non-finite or vanishing step) loops for ever. */
+static int tick_count(const svg_axis *a) {
+    const double parts = (a->to - a->from) / a->step;
+    return isfinite(parts) && parts >= 0 ? (int)fmin(floor(parts + 1e-6), 100) + 1 : 0;
 }
 
 void svg_draw_frame(FILE *f, const svg_frame *fr, const char *xlabel, const char *ylabel) {
     char label[32];
-    const double eps_x = fr->ax.step * 1e-6, eps_y = fr->ay.step * 1e-6;
-    for (double v = fr->ax.from; v <= fr->ax.to + eps_x; v += fr->ax.step) {
-        const double x = svg_px(fr, v);
+    for (int i = 0, nx = tick_count(&fr->ax); i < nx; i++) {
+        const double v = fr->ax.from + i * fr->ax.step, x = svg_px(fr, v);
         tick_label(label, sizeof label, v, fr->ax.step);
         fprintf(f,
                 "<line x1=\"%.1f\" x2=\"%.1f\" y1=\"%.1f\" y2=\"%.1f\" stroke=\"#e4e4e4\"/>"
                 "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">%s</text>\n",
                 x, x, fr->y, fr->y + fr->h, x, fr->y + fr->h + 14, label);
     }
-    for (double v = fr->ay.from; v <= fr->ay.to + eps_y; v += fr->ay.step) {
-        const double y = svg_py(fr, v);
+    for (int i = 0, ny = tick_count(&fr->ay); i < ny; i++) {
+        const double v = fr->ay.from + i * fr->ay.step, y = svg_py(fr, v);
         tick_label(label, sizeof label, v, fr->ay.step);
         fprintf(f,
                 "<line x1=\"%.1f\" x2=\"%.1f\" y1=\"%.1f\" y2=\"%.1f\" stroke=\"#e4e4e4\"/>"

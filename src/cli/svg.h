@@ -1,5 +1,5 @@
 /* The look every plot of the lsr command shares (lsr sweep's report, lsr
- * project, lsr eval --plot... ): a frame with grid lines at round values
+ * project): a frame with grid lines at round values
  * (1, 2, 2.5 or 5 x 10^n), axes that do not run below what a quantity can
  * take (no negative axis for a non-negative one), titles, legends outside
  * the data, and text escaped for XML. */

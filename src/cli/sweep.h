@@ -26,7 +26,6 @@ typedef struct sweep_projection {
     const char *names[3];
     char labels[3][LSR_CLASS_NAME_MAX];
     projection_panel panels[SWEEP_MAX_PANELS];
-    double panel_eps[SWEEP_MAX_PANELS];
     int np;
 } sweep_projection;
 

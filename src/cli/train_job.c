@@ -28,9 +28,9 @@ void train_job_defaults(train_job *j) {
 
 lsr_status train_job_make_note(train_job *j, const char *sweep_run) {
     cJSON *o = cJSON_CreateObject();
-    const char *keys[4] = {"out", "metrics", "checkpoint", "class_names"};
-    const char *values[4] = {j->out, j->metrics_path, j->checkpoint_path, j->class_names_path};
-    for (int i = 0; o && i < 4; i++)
+    const char *keys[3] = {"out", "metrics", "checkpoint"};
+    const char *values[3] = {j->out, j->metrics_path, j->checkpoint_path};
+    for (int i = 0; o && i < 3; i++)
         if (!cJSON_AddItemToObject(o, keys[i],
                                    values[i] ? cJSON_CreateString(values[i]) : cJSON_CreateNull()))
             break;
@@ -178,10 +178,11 @@ lsr_status train_job_run(train_job *j, const lsr_dataset *all, int classes, lsr_
     else
         st = lsr_model_create(model, j->model_name, all->h, all->w, all->c, classes);
     if (st != LSR_OK) goto out;
+    /* the names: --class-names, else a checkpoint's own, else the data's */
     const char *const *data_names = cli_data_class_names(j->s.data, classes);
     if (j->class_names_path)
         st = cli_read_class_names(*model, j->class_names_path);
-    else if (data_names)
+    else if (data_names && !lsr_model_class_name(*model, 0))
         st = lsr_model_set_class_names(*model, data_names);
     if (st != LSR_OK) goto out;
     if (cli_rank() != 0 && !j->single_process) j->quiet = 1; /* under mpirun, rank 0 reports */

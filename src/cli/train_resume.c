@@ -137,10 +137,6 @@ static void flag_value(const train_job *j, int c, int exact, char *buf, size_t s
         path = j->checkpoint_path;
         word = "none";
         break;
-    case OPT_CLASS_NAMES:
-        path = j->class_names_path;
-        word = "none";
-        break;
     case OPT_CHECKPOINT_EVERY:
         integer = j->checkpoint_every;
         break;
@@ -195,9 +191,9 @@ static int take_note(train_job *j, const char *note, const char *path) {
                          "--resume %s: the checkpoint of lsr sweep's run "
                          "%.100s: run the same lsr sweep command again to resume it",
                          path, sweep->valuestring);
-    const char *keys[4] = {"out", "metrics", "checkpoint", "class_names"};
-    const char **values[4] = {&j->out, &j->metrics_path, &j->checkpoint_path, &j->class_names_path};
-    for (int i = 0; i < 4; i++) {
+    const char *keys[3] = {"out", "metrics", "checkpoint"};
+    const char **values[3] = {&j->out, &j->metrics_path, &j->checkpoint_path};
+    for (int i = 0; i < 3; i++) {
         const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, keys[i]);
         *values[i] = cJSON_IsString(v) ? v->valuestring : NULL;
     }
@@ -246,7 +242,7 @@ int train_job_resume_flags(train_job *j, int argc, char **argv) {
     int c;
     while (!r && (c = getopt_long(argc, argv, ":", train_opts, NULL)) != -1) {
         if (c == OPT_THREADS || c == OPT_QUIET || c == OPT_RESUME || c == OPT_MICRO_BATCHES ||
-            c == OPT_EXCHANGE)
+            c == OPT_EXCHANGE || c == OPT_CLASS_NAMES) /* names: the checkpoint's, or these */
             continue;
         char mine[4200], theirs[4200];
         flag_value(&here, c, 1, mine, sizeof mine);
@@ -275,6 +271,7 @@ int train_job_resume_flags(train_job *j, int argc, char **argv) {
     if (train_job_make_note(j, NULL)) return -1; /* the stored one, as j holds its files */
     j->threads = given.threads;
     j->quiet = given.quiet;
+    j->class_names_path = given.class_names_path;
     j->allreduce = given.allreduce;
     return 0;
 }

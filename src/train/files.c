@@ -33,6 +33,22 @@ static char *class_names_json(const char *const *names, const lsr_model *m) {
     return json;
 }
 
+/* Bytes of the UTF-8 sequence at s (1 to 4), or 0 when s does not start a
+ * well-formed one (overlong forms and surrogates included). */
+static int utf8_length(const unsigned char *s) {
+    if (s[0] < 0x80) return 1;
+    const int n = s[0] >= 0xc2 && s[0] <= 0xdf   ? 2
+                  : s[0] >= 0xe0 && s[0] <= 0xef ? 3
+                  : s[0] >= 0xf0 && s[0] <= 0xf4 ? 4
+                                                 : 0;
+    for (int i = 1; i < n; i++)
+        if ((s[i] & 0xc0) != 0x80) return 0;
+    if ((s[0] == 0xe0 && s[1] < 0xa0) || (s[0] == 0xed && s[1] > 0x9f) ||
+        (s[0] == 0xf0 && s[1] < 0x90) || (s[0] == 0xf4 && s[1] > 0x8f))
+        return 0;
+    return n;
+}
+
 /* names[0..classes): each a usable name, all different, or a message
  * (prefixed with what) naming the first that is not. */
 static lsr_status check_class_names(const char *const *names, int classes, const char *what) {
@@ -45,10 +61,15 @@ static lsr_status check_class_names(const char *const *names, int classes, const
                              : *s ? "too long"
                                   : "empty",
                              LSR_CLASS_NAME_MAX - 1);
-        for (const unsigned char *c = (const unsigned char *)s; *c; c++)
+        for (const unsigned char *c = (const unsigned char *)s; *c; c += utf8_length(c)) {
             if (*c < 0x20 || *c == 0x7f)
                 return lsr__fail(LSR_ERROR_OPTION,
                                  "%s: the name of class %d holds a control character", what, k);
+            /* the model file's header is JSON, and the plots XML: both UTF-8 */
+            if (!utf8_length(c))
+                return lsr__fail(LSR_ERROR_OPTION, "%s: the name of class %d is not UTF-8", what,
+                                 k);
+        }
         for (int j = 0; j < k; j++)
             if (!strcmp(names[j], s))
                 return lsr__fail(LSR_ERROR_OPTION, "%s: classes %d and %d are both named '%s'",
@@ -204,6 +225,12 @@ LSR_API lsr_status lsr_checkpoint_save(const char *path, const lsr_model *m,
     lsr_metadata_set(md, "rng", "%016" PRIx64 "%016" PRIx64 "%016" PRIx64 "%016" PRIx64,
                      st->rng.s[0], st->rng.s[1], st->rng.s[2], st->rng.s[3]);
     lsr_metadata_set(md, "note", "%s", note ? note : "");
+    if (m->class_names) { /* a resume keeps them */
+        char *json = class_names_json(NULL, m);
+        if (!json) return lsr__fail(LSR_ERROR_OUT_OF_MEMORY, "%s: out of memory", path);
+        lsr_metadata_set(md, "class_names", "%s", json); /* fits: checked when set */
+        free(json);
+    }
     const int64_t n = (int64_t)m->n_params;
     lsr_tensor t[4] = {
         {"params", "F32", 1, {n, 0, 0, 0}, m->params, m->n_params * sizeof(float)},
@@ -309,6 +336,7 @@ LSR_API lsr_status lsr_checkpoint_load(lsr_model **m_out, lsr_train_state **st_o
         status = lsr__fail(LSR_ERROR_OUT_OF_MEMORY, "%s: out of memory", path);
     if (!status) status = lsr_settings_from_metadata_all(&s, &f->md, path);
     if (!status) status = lsr_model_from_metadata(m, &f->md, path);
+    if (!status) status = read_class_names(m, &f->md, path);
     if (!status && st) status = read_state(st, f, m, &s);
     lsr_safetensors_close(f);
     free(f);
