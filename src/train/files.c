@@ -136,6 +136,17 @@ static lsr_status read_class_names(lsr_model *m, const lsr_metadata *md, const c
     return st;
 }
 
+/* md's class_names: m's names, or none. */
+static lsr_status write_class_names(lsr_metadata *md, const lsr_model *m, const char *path) {
+    lsr_metadata_remove(md, "class_names");
+    if (!m->class_names) return LSR_OK;
+    char *json = class_names_json(NULL, m);
+    if (!json) return lsr__fail(LSR_ERROR_OUT_OF_MEMORY, "%s: out of memory", path);
+    lsr_metadata_set(md, "class_names", "%s", json); /* fits: checked when set */
+    free(json);
+    return LSR_OK;
+}
+
 LSR_API lsr_status lsr_model_save(const lsr_model *m, const char *path) {
     if (!m || !path) return lsr__fail(LSR_ERROR_NULL_ARGUMENT, "lsr_model_save: m or path is NULL");
     lsr_metadata *md = &metadata;
@@ -149,13 +160,7 @@ LSR_API lsr_status lsr_model_save(const lsr_model *m, const char *path) {
         }
     }
     if (m->temperature > 0) lsr_metadata_set(md, "temperature", "%.6f", m->temperature);
-    lsr_metadata_remove(md, "class_names");
-    if (m->class_names) {
-        char *json = class_names_json((const char *const *)NULL, m);
-        if (!json) return lsr__fail(LSR_ERROR_OUT_OF_MEMORY, "%s: out of memory", path);
-        lsr_metadata_set(md, "class_names", "%s", json); /* fits: checked when set */
-        free(json);
-    }
+    LSR_TRY(write_class_names(md, m, path));
     return lsr_model_write(m, md, path);
 }
 
@@ -225,12 +230,7 @@ LSR_API lsr_status lsr_checkpoint_save(const char *path, const lsr_model *m,
     lsr_metadata_set(md, "rng", "%016" PRIx64 "%016" PRIx64 "%016" PRIx64 "%016" PRIx64,
                      st->rng.s[0], st->rng.s[1], st->rng.s[2], st->rng.s[3]);
     lsr_metadata_set(md, "note", "%s", note ? note : "");
-    if (m->class_names) { /* a resume keeps them */
-        char *json = class_names_json(NULL, m);
-        if (!json) return lsr__fail(LSR_ERROR_OUT_OF_MEMORY, "%s: out of memory", path);
-        lsr_metadata_set(md, "class_names", "%s", json); /* fits: checked when set */
-        free(json);
-    }
+    LSR_TRY(write_class_names(md, m, path)); /* a resume keeps them */
     const int64_t n = (int64_t)m->n_params;
     lsr_tensor t[4] = {
         {"params", "F32", 1, {n, 0, 0, 0}, m->params, m->n_params * sizeof(float)},
