@@ -170,6 +170,8 @@ printf 'a\nb\na\n' > twice.txt
 expect_error "a name twice" "both named 'a'" "$LSR" "${TRAIN[@]}" --class-names twice.txt
 printf 'a\n\nb\nc\n' > gap.txt
 expect_error "an empty line" "line 2 is empty" "$LSR" "${TRAIN[@]}" --class-names gap.txt
+printf 'a\nb\0x\nc\n' > nul.txt
+expect_error "a NUL byte in a name" "line 2 holds a NUL byte" "$LSR" "${TRAIN[@]}" --class-names nul.txt
 expect_error "no names file" "--class-names nosuch.txt" "$LSR" "${TRAIN[@]}" --class-names nosuch.txt
 expect_error "project classes" "--classes" "$LSR" project --model full.safetensors --data data \
     --classes 0,1,3 --out p2.svg

@@ -29,17 +29,21 @@ lsr_status cli_read_class_names(lsr_model *m, const char *path) {
     char(*names)[LSR_CLASS_NAME_MAX + 1] = calloc((size_t)k, sizeof *names);
     const char **list = calloc((size_t)k, sizeof *list);
     lsr_status st = names && list ? LSR_OK : lsr__fail(LSR_ERROR_OUT_OF_MEMORY, "out of memory");
-    char line[4096];
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t got;
     int n = 0, lineno = 0;
-    while (!st && fgets(line, sizeof line, f)) {
+    while (!st && (got = getline(&line, &cap, f)) != -1) {
         lineno++;
-        size_t len = strlen(line);
-        if (len == sizeof line - 1 && line[len - 1] != '\n')
-            st = lsr__fail(LSR_ERROR_FORMAT, "--class-names %s: line %d is too long", path, lineno);
+        size_t len = (size_t)got;
+        if (memchr(line, '\0', len)) { /* would cut the name short, unseen */
+            st = lsr__fail(LSR_ERROR_FORMAT, "--class-names %s: line %d holds a NUL byte", path,
+                           lineno);
+            break;
+        }
         while (len && (line[len - 1] == '\n' || line[len - 1] == '\r' || line[len - 1] == ' ' ||
                        line[len - 1] == '\t'))
             line[--len] = '\0';
-        if (st) break;
         if (n == k) { /* blank lines may end the file */
             if (len)
                 st = lsr__fail(LSR_ERROR_FORMAT,
@@ -59,6 +63,7 @@ lsr_status cli_read_class_names(lsr_model *m, const char *path) {
     }
     if (!st && ferror(f))
         st = lsr__fail(LSR_ERROR_IO, "--class-names %s: cannot read: %s", path, strerror(errno));
+    free(line);
     fclose(f);
     if (!st && n < k)
         st = lsr__fail(LSR_ERROR_FORMAT, "--class-names %s: %d names for the data's %d classes",
