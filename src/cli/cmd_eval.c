@@ -9,16 +9,15 @@
 #include "cli.h"
 #include "cmd.h"
 
-/* Per class: its test examples, the share right, and the class it is most
- * often taken for, by name. */
-static lsr_status print_per_class(lsr_model *m, const lsr_dataset *test, const char *data_dir) {
+/* Per class, from the model's logits (n, k) on test: its test examples, the
+ * share right, and the class it is most often taken for, by name. */
+static lsr_status print_per_class(const lsr_model *m, const float *logits, const lsr_dataset *test,
+                                  const char *data_dir) {
     const int k = lsr_model_classes(m);
-    float *logits = malloc((size_t)test->n * (size_t)k * sizeof(float));
-    int64_t *pred = malloc((size_t)test->n * sizeof(int64_t));
+    int64_t *pred = malloc((size_t)(test->n ? test->n : 1) * sizeof(int64_t));
     int64_t *confusion = calloc((size_t)k * (size_t)k, sizeof(int64_t)); /* [true][predicted] */
-    lsr_status st =
-        logits && pred && confusion ? LSR_OK : lsr__fail(LSR_ERROR_OUT_OF_MEMORY, "out of memory");
-    if (!st) st = lsr_model_predict(logits, m, test->x, test->n);
+    const lsr_status st =
+        pred && confusion ? LSR_OK : lsr__fail(LSR_ERROR_OUT_OF_MEMORY, "out of memory");
     if (!st) {
         lsr_top1(logits, test->y, test->n, k, pred);
         for (int64_t i = 0; i < test->n; i++)
@@ -48,7 +47,6 @@ static lsr_status print_per_class(lsr_model *m, const lsr_dataset *test, const c
             printf("\n");
         }
     }
-    free(logits);
     free(pred);
     free(confusion);
     return st;
@@ -108,9 +106,15 @@ int lsr_cmd_eval(int argc, char **argv) {
     char what[4200];
     snprintf(what, sizeof what, "--data %s", data_dir);
     lsr_metrics mt, scaled;
-    if (lsr_check_model_data(model, &test, what) == LSR_OK &&
-        lsr_model_evaluate(&mt, model, &test, 1.0) == LSR_OK &&
-        (temperature == 0 || lsr_model_evaluate(&scaled, model, &test, temperature) == LSR_OK)) {
+    const int k = lsr_model_classes(model);
+    /* one forward pass: the metrics before and after T and the per-class table */
+    float *logits = malloc((size_t)(test.n ? test.n : 1) * (size_t)k * sizeof(float));
+    if (!logits) lsr__fail(LSR_ERROR_OUT_OF_MEMORY, "out of memory");
+    if (logits && lsr_check_model_data(model, &test, what) == LSR_OK &&
+        lsr_model_predict(logits, model, test.x, test.n) == LSR_OK &&
+        lsr_metrics_compute(&mt, logits, test.y, test.n, k, 1.0) == LSR_OK &&
+        (temperature == 0 ||
+         lsr_metrics_compute(&scaled, logits, test.y, test.n, k, temperature) == LSR_OK)) {
         if (json && temperature > 0) {
             printf("{\"temperature\": %.6f, \"before\": ", temperature);
             fflush(stdout);
@@ -130,9 +134,10 @@ int lsr_cmd_eval(int argc, char **argv) {
                 cli_print_metrics(&scaled, 0, title);
             }
         }
-        status = json ? 0 : print_per_class(model, &test, data_dir) != LSR_OK;
+        status = json ? 0 : print_per_class(model, logits, &test, data_dir) != LSR_OK;
     }
     if (status) cli_error("eval", lsr_last_error());
+    free(logits);
     lsr_model_free(model);
     lsr_dataset_free(&test);
     return status;

@@ -65,8 +65,8 @@ int lsr_cmd_project(int argc, char **argv) {
                    "  templates (rows of the last layer's weights), one panel per model (up to\n"
                    "  4, e.g. eps = 0 and eps = 0.1 side by side), and each panel's tightness:\n"
                    "  within-class over between-class spread in the plane (smaller: tighter).\n"
-                   "  Classes by index, or by name on Fashion-MNIST (e.g. Shirt,T-shirt/top,"
-                   "Sneaker).\n",
+                   "  Classes by index, or by the first model's names (Fashion-MNIST's, or\n"
+                   "  lsr train --class-names; e.g. Shirt,T-shirt/top,Sneaker).\n",
                    PROJECT_DEFAULT_PER_CLASS);
             return 0;
         default:

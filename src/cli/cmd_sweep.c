@@ -60,19 +60,19 @@ static void sweep_projection_free(sweep_projection *p) {
 }
 
 /* The report's penultimate-layer section (p): every run's tightness in the
- * plane of the classes of arg, and the panels of the first seed's runs.  1:
+ * plane of the classes of arg (names: the runs' own, else data_names, which
+ * may be NULL), and the panels of the first seed's runs.  1:
  * measured; 0: left out (a run's model has no templates, or the default
  * classes do not fit the data; said on stderr); -1: failed (arg was given:
  * lsr_last_error() says why). */
 static int sweep_project(sweep_projection *p, run_result *r, int nr, const double *eps, int ne,
                          int base_seed, const char *runs, const lsr_dataset *test,
-                         const char *data_dir, const char *arg, int asked) {
+                         const char *const *data_names, const char *arg, int asked) {
     char path[4300], name[64];
     int shown[SWEEP_MAX_PANELS], cls[3];
     p->np = ne < SWEEP_MAX_PANELS ? ne : SWEEP_MAX_PANELS;
     for (int k = 0; k < p->np; k++) /* eps[0], the last, and evenly between */
         shown[k] = p->np == 1 ? 0 : (int)lround((double)k * (ne - 1) / (p->np - 1));
-    const char *const *data_names = cli_data_class_names(data_dir, test->classes);
     lsr_model *m = NULL;
     for (int i = 0; i < nr; i++) {
         run_name(name, sizeof name, r[i].eps, r[i].seed);
@@ -430,7 +430,7 @@ int lsr_cmd_sweep(int argc, char **argv) {
     memset(&proj, 0, sizeof proj);
     const char *const *data_names = cli_data_class_names(j.s.data, test.classes);
     const int projected =
-        sweep_project(&proj, results, total, eps, ne, base_seed, runs, &test, j.s.data,
+        sweep_project(&proj, results, total, eps, ne, base_seed, runs, &test, data_names,
                       project_arg  ? project_arg
                       : data_names ? SWEEP_DEFAULT_PROJECT_FASHION
                                    : SWEEP_DEFAULT_PROJECT,

@@ -481,10 +481,10 @@ static void process_small_rows(const loss_call *c, const loss_plan *p, int64_t f
  * writes spread over the time the next rows' reads (prefetches) take,
  * instead of coming in one burst per row.  Same arithmetic, same order of
  * accounting as process_row: the results are bit-identical to it.  rs: two
- * scratch sets, used in turn. */
+ * scratch sets, used in turn.  Rows of two chunks or more only, which go a
+ * row to a block: row i's sums into totals[i]. */
 static void process_rows_pipelined(const loss_call *c, const loss_plan *p, int64_t first,
-                                   int64_t end, const row_scratch *rs, block_totals *totals,
-                                   int64_t rows_per_block) {
+                                   int64_t end, const row_scratch *rs, block_totals *totals) {
     const int64_t k = c->k, nchunks = p->nchunks;
     row_state r[2];
     int pending = -1; /* the set whose row still needs pass 3, or -1 */
@@ -514,7 +514,7 @@ static void process_rows_pipelined(const loss_call *c, const loss_plan *p, int64
             pending = -1;
         }
         if (live) {
-            row_after_pass2(&r[cur], c, p, i, rs[cur].chunks, &totals[i / rows_per_block]);
+            row_after_pass2(&r[cur], c, p, i, rs[cur].chunks, &totals[i]); /* a row a block */
             if (!r[cur].skip) pending = cur;
         }
     }
@@ -636,8 +636,7 @@ static lsr_status run(const loss_call *c, const loss_plan *p, lsr__loss_sums *su
 #endif
             const row_scratch *rs = scratch + (size_t)tid * (size_t)group;
             if (pipelined) { /* one stretch of rows a thread, pipelined from end to end */
-                process_rows_pipelined(c, p, n * tid / nth, n * (tid + 1) / nth, rs, totals,
-                                       rows_per_block);
+                process_rows_pipelined(c, p, n * tid / nth, n * (tid + 1) / nth, rs, totals);
             } else {
 #pragma omp for schedule(static)
                 for (int64_t b = 0; b < nblocks; b++) {

@@ -49,31 +49,29 @@ static int utf8_length(const unsigned char *s) {
     return n;
 }
 
-/* names[0..classes): each a usable name, all different, or a message
- * (prefixed with what) naming the first that is not. */
-static lsr_status check_class_names(const char *const *names, int classes, const char *what) {
+/* names[0..classes): each a usable name, all different, or the status bad
+ * with a message (prefixed with what) naming the first that is not. */
+static lsr_status check_class_names(const char *const *names, int classes, const char *what,
+                                    lsr_status bad) {
     for (int k = 0; k < classes; k++) {
         const char *s = names[k];
         if (!s || !*s || strlen(s) >= LSR_CLASS_NAME_MAX)
-            return lsr__fail(LSR_ERROR_OPTION, "%s: the name of class %d is %s (1 to %d bytes)",
-                             what, k,
+            return lsr__fail(bad, "%s: the name of class %d is %s (1 to %d bytes)", what, k,
                              !s   ? "missing"
                              : *s ? "too long"
                                   : "empty",
                              LSR_CLASS_NAME_MAX - 1);
         for (const unsigned char *c = (const unsigned char *)s; *c; c += utf8_length(c)) {
             if (*c < 0x20 || *c == 0x7f)
-                return lsr__fail(LSR_ERROR_OPTION,
-                                 "%s: the name of class %d holds a control character", what, k);
+                return lsr__fail(bad, "%s: the name of class %d holds a control character", what,
+                                 k);
             /* the model file's header is JSON, and the plots XML: both UTF-8 */
             if (!utf8_length(c))
-                return lsr__fail(LSR_ERROR_OPTION, "%s: the name of class %d is not UTF-8", what,
-                                 k);
+                return lsr__fail(bad, "%s: the name of class %d is not UTF-8", what, k);
         }
         for (int j = 0; j < k; j++)
             if (!strcmp(names[j], s))
-                return lsr__fail(LSR_ERROR_OPTION, "%s: classes %d and %d are both named '%s'",
-                                 what, j, k, s);
+                return lsr__fail(bad, "%s: classes %d and %d are both named '%s'", what, j, k, s);
     }
     return LSR_OK;
 }
@@ -82,34 +80,39 @@ LSR_API const char *lsr_model_class_name(const lsr_model *m, int k) {
     return m && m->class_names && k >= 0 && k < m->classes ? m->class_names[k] : NULL;
 }
 
-LSR_API lsr_status lsr_model_set_class_names(lsr_model *m, const char *const *names) {
-    if (!m) return lsr__fail(LSR_ERROR_NULL_ARGUMENT, "lsr_model_set_class_names: m is NULL");
+/* m's names: names (checked; the status bad and a message prefixed with
+ * what when they are not fit), or none for NULL. */
+static lsr_status set_class_names(lsr_model *m, const char *const *names, const char *what,
+                                  lsr_status bad) {
     if (!names) {
         free(m->class_names);
         m->class_names = NULL;
         return LSR_OK;
     }
     if (m->classes > (LSR_META_VALUE - 1) / 4) /* ["a","b",...]: 4 bytes a name at least */
-        return lsr__fail(LSR_ERROR_OPTION,
-                         "class names for %d classes: a model file keeps at most %d bytes of "
-                         "them (%d names)",
-                         m->classes, LSR_META_VALUE - 1, (LSR_META_VALUE - 1) / 4);
-    LSR_TRY(check_class_names(names, m->classes, "class names"));
+        return lsr__fail(
+            bad, "%s for %d classes: a model file keeps at most %d bytes of them (%d names)", what,
+            m->classes, LSR_META_VALUE - 1, (LSR_META_VALUE - 1) / 4);
+    LSR_TRY(check_class_names(names, m->classes, what, bad));
     char *json = class_names_json(names, m);
-    if (!json) return lsr__fail(LSR_ERROR_OUT_OF_MEMORY, "class names: out of memory");
+    if (!json) return lsr__fail(LSR_ERROR_OUT_OF_MEMORY, "%s: out of memory", what);
     const size_t bytes = strlen(json);
     free(json);
     if (bytes >= LSR_META_VALUE)
-        return lsr__fail(LSR_ERROR_OPTION,
-                         "class names: %zu bytes as JSON; a model file keeps at most %d", bytes,
+        return lsr__fail(bad, "%s: %zu bytes as JSON; a model file keeps at most %d", what, bytes,
                          LSR_META_VALUE - 1);
     char(*copy)[LSR_CLASS_NAME_MAX] = calloc((size_t)m->classes, sizeof *copy);
-    if (!copy) return lsr__fail(LSR_ERROR_OUT_OF_MEMORY, "class names: out of memory");
+    if (!copy) return lsr__fail(LSR_ERROR_OUT_OF_MEMORY, "%s: out of memory", what);
     for (int k = 0; k < m->classes; k++)
         snprintf(copy[k], LSR_CLASS_NAME_MAX, "%s", names[k]);
     free(m->class_names);
     m->class_names = copy;
     return LSR_OK;
+}
+
+LSR_API lsr_status lsr_model_set_class_names(lsr_model *m, const char *const *names) {
+    if (!m) return lsr__fail(LSR_ERROR_NULL_ARGUMENT, "lsr_model_set_class_names: m is NULL");
+    return set_class_names(m, names, "class names", LSR_ERROR_OPTION);
 }
 
 /* m's class names from md's class_names (a JSON array of m->classes
@@ -129,9 +132,7 @@ static lsr_status read_class_names(lsr_model *m, const lsr_metadata *md, const c
         names[n++] = cJSON_IsString(it) ? it->valuestring : NULL;
     char what[4200];
     snprintf(what, sizeof what, "%s: metadata class_names", path);
-    if (!st && check_class_names(names, m->classes, what))
-        st = lsr__fail(LSR_ERROR_FORMAT, "%s", lsr_last_error());
-    if (!st) st = lsr_model_set_class_names(m, names);
+    if (!st) st = set_class_names(m, names, what, LSR_ERROR_FORMAT);
     cJSON_Delete(a);
     return st;
 }
