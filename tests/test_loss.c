@@ -418,7 +418,7 @@ static void gap_problem_init(problem *p, int64_t n, int64_t k, int soft, int wei
  * the statistics, means per row, are within R and 3 E_L. */
 static tolerance gap_tolerance(const problem *p, const lsr_loss_options *o) {
     const double u = ldexp(1.0, -24);
-    const int64_t kc = p->k < 4096 ? p->k : 4096;
+    const int64_t kc = p->k < LSR_CHUNK ? p->k : LSR_CHUNK;
     const double n_chain = (double)((kc + 7) / 8) + 4.0, e_l = (n_chain + 5.0) * u;
     double w_max = 1.0, weight_sum = 0.0;
     if (o->class_weights)
@@ -825,20 +825,20 @@ static void test_nonfinite_logits_reported(void) {
  * row's), whatever the chunk holding each value, on every ISA and thread
  * count. */
 static void test_far_logits_across_chunks(void) {
-    enum { K = 3 * 4096 + 5 };
+    enum { K = 3 * LSR_CHUNK + 5 };
     static float z[2 * K], g[2 * K];
-    int64_t y[2] = {3, 9000};
+    int64_t y[2] = {3, K - 7};
     /* {index, value} pairs set in row 1 (row 0 stays ordinary); expect refusal? */
     static const struct {
         int idx[2];
         float val[2];
         int refused;
     } cases[] = {
-        {{0, 2 * 4096 + 7}, {3e38f, -3e38f}, 1},          /* max and min in different chunks */
-        {{0, 9000}, {1e38f, -1e38f}, 0},                  /* far, but the difference fits */
-        {{5, 4096 + 1}, {2e38f, -2e38f}, 1},              /* the min alone in its chunk's max */
-        {{4096 + 3, 2 * 4096 + 1}, {1e30f, -3.3e38f}, 0}, /* fits (rounds to -FLT_MAX) */
-        {{K - 1, 100}, {-1e38f, 3e38f}, 1},               /* the min in the last, short chunk */
+        {{0, 2 * LSR_CHUNK + 7}, {3e38f, -3e38f}, 1},   /* max and min in different chunks */
+        {{0, 2 * LSR_CHUNK + 100}, {1e38f, -1e38f}, 0}, /* far, but the difference fits */
+        {{5, LSR_CHUNK + 1}, {2e38f, -2e38f}, 1},       /* the min alone in its chunk's max */
+        {{LSR_CHUNK + 3, 2 * LSR_CHUNK + 1}, {1e30f, -3.3e38f}, 0}, /* fits (rounds to -FLT_MAX) */
+        {{K - 1, 100}, {-1e38f, 3e38f}, 1}, /* the min in the last, short chunk */
     };
     int failures = 0;
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
@@ -846,8 +846,8 @@ static void test_far_logits_across_chunks(void) {
             z[i] = (float)((i * 7919) % 1000) * 0.01f;
         for (int v = 0; v < 2; v++)
             z[K + cases[c].idx[v]] = cases[c].val[v];
-        if (cases[c].idx[1] == 2 * 4096 + 1) /* the whole third chunk far below */
-            for (int i = 2 * 4096; i < 3 * 4096; i++)
+        if (cases[c].idx[1] == 2 * LSR_CHUNK + 1) /* the whole third chunk far below */
+            for (int i = 2 * LSR_CHUNK; i < 3 * LSR_CHUNK; i++)
                 z[K + i] = -3.3e38f;
         lsr_loss_options o = lsr_loss_options_default();
         o.smoothing = 0.1f;

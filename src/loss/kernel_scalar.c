@@ -19,7 +19,7 @@ static inline float pass_max_any(const void *z, int64_t len, int bf16) {
 
 static inline void pass_exp_any(chunk_sums *out, float *e, const void *z, int64_t len, float max,
                                 const float *a, const float *b, int bf16) {
-    chunk_sums r = {max, !isfinite(max), 0.0, 0.0, 0.0, 0.0};
+    chunk_sums r = {max, !isfinite(max), 0.0, 0.0, 0.0, 0.0, 0.0, 0.0f};
     for (int64_t j = 0; j < len; j++) {
         const float d = lsr__logit(z, j, dtype(bf16)) - max, p = expf(d);
         if (!isfinite(d)) r.nonfinite = 1; /* a logit is not finite, or too far from the max */

@@ -1,10 +1,12 @@
-/* The fast loss.  Per row: pass 1 reads the logits from memory (the max);
- * pass 2 reads them again from cache, writes exp(z - max) to a per-thread
- * scratch row and sums what the smoothing term needs (and so finds
- * non-finite logits);
- * pass 3 turns the scratch row into the gradient, p * A - c, and writes it
- * once (with non-temporal stores when the gradient is large).  One exp per
- * logit, one read of the logits from memory, one write of the gradient.
+/* The fast loss.  Per chunk of a row (LSR_CHUNK logits): pass 1 reads the
+ * logits from memory (the chunk's max); pass 2 reads them again from L1,
+ * writes exp(z - chunk max) to a per-thread scratch row and sums what the
+ * smoothing term needs (and so finds non-finite logits).  Once the row's
+ * chunks are done, their sums are shifted to the row's max and added up;
+ * pass 3 turns the scratch row into the gradient, p * A - c (a factor per
+ * chunk), and writes it once (with non-temporal stores when the gradient
+ * is large).  One exp per logit, one read of the logits from memory, one
+ * write of the gradient.
  * Rows are spread over OpenMP threads; when there are few rows and many
  * classes, the chunks of one row are.  Chunk and block boundaries do not
  * depend on the thread count, and partial sums are combined in a fixed
@@ -49,9 +51,12 @@ typedef struct loss_plan {
     const float *a;
     double a_const;
     double a_sum;
-    const float *b;   /* vector whose dot with z gives H(u,p), if not a */
+    const float *b;     /* vector whose dot with z gives H(u,p), if not a */
+    double *sums_owned; /* a_sums and b_sums: each chunk's sum of a, of b */
+    const double *a_sums, *b_sums;
     double prior_sum; /* sum of the prior, when one is given */
     int stream;       /* write the gradient with non-temporal stores */
+    int max_first;    /* a row's pass 1 over all its chunks before its pass 2 (see row_pass1) */
     int64_t nchunks;  /* chunks per row */
 } loss_plan;
 
@@ -66,8 +71,9 @@ typedef struct block_totals {
 /* Scratch rows of one thread (or of all threads sharing a row). */
 typedef struct row_scratch {
     float *coef;        /* (K) soft targets: the row's coefficients w t' */
-    float *exps;        /* (K) exp(z - max), when a gradient is wanted */
+    float *exps;        /* (K) exp(z - chunk max), when a gradient is wanted */
     chunk_sums *chunks; /* (nchunks) */
+    double *coef_sums;  /* (2 nchunks) soft targets: each chunk's sum of coef, then of t */
 } row_scratch;
 
 /* One row between its passes. */
@@ -77,17 +83,22 @@ typedef struct row_state {
     char *g;        /* its gradient, or NULL */
     const float *a; /* coefficients for passes 2 and 3, or NULL for a_const */
     const float *b;
+    const double *a_sums, *b_sums; /* each chunk's sum of a, of b (when given) */
     double a_const, a_sum, sum_t;
     double dot_prior;   /* soft targets with a prior: sum prior (z - z[0]) */
     int64_t target;     /* label, or argmax of the soft target */
     const char *next_z; /* a later row's logits, to prefetch, or NULL */
     float z_target;
     double w_target;
-    float max;
-    float scale_p, a_scale, a_const_scaled; /* pass-3 factors */
-    double target_scale, target_coef;       /* exact gradient of the target entry */
-    double inv_sum_exp;                     /* 1 / sum exp(z - max) */
+    float max;                        /* the row's largest logit */
+    float a_scale, a_const_scaled;    /* pass-3 factors (scale_p: per chunk) */
+    double target_scale, target_coef; /* exact gradient of the target entry */
 } row_state;
+
+static int64_t chunk_length(int64_t k, int64_t chunk) {
+    const int64_t rest = k - chunk * LSR_CHUNK;
+    return rest < LSR_CHUNK ? rest : LSR_CHUNK;
+}
 
 /* Logit j of the row, as a float. */
 static inline float logit(const row_state *r, const loss_plan *p, int64_t j) {
@@ -95,13 +106,17 @@ static inline float logit(const row_state *r, const loss_plan *p, int64_t j) {
 }
 
 /* Sets up a row; returns 0 when the row is ignored (then it is finished). */
-static int row_begin(row_state *r, const loss_call *c, const loss_plan *p, int64_t i, float *coef) {
+static int row_begin(row_state *r, const loss_call *c, const loss_plan *p, int64_t i,
+                     const row_scratch *rs) {
     static const row_state zero; /* a copy, not memset: rep stos costs ~15 % at K = 10 */
     *r = zero;
     const size_t z_row = (size_t)c->stride * p->z_size, g_row = (size_t)c->stride * p->g_size;
     r->z = (const char *)c->logits + (size_t)i * z_row;
     r->g = c->grad ? (char *)c->grad + (size_t)i * g_row : NULL;
-    /* prefetch two rows ahead while two rows, their exps and the next fit in L2 */
+    /* what the last chunk's pass 2 prefetches: two rows ahead for rows of
+     * one chunk (short, and two rows with their exps fit in L2); else the
+     * next row, whose first chunk comes next (the others prefetch their
+     * next chunk) */
     const int64_t ahead = c->k <= 65536 ? 2 : 1;
     if (i + ahead < c->n) r->next_z = r->z + (size_t)ahead * z_row;
     const int64_t k = c->k;
@@ -115,6 +130,8 @@ static int row_begin(row_state *r, const loss_call *c, const loss_plan *p, int64
         r->target = y;
         r->a = p->a;
         r->b = p->b;
+        r->a_sums = p->a_sums;
+        r->b_sums = p->b_sums;
         r->a_const = p->a_const;
         r->a_sum = p->a_sum;
         r->w_target = c->opt.class_weights ? c->opt.class_weights[y] : 1.0;
@@ -122,30 +139,41 @@ static int row_begin(row_state *r, const loss_call *c, const loss_plan *p, int64
         /* coef[j] = w[j] t'[j], the full coefficient of -log p_j for this row */
         const float *t = c->targets + i * c->stride;
         const float *w = c->opt.class_weights, *prior = c->opt.prior;
+        float *coef = rs->coef;
         const double eps = p->eps, keep = 1.0 - eps;
         const double others_scale = k > 1 ? eps / (double)(k - 1) : 0.0;
         double a_sum = 0.0, sum_t = 0.0;
         int64_t best = 0;
-        for (int64_t j = 0; j < k; j++) {
-            double u_part;
-            if (prior)
-                u_part = eps * prior[j];
-            else if (p->others)
-                u_part = others_scale * (1.0 - t[j]);
-            else
-                u_part = eps / (double)k;
-            double v = keep * t[j] + u_part;
-            if (w) v *= w[j];
-            coef[j] = (float)v;
-            a_sum += (double)coef[j]; /* the sum of what pass 3 subtracts */
-            sum_t += t[j];
-            if (t[j] > t[best]) best = j;
+        for (int64_t ch = 0; ch < p->nchunks; ch++) {
+            const int64_t end = ch * LSR_CHUNK + chunk_length(k, ch);
+            double coef_chunk = 0.0, t_chunk = 0.0;
+            for (int64_t j = ch * LSR_CHUNK; j < end; j++) {
+                double u_part;
+                if (prior)
+                    u_part = eps * prior[j];
+                else if (p->others)
+                    u_part = others_scale * (1.0 - t[j]);
+                else
+                    u_part = eps / (double)k;
+                double v = keep * t[j] + u_part;
+                if (w) v *= w[j];
+                coef[j] = (float)v;
+                a_sum += (double)coef[j]; /* the sum of what pass 3 subtracts */
+                sum_t += t[j];
+                coef_chunk += (double)coef[j];
+                t_chunk += t[j];
+                if (t[j] > t[best]) best = j;
+            }
+            rs->coef_sums[ch] = coef_chunk;
+            rs->coef_sums[p->nchunks + ch] = t_chunk;
         }
         if (prior) /* read now: an in-place gradient overwrites z */
             for (int64_t j = 0; j < k; j++)
                 r->dot_prior += (double)prior[j] * ((double)logit(r, p, j) - logit(r, p, 0));
         r->a = coef;
         r->b = t;
+        r->a_sums = rs->coef_sums;
+        r->b_sums = rs->coef_sums + p->nchunks;
         r->a_sum = a_sum;
         r->sum_t = sum_t;
         r->target = best;
@@ -154,31 +182,42 @@ static int row_begin(row_state *r, const loss_call *c, const loss_plan *p, int64
     return 1;
 }
 
-static int64_t chunk_length(int64_t k, int64_t chunk) {
-    const int64_t rest = k - chunk * LSR_CHUNK;
-    return rest < LSR_CHUNK ? rest : LSR_CHUNK;
+/* What the passes of a chunk prefetch: the next chunk, or after the
+ * row's last the next row's first (row_begin), or nothing. */
+static const char *chunk_next(const row_state *r, const loss_plan *p, int64_t chunk) {
+    return r->next_z ? r->next_z + (size_t)(chunk * LSR_CHUNK) * p->z_size : NULL;
 }
 
+/* Pass 1 of a chunk alone, for max_first: its max into chunks.  Either
+ * order computes the same (each chunk's pass 2 is relative to its own
+ * max); what differs is speed.  Float logits: a chunk's two passes back to
+ * back, the second reading the chunk from L1, took 6-9 % less time than
+ * the whole row's pass 1 first (4096 x 32000 and 1024 x 128256 at 1
+ * thread, alternating runs); bf16 logits: 10-30 % more, so they keep the
+ * row's pass 1 first. */
 static void row_pass1(const row_state *r, const loss_plan *p, int64_t k, int64_t chunk,
                       chunk_sums *chunks) {
-    chunks[chunk].max =
-        p->pass_max(r->z + (size_t)(chunk * LSR_CHUNK) * p->z_size, chunk_length(k, chunk));
+    const int64_t off = chunk * LSR_CHUNK;
+    chunks[chunk].max = p->pass_max(r->z + (size_t)off * p->z_size, chunk_length(k, chunk));
 }
 
-static void row_after_pass1(row_state *r, const loss_plan *p, const chunk_sums *chunks) {
+/* Passes 1 (unless row_pass1 has done it: max_known) and 2 of a chunk:
+ * its max, then its exps and sums relative to that max. */
+static void row_pass12(const row_state *r, const loss_plan *p, int64_t k, int64_t chunk,
+                       chunk_sums *chunks, float *exps, int max_known) {
+    const int64_t off = chunk * LSR_CHUNK, len = chunk_length(k, chunk);
+    const char *z = r->z + (size_t)off * p->z_size;
+    const float max = max_known ? chunks[chunk].max : p->pass_max(z, len);
+    p->pass_exp(&chunks[chunk], r->g ? exps + off : NULL, z, len, max, r->a ? r->a + off : NULL,
+                r->b ? r->b + off : NULL, chunk_next(r, p, chunk));
+}
+
+/* After every chunk's pass 2: the row's max. */
+static void row_after_pass12(row_state *r, const loss_plan *p, const chunk_sums *chunks) {
     float m = -FLT_MAX;
     for (int64_t ch = 0; ch < p->nchunks; ch++)
         if (!(chunks[ch].max <= m)) m = chunks[ch].max; /* NaN too */
     r->max = m;
-}
-
-static void row_pass2(const row_state *r, const loss_plan *p, int64_t k, int64_t chunk,
-                      chunk_sums *chunks, float *exps) {
-    const int64_t off = chunk * LSR_CHUNK;
-    const size_t z_off = (size_t)off * p->z_size;
-    p->pass_exp(&chunks[chunk], r->g ? exps + off : NULL, r->z + z_off, chunk_length(k, chunk),
-                r->max, r->a ? r->a + off : NULL, r->b ? r->b + off : NULL,
-                r->next_z ? r->next_z + z_off : NULL);
 }
 
 /* The "others" convention leaves the target's own term out: with
@@ -244,18 +283,32 @@ static double soft_others_direct(const row_state *r, const loss_plan *p, int64_t
 
 /* After pass 2: the row's loss and statistics, and the pass-3 factors; or
  * skip the row when a logit is not finite.  With d = z - max and
- * L = lse - max = log sum exp(d): sum_k a_k (lse - z_k) = L sum_k a_k - dot_a. */
+ * L = lse - max = log sum exp(d): sum_k a_k (lse - z_k) = L sum_k a_k - dot_a.
+ * A chunk's sums are of d' = z - m (m its max), so with s = m - max <= 0
+ * (exact in double) its exps count exp(s) times and its d' sums n s more
+ * (n its length; a and b sums: s times the chunk's sum of a, of b).  Each
+ * term keeps its sign, so nothing cancels: |d'| <= |d| and the bounds of
+ * sums of d hold as they did for sums of fl(z - max).  A logit whose
+ * fl(z - max) would overflow makes |sum d| at least about FLT_MAX (terms of
+ * one sign): then the row is checked logit by logit, as the kernels check
+ * a chunk against its own max. */
 static void row_after_pass2(row_state *r, const loss_call *c, const loss_plan *p, int64_t i,
-                            const chunk_sums *chunks, block_totals *bt) {
+                            chunk_sums *chunks, block_totals *bt) {
     const int64_t k = c->k;
-    chunk_sums s = {r->max, 0, 0.0, 0.0, 0.0, 0.0};
+    chunk_sums s = {r->max, 0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0f};
     for (int64_t ch = 0; ch < p->nchunks; ch++) {
-        s.nonfinite |= chunks[ch].nonfinite;
-        s.sum_exp += chunks[ch].sum_exp;
-        s.sum_z += chunks[ch].sum_z;
-        s.dot_a += chunks[ch].dot_a;
-        s.dot_b += chunks[ch].dot_b;
+        chunk_sums *cs = &chunks[ch];
+        const double shift = (double)cs->max - (double)r->max;
+        cs->weight = shift == 0.0 ? 1.0 : exp(shift); /* the max's chunk, and every 1-chunk row */
+        s.nonfinite |= cs->nonfinite;
+        s.sum_exp += cs->sum_exp * cs->weight;
+        s.sum_z += cs->sum_z + (double)chunk_length(k, ch) * shift;
+        if (r->a) s.dot_a += cs->dot_a + shift * r->a_sums[ch];
+        if (r->b) s.dot_b += cs->dot_b + shift * r->b_sums[ch];
     }
+    if (!s.nonfinite && !(fabs(s.sum_z) < 0.25 * FLT_MAX))
+        for (int64_t j = 0; j < k; j++)
+            s.nonfinite |= !isfinite(logit(r, p, j) - r->max);
     if (s.nonfinite) {
         if (bt->first_bad < 0) bt->first_bad = i;
         if (c->loss && c->opt.reduction == LSR_REDUCTION_NONE) c->loss[i] = NAN;
@@ -324,42 +377,48 @@ static void row_after_pass2(row_state *r, const loss_call *c, const loss_plan *p
     bt->valid++;
     if (r->z_target == s.max) bt->hits++;
 
-    /* p = exps / sum_exp, so the gradient p A - c is exps (A / sum_exp) - c */
+    /* p = exps weight (weight = exp(m - max) / sum_exp, per chunk), so the
+     * gradient p A - c is exps (A weight) - c */
     const double scale_p = p->ce_scale * coef_sum + p->z_scale * 2.0 * p->lambda * lse;
-    r->scale_p = (float)(scale_p * inv_sum_exp);
+    for (int64_t ch = 0; ch < p->nchunks; ch++) {
+        chunks[ch].weight *= inv_sum_exp;
+        chunks[ch].scale_p = (float)(scale_p * chunks[ch].weight);
+    }
     r->a_scale = (float)(p->soft ? p->ce_scale : eps * p->ce_scale);
     r->a_const_scaled = (float)(eps * p->ce_scale * r->a_const);
     r->target_scale = scale_p;
     r->target_coef = p->ce_scale * target_coef;
-    r->inv_sum_exp = inv_sum_exp;
 }
 
 static void row_pass3(const row_state *r, const loss_plan *p, int64_t k, int64_t chunk,
-                      const float *exps) {
+                      const float *exps, const chunk_sums *chunks) {
     const int64_t off = chunk * LSR_CHUNK;
-    p->pass_scale(r->g + (size_t)off * p->g_size, exps + off, chunk_length(k, chunk), r->scale_p,
-                  r->a ? r->a + off : NULL, r->a_scale, r->a_const_scaled, p->stream);
+    p->pass_scale(r->g + (size_t)off * p->g_size, exps + off, chunk_length(k, chunk),
+                  chunks[chunk].scale_p, r->a ? r->a + off : NULL, r->a_scale, r->a_const_scaled,
+                  p->stream);
 }
 
-/* Pass 2 of row r and pass 3 of row prev on the same chunk, in one loop (a,
- * b NULL): what row_pass2 and row_pass3 compute. */
-static void row_pass2_and_3(const row_state *r, const row_state *prev, const loss_plan *p,
-                            int64_t k, int64_t chunk, chunk_sums *chunks, float *exps,
-                            const float *prev_exps) {
-    const int64_t off = chunk * LSR_CHUNK;
-    const size_t z_off = (size_t)off * p->z_size;
-    p->pass_exp_scale(&chunks[chunk], exps + off, r->z + z_off, chunk_length(k, chunk), r->max,
-                      r->next_z ? r->next_z + z_off : NULL, prev->g + (size_t)off * p->g_size,
-                      prev_exps + off, prev->scale_p, prev->a_const_scaled, p->stream);
+/* Passes 1 and 2 of row r and pass 3 of row prev on the same chunk, the
+ * last two in one loop (a, b NULL): what row_pass12 and row_pass3 compute. */
+static void row_pass12_and_3(const row_state *r, const row_state *prev, const loss_plan *p,
+                             int64_t k, int64_t chunk, chunk_sums *chunks, float *exps,
+                             const chunk_sums *prev_chunks, const float *prev_exps) {
+    const int64_t off = chunk * LSR_CHUNK, len = chunk_length(k, chunk);
+    const char *z = r->z + (size_t)off * p->z_size;
+    const float max = p->max_first ? chunks[chunk].max : p->pass_max(z, len);
+    p->pass_exp_scale(&chunks[chunk], exps + off, z, len, max, chunk_next(r, p, chunk),
+                      prev->g + (size_t)off * p->g_size, prev_exps + off,
+                      prev_chunks[chunk].scale_p, prev->a_const_scaled, p->stream);
 }
 
 /* After pass 3.  Orders this thread's streamed stores of the row first:
  * before the plain store below, and before any other thread reads them. */
-static void row_end(const row_state *r, const loss_plan *p, const float *exps) {
+static void row_end(const row_state *r, const loss_plan *p, const float *exps,
+                    const chunk_sums *chunks) {
     if (p->stream) p->kernels->stream_fence();
     if (p->soft) return;
     /* The label's entry p_y A - c_y in double: pass 3 left out (1 - eps) w_y. */
-    const double pt = (double)exps[r->target] * r->inv_sum_exp;
+    const double pt = (double)exps[r->target] * chunks[r->target / LSR_CHUNK].weight;
     lsr__grad_store(r->g, r->target, (float)(pt * r->target_scale - r->target_coef), p->g_type);
 }
 
@@ -396,6 +455,7 @@ static lsr_status plan_init(loss_plan *p, const loss_call *c) {
     p->eps = opt->smoothing;
     p->lambda = opt->z_loss;
     p->nchunks = (k + LSR_CHUNK - 1) / LSR_CHUNK;
+    p->max_first = p->z_type == LSR_DTYPE_BFLOAT16 && p->nchunks > 1;
     /* Streaming stores pay off once the gradient is far larger than the caches. */
     p->stream = c->grad && (double)n * (double)c->stride * (double)p->g_size >= 64.0 * (1 << 20);
     if (opt->prior)
@@ -427,6 +487,19 @@ static lsr_status plan_init(loss_plan *p, const loss_call *c) {
     }
     p->a = p->a_owned;
     if (w && opt->prior) p->b = opt->prior;
+    p->sums_owned = malloc(2 * (size_t)p->nchunks * sizeof(double));
+    if (!p->sums_owned)
+        return lsr__fail(LSR_ERROR_OUT_OF_MEMORY, "out of memory for %lld classes", (long long)k);
+    double *a_sums = p->sums_owned, *b_sums = p->sums_owned + p->nchunks;
+    for (int64_t ch = 0; ch < p->nchunks; ch++) {
+        a_sums[ch] = b_sums[ch] = 0.0;
+        for (int64_t j = ch * LSR_CHUNK; j < ch * LSR_CHUNK + chunk_length(k, ch); j++) {
+            a_sums[ch] += (double)p->a[j];
+            if (p->b) b_sums[ch] += (double)p->b[j];
+        }
+    }
+    p->a_sums = a_sums;
+    p->b_sums = p->b ? b_sums : NULL;
     return LSR_OK;
 }
 
@@ -434,17 +507,18 @@ static void process_row(const loss_call *c, const loss_plan *p, int64_t i, const
                         block_totals *bt) {
     const int64_t k = c->k;
     row_state r;
-    if (!row_begin(&r, c, p, i, rs->coef)) return;
+    if (!row_begin(&r, c, p, i, rs)) return;
+    if (p->max_first)
+        for (int64_t ch = 0; ch < p->nchunks; ch++)
+            row_pass1(&r, p, k, ch, rs->chunks);
     for (int64_t ch = 0; ch < p->nchunks; ch++)
-        row_pass1(&r, p, k, ch, rs->chunks);
-    row_after_pass1(&r, p, rs->chunks);
-    for (int64_t ch = 0; ch < p->nchunks; ch++)
-        row_pass2(&r, p, k, ch, rs->chunks, rs->exps);
+        row_pass12(&r, p, k, ch, rs->chunks, rs->exps, p->max_first);
+    row_after_pass12(&r, p, rs->chunks);
     row_after_pass2(&r, c, p, i, rs->chunks, bt);
     if (r.skip || !r.g) return;
     for (int64_t ch = 0; ch < p->nchunks; ch++)
-        row_pass3(&r, p, k, ch, rs->exps);
-    row_end(&r, p, rs->exps);
+        row_pass3(&r, p, k, ch, rs->exps, rs->chunks);
+    row_end(&r, p, rs->exps, rs->chunks);
 }
 
 /* Short rows (one chunk): a row is a chain of dependent steps too short to
@@ -457,13 +531,11 @@ static void process_small_rows(const loss_call *c, const loss_plan *p, int64_t f
     row_state r[SMALL_GROUP];
     int live[SMALL_GROUP];
     for (int64_t g = 0; g < count; g++)
-        live[g] = row_begin(&r[g], c, p, first + g, rs[g].coef);
+        live[g] = row_begin(&r[g], c, p, first + g, &rs[g]);
     for (int64_t g = 0; g < count; g++)
-        if (live[g]) row_pass1(&r[g], p, k, 0, rs[g].chunks);
+        if (live[g]) row_pass12(&r[g], p, k, 0, rs[g].chunks, rs[g].exps, 0);
     for (int64_t g = 0; g < count; g++)
-        if (live[g]) row_after_pass1(&r[g], p, rs[g].chunks);
-    for (int64_t g = 0; g < count; g++)
-        if (live[g]) row_pass2(&r[g], p, k, 0, rs[g].chunks, rs[g].exps);
+        if (live[g]) row_after_pass12(&r[g], p, rs[g].chunks);
     for (int64_t g = 0; g < count; g++)
         if (live[g]) {
             row_after_pass2(&r[g], c, p, first + g, rs[g].chunks, bt);
@@ -471,14 +543,14 @@ static void process_small_rows(const loss_call *c, const loss_plan *p, int64_t f
         }
     if (!c->grad) return;
     for (int64_t g = 0; g < count; g++)
-        if (live[g]) row_pass3(&r[g], p, k, 0, rs[g].exps);
+        if (live[g]) row_pass3(&r[g], p, k, 0, rs[g].exps, rs[g].chunks);
     for (int64_t g = 0; g < count; g++)
-        if (live[g]) row_end(&r[g], p, rs[g].exps);
+        if (live[g]) row_end(&r[g], p, rs[g].exps, rs[g].chunks);
 }
 
 /* Rows with a gradient, one thread: pass 3 of each row runs chunk by chunk
- * between the chunks of the next row's pass 2, so that the gradient's
- * writes spread over the time the next rows' reads (prefetches) take,
+ * between the chunks of the next row's passes 1 and 2, so that the
+ * gradient's writes spread over the time the next row's reads take,
  * instead of coming in one burst per row.  Same arithmetic, same order of
  * accounting as process_row: the results are bit-identical to it.  rs: two
  * scratch sets, used in turn.  Rows of two chunks or more only, which go a
@@ -490,38 +562,38 @@ static void process_rows_pipelined(const loss_call *c, const loss_plan *p, int64
     int pending = -1; /* the set whose row still needs pass 3, or -1 */
     for (int64_t i = first; i < end; i++) {
         const int cur = (int)(i & 1);
-        const int live = row_begin(&r[cur], c, p, i, rs[cur].coef);
-        if (live) {
+        const int live = row_begin(&r[cur], c, p, i, &rs[cur]);
+        if (live && p->max_first)
             for (int64_t ch = 0; ch < nchunks; ch++)
                 row_pass1(&r[cur], p, k, ch, rs[cur].chunks);
-            row_after_pass1(&r[cur], p, rs[cur].chunks);
-        }
-        /* the two passes in one loop where the kernels have it (no a, b),
+        /* passes 2 and 3 in one loop where the kernels have it (no a, b),
          * streamed or not (in cache, 256 x 8192 at 1 thread: 10-15 % less
          * time than the two loops in turn) */
         const int fused = live && pending >= 0 && !r[cur].a && !r[cur].b && !r[pending].a;
         for (int64_t ch = 0; ch < nchunks; ch++) {
             if (fused) {
-                row_pass2_and_3(&r[cur], &r[pending], p, k, ch, rs[cur].chunks, rs[cur].exps,
-                                rs[pending].exps);
+                row_pass12_and_3(&r[cur], &r[pending], p, k, ch, rs[cur].chunks, rs[cur].exps,
+                                 rs[pending].chunks, rs[pending].exps);
                 continue;
             }
-            if (live) row_pass2(&r[cur], p, k, ch, rs[cur].chunks, rs[cur].exps);
-            if (pending >= 0) row_pass3(&r[pending], p, k, ch, rs[pending].exps);
+            if (live) row_pass12(&r[cur], p, k, ch, rs[cur].chunks, rs[cur].exps, p->max_first);
+            if (pending >= 0)
+                row_pass3(&r[pending], p, k, ch, rs[pending].exps, rs[pending].chunks);
         }
         if (pending >= 0) {
-            row_end(&r[pending], p, rs[pending].exps);
+            row_end(&r[pending], p, rs[pending].exps, rs[pending].chunks);
             pending = -1;
         }
         if (live) {
+            row_after_pass12(&r[cur], p, rs[cur].chunks);
             row_after_pass2(&r[cur], c, p, i, rs[cur].chunks, &totals[i]); /* a row a block */
             if (!r[cur].skip) pending = cur;
         }
     }
     if (pending >= 0) {
         for (int64_t ch = 0; ch < nchunks; ch++)
-            row_pass3(&r[pending], p, k, ch, rs[pending].exps);
-        row_end(&r[pending], p, rs[pending].exps);
+            row_pass3(&r[pending], p, k, ch, rs[pending].exps, rs[pending].chunks);
+        row_end(&r[pending], p, rs[pending].exps, rs[pending].chunks);
     }
 }
 
@@ -530,24 +602,21 @@ static void process_row_shared(const loss_call *c, const loss_plan *p, int64_t i
                                const row_scratch *rs, block_totals *bt) {
     const int64_t k = c->k, nchunks = p->nchunks;
     row_state r;
-    if (!row_begin(&r, c, p, i, rs->coef)) return;
+    if (!row_begin(&r, c, p, i, rs)) return;
 #pragma omp parallel for schedule(static) num_threads(c->threads)
     for (int64_t ch = 0; ch < nchunks; ch++)
-        row_pass1(&r, p, k, ch, rs->chunks);
-    row_after_pass1(&r, p, rs->chunks);
-#pragma omp parallel for schedule(static) num_threads(c->threads)
-    for (int64_t ch = 0; ch < nchunks; ch++)
-        row_pass2(&r, p, k, ch, rs->chunks, rs->exps);
+        row_pass12(&r, p, k, ch, rs->chunks, rs->exps, 0);
+    row_after_pass12(&r, p, rs->chunks);
     row_after_pass2(&r, c, p, i, rs->chunks, bt);
     if (r.skip || !r.g) return;
 #pragma omp parallel num_threads(c->threads)
     {
 #pragma omp for schedule(static)
         for (int64_t ch = 0; ch < nchunks; ch++)
-            row_pass3(&r, p, k, ch, rs->exps);
+            row_pass3(&r, p, k, ch, rs->exps, rs->chunks);
         if (p->stream) p->kernels->stream_fence(); /* row_end fences only this thread */
     }
-    row_end(&r, p, rs->exps);
+    row_end(&r, p, rs->exps, rs->chunks);
 }
 
 /* The scratch rows of the last call, kept for the next (one block for the
@@ -601,7 +670,9 @@ static lsr_status run(const loss_call *c, const loss_plan *p, lsr__loss_sums *su
     const size_t row_floats = ((size_t)k + line_floats - 1) / line_floats * line_floats;
     const size_t coef_floats = p->soft ? row_floats : 0, exp_floats = c->grad ? row_floats : 0;
     const size_t set_floats = coef_floats + exp_floats;
-    const size_t set_chunk_bytes = ((size_t)p->nchunks * sizeof(chunk_sums) + 63) / 64 * 64;
+    const size_t chunk_bytes_used = (size_t)p->nchunks * sizeof(chunk_sums) +
+                                    (p->soft ? 2 * (size_t)p->nchunks * sizeof(double) : 0);
+    const size_t set_chunk_bytes = (chunk_bytes_used + 63) / 64 * 64;
 
     block_totals *totals = calloc((size_t)(nblocks ? nblocks : 1), sizeof *totals);
     scratch_block *block =
@@ -622,6 +693,8 @@ static lsr_status run(const loss_call *c, const loss_plan *p, lsr__loss_sums *su
         scratch[set].coef = coef_floats ? mine : NULL;
         scratch[set].exps = exp_floats ? mine + coef_floats : NULL;
         scratch[set].chunks = (chunk_sums *)(void *)(chunk_bytes + (size_t)set * set_chunk_bytes);
+        scratch[set].coef_sums =
+            p->soft ? (double *)(void *)(scratch[set].chunks + p->nchunks) : NULL;
     }
     for (int64_t b = 0; b < nblocks; b++)
         totals[b].first_bad = -1;
@@ -702,6 +775,7 @@ static lsr_status fast(const loss_call *c) {
     lsr_status s = plan_init(&p, c);
     if (s == LSR_OK) s = run(c, &p, NULL);
     free(p.a_owned);
+    free(p.sums_owned);
     return s;
 }
 
@@ -739,6 +813,7 @@ lsr_status lsr__cross_entropy_rows(lsr__loss_sums *sums, float *row_loss, float 
         s = run(&call, &p, sums);
     }
     free(p.a_owned);
+    free(p.sums_owned);
     return s;
 }
 

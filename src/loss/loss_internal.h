@@ -62,18 +62,22 @@ lsr_status lsr__validate(loss_call *call, int soft, float *loss, void *grad, lsr
 /* Logits are processed in chunks of this many values; the per-chunk maxima
  * and sums are combined in chunk order, so results do not depend on how
  * chunks are spread over threads. */
-#define LSR_CHUNK 4096
+#define LSR_CHUNK 1024
 
 /* Pass-2 summary of one chunk of a row.  Sums of logits are of d = z - max,
- * with max the row's largest logit, so that logits of large magnitude and
- * small spread keep their differences. */
+ * with max the chunk's largest logit, so that logits of large magnitude and
+ * small spread keep their differences; the row's sums shift them to the
+ * row's max.  The kernels fill the first six fields. */
 typedef struct chunk_sums {
-    float max;      /* the row's max (pass 1) */
-    int nonfinite;  /* a logit was NaN or infinite */
+    float max;      /* the chunk's max (pass 1) */
+    int nonfinite;  /* a logit was NaN or infinite, or too far from max */
     double sum_exp; /* sum exp(d) */
     double sum_z;   /* sum d */
     double dot_a;   /* sum a_k d_k when a is given */
     double dot_b;   /* sum b_k d_k when b is given */
+    double weight;  /* after the row's pass 2: exp(max - row max) / row sum of exps, so
+                       that e_k weight is p_k */
+    float scale_p;  /* and pass 3's factor of e_k */
 } chunk_sums;
 
 /* Bytes of one value of a dtype. */
