@@ -295,20 +295,24 @@ static double soft_others_direct(const row_state *r, const loss_plan *p, int64_t
 static void row_after_pass2(row_state *r, const loss_call *c, const loss_plan *p, int64_t i,
                             chunk_sums *chunks, block_totals *bt) {
     const int64_t k = c->k;
-    chunk_sums s = {r->max, 0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0f};
-    for (int64_t ch = 0; ch < p->nchunks; ch++) {
-        chunk_sums *cs = &chunks[ch];
-        const double shift = (double)cs->max - (double)r->max;
-        cs->weight = shift == 0.0 ? 1.0 : exp(shift); /* the max's chunk, and every 1-chunk row */
-        s.nonfinite |= cs->nonfinite;
-        s.sum_exp += cs->sum_exp * cs->weight;
-        s.sum_z += cs->sum_z + (double)chunk_length(k, ch) * shift;
-        if (r->a) s.dot_a += cs->dot_a + shift * r->a_sums[ch];
-        if (r->b) s.dot_b += cs->dot_b + shift * r->b_sums[ch];
+    chunk_sums s = chunks[0];
+    chunks[0].weight = 1.0;
+    if (p->nchunks > 1) { /* one chunk: its max is the row's, nothing to shift */
+        s = (chunk_sums){r->max, 0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0f};
+        for (int64_t ch = 0; ch < p->nchunks; ch++) {
+            chunk_sums *cs = &chunks[ch];
+            const double shift = (double)cs->max - (double)r->max;
+            cs->weight = shift == 0.0 ? 1.0 : exp(shift);
+            s.nonfinite |= cs->nonfinite;
+            s.sum_exp += cs->sum_exp * cs->weight;
+            s.sum_z += cs->sum_z + (double)chunk_length(k, ch) * shift;
+            if (r->a) s.dot_a += cs->dot_a + shift * r->a_sums[ch];
+            if (r->b) s.dot_b += cs->dot_b + shift * r->b_sums[ch];
+        }
+        if (!s.nonfinite && !(fabs(s.sum_z) < 0.25 * FLT_MAX))
+            for (int64_t j = 0; j < k; j++)
+                s.nonfinite |= !isfinite(logit(r, p, j) - r->max);
     }
-    if (!s.nonfinite && !(fabs(s.sum_z) < 0.25 * FLT_MAX))
-        for (int64_t j = 0; j < k; j++)
-            s.nonfinite |= !isfinite(logit(r, p, j) - r->max);
     if (s.nonfinite) {
         if (bt->first_bad < 0) bt->first_bad = i;
         if (c->loss && c->opt.reduction == LSR_REDUCTION_NONE) c->loss[i] = NAN;
@@ -532,8 +536,10 @@ static void process_small_rows(const loss_call *c, const loss_plan *p, int64_t f
     int live[SMALL_GROUP];
     for (int64_t g = 0; g < count; g++)
         live[g] = row_begin(&r[g], c, p, first + g, &rs[g]);
+    for (int64_t g = 0; g < count; g++) /* each step for all the rows: their chains overlap */
+        if (live[g]) row_pass1(&r[g], p, k, 0, rs[g].chunks);
     for (int64_t g = 0; g < count; g++)
-        if (live[g]) row_pass12(&r[g], p, k, 0, rs[g].chunks, rs[g].exps, 0);
+        if (live[g]) row_pass12(&r[g], p, k, 0, rs[g].chunks, rs[g].exps, 1);
     for (int64_t g = 0; g < count; g++)
         if (live[g]) row_after_pass12(&r[g], p, rs[g].chunks);
     for (int64_t g = 0; g < count; g++)
