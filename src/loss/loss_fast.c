@@ -188,11 +188,14 @@ static int row_begin(row_state *r, const loss_call *c, const loss_plan *p, int64
  * chunk of the next row, and than 2, 4 or 8 chunks ahead); with the row's
  * pass 1 first (max_first, and rows of one chunk), the same chunk of a
  * row ahead, as pass 1 reads whole rows. */
-static const char *chunk_next(const row_state *r, const loss_plan *p, int64_t chunk) {
+static const char *chunk_next(const row_state *r, const loss_plan *p, int64_t k, int64_t chunk) {
     if (p->max_first || p->nchunks == 1) /* the same chunk of a row ahead */
         return r->next_z ? r->next_z + (size_t)(chunk * LSR_CHUNK) * p->z_size : NULL;
-    return chunk + 1 < p->nchunks ? r->z + (size_t)((chunk + 1) * LSR_CHUNK) * p->z_size
-                                  : r->next_z;
+    if (chunk + 1 == p->nchunks) return r->next_z; /* its first chunk is no shorter */
+    /* the kernel prefetches as many values as this chunk has: not past a
+     * shorter last chunk (and the end of the logits) */
+    if (chunk_length(k, chunk + 1) < LSR_CHUNK) return NULL;
+    return r->z + (size_t)((chunk + 1) * LSR_CHUNK) * p->z_size;
 }
 
 /* Pass 1 of a chunk alone, for max_first: its max into chunks.  Either
@@ -216,7 +219,7 @@ static void row_pass12(const row_state *r, const loss_plan *p, int64_t k, int64_
     const char *z = r->z + (size_t)off * p->z_size;
     const float max = max_known ? chunks[chunk].max : p->pass_max(z, len);
     p->pass_exp(&chunks[chunk], r->g ? exps + off : NULL, z, len, max, r->a ? r->a + off : NULL,
-                r->b ? r->b + off : NULL, chunk_next(r, p, chunk));
+                r->b ? r->b + off : NULL, chunk_next(r, p, k, chunk));
 }
 
 /* After every chunk's pass 2: the row's max. */
@@ -417,7 +420,7 @@ static void row_pass12_and_3(const row_state *r, const row_state *prev, const lo
     const int64_t off = chunk * LSR_CHUNK, len = chunk_length(k, chunk);
     const char *z = r->z + (size_t)off * p->z_size;
     const float max = p->max_first ? chunks[chunk].max : p->pass_max(z, len);
-    p->pass_exp_scale(&chunks[chunk], exps + off, z, len, max, chunk_next(r, p, chunk),
+    p->pass_exp_scale(&chunks[chunk], exps + off, z, len, max, chunk_next(r, p, k, chunk),
                       prev->g + (size_t)off * p->g_size, prev_exps + off,
                       prev_chunks[chunk].scale_p, prev->a_const_scaled, p->stream);
 }

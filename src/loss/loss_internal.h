@@ -62,7 +62,7 @@ lsr_status lsr__validate(loss_call *call, int soft, float *loss, void *grad, lsr
 /* Logits are processed in chunks of this many values; the per-chunk maxima
  * and sums are combined in chunk order, so results do not depend on how
  * chunks are spread over threads. */
-#define LSR_CHUNK 1024
+#define LSR_CHUNK 1536
 
 /* Pass-2 summary of one chunk of a row.  Sums of logits are of d = z - max,
  * with max the chunk's largest logit, so that logits of large magnitude and
