@@ -201,10 +201,10 @@ static const char *chunk_next(const row_state *r, const loss_plan *p, int64_t k,
 /* Pass 1 of a chunk alone, for max_first: its max into chunks.  Either
  * order computes the same (each chunk's pass 2 is relative to its own
  * max); what differs is speed.  Float logits: a chunk's two passes back to
- * back, the second reading the chunk from L1, took 6-9 % less time than
- * the whole row's pass 1 first (4096 x 32000 and 1024 x 128256 at 1
- * thread, alternating runs); bf16 logits: 10-30 % more, so they keep the
- * row's pass 1 first. */
+ * back, the second reading the chunk from L1, take less time than the
+ * whole row's pass 1 first (4096 x 32000 and 1024 x 128256 at 1 thread,
+ * alternating runs: 6-9 % with chunks of 1024); bf16 logits: 10-30 % more,
+ * so they keep the row's pass 1 first (docs/loss.md). */
 static void row_pass1(const row_state *r, const loss_plan *p, int64_t k, int64_t chunk,
                       chunk_sums *chunks) {
     const int64_t off = chunk * LSR_CHUNK;

@@ -61,7 +61,10 @@ lsr_status lsr__validate(loss_call *call, int soft, float *loss, void *grad, lsr
 
 /* Logits are processed in chunks of this many values; the per-chunk maxima
  * and sums are combined in chunk order, so results do not depend on how
- * chunks are spread over threads. */
+ * chunks are spread over threads.  1536: a chunk of float logits, its exps
+ * and the exps pass 3 reads beside them fit in L1 together (18 KB), and
+ * bf16 chunks are not so short that their per-chunk work shows
+ * (docs/loss.md, "Chunks"). */
 #define LSR_CHUNK 1536
 
 /* Pass-2 summary of one chunk of a row.  Sums of logits are of d = z - max,
