@@ -873,6 +873,69 @@ static void test_far_logits_across_chunks(void) {
     printf("logits too far apart across chunks: %d disagreements\n", failures);
 }
 
+/* Logits whose differences fit in float but whose float sums do not: one
+ * logit of 1e38 among ordinary ones (every z - max about -1e38, thousands
+ * of them), in rows of one chunk and of several, labels and soft targets;
+ * and class weights of 100 whose weighted sum overflows where the plain
+ * one does not.  The reference accepts them with a finite loss near 1e37;
+ * the fast loss must too (it returned inf with LSR_OK before), on every
+ * ISA and thread count. */
+static void test_float_sums_past_range(void) {
+    enum { KMAX = 4000 };
+    static float z[KMAX], g[KMAX], gr[KMAX], t[KMAX], w[KMAX];
+    const int64_t ks[] = {1000, KMAX, 64};
+    int failures = 0;
+    for (size_t c = 0; c < sizeof ks / sizeof ks[0]; c++) {
+        const int64_t k = ks[c];
+        const int weighted = k == 64;
+        for (int64_t j = 0; j < k; j++) {
+            z[j] = weighted ? 0.0f : (float)(j % 10);
+            t[j] = 1.0f / (float)k;
+            w[j] = 100.0f;
+        }
+        if (weighted) {
+            z[0] = 1e37f;
+            z[5] = -1e37f;
+        } else {
+            z[k / 2] = 1e38f;
+        }
+        const int64_t y = 5;
+        for (int soft = 0; soft <= !weighted; soft++) /* weighted soft rows: past float too */
+            for (int isa = 0; isa < isa_count; isa++)
+                for (int threads = 1; threads <= 2; threads++) {
+                    lsr_loss_options o = lsr_loss_options_default();
+                    o.smoothing = 0.1f;
+                    o.isa = isas[isa];
+                    o.threads = threads;
+                    o.class_weights = weighted ? w : NULL;
+                    float l = 0.0f, lr = 0.0f;
+                    lsr_loss_stats st, sr;
+                    const lsr_status s = soft
+                                             ? lsr_cross_entropy_soft(&l, g, &st, z, t, 1, k, k, &o)
+                                             : lsr_cross_entropy(&l, g, &st, z, &y, 1, k, k, &o);
+                    const lsr_status s_ref =
+                        soft ? lsr_cross_entropy_soft_reference(&lr, gr, &sr, z, t, 1, k, k, &o)
+                             : lsr_cross_entropy_reference(&lr, gr, &sr, z, &y, 1, k, k, &o);
+                    double gmax = 0.0;
+                    for (int64_t j = 0; j < k; j++)
+                        gmax = fmax(gmax, fabs(gr[j]));
+                    int good = s == LSR_OK && s_ref == LSR_OK && isfinite(lr) &&
+                               close_enough(l, lr, 1e-5, 0.0) &&
+                               close_enough(st.prior_ce, sr.prior_ce, 1e-5, 0.0) &&
+                               close_enough(st.label_ce, sr.label_ce, 1e-5, 0.0);
+                    for (int64_t j = 0; good && j < k; j++)
+                        good = close_enough(g[j], gr[j], 1e-4, 1e-6 * gmax);
+                    CHECK(good,
+                          "float sums past range, K %lld soft %d isa %s threads %d: %s loss %g "
+                          "prior_ce %g (reference %s %g %g)",
+                          (long long)k, soft, lsr_isa_name(o.isa), threads, lsr_status_name(s),
+                          (double)l, st.prior_ce, lsr_status_name(s_ref), (double)lr, sr.prior_ce);
+                    failures += !good;
+                }
+    }
+    printf("float sums past float's range: %d disagreements\n", failures);
+}
+
 /* An unknown status has a name of its own. */
 static void test_unknown_status_name(void) {
     CHECK(strcmp(lsr_status_name((lsr_status)99), "LSR_STATUS_UNKNOWN") == 0,
@@ -1028,6 +1091,16 @@ static void test_bf16_logits(void) {
     printf("bf16 logits and gradients: %d cases, %d disagreements\n", cases, failures);
 }
 
+/* The fields a kernel fills, bit for bit (memcmp of the structs would
+ * compare their padding too). */
+static int same_chunk_sums(const chunk_sums *a, const chunk_sums *b) {
+    return memcmp(&a->max, &b->max, sizeof a->max) == 0 && a->nonfinite == b->nonfinite &&
+           memcmp(&a->sum_exp, &b->sum_exp, sizeof a->sum_exp) == 0 &&
+           memcmp(&a->sum_z, &b->sum_z, sizeof a->sum_z) == 0 &&
+           memcmp(&a->dot_a, &b->dot_a, sizeof a->dot_a) == 0 &&
+           memcmp(&a->dot_b, &b->dot_b, sizeof a->dot_b) == 0;
+}
+
 /* The row kernels of every instruction set this CPU runs (the AVX-512 ones
  * with and without the AVX512_BF16 conversion), at the level of one chunk:
  * the bf16 gradient pass writes exactly lsr_bf16_from_float_flush of the
@@ -1100,7 +1173,7 @@ static void test_bf16_row_kernels(void) {
                         sets[s]->pass_exp[zt](&c2, e3, zz, LEN, max, NULL, NULL, NULL);
                         sets[s]->pass_scale[gt](gb, e, LEN, 0.5f, NULL, 0.0f, 0.01f, stream);
                         sets[s]->stream_fence();
-                        const int same = memcmp(&c1, &c2, sizeof c1) == 0 &&
+                        const int same = same_chunk_sums(&c1, &c2) &&
                                          memcmp(e2, e3, sizeof e2) == 0 &&
                                          memcmp(ga, gb, (size_t)LEN * (gt ? 2 : 4)) == 0;
                         CHECK(same,
@@ -1260,6 +1333,7 @@ int main(void) {
     test_overlaps_refused();
     test_nonfinite_logits_reported();
     test_far_logits_across_chunks();
+    test_float_sums_past_range();
     test_long_rows_any_thread_count();
     test_unknown_status_name();
     test_finite_differences();

@@ -291,17 +291,44 @@ static double soft_others_direct(const row_state *r, const loss_plan *p, int64_t
     return o;
 }
 
+/* A row whose sums of d = z - max reach float's range (|sum d| >= FLT_MAX
+ * / 4, or a dot product not finite): logit by logit, is some fl(z - max)
+ * not finite (the row is refused, as by the reference), and if none is,
+ * the sums again in double, which the kernels' float accumulators could
+ * not hold (K = 4000 logits of 0-9 and one of 1e38: every d about -1e38,
+ * their float sum -inf, the loss inf where the reference's is 1e37).  Rare
+ * enough that a scalar pass costs nothing measurable. */
+static void far_row_sums(chunk_sums *s, const row_state *r, const loss_plan *p, int64_t k) {
+    double sum_z = 0.0, dot_a = 0.0, dot_b = 0.0;
+    for (int64_t j = 0; j < k; j++) {
+        const float z = logit(r, p, j);
+        if (!isfinite(z - r->max)) {
+            s->nonfinite = 1;
+            return;
+        }
+        const double d = (double)z - (double)r->max;
+        sum_z += d;
+        if (r->a) dot_a += (double)r->a[j] * d;
+        if (r->b) dot_b += (double)r->b[j] * d;
+    }
+    s->sum_z = sum_z;
+    s->dot_a = dot_a;
+    s->dot_b = dot_b;
+}
+
 /* After pass 2: the row's loss and statistics, and the pass-3 factors; or
  * skip the row when a logit is not finite.  With d = z - max and
  * L = lse - max = log sum exp(d): sum_k a_k (lse - z_k) = L sum_k a_k - dot_a.
  * A chunk's sums are of d' = z - m (m its max), so with s = m - max <= 0
- * (exact in double) its exps count exp(s) times and its d' sums n s more
- * (n its length; a and b sums: s times the chunk's sum of a, of b).  Each
- * term keeps its sign, so nothing cancels: |d'| <= |d| and the bounds of
- * sums of d hold as they did for sums of fl(z - max).  A logit whose
- * fl(z - max) would overflow makes |sum d| at least about FLT_MAX (terms of
- * one sign): then the row is checked logit by logit, as the kernels check
- * a chunk against its own max. */
+ * (in double: exact unless m and max are 2^29 apart, then to 2^-53) its
+ * exps count exp(s) times and its d' sums n s more (n its length; a and b
+ * sums: s times the chunk's sum of a, of b).  Each term keeps its sign, so
+ * nothing cancels: |d'| <= |d| and the bounds of sums of d hold as they
+ * did for sums of fl(z - max).  A logit whose fl(z - max) would overflow
+ * makes |sum d| at least about FLT_MAX (terms of one sign, and the float
+ * sum of a chunk no smaller than its largest term): then far_row_sums
+ * checks the row logit by logit, and also takes the sums in double where
+ * the float ones overflowed without a logit doing so. */
 static void row_after_pass2(row_state *r, const loss_call *c, const loss_plan *p, int64_t i,
                             chunk_sums *chunks, block_totals *bt) {
     const int64_t k = c->k;
@@ -319,10 +346,9 @@ static void row_after_pass2(row_state *r, const loss_call *c, const loss_plan *p
             if (r->a) s.dot_a += cs->dot_a + shift * r->a_sums[ch];
             if (r->b) s.dot_b += cs->dot_b + shift * r->b_sums[ch];
         }
-        if (!s.nonfinite && !(fabs(s.sum_z) < 0.25 * FLT_MAX))
-            for (int64_t j = 0; j < k; j++)
-                s.nonfinite |= !isfinite(logit(r, p, j) - r->max);
     }
+    if (!s.nonfinite && !(fabs(s.sum_z) < 0.25 * FLT_MAX && isfinite(s.dot_a) && isfinite(s.dot_b)))
+        far_row_sums(&s, r, p, k);
     if (s.nonfinite) {
         if (bt->first_bad < 0) bt->first_bad = i;
         if (c->loss && c->opt.reduction == LSR_REDUCTION_NONE) c->loss[i] = NAN;
