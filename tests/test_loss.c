@@ -365,6 +365,9 @@ static void gap_problem_init(problem *p, int64_t n, int64_t k, int soft, int wei
         for (int64_t j = 0; j < k; j++)
             z[j] = (float)(offset + noise * rng_normal());
         const int64_t y = rng_below(k);
+        if (k > LSR_CHUNK) /* several chunks: the second wholly below, so that its sums shift */
+            for (int64_t j = LSR_CHUNK; j < 2 * LSR_CHUNK && j < k; j++)
+                if (j != y) z[j] = (float)((double)z[j] - gap);
         int64_t far = y;
         if (i % 5 == 4 && k > 1) {
             far = (y + 1 + rng_below(k - 1)) % k;
@@ -444,8 +447,10 @@ static void test_large_gaps(void) {
     /* Issue 9, defect 10: logit gaps up to 1e4 over convention (all,
      * others, prior) x eps (0, 0.1, 0.999, 1) x reduction x class weights
      * (none, random, zeros) x labels and soft targets x every ISA, against
-     * the reference with the tolerance above. */
-    static const int64_t ks[] = {2, 3, 10, 1000};
+     * the reference with the tolerance above; rows of three chunks too,
+     * whose second chunk lies a gap below (the chunks' sums shifted to the
+     * row's max). */
+    static const int64_t ks[] = {2, 3, 10, 1000, 2 * LSR_CHUNK + 37};
     static const float eps_values[] = {0.0f, 0.1f, 0.999f, 1.0f};
     int failures = 0, cases = 0;
     for (size_t a = 0; a < sizeof ks / sizeof ks[0]; a++)
