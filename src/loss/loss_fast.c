@@ -1,6 +1,8 @@
 /* The fast loss.  Per chunk of a row (LSR_CHUNK logits): pass 1 reads the
- * logits from memory (the chunk's max); pass 2 reads them again from L1,
- * writes exp(z - chunk max) to a per-thread scratch row and sums what the
+ * logits from memory (the chunk's max); pass 2 reads them again (from L1
+ * for float logits, whose two passes of a chunk run back to back; bf16
+ * logits take the row's pass 1 first), writes exp(z - chunk max) to a
+ * per-thread scratch row and sums what the
  * smoothing term needs (and so finds non-finite logits).  Once the row's
  * chunks are done, their sums are shifted to the row's max and added up;
  * pass 3 turns the scratch row into the gradient, p * A - c (a factor per
@@ -591,7 +593,8 @@ static void process_small_rows(const loss_call *c, const loss_plan *p, int64_t f
 }
 
 /* Rows with a gradient, one thread: pass 3 of each row runs chunk by chunk
- * between the chunks of the next row's passes 1 and 2, so that the
+ * between the chunks of the next row's pass 2 (and pass 1, but with
+ * max_first), so that the
  * gradient's writes spread over the time the next row's reads take,
  * instead of coming in one burst per row.  Same arithmetic, same order of
  * accounting as process_row: the results are bit-identical to it.  rs: two
