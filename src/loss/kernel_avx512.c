@@ -24,8 +24,10 @@ static inline vec v_load_tail(const float *p, tail_mask m, float fill) {
 }
 static inline void v_store_tail(float *p, tail_mask m, vec x) { _mm512_mask_storeu_ps(p, m, x); }
 static inline vec v_zero_masked(tail_mask m, vec x) { return _mm512_maskz_mov_ps(m, x); }
+/* to L1: pass 1 reads the next chunk right after (float logits from memory
+ * 4-8 % less time than to L2, in cache 8 %, bf16 the same) */
 static inline __attribute__((always_inline)) void v_prefetch(const void *p) {
-    _mm_prefetch((const char *)p, _MM_HINT_T1);
+    _mm_prefetch((const char *)p, _MM_HINT_T0);
 }
 static inline vec v_set1(float x) { return _mm512_set1_ps(x); }
 static inline vec v_add(vec a, vec b) { return _mm512_add_ps(a, b); }
