@@ -157,6 +157,11 @@ static void soft_row_begin(row_state *r, const loss_call *c, const loss_plan *p,
     r->target = best;
 }
 
+/* The row's pass 1 runs over all its chunks before its pass 2: rows of one
+ * chunk, and max_first (see row_pass1).  Then pass 2 prefetches a row
+ * ahead; otherwise the next chunk (chunk_next). */
+static inline int pass1_first(const loss_plan *p) { return p->nchunks == 1 || p->max_first; }
+
 /* Sets up a row; returns 0 when the row is ignored (then it is finished). */
 static inline int row_begin(row_state *r, const loss_call *c, const loss_plan *p, int64_t i,
                             const row_scratch *rs) {
@@ -169,7 +174,7 @@ static inline int row_begin(row_state *r, const loss_call *c, const loss_plan *p
      * (rows of one chunk, max_first), the same chunk of a row ahead, two
      * rows while two rows with their exps fit in L2; otherwise each chunk
      * the next one, and the row's last the next row's first */
-    const int64_t ahead = (p->nchunks == 1 || p->max_first) && c->k <= 65536 ? 2 : 1;
+    const int64_t ahead = pass1_first(p) && c->k <= 65536 ? 2 : 1;
     if (i + ahead < c->n) r->next_z = r->z + (size_t)ahead * z_row;
     const int64_t k = c->k;
     if (!p->soft) {
@@ -201,7 +206,7 @@ static inline int row_begin(row_state *r, const loss_call *c, const loss_plan *p
  * pass 1 first (max_first, and rows of one chunk), the same chunk of a
  * row ahead, as pass 1 reads whole rows. */
 static const char *chunk_next(const row_state *r, const loss_plan *p, int64_t k, int64_t chunk) {
-    if (p->max_first || p->nchunks == 1) /* the same chunk of a row ahead */
+    if (pass1_first(p)) /* the same chunk of a row ahead */
         return r->next_z ? r->next_z + (size_t)(chunk * LSR_CHUNK) * p->z_size : NULL;
     if (chunk + 1 == p->nchunks) return r->next_z; /* its first chunk is no shorter */
     /* the kernel prefetches as many values as this chunk has: not past a
@@ -223,13 +228,19 @@ static void row_pass1(const row_state *r, const loss_plan *p, int64_t k, int64_t
     chunks[chunk].max = p->pass_max(r->z + (size_t)off * p->z_size, chunk_length(k, chunk));
 }
 
+/* The chunk's max: row_pass1's (max_known), or pass 1 now. */
+static inline float chunk_max(const loss_plan *p, const char *z, int64_t len,
+                              const chunk_sums *chunks, int64_t chunk, int max_known) {
+    return max_known ? chunks[chunk].max : p->pass_max(z, len);
+}
+
 /* Passes 1 (unless row_pass1 has done it: max_known) and 2 of a chunk:
  * its max, then its exps and sums relative to that max. */
 static inline void row_pass12(const row_state *r, const loss_plan *p, int64_t k, int64_t chunk,
                               chunk_sums *chunks, float *exps, int max_known) {
     const int64_t off = chunk * LSR_CHUNK, len = chunk_length(k, chunk);
     const char *z = r->z + (size_t)off * p->z_size;
-    const float max = max_known ? chunks[chunk].max : p->pass_max(z, len);
+    const float max = chunk_max(p, z, len, chunks, chunk, max_known);
     p->pass_exp(&chunks[chunk], r->g ? exps + off : NULL, z, len, max, r->a ? r->a + off : NULL,
                 r->b ? r->b + off : NULL, chunk_next(r, p, k, chunk));
 }
@@ -344,9 +355,11 @@ static void far_row_sums(chunk_sums *s, const row_state *r, const loss_plan *p, 
 static void row_after_pass2(row_state *r, const loss_call *c, const loss_plan *p, int64_t i,
                             chunk_sums *chunks, block_totals *bt) {
     const int64_t k = c->k;
-    chunk_sums s = chunks[0];
-    chunks[0].weight = 1.0;
-    if (p->nchunks > 1) { /* one chunk: its max is the row's, nothing to shift */
+    chunk_sums s;
+    if (p->nchunks == 1) { /* its max is the row's: nothing to shift */
+        chunks[0].weight = 1.0;
+        s = chunks[0];
+    } else {
         s = (chunk_sums){r->max, 0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0f};
         for (int64_t ch = 0; ch < p->nchunks; ch++) {
             chunk_sums *cs = &chunks[ch];
@@ -450,14 +463,15 @@ static void row_pass3(const row_state *r, const loss_plan *p, int64_t k, int64_t
                   p->stream);
 }
 
-/* Passes 1 and 2 of row r and pass 3 of row prev on the same chunk, the
- * last two in one loop (a, b NULL): what row_pass12 and row_pass3 compute. */
+/* Passes 1 (unless max_known) and 2 of row r and pass 3 of row prev on the
+ * same chunk, the last two in one loop (a, b NULL): what row_pass12 and
+ * row_pass3 compute. */
 static void row_pass12_and_3(const row_state *r, const row_state *prev, const loss_plan *p,
                              int64_t k, int64_t chunk, chunk_sums *chunks, float *exps,
-                             const chunk_sums *prev_chunks, const float *prev_exps) {
+                             const chunk_sums *prev_chunks, const float *prev_exps, int max_known) {
     const int64_t off = chunk * LSR_CHUNK, len = chunk_length(k, chunk);
     const char *z = r->z + (size_t)off * p->z_size;
-    const float max = p->max_first ? chunks[chunk].max : p->pass_max(z, len);
+    const float max = chunk_max(p, z, len, chunks, chunk, max_known);
     p->pass_exp_scale(&chunks[chunk], exps + off, z, len, max, chunk_next(r, p, k, chunk),
                       prev->g + (size_t)off * p->g_size, prev_exps + off,
                       prev_chunks[chunk].scale_p, prev->a_const_scaled, p->stream);
@@ -546,7 +560,8 @@ static lsr_status plan_init(loss_plan *p, const loss_call *c) {
     double *a_sums = p->sums_owned, *b_sums = p->sums_owned + p->nchunks;
     for (int64_t ch = 0; ch < p->nchunks; ch++) {
         a_sums[ch] = b_sums[ch] = 0.0;
-        for (int64_t j = ch * LSR_CHUNK; j < ch * LSR_CHUNK + chunk_length(k, ch); j++) {
+        const int64_t end = ch * LSR_CHUNK + chunk_length(k, ch);
+        for (int64_t j = ch * LSR_CHUNK; j < end; j++) {
             a_sums[ch] += (double)p->a[j];
             if (p->b) b_sums[ch] += (double)p->b[j];
         }
@@ -629,7 +644,7 @@ static void process_rows_pipelined(const loss_call *c, const loss_plan *p, int64
         for (int64_t ch = 0; ch < nchunks; ch++) {
             if (fused) {
                 row_pass12_and_3(&r[cur], &r[pending], p, k, ch, rs[cur].chunks, rs[cur].exps,
-                                 rs[pending].chunks, rs[pending].exps);
+                                 rs[pending].chunks, rs[pending].exps, p->max_first);
                 continue;
             }
             if (live) row_pass12(&r[cur], p, k, ch, rs[cur].chunks, rs[cur].exps, p->max_first);
