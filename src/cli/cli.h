@@ -2,6 +2,8 @@
 #ifndef LSR_CLI_H
 #define LSR_CLI_H
 
+#include <math.h>
+
 #include "../common/common.h"
 #include "lsr/train.h"
 
@@ -77,5 +79,11 @@ const lsr_train_parallel *cli_train_parallel(int micro_batches, int fast);
 int cli_flag_error(const char *cmd, int c, char **argv);
 /* The error for a word left after the flags. */
 int cli_argument_error(const char *cmd, const char *arg);
+
+/* The sample standard deviation of n values from their sum and sum of
+ * squares (NAN for fewer than 2). */
+static inline double cli_sample_sd(double n, double sum, double sum2) {
+    return n > 1 ? sqrt(fmax(0.0, (sum2 - sum * sum / n) / (n - 1))) : NAN;
+}
 
 #endif

@@ -83,8 +83,7 @@ static int sweep_project(sweep_projection *p, run_result *r, int nr, const doubl
                 projection_pick(&p->points, test, cls, SWEEP_PROJECT_PER_CLASS))
                 goto fail;
             for (int g = 0; g < 3; g++)
-                p->names[g] =
-                    cli_class_label(p->labels[g], sizeof p->labels[g], m, data_names, cls[g]);
+                cli_class_label(p->labels[g], sizeof p->labels[g], m, data_names, cls[g]);
         }
         projection_panel panel;
         memset(&panel, 0, sizeof panel);
@@ -261,14 +260,14 @@ int lsr_cmd_sweep(int argc, char **argv) {
         free(rest);
         return cli_error("sweep", lsr_last_error());
     }
+    const int classes = all.classes > test.classes ? all.classes : test.classes; /* the runs' */
     int cls[3];
     lsr_model *named = NULL; /* the runs' class names, to check --project-classes by */
     lsr_status named_st = LSR_OK;
     if (project_arg && j.class_names_path) {
-        const int k = all.classes > test.classes ? all.classes : test.classes; /* the runs' */
         char spec[64];
-        snprintf(spec, sizeof spec, "flatten,dense:%d", k);
-        named_st = lsr_model_create(&named, spec, test.h, test.w, test.c, k);
+        snprintf(spec, sizeof spec, "flatten,dense:%d", classes);
+        named_st = lsr_model_create(&named, spec, test.h, test.w, test.c, classes);
         if (!named_st) named_st = cli_read_class_names(named, j.class_names_path);
     }
     if (project_arg && /* checked now, not after the runs */
@@ -294,7 +293,6 @@ int lsr_cmd_sweep(int argc, char **argv) {
                 "scaling (--val N; by default %d %%, at most %d)\n",
                 (long long)j.s.val_samples, (long long)n, SWEEP_VAL_PERCENT, SWEEP_VAL_MAX);
     }
-    const int classes = all.classes > test.classes ? all.classes : test.classes;
     const int64_t n_attack = attack_limit < test.n ? attack_limit : test.n;
     const int total = ne * (int)seeds;
     run_result *results = calloc((size_t)total, sizeof *results);

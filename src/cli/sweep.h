@@ -23,8 +23,7 @@ typedef struct run_result {
 #define SWEEP_MAX_PANELS 4
 typedef struct sweep_projection {
     projection_points points;
-    const char *names[3];
-    char labels[3][LSR_CLASS_NAME_MAX];
+    char labels[3][LSR_CLASS_NAME_MAX]; /* the three classes' names */
     projection_panel panels[SWEEP_MAX_PANELS];
     int np;
 } sweep_projection;

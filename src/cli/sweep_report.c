@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "../common/common.h"
+#include "cli.h"
 #include "svg.h"
 #include "sweep_report.h"
 
@@ -26,7 +27,7 @@ static void mean_sd(const run_result *r, int nr, double eps, double (*get)(const
             n++;
         }
     *mean = n ? s / n : NAN;
-    *sd = n > 1 ? sqrt(fmax(0.0, (ss - s * s / n) / (n - 1))) : 0.0;
+    *sd = n > 1 ? cli_sample_sd(n, s, ss) : 0.0;
 }
 
 /* Means over seeds against eps, bars one standard deviation; every value
@@ -189,7 +190,7 @@ lsr_status sweep_report(const char *dir, const run_result *r, int nr, const doub
     if (proj) {
         fprintf(f, "<h2>The penultimate layer</h2>\n<p>");
         for (int g = 0; g < 3; g++) {
-            svg_text(f, proj->names[g]);
+            svg_text(f, proj->labels[g]);
             fputs(g == 0 ? ", " : g == 1 ? " and " : "", f);
         }
         fprintf(f, ": the penultimate activations of test examples, projected onto the plane "
@@ -197,7 +198,8 @@ lsr_status sweep_report(const char *dir, const run_result *r, int nr, const doub
                    "first seed; and the within-class over between-class spread in that plane "
                    "(smaller: tighter clusters; M&uuml;ller, Kornblith and Hinton 2019, figure "
                    "1).</p>\n<div>\n");
-        projection_svg(f, proj->panels, proj->np, &proj->points, proj->names);
+        const char *names[3] = {proj->labels[0], proj->labels[1], proj->labels[2]};
+        projection_svg(f, proj->panels, proj->np, &proj->points, names);
         SERIES(0, "spread", "#9b59b6", g_tight);
         svg_line_plot(f, "Within / between spread", "ratio", INFINITY, eps, ne, s, 1);
         fprintf(f, "</div>\n");

@@ -76,11 +76,7 @@ static lsr_status epoch_done(void *ctx, const lsr_train_progress *p) {
         val_acc = mt.accuracy;
     }
     if (!j->quiet) progress_epoch_line(j->prefix, p, val_acc);
-    const double n = (double)j->step_count,
-                 sd =
-                     n > 1
-                         ? sqrt(fmax(0.0, (j->step_sum2 - j->step_sum * j->step_sum / n) / (n - 1)))
-                         : NAN;
+    const double sd = cli_sample_sd((double)j->step_count, j->step_sum, j->step_sum2);
     j->step_sum = j->step_sum2 = 0;
     j->step_count = 0;
     if (j->metrics_path && (cli_rank() == 0 || j->single_process)) /* rank 0 writes them */
