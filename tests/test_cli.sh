@@ -176,6 +176,20 @@ expect_error "no names file" "--class-names nosuch.txt" "$LSR" "${TRAIN[@]}" --c
 expect_error "project classes" "--classes" "$LSR" project --model full.safetensors --data data \
     --classes 0,1,3 --out p2.svg
 [ ! -e p2.svg ] && ok || bad "project: a refused run left p2.svg"
+# names with commas, in --classes as they are; a list that reads as three
+# classes in two ways is refused
+printf 'dark, very\nmid\nlight\n' > comma.txt
+printf 'a,b\na\nb\n' > ambiguous.txt
+"$LSR" "${TRAIN[@]}" --epochs 1 --class-names comma.txt --out comma.safetensors 2> err.txt &&
+    "$LSR" "${TRAIN[@]}" --epochs 1 --class-names ambiguous.txt --out ambiguous.safetensors 2>> err.txt &&
+    "$LSR" project --model comma.safetensors --data data --classes 'light,Dark, very,1' --per-class 5 \
+        --out comma.svg > /dev/null 2>> err.txt && grep -q 'dark, very (5 examples)' comma.svg && ok ||
+    bad "project by a name with a comma: $(cat err.txt)"
+expect_error "project by names read two ways" "reads as three classes in 2 ways" "$LSR" project \
+    --model ambiguous.safetensors --data data --classes a,b,a,b --out ambiguous.svg
+"$LSR" project --model ambiguous.safetensors --data data --classes 'b,a,a,b' --per-class 5 \
+    --out ambiguous.svg > /dev/null 2> err.txt && grep -q 'a,b (5 examples)' ambiguous.svg && ok ||
+    bad "project by names read one way only: $(cat err.txt)"
 # bf16 convolutions (where the CPU has AVX512_BF16): a run, reproducible,
 # marked in the model file; elsewhere a one-line refusal
 BF16=(train --data data --model "conv:4:3:2:same,relu,flatten,dense:3" --epochs 2 --batch 16

@@ -68,6 +68,24 @@ sweep "$dir/sweep3" sh "$mpirun" -np 2 # again, on 2: every run kept
 [ "$(grep -c 'done before, kept' "$dir/sweep3.log")" = 6 ] || fail "the sweep did not keep its runs"
 echo "sweep under mpirun -np 3: the same runs and results; resumed on 2: all kept"
 
+# a file that one rank cannot read (a node without it: here rank 1 is given
+# another path) stops every rank, with that process's message, instead of
+# leaving the others waiting for it in their first exchange
+printf 'n%d\n' 0 1 2 3 4 5 6 7 8 9 > "$dir/names.txt"
+rc=0
+timeout 120 sh "$mpirun" -np 2 sh -c '
+    names=$1
+    shift
+    [ "${OMPI_COMM_WORLD_RANK:-}" = 1 ] && names=$names.not-on-this-node
+    exec "$@" --class-names "$names"' sh "$dir/names.txt" "$lsr" train --model mlp \
+    --train-limit 640 --epochs 1 --threads 1 --quiet > "$dir/n.log" 2>&1 || rc=$?
+[ "$rc" != 124 ] || fail "one rank without its --class-names file: the others hung"
+grep -q "process 1 of 2: --class-names .*names.txt.not-on-this-node" "$dir/n.log" && [ "$rc" != 0 ] || {
+    cat "$dir/n.log" >&2
+    fail "one rank without its --class-names file: exit $rc, and not that process's message"
+}
+echo "one rank without its --class-names file: every rank stops (exit $rc), naming it"
+
 # kill -9 one rank of a P = 2 run after its first checkpoints, then resume on P = 3
 run 2 --out "$dir/k.safetensors" --checkpoint "$dir/k.ckpt" --checkpoint-every 20 \
     > "$dir/k.log" 2>&1 &

@@ -22,13 +22,14 @@ const char *const *cli_data_class_names(const char *dir, int classes) {
     return same ? fashion_names : NULL;
 }
 
-lsr_status cli_read_class_names(lsr_model *m, const char *path) {
-    const int k = lsr_model_classes(m);
+lsr_status cli_load_class_names(const char ***names, const char *path, int k) {
+    *names = NULL;
     FILE *f = fopen(path, "r");
     if (!f) return lsr__fail(LSR_ERROR_IO, "--class-names %s: %s", path, strerror(errno));
-    char(*names)[LSR_CLASS_NAME_MAX + 1] = calloc((size_t)k, sizeof *names);
-    const char **list = calloc((size_t)k, sizeof *list);
-    lsr_status st = names && list ? LSR_OK : lsr__fail(LSR_ERROR_OUT_OF_MEMORY, "out of memory");
+    /* the k pointers, then the k names */
+    const char **list = calloc(1, (size_t)k * (sizeof *list + LSR_CLASS_NAME_MAX + 1));
+    char(*text)[LSR_CLASS_NAME_MAX + 1] = list ? (void *)(list + k) : NULL;
+    lsr_status st = list ? LSR_OK : lsr__fail(LSR_ERROR_OUT_OF_MEMORY, "out of memory");
     char *line = NULL;
     size_t cap = 0;
     ssize_t got;
@@ -59,7 +60,7 @@ lsr_status cli_read_class_names(lsr_model *m, const char *path) {
             st = lsr__fail(LSR_ERROR_FORMAT, "--class-names %s: line %d is empty (one name a line)",
                            path, lineno);
         else
-            list[n] = strcpy(names[n], line), n++;
+            list[n] = strcpy(text[n], line), n++;
     }
     if (!st && ferror(f))
         st = lsr__fail(LSR_ERROR_IO, "--class-names %s: cannot read: %s", path, strerror(errno));
@@ -68,11 +69,33 @@ lsr_status cli_read_class_names(lsr_model *m, const char *path) {
     if (!st && n < k)
         st = lsr__fail(LSR_ERROR_FORMAT, "--class-names %s: %d names for the data's %d classes",
                        path, n, k);
-    if (!st && lsr_model_set_class_names(m, list))
-        st = lsr__fail(lsr__failed(), "--class-names %s: %s", path, lsr_last_error());
-    free(names);
-    free(list);
+    if (st)
+        free(list);
+    else
+        *names = list;
     return st;
+}
+
+lsr_status cli_read_class_names(lsr_model *m, const char *path) {
+    const char **names;
+    LSR_TRY(cli_load_class_names(&names, path, lsr_model_classes(m)));
+    lsr_status st = lsr_model_set_class_names(m, names);
+    if (st) st = lsr__fail(st, "--class-names %s: %s", path, lsr_last_error());
+    free(names);
+    return st;
+}
+
+const char **cli_class_names_of(const lsr_model *m, const char *const *data_names, int k) {
+    const char **names = calloc((size_t)(k > 0 ? k : 1), sizeof *names);
+    if (!names) {
+        lsr__fail(LSR_ERROR_OUT_OF_MEMORY, "out of memory");
+        return NULL;
+    }
+    for (int c = 0; c < k; c++) {
+        names[c] = lsr_model_class_name(m, c);
+        if (!names[c] && data_names) names[c] = data_names[c];
+    }
+    return names;
 }
 
 const char *cli_class_label(char *buf, size_t size, const lsr_model *m,

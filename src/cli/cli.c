@@ -22,8 +22,11 @@ lsr_status cli_load_data(lsr_dataset *train, lsr_dataset *test, const char *dir)
 }
 
 int cli_error(const char *cmd, const char *msg) {
-    /* under mpirun the ranks read the same flags and files and fail alike: rank
-     * 0 says it; once they exchange, a failure may be one rank's alone */
+    /* under mpirun the ranks read the same flags and files and mostly fail
+     * alike: rank 0 says it, or, when it alone got through, the first failure
+     * that cli_mpi_begin_collective brought it; once they exchange, a failure
+     * may be one rank's alone */
+    cli_mpi_failed_before(lsr__failed(), msg);
     if (cli_rank() == 0)
         fprintf(stderr, "lsr %s: %s\n", cmd, msg);
     else if (cli_mpi_in_collective())

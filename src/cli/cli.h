@@ -37,8 +37,14 @@ lsr_status cli_load_data(lsr_dataset *train, lsr_dataset *test, const char *dir)
 /* Fashion-MNIST's ten names when dir is Debian's copy of it and the data has
  * 10 classes, else NULL. */
 const char *const *cli_data_class_names(const char *dir, int classes);
-/* --class-names FILE: one name a line, as many as m's classes, into m. */
+/* --class-names FILE: one name a line, exactly k: *names is a list of them
+ * in one malloc'd block (free(*names)). */
+lsr_status cli_load_class_names(const char ***names, const char *path, int k);
+/* The same, as many as m's classes, into m. */
 lsr_status cli_read_class_names(lsr_model *m, const char *path);
+/* A list of k (free it): m's name for each class, else data_names' (which
+ * may be NULL), else NULL; NULL when out of memory (said why). */
+const char **cli_class_names_of(const lsr_model *m, const char *const *data_names, int k);
 /* Class k as a command shows it, in buf: m's name for it, else data_names[k]
  * (data_names may be NULL), else "class k".  Returns buf. */
 const char *cli_class_label(char *buf, size_t size, const lsr_model *m,
@@ -58,9 +64,16 @@ int cli_mpi_start(int *argc, char ***argv);
 int cli_rank(void);
 int cli_ranks(void);
 int cli_mpi_built(void);
-/* The ranks are about to exchange (training): a failure after this may be
- * one rank's, and cli_mpi_finish then stops them all. */
-void cli_mpi_collective_begun(void);
+/* The ranks are about to exchange (training): every rank waits here until
+ * each has got this far or failed on the way (cli_mpi_failed_before,
+ * cli_mpi_finish), so that a file one node cannot read stops them all
+ * instead of leaving the others waiting; the first failure comes back as
+ * "process R of P: its message".  A failure after this may be one rank's,
+ * and cli_mpi_finish then stops them all. */
+lsr_status cli_mpi_begin_collective(void);
+/* This rank failed before the exchange began (a no-op after it): takes
+ * part in the agreement above.  cli_error calls it. */
+void cli_mpi_failed_before(lsr_status status, const char *msg);
 /* The ranks agree again (training ended alike everywhere). */
 void cli_mpi_collective_ended(void);
 /* Between the two, with more than one rank. */

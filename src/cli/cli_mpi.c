@@ -13,6 +13,16 @@
 
 static int mpi_on, rank, ranks = 1, collective_begun;
 
+/* Whether every rank got as far as its first exchange: each process takes
+ * part once (agree), and the first failing rank's status and message reach
+ * them all. */
+static int agreed;
+static struct {
+    int rank; /* the lowest rank that failed, or -1 */
+    int status;
+    char msg[500];
+} first_failure = {-1, 0, ""};
+
 int cli_mpi_start(int *argc, char ***argv) {
 #ifdef LSR_HAVE_MPI
     /* OpenMPI's mpirun, or a PMI/PMIx launcher (srun, MPICH's mpiexec) */
@@ -40,7 +50,43 @@ int cli_mpi_built(void) {
 #endif
 }
 
-void cli_mpi_collective_begun(void) { collective_begun = 1; }
+/* Once per process, on every rank: where it failed (failed, with its status
+ * and message) or where it is ready to exchange. */
+static void agree(int failed, lsr_status status, const char *msg) {
+    if (agreed) return;
+    agreed = 1;
+    if (failed) {
+        first_failure.rank = rank;
+        first_failure.status =
+            status != LSR_OK ? (int)status : (int)LSR_ERROR_OPTION; /* a flag's */
+        snprintf(first_failure.msg, sizeof first_failure.msg, "%s", msg ? msg : "");
+    }
+#ifdef LSR_HAVE_MPI
+    if (!mpi_on || ranks < 2) return;
+    int mine = failed ? rank : ranks, lowest = ranks;
+    if (MPI_Allreduce(&mine, &lowest, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD) != MPI_SUCCESS ||
+        (lowest < ranks && MPI_Bcast(&first_failure, (int)sizeof first_failure, MPI_BYTE, lowest,
+                                     MPI_COMM_WORLD) != MPI_SUCCESS)) {
+        first_failure.rank = rank;
+        first_failure.status = LSR_ERROR_IO;
+        snprintf(first_failure.msg, sizeof first_failure.msg, "the ranks could not agree (MPI)");
+    }
+#endif
+}
+
+lsr_status cli_mpi_begin_collective(void) {
+    agree(0, LSR_OK, NULL);
+    if (first_failure.rank >= 0)
+        return lsr__fail((lsr_status)first_failure.status, "process %d of %d: %s",
+                         first_failure.rank, ranks, first_failure.msg);
+    collective_begun = 1;
+    return LSR_OK;
+}
+
+void cli_mpi_failed_before(lsr_status status, const char *msg) {
+    if (!collective_begun) agree(1, status, msg);
+}
+
 void cli_mpi_collective_ended(void) { collective_begun = 0; }
 int cli_mpi_in_collective(void) { return collective_begun && ranks > 1; }
 
@@ -57,9 +103,12 @@ int cli_mpi_barrier(void) {
 int cli_mpi_finish(int status) {
 #ifdef LSR_HAVE_MPI
     if (!mpi_on) return status;
+    /* a rank that ends without exchanging still takes part in the agreement
+     * the others may be waiting in (cli_mpi_begin_collective) */
+    if (!collective_begun) agree(status != 0, lsr__failed(), lsr_last_error());
     /* A failure once the ranks exchange (the run itself) may be this rank's
      * alone, with the others waiting in an exchange: stop them all.  Before
-     * that every rank read the same flags and files and failed alike. */
+     * that, the agreement has told every rank of any failure. */
     if (status != 0 && ranks > 1 && collective_begun) MPI_Abort(MPI_COMM_WORLD, status);
     MPI_Finalize();
 #endif

@@ -79,8 +79,11 @@ static int sweep_project(sweep_projection *p, run_result *r, int nr, const doubl
         snprintf(path, sizeof path, "%s/%s.safetensors", runs, name);
         if (lsr_model_load(&m, path)) goto fail;
         if (i == 0) { /* the classes by the first run's names */
-            if (projection_parse_classes(cls, arg, m, data_names, test->classes) ||
-                projection_pick(&p->points, test, cls, SWEEP_PROJECT_PER_CLASS))
+            const char **known = cli_class_names_of(m, data_names, test->classes);
+            const lsr_status parsed =
+                known ? projection_parse_classes(cls, arg, known, test->classes) : lsr__failed();
+            free(known);
+            if (parsed || projection_pick(&p->points, test, cls, SWEEP_PROJECT_PER_CLASS))
                 goto fail;
             for (int g = 0; g < 3; g++)
                 cli_class_label(p->labels[g], sizeof p->labels[g], m, data_names, cls[g]);
@@ -262,27 +265,26 @@ int lsr_cmd_sweep(int argc, char **argv) {
     }
     const int classes = all.classes > test.classes ? all.classes : test.classes; /* the runs' */
     int cls[3];
-    lsr_model *named = NULL; /* the runs' class names, to check --project-classes by */
+    /* --project-classes is checked now, not after the runs, by the runs'
+     * names: --class-names, else the data's */
+    const char **named = NULL;
     lsr_status named_st = LSR_OK;
-    if (project_arg && j.class_names_path) {
-        char spec[64];
-        snprintf(spec, sizeof spec, "flatten,dense:%d", classes);
-        named_st = lsr_model_create(&named, spec, test.h, test.w, test.c, classes);
-        if (!named_st) named_st = cli_read_class_names(named, j.class_names_path);
-    }
-    if (project_arg && /* checked now, not after the runs */
+    if (project_arg && j.class_names_path)
+        named_st = cli_load_class_names(&named, j.class_names_path, classes);
+    if (project_arg &&
         (named_st ||
-         projection_parse_classes(cls, project_arg, named,
-                                  cli_data_class_names(j.s.data, test.classes), test.classes))) {
+         projection_parse_classes(cls, project_arg,
+                                  named ? named : cli_data_class_names(j.s.data, test.classes),
+                                  test.classes))) {
         if (!named_st)
             lsr__fail(lsr__failed(), "--project-classes %s: %s", project_arg, lsr_last_error());
-        lsr_model_free(named);
+        free(named);
         lsr_dataset_free(&all);
         lsr_dataset_free(&test);
         free(rest);
         return cli_error("sweep", lsr_last_error());
     }
-    lsr_model_free(named);
+    free(named);
     if (!val_given) { /* fits any training set */
         const int64_t limit = j.s.train_limit;
         const int64_t n = limit > 0 && limit < all.n ? limit : all.n;
@@ -312,7 +314,7 @@ int lsr_cmd_sweep(int argc, char **argv) {
      * rank k % P; rank 0 gathers the results from the runs' files. */
     const int rank = cli_rank(), ranks = cli_ranks();
     const int phases = ranks > 1 && eps[0] == 0.0 && ne > 1 ? 2 : 1;
-    if (ranks > 1) cli_mpi_collective_begun();
+    if (ranks > 1 && cli_mpi_begin_collective()) goto out;
     j.single_process = 1;
     for (int phase = 0; phase < phases; phase++) {
         int k = 0;

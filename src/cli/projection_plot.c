@@ -11,46 +11,72 @@
 #include "projection_plot.h"
 #include "svg.h"
 
-/* a class by index, or by name (the model's, then the data's) */
-static lsr_status parse_class(const char *s, const lsr_model *m, const char *const *data_names,
-                              int classes, int *out) {
+/* The class that s[0, len) names: an index, or a name of names (any case);
+ * -1 if none. */
+static int find_class(const char *s, size_t len, const char *const *names, int classes) {
+    char buf[LSR_CLASS_NAME_MAX + 24];
+    if (len >= sizeof buf) return -1;
+    memcpy(buf, s, len);
+    buf[len] = '\0';
     char *end;
-    long v = strtol(s, &end, 10);
-    if (end != s && !*end && v >= 0 && v < classes) {
-        *out = (int)v;
-        return LSR_OK;
-    }
-    for (int c = 0; c < classes; c++) {
-        const char *name = lsr_model_class_name(m, c);
-        if (!name && data_names) name = data_names[c];
-        if (name && !strcasecmp(s, name)) {
-            *out = c;
-            return LSR_OK;
-        }
-    }
-    const int named = lsr_model_class_name(m, 0) || data_names;
-    return lsr__fail(LSR_ERROR_OPTION, "'%s' is not a class index in [0, %d)%s", s, classes,
-                     named ? " or a class name" : " (no class names are known)");
+    const long v = strtol(buf, &end, 10);
+    if (end != buf && !*end && v >= 0 && v < classes) return (int)v;
+    for (int c = 0; names && c < classes; c++)
+        if (names[c] && !strcasecmp(buf, names[c])) return c;
+    return -1;
 }
 
-lsr_status projection_parse_classes(int cls[3], const char *arg, const lsr_model *m,
-                                    const char *const *data_names, int classes) {
-    char *list = strdup(arg);
-    if (!list) return lsr__fail(LSR_ERROR_OUT_OF_MEMORY, "out of memory");
-    lsr_status bad = LSR_OK;
-    int nc = 0;
-    char *save = NULL;
-    for (char *tok = strtok_r(list, ",", &save); tok && !bad; tok = strtok_r(NULL, ",", &save)) {
-        if (nc == 3)
-            bad = lsr__fail(LSR_ERROR_OPTION, "three classes, not more");
-        else if (!(bad = parse_class(tok, m, data_names, classes, &cls[nc])))
-            nc++;
+/* The list's pieces between commas are joined into three classes in every
+ * way that names three (a name may hold commas); exactly one way must. */
+lsr_status projection_parse_classes(int cls[3], const char *arg, const char *const *names,
+                                    int classes) {
+    enum { MAX_PIECES = 64 };
+    size_t at[MAX_PIECES + 1]; /* piece p is arg[at[p], at[p + 1] - 1) */
+    int pieces = 0;
+    for (const char *from = arg;; from++) {
+        if (pieces == MAX_PIECES) return lsr__fail(LSR_ERROR_OPTION, "three classes, not more");
+        at[pieces++] = (size_t)(from - arg);
+        if (!(from = strchr(from, ','))) break;
     }
-    free(list);
-    if (bad) return bad;
-    if (nc != 3 || cls[0] == cls[1] || cls[0] == cls[2] || cls[1] == cls[2])
-        return lsr__fail(LSR_ERROR_OPTION, "three different classes, comma-separated");
-    return LSR_OK;
+    at[pieces] = strlen(arg) + 1;
+    int ways = 0, found[3] = {0, 0, 0};
+    for (int a = 1; a < pieces; a++) /* the second class starts at piece a, the third at b */
+        for (int b = a + 1; b < pieces; b++) {
+            const int bounds[4] = {0, a, b, pieces};
+            int c[3], ok = 1;
+            for (int g = 0; g < 3 && ok; g++) {
+                c[g] = find_class(arg + at[bounds[g]], at[bounds[g + 1]] - 1 - at[bounds[g]], names,
+                                  classes);
+                ok = c[g] >= 0;
+            }
+            if (!ok || c[0] == c[1] || c[0] == c[2] || c[1] == c[2]) continue;
+            if (ways++ == 0) memcpy(found, c, sizeof found);
+        }
+    if (ways == 1) {
+        memcpy(cls, found, sizeof found);
+        return LSR_OK;
+    }
+    if (ways > 1)
+        return lsr__fail(LSR_ERROR_OPTION,
+                         "'%s' reads as three classes in %d ways (names with commas): give "
+                         "indices",
+                         arg, ways);
+    int unknown = -1; /* the first piece that is no class by itself */
+    for (int p = pieces - 1; p >= 0; p--)
+        if (find_class(arg + at[p], at[p + 1] - 1 - at[p], names, classes) < 0) unknown = p;
+    if (unknown >= 0 && pieces == 3) {
+        int named = 0;
+        for (int c = 0; names && c < classes; c++)
+            named |= names[c] != NULL;
+        return lsr__fail(LSR_ERROR_OPTION, "'%.*s' is not a class index in [0, %d)%s",
+                         (int)(at[unknown + 1] - 1 - at[unknown]), arg + at[unknown], classes,
+                         named ? " or a class name" : " (no class names are known)");
+    }
+    if (unknown >= 0 && pieces > 3)
+        return lsr__fail(LSR_ERROR_OPTION,
+                         "'%s' is not three classes (indices or names, comma-separated)", arg);
+    if (pieces > 3) return lsr__fail(LSR_ERROR_OPTION, "three classes, not more");
+    return lsr__fail(LSR_ERROR_OPTION, "three different classes, comma-separated");
 }
 
 lsr_status projection_pick(projection_points *p, const lsr_dataset *test, const int cls[3],

@@ -19,11 +19,13 @@ typedef struct projection_points {
     int *group;
 } projection_points;
 
-/* cls from "A,B,C": three different classes, each an index or a name (the
- * model's, else data_names', which may be NULL).  The messages of these
- * two name no flag: the caller puts its own before them. */
-lsr_status projection_parse_classes(int cls[3], const char *arg, const lsr_model *m,
-                                    const char *const *data_names, int classes);
+/* cls from "A,B,C": three different classes, each an index or one of
+ * names (classes entries, each a name or NULL; names may be NULL), in any
+ * case; a name may hold commas, as long as the list reads as three classes
+ * in one way only.  The messages of these two name no flag: the caller
+ * puts its own before them. */
+lsr_status projection_parse_classes(int cls[3], const char *arg, const char *const *names,
+                                    int classes);
 lsr_status projection_pick(projection_points *p, const lsr_dataset *test, const int cls[3],
                            int64_t per_class);
 void projection_points_free(projection_points *p);

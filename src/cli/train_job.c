@@ -202,7 +202,7 @@ lsr_status train_job_run(train_job *j, const lsr_dataset *all, int classes, lsr_
         j->stop,
         j->checkpoint_path ? j->checkpoint_every : 0,
         j->single_process ? NULL : cli_train_parallel((int)j->micro_batches, j->allreduce)};
-    if (!j->single_process) cli_mpi_collective_begun();
+    if (!j->single_process && (st = cli_mpi_begin_collective()) != LSR_OK) goto out;
     const double t0 = lsr_now();
     st = lsr_train(*model, &train_set, &j->s, &cb, resume);
     resume = NULL; /* taken over */
