@@ -159,6 +159,24 @@ grep -q '"step_loss_sd": [0-9]' named.jsonl && ok || bad "metrics without step_l
     grep -q '^  mid grey  *[0-9.]* of  *32' eval.txt && ok || bad "eval per class: $(cat eval.txt err.txt)"
 "$LSR" attack --model named.safetensors --data data --limit 5 --save . > /dev/null 2> err.txt &&
     grep -q '>light</text>' grid.svg && ! grep -q 'pred [0-9]' grid.svg && ok || bad "attack grid names: $(cat err.txt)"
+# names whose bytes are not their columns, one long: eval's per-class rows
+# start their numbers at one display column, past the widest name (columns
+# counted by wc -m under C.UTF-8: mawk's length() counts bytes)
+LONG="Ñandú común de las pampas sur" # 29 characters, 32 bytes
+printf 'Été\n日本語のラベル\n%s\n' "$LONG" > wide.txt
+if [ "$(printf 'Été' | LC_ALL=C.UTF-8 wc -m)" != 3 ]; then
+    echo "note: no C.UTF-8 locale: the display-column check of eval is skipped" >&2
+elif "$LSR" "${TRAIN[@]}" --epochs 2 --class-names wide.txt --out wide.safetensors > /dev/null 2> err.txt; then
+    "$LSR" eval --model wide.safetensors --data data > eval.txt 2> err.txt
+    sed -n '/^per class:/,$p' eval.txt | tail -n +2 > rows.txt
+    # each row's characters before its accuracy: 2 + 29 (the long name)
+    starts=$(while IFS= read -r row; do
+        printf '%s' "${row%% [0-9].[0-9][0-9][0-9][0-9] of *}" | LC_ALL=C.UTF-8 wc -m; done < rows.txt | sort -u)
+    [ "$(grep -c ' [0-9]\.[0-9]\{4\} of  *32' rows.txt)" -eq 3 ] && [ "$starts" = 31 ] && ok ||
+        bad "eval per class, columns of non-ASCII and long names (row starts: $starts): $(cat eval.txt err.txt)"
+else
+    bad "--class-names with non-ASCII names: $(cat err.txt)"
+fi
 "$LSR" project --model named.safetensors --data data --classes light,DARK,1 --per-class 5 --out named.svg \
     > /dev/null 2> err.txt && grep -q 'light (5 examples)' named.svg && grep -q 'from light&apos;s template towards dark&apos;s' named.svg &&
     ok || bad "project by the model's names: $(cat err.txt)"
