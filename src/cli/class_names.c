@@ -108,3 +108,12 @@ const char *cli_class_label(char *buf, size_t size, const lsr_model *m,
         snprintf(buf, size, "class %d", k);
     return buf;
 }
+
+int cli_text_columns(const char *s) {
+    /* one column a code point (a byte not 0x80-0xBF), enough for class
+     * names: a wide CJK character counts as one, a combining mark as one */
+    int n = 0;
+    for (const unsigned char *c = (const unsigned char *)s; *c; c++)
+        n += (*c & 0xC0) != 0x80;
+    return n;
+}

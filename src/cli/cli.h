@@ -99,4 +99,7 @@ static inline double cli_sample_sd(double n, double sum, double sum2) {
     return n > 1 ? sqrt(fmax(0.0, (sum2 - sum * sum / n) / (n - 1))) : NAN;
 }
 
+/* The columns UTF-8 text s takes on a terminal, counted as its code points. */
+int cli_text_columns(const char *s);
+
 #endif

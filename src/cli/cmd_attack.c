@@ -69,6 +69,36 @@ static lsr_status write_idx_labels(const char *path, const int64_t *y, int64_t n
     return lsr_atomic_commit(&af);
 }
 
+/* A grid label's width in 10 px sans-serif, per character: 6 px, above the
+ * mean advance of DejaVu Sans (Debian's sans-serif) at 10 px, 5.6 px over
+ * lowercase letters and 6.2 over all letters (Liberation Sans: 4.9, 5.8).
+ * Capitals such as W and M and wide CJK characters take more, up to 10 px. */
+#define GRID_CHAR_PX 6
+
+/* A <text> at (x, y) holding prefix and name, at most max characters: a
+ * longer one keeps its first max - 1 code points (never part of one) and
+ * ends in an ellipsis, with the whole in a <title> child (shown on hover). */
+static void write_grid_label(FILE *f, int x, int y, const char *fill, const char *prefix,
+                             const char *name, int max) {
+    char text[LSR_CLASS_NAME_MAX + 8];
+    snprintf(text, sizeof text, "%s%s", prefix, name);
+    fprintf(f, "<text x=\"%d\" y=\"%d\" fill=\"%s\">", x, y, fill);
+    if (cli_text_columns(text) > max) {
+        fputs("<title>", f);
+        svg_text(f, text);
+        fputs("</title>", f);
+        size_t end = 0;
+        for (int kept = 0; kept < max - 1; kept++) {
+            end++; /* past a code point's first byte, then its continuation bytes */
+            while ((text[end] & 0xC0) == 0x80)
+                end++;
+        }
+        strcpy(text + end, "\xE2\x80\xA6"); /* U+2026 HORIZONTAL ELLIPSIS */
+    }
+    svg_text(f, text);
+    fputs("</text>", f);
+}
+
 /* An SVG grid: clean images above, adversarial below, each with the
  * model's prediction by name (green when right, red with the true class when
  * wrong). */
@@ -105,16 +135,14 @@ static lsr_status write_grid(const char *path, const float *clean, const float *
                 }
             const int64_t p = row ? pred_adv[c] : pred_clean[c];
             char name[LSR_CLASS_NAME_MAX];
-            fprintf(af.f, "\n<text x=\"%d\" y=\"%d\" fill=\"%s\">", ox, oy + s.h * px + 13,
-                    p == y[c] ? "green" : "red");
-            svg_text(af.f, cli_class_label(name, sizeof name, m, data_names, (int)p));
-            fputs("</text>", af.f);
-            if (p != y[c]) {
-                fprintf(af.f, "<text x=\"%d\" y=\"%d\" fill=\"#555\">true: ", ox,
-                        oy + s.h * px + 26);
-                svg_text(af.f, cli_class_label(name, sizeof name, m, data_names, (int)y[c]));
-                fputs("</text>", af.f);
-            }
+            fputc('\n', af.f);
+            write_grid_label(af.f, ox, oy + s.h * px + 13, p == y[c] ? "green" : "red", "",
+                             cli_class_label(name, sizeof name, m, data_names, (int)p),
+                             cell / GRID_CHAR_PX);
+            if (p != y[c])
+                write_grid_label(af.f, ox, oy + s.h * px + 26, "#555", "true: ",
+                                 cli_class_label(name, sizeof name, m, data_names, (int)y[c]),
+                                 cell / GRID_CHAR_PX);
             fputc('\n', af.f);
         }
     fputs("</svg>\n", af.f);

@@ -9,6 +9,12 @@
 #include "cli.h"
 #include "cmd.h"
 
+/* s, then spaces up to width columns (printf's %-16s would count bytes). */
+static void print_padded(const char *s, int width) {
+    const int pad = width - cli_text_columns(s);
+    printf("%s%*s", s, pad > 0 ? pad : 0, "");
+}
+
 /* Per class, from the model's logits (n, k) on test: its test examples, the
  * share right, and the class it is most often taken for, by name. */
 static lsr_status print_per_class(const lsr_model *m, const float *logits, const lsr_dataset *test,
@@ -24,6 +30,12 @@ static lsr_status print_per_class(const lsr_model *m, const float *logits, const
             confusion[test->y[i] * k + pred[i]]++;
         const char *const *data_names = cli_data_class_names(data_dir, k);
         char name[LSR_CLASS_NAME_MAX], other[LSR_CLASS_NAME_MAX];
+        int width = 16; /* the widest name's columns: every row's numbers line up */
+        for (int c = 0; c < k; c++) {
+            const int columns =
+                cli_text_columns(cli_class_label(name, sizeof name, m, data_names, c));
+            if (columns > width) width = columns;
+        }
         printf("per class: accuracy, and the class most often predicted instead\n");
         for (int c = 0; c < k; c++) {
             int64_t n = 0, worst = -1;
@@ -34,12 +46,13 @@ static lsr_status print_per_class(const lsr_model *m, const float *logits, const
                     worst = p;
             }
             cli_class_label(name, sizeof name, m, data_names, c);
+            printf("  ");
+            print_padded(name, width);
             if (!n) { /* said, not left out: a missing row reads as a lost class */
-                printf("  %-16s no test examples\n", name);
+                printf(" no test examples\n");
                 continue;
             }
-            printf("  %-16s %.4f of %6lld", name, (double)confusion[c * k + c] / (double)n,
-                   (long long)n);
+            printf(" %.4f of %6lld", (double)confusion[c * k + c] / (double)n, (long long)n);
             if (worst >= 0)
                 printf("  %s (%.1f %%)",
                        cli_class_label(other, sizeof other, m, data_names, (int)worst),
