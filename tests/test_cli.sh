@@ -179,7 +179,7 @@ elif "$LSR" "${TRAIN[@]}" --epochs 2 --class-names wide.txt --out wide.safetenso
     "$LSR" attack --model wide.safetensors --data data --limit 5 --save . > /dev/null 2> err.txt ||
         bad "attack with wide names: $(cat err.txt)"
     # each label as "shown<TAB>title"; 8x8 images make cells of 8 * 3 + 14 = 38 px,
-    # 6 characters of GRID_CHAR_PX (6 px) in cmd_attack.c
+    # 6 characters (grid_label_chars in cmd_attack.c: 38 x 10 / 56)
     grep -oE '<text x="[0-9]+" y="[0-9]+" fill="[^"]*">(<title>[^<]*</title>)?[^<]*</text>' grid.svg |
         sed -E 's|^<text [^>]*>||; s|</text>$||; s|^<title>([^<]*)</title>(.*)|\2\t\1|' > labels.txt
     (

@@ -69,11 +69,15 @@ static lsr_status write_idx_labels(const char *path, const int64_t *y, int64_t n
     return lsr_atomic_commit(&af);
 }
 
-/* A grid label's width in 10 px sans-serif, per character: 6 px, above the
- * mean advance of DejaVu Sans (Debian's sans-serif) at 10 px, 5.6 px over
- * lowercase letters and 6.2 over all letters (Liberation Sans: 4.9, 5.8).
- * Capitals such as W and M and wide CJK characters take more, up to 10 px. */
-#define GRID_CHAR_PX 6
+/* A grid label's characters in a cell of px pixels (up to where the next
+ * cell's label starts), in 10 px sans-serif: the mean advance of DejaVu
+ * Sans (Debian's sans-serif) at 10 px is 5.6 px over lowercase letters and
+ * 6.2 over all letters (Liberation Sans: 4.9, 5.8).  By the lowercase
+ * mean, as labels mostly are: Fashion-MNIST's longest, "true: T-shirt/top"
+ * (17 characters, about 79 px), keeps its 98 px cell; a label of capitals
+ * may reach a tenth into the next cell's gap, and wide CJK characters,
+ * up to 10 px each, further. */
+static int grid_label_chars(int px) { return px * 10 / 56; }
 
 /* A <text> at (x, y) holding prefix and name, at most max characters: a
  * longer one keeps its first max - 1 code points (never part of one) and
@@ -138,11 +142,11 @@ static lsr_status write_grid(const char *path, const float *clean, const float *
             fputc('\n', af.f);
             write_grid_label(af.f, ox, oy + s.h * px + 13, p == y[c] ? "green" : "red", "",
                              cli_class_label(name, sizeof name, m, data_names, (int)p),
-                             cell / GRID_CHAR_PX);
+                             grid_label_chars(cell));
             if (p != y[c])
                 write_grid_label(af.f, ox, oy + s.h * px + 26, "#555", "true: ",
                                  cli_class_label(name, sizeof name, m, data_names, (int)y[c]),
-                                 cell / GRID_CHAR_PX);
+                                 grid_label_chars(cell));
             fputc('\n', af.f);
         }
     fputs("</svg>\n", af.f);
