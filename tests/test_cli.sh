@@ -162,32 +162,38 @@ grep -q '"step_loss_sd": [0-9]' named.jsonl && ok || bad "metrics without step_l
 # names whose bytes are not their columns, one long: eval's per-class rows
 # start their numbers at one display column, past the widest name; attack's
 # grid cuts a name too long for its cell at a whole character, ends it in
-# "…" and keeps the whole in a <title> (columns counted by wc -m and bash
-# under C.UTF-8: mawk's length() counts bytes)
+# "…" and keeps the whole in a <title> (display columns counted by GNU wc -L
+# under C.UTF-8, which takes a wide East Asian character as 2)
 LONG="Ñandú común de las pampas sur" # 29 characters, 32 bytes
 printf 'Été\n日本語のラベル\n%s\n' "$LONG" > wide.txt
-if [ "$(printf 'Été' | LC_ALL=C.UTF-8 wc -m)" != 3 ]; then
+cols() { printf '%s\n' "$1" | LC_ALL=C.UTF-8 wc -L; }
+if [ "$(cols 'Été')" != 3 ] || [ "$(cols '日本')" != 4 ]; then
     echo "note: no C.UTF-8 locale: the display-column checks of eval and attack are skipped" >&2
 elif "$LSR" "${TRAIN[@]}" --epochs 2 --class-names wide.txt --out wide.safetensors > /dev/null 2> err.txt; then
     "$LSR" eval --model wide.safetensors --data data > eval.txt 2> err.txt
     sed -n '/^per class:/,$p' eval.txt | tail -n +2 > rows.txt
-    # each row's characters before its accuracy: 2 + 29 (the long name)
-    starts=$(while IFS= read -r row; do
-        printf '%s' "${row%% [0-9].[0-9][0-9][0-9][0-9] of *}" | LC_ALL=C.UTF-8 wc -m; done < rows.txt | sort -u)
+    # each row's columns before its accuracy: 2 + 29 (the long name; the
+    # Japanese one takes 14)
+    starts=$(while IFS= read -r row; do cols "${row%% [0-9].[0-9][0-9][0-9][0-9] of *}"; done < rows.txt | sort -u)
     [ "$(grep -c ' [0-9]\.[0-9]\{4\} of  *32' rows.txt)" -eq 3 ] && [ "$starts" = 31 ] && ok ||
         bad "eval per class, columns of non-ASCII and long names (row starts: $starts): $(cat eval.txt err.txt)"
     "$LSR" attack --model wide.safetensors --data data --limit 5 --save . > /dev/null 2> err.txt ||
         bad "attack with wide names: $(cat err.txt)"
     # each label as "shown<TAB>title"; 8x8 images make cells of 8 * 3 + 14 = 38 px,
-    # 6 characters (grid_label_chars in cmd_attack.c: 38 x 10 / 56)
+    # 6 columns (grid_label_columns in cmd_attack.c: 38 x 10 / 56); a cut label
+    # keeps whole characters of at most 5 columns, as many as fit, then "…"
     grep -oE '<text x="[0-9]+" y="[0-9]+" fill="[^"]*">(<title>[^<]*</title>)?[^<]*</text>' grid.svg |
         sed -E 's|^<text [^>]*>||; s|</text>$||; s|^<title>([^<]*)</title>(.*)|\2\t\1|' > labels.txt
     (
         export LC_ALL=C.UTF-8
         [ "$(wc -l < labels.txt)" -ge 10 ] && grep -qE "$(printf '\t')(true: )?$LONG\$" labels.txt || exit 1
         while IFS=$'\t' read -r shown title; do
-            [ ${#shown} -le 6 ] || exit 1
-            [ -z "$title" ] || { [ ${#title} -gt 6 ] && [ "$shown" = "${title:0:5}…" ]; } || exit 1
+            [ "$(cols "$shown")" -le 6 ] || exit 1
+            [ -z "$title" ] && continue
+            kept=${shown%…}
+            rest=${title#"$kept"}
+            [ "$(cols "$title")" -gt 6 ] && [ "$kept…" = "$shown" ] && [ "$kept$rest" = "$title" ] &&
+                [ $(($(cols "$kept") + $(cols "${rest:0:1}"))) -gt 5 ] || exit 1
         done < labels.txt
     ) && ok || bad "attack grid: a label not cut to its cell, or without its title: $(cat labels.txt err.txt)"
     if command -v xmllint > /dev/null; then # where installed; nothing is installed for it

@@ -85,6 +85,17 @@ grep -q "process 1 of 2: --class-names .*names.txt.not-on-this-node" "$dir/n.log
     fail "one rank without its --class-names file: exit $rc, and not that process's message"
 }
 echo "one rank without its --class-names file: every rank stops (exit $rc), naming it"
+# a command without an exchange (eval): rank 0 reports the other's failure
+rc=0
+timeout 120 sh "$mpirun" -np 2 sh -c '
+    model=$1
+    shift
+    [ "${OMPI_COMM_WORLD_RANK:-}" = 1 ] && model=$model.not-on-this-node
+    exec "$@" --model "$model"' sh "$dir/p1.safetensors" "$lsr" eval > "$dir/e.log" 2>&1 || rc=$?
+grep -q "process 1 of 2: .*p1.safetensors.not-on-this-node" "$dir/e.log" && [ "$rc" != 0 ] && [ "$rc" != 124 ] || {
+    cat "$dir/e.log" >&2
+    fail "eval with one rank without its model: exit $rc, and not that process's message"
+}
 
 # kill -9 one rank of a P = 2 run after its first checkpoints, then resume on P = 3
 run 2 --out "$dir/k.safetensors" --checkpoint "$dir/k.ckpt" --checkpoint-every 20 \

@@ -3,10 +3,14 @@
  * shows for a class (the model's name, else the data's, else "class k"). */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <limits.h>
+#include <locale.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <wchar.h>
 
+#include "../train/train.h"
 #include "cli.h"
 
 static const char *const fashion_names[10] = {"T-shirt/top", "Trouser",   "Pullover", "Dress",
@@ -69,6 +73,8 @@ lsr_status cli_load_class_names(const char ***names, const char *path, int k) {
     if (!st && n < k)
         st = lsr__fail(LSR_ERROR_FORMAT, "--class-names %s: %d names for the data's %d classes",
                        path, n, k);
+    if (!st && lsr_class_names_fit(list, k, "class names", LSR_ERROR_OPTION)) /* as a model's */
+        st = lsr__fail(lsr__failed(), "--class-names %s: %s", path, lsr_last_error());
     if (st)
         free(list);
     else
@@ -109,11 +115,49 @@ const char *cli_class_label(char *buf, size_t size, const lsr_model *m,
     return buf;
 }
 
+/* The columns of the character at s, and its bytes: by the C library's
+ * wcwidth in the C.UTF-8 locale (an East Asian wide character 2, a
+ * combining mark 0, whatever the user's locale), or 1 a code point where
+ * that locale is missing or s is not UTF-8. */
+static int char_columns(const char *s, size_t *bytes) {
+    static locale_t utf8;
+    static int tried;
+    if (!tried) {
+        tried = 1;
+        utf8 = newlocale(LC_CTYPE_MASK, "C.UTF-8", (locale_t)0);
+    }
+    if (utf8) {
+        const locale_t before = uselocale(utf8);
+        mbstate_t state;
+        memset(&state, 0, sizeof state);
+        wchar_t wc;
+        const size_t n = mbrtowc(&wc, s, MB_LEN_MAX, &state);
+        const int w = n > 0 && n < (size_t)-2 ? wcwidth(wc) : -1;
+        uselocale(before);
+        if (n > 0 && n < (size_t)-2) {
+            *bytes = n;
+            return w >= 0 ? w : 1;
+        }
+    }
+    size_t n = 1;
+    while ((s[n] & 0xC0) == 0x80)
+        n++;
+    *bytes = n;
+    return 1;
+}
+
 int cli_text_columns(const char *s) {
-    /* one column a code point (a byte not 0x80-0xBF), enough for class
-     * names: a wide CJK character counts as one, a combining mark as one */
-    int n = 0;
-    for (const unsigned char *c = (const unsigned char *)s; *c; c++)
-        n += (*c & 0xC0) != 0x80;
-    return n;
+    int columns = 0;
+    for (size_t bytes; *s; s += bytes)
+        columns += char_columns(s, &bytes);
+    return columns;
+}
+
+size_t cli_text_prefix(const char *s, int columns) {
+    size_t at = 0, bytes;
+    for (int used = 0; s[at]; at += bytes) {
+        used += char_columns(s + at, &bytes);
+        if (used > columns) break;
+    }
+    return at;
 }

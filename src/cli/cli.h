@@ -99,7 +99,10 @@ static inline double cli_sample_sd(double n, double sum, double sum2) {
     return n > 1 ? sqrt(fmax(0.0, (sum2 - sum * sum / n) / (n - 1))) : NAN;
 }
 
-/* The columns UTF-8 text s takes on a terminal, counted as its code points. */
+/* The columns UTF-8 text s takes on a terminal (wcwidth in C.UTF-8: a wide
+ * East Asian character 2, a combining mark 0), and the bytes of its
+ * longest beginning of whole characters within columns. */
 int cli_text_columns(const char *s);
+size_t cli_text_prefix(const char *s, int columns);
 
 #endif

@@ -11,7 +11,10 @@
 #include <mpi.h>
 #endif
 
-static int mpi_on, rank, ranks = 1, collective_begun;
+static int rank, ranks = 1, collective_begun;
+#ifdef LSR_HAVE_MPI
+static int mpi_on;
+#endif
 
 /* Whether every rank got as far as its first exchange: each process takes
  * part once (agree), and the first failing rank's status and message reach
@@ -105,7 +108,13 @@ int cli_mpi_finish(int status) {
     if (!mpi_on) return status;
     /* a rank that ends without exchanging still takes part in the agreement
      * the others may be waiting in (cli_mpi_begin_collective) */
-    if (!collective_begun) agree(status != 0, lsr__failed(), lsr_last_error());
+    if (!collective_begun) {
+        agree(status != 0, lsr__failed(), lsr_last_error());
+        /* rank 0 reports; its own failure it has said (cli_error) */
+        if (rank == 0 && status == 0 && first_failure.rank > 0)
+            fprintf(stderr, "lsr: process %d of %d: %s\n", first_failure.rank, ranks,
+                    first_failure.msg);
+    }
     /* A failure once the ranks exchange (the run itself) may be this rank's
      * alone, with the others waiting in an exchange: stop them all.  Before
      * that, the agreement has told every rank of any failure. */

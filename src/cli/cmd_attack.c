@@ -69,19 +69,20 @@ static lsr_status write_idx_labels(const char *path, const int64_t *y, int64_t n
     return lsr_atomic_commit(&af);
 }
 
-/* A grid label's characters in a cell of px pixels (up to where the next
+/* A grid label's columns in a cell of px pixels (up to where the next
  * cell's label starts), in 10 px sans-serif: the mean advance of DejaVu
  * Sans (Debian's sans-serif) at 10 px is 5.6 px over lowercase letters and
- * 6.2 over all letters (Liberation Sans: 4.9, 5.8).  By the lowercase
- * mean, as labels mostly are: Fashion-MNIST's longest, "true: T-shirt/top"
- * (17 characters, about 79 px), keeps its 98 px cell; a label of capitals
- * may reach a tenth into the next cell's gap, and wide CJK characters,
- * up to 10 px each, further. */
-static int grid_label_chars(int px) { return px * 10 / 56; }
+ * 6.2 over all letters (Liberation Sans: 4.9, 5.8); a wide East Asian
+ * character, two columns, about 10.  By the lowercase mean, as labels
+ * mostly are: Fashion-MNIST's longest, "true: T-shirt/top" (17 columns,
+ * about 79 px), keeps its 98 px cell; a label of capitals may reach a
+ * tenth into the next cell's gap. */
+static int grid_label_columns(int px) { return px * 10 / 56; }
 
-/* A <text> at (x, y) holding prefix and name, at most max characters: a
- * longer one keeps its first max - 1 code points (never part of one) and
- * ends in an ellipsis, with the whole in a <title> child (shown on hover). */
+/* A <text> at (x, y) holding prefix and name, at most max columns
+ * (cli_text_columns): a longer one keeps the whole characters of its first
+ * max - 1 columns and ends in an ellipsis, with the whole in a <title>
+ * child (shown on hover). */
 static void write_grid_label(FILE *f, int x, int y, const char *fill, const char *prefix,
                              const char *name, int max) {
     char text[LSR_CLASS_NAME_MAX + 8];
@@ -91,13 +92,8 @@ static void write_grid_label(FILE *f, int x, int y, const char *fill, const char
         fputs("<title>", f);
         svg_text(f, text);
         fputs("</title>", f);
-        size_t end = 0;
-        for (int kept = 0; kept < max - 1; kept++) {
-            end++; /* past a code point's first byte, then its continuation bytes */
-            while ((text[end] & 0xC0) == 0x80)
-                end++;
-        }
-        strcpy(text + end, "\xE2\x80\xA6"); /* U+2026 HORIZONTAL ELLIPSIS */
+        /* whole characters, and the ellipsis's column */
+        strcpy(text + cli_text_prefix(text, max - 1), "\xE2\x80\xA6"); /* U+2026 */
     }
     svg_text(f, text);
     fputs("</text>", f);
@@ -142,11 +138,11 @@ static lsr_status write_grid(const char *path, const float *clean, const float *
             fputc('\n', af.f);
             write_grid_label(af.f, ox, oy + s.h * px + 13, p == y[c] ? "green" : "red", "",
                              cli_class_label(name, sizeof name, m, data_names, (int)p),
-                             grid_label_chars(cell));
+                             grid_label_columns(cell));
             if (p != y[c])
                 write_grid_label(af.f, ox, oy + s.h * px + 26, "#555", "true: ",
                                  cli_class_label(name, sizeof name, m, data_names, (int)y[c]),
-                                 grid_label_chars(cell));
+                                 grid_label_columns(cell));
             fputc('\n', af.f);
         }
     fputs("</svg>\n", af.f);

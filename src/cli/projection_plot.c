@@ -26,30 +26,34 @@ static int find_class(const char *s, size_t len, const char *const *names, int c
     return -1;
 }
 
-/* The list's pieces between commas are joined into three classes in every
- * way that names three (a name may hold commas); exactly one way must. */
+/* The list's pieces between commas (empty ones left out) are joined into
+ * three classes in every way that names three (a name may hold commas):
+ * exactly one way must. */
 lsr_status projection_parse_classes(int cls[3], const char *arg, const char *const *names,
                                     int classes) {
-    enum { MAX_PIECES = 64 };
-    size_t at[MAX_PIECES + 1]; /* piece p is arg[at[p], at[p + 1] - 1) */
+    enum { MAX_PIECES = 32 };
+    size_t from[MAX_PIECES], to[MAX_PIECES]; /* piece p is arg[from[p], to[p]) */
     int pieces = 0;
-    for (const char *from = arg;; from++) {
-        if (pieces == MAX_PIECES) return lsr__fail(LSR_ERROR_OPTION, "three classes, not more");
-        at[pieces++] = (size_t)(from - arg);
-        if (!(from = strchr(from, ','))) break;
+    for (size_t i = 0; arg[i];) {
+        const size_t len = strcspn(arg + i, ",");
+        if (len) {
+            if (pieces == MAX_PIECES) return lsr__fail(LSR_ERROR_OPTION, "three classes, not more");
+            from[pieces] = i;
+            to[pieces++] = i + len;
+        }
+        i += len + (arg[i + len] == ',');
     }
-    at[pieces] = strlen(arg) + 1;
+    /* group[p][q]: the class that pieces p..q name, commas and all, or -1 */
+    int group[MAX_PIECES][MAX_PIECES];
+    for (int p = 0; p < pieces; p++)
+        for (int q = p; q < pieces; q++)
+            group[p][q] = find_class(arg + from[p], to[q] - from[p], names, classes);
     int ways = 0, found[3] = {0, 0, 0};
     for (int a = 1; a < pieces; a++) /* the second class starts at piece a, the third at b */
         for (int b = a + 1; b < pieces; b++) {
-            const int bounds[4] = {0, a, b, pieces};
-            int c[3], ok = 1;
-            for (int g = 0; g < 3 && ok; g++) {
-                c[g] = find_class(arg + at[bounds[g]], at[bounds[g + 1]] - 1 - at[bounds[g]], names,
-                                  classes);
-                ok = c[g] >= 0;
-            }
-            if (!ok || c[0] == c[1] || c[0] == c[2] || c[1] == c[2]) continue;
+            const int c[3] = {group[0][a - 1], group[a][b - 1], group[b][pieces - 1]};
+            if (c[0] < 0 || c[1] < 0 || c[2] < 0 || c[0] == c[1] || c[0] == c[2] || c[1] == c[2])
+                continue;
             if (ways++ == 0) memcpy(found, c, sizeof found);
         }
     if (ways == 1) {
@@ -61,20 +65,19 @@ lsr_status projection_parse_classes(int cls[3], const char *arg, const char *con
                          "'%s' reads as three classes in %d ways (names with commas): give "
                          "indices",
                          arg, ways);
-    int unknown = -1; /* the first piece that is no class by itself */
-    for (int p = pieces - 1; p >= 0; p--)
-        if (find_class(arg + at[p], at[p + 1] - 1 - at[p], names, classes) < 0) unknown = p;
-    if (unknown >= 0 && pieces == 3) {
+    for (int p = 0; p < pieces; p++) { /* a piece in no class, alone or with its neighbours */
+        int in_one = 0;
+        for (int first = 0; first <= p && !in_one; first++)
+            for (int last = p; last < pieces && !in_one; last++)
+                in_one = group[first][last] >= 0;
+        if (in_one) continue;
         int named = 0;
         for (int c = 0; names && c < classes; c++)
             named |= names[c] != NULL;
         return lsr__fail(LSR_ERROR_OPTION, "'%.*s' is not a class index in [0, %d)%s",
-                         (int)(at[unknown + 1] - 1 - at[unknown]), arg + at[unknown], classes,
+                         (int)(to[p] - from[p]), arg + from[p], classes,
                          named ? " or a class name" : " (no class names are known)");
     }
-    if (unknown >= 0 && pieces > 3)
-        return lsr__fail(LSR_ERROR_OPTION,
-                         "'%s' is not three classes (indices or names, comma-separated)", arg);
     if (pieces > 3) return lsr__fail(LSR_ERROR_OPTION, "three classes, not more");
     return lsr__fail(LSR_ERROR_OPTION, "three different classes, comma-separated");
 }

@@ -19,11 +19,11 @@
 /* Metadata records are 70 KB: not on the stack. */
 static _Thread_local lsr_metadata metadata;
 
-/* The names as a JSON array (malloc'd; NULL: out of memory), of names or
- * else of m's. */
-static char *class_names_json(const char *const *names, const lsr_model *m) {
+/* The names as a JSON array (malloc'd; NULL: out of memory), of classes
+ * names or else of m's. */
+static char *class_names_json(const char *const *names, int classes, const lsr_model *m) {
     cJSON *a = cJSON_CreateArray();
-    for (int k = 0; a && k < m->classes; k++)
+    for (int k = 0; a && k < classes; k++)
         if (!cJSON_AddItemToArray(a, cJSON_CreateString(names ? names[k] : m->class_names[k]))) {
             cJSON_Delete(a);
             a = NULL;
@@ -80,8 +80,24 @@ LSR_API const char *lsr_model_class_name(const lsr_model *m, int k) {
     return m && m->class_names && k >= 0 && k < m->classes ? m->class_names[k] : NULL;
 }
 
-/* m's names: names (checked; the status bad and a message prefixed with
- * what when they are not fit), or none for NULL. */
+lsr_status lsr_class_names_fit(const char *const *names, int classes, const char *what,
+                               lsr_status bad) {
+    if (classes > (LSR_META_VALUE - 1) / 4) /* ["a","b",...]: 4 bytes a name at least */
+        return lsr__fail(
+            bad, "%s for %d classes: a model file keeps at most %d bytes of them (%d names)", what,
+            classes, LSR_META_VALUE - 1, (LSR_META_VALUE - 1) / 4);
+    LSR_TRY(check_class_names(names, classes, what, bad));
+    char *json = class_names_json(names, classes, NULL);
+    if (!json) return lsr__fail(LSR_ERROR_OUT_OF_MEMORY, "%s: out of memory", what);
+    const size_t bytes = strlen(json);
+    free(json);
+    if (bytes >= LSR_META_VALUE)
+        return lsr__fail(bad, "%s: %zu bytes as JSON; a model file keeps at most %d", what, bytes,
+                         LSR_META_VALUE - 1);
+    return LSR_OK;
+}
+
+/* m's names: names (checked by lsr_class_names_fit), or none for NULL. */
 static lsr_status set_class_names(lsr_model *m, const char *const *names, const char *what,
                                   lsr_status bad) {
     if (!names) {
@@ -89,18 +105,7 @@ static lsr_status set_class_names(lsr_model *m, const char *const *names, const 
         m->class_names = NULL;
         return LSR_OK;
     }
-    if (m->classes > (LSR_META_VALUE - 1) / 4) /* ["a","b",...]: 4 bytes a name at least */
-        return lsr__fail(
-            bad, "%s for %d classes: a model file keeps at most %d bytes of them (%d names)", what,
-            m->classes, LSR_META_VALUE - 1, (LSR_META_VALUE - 1) / 4);
-    LSR_TRY(check_class_names(names, m->classes, what, bad));
-    char *json = class_names_json(names, m);
-    if (!json) return lsr__fail(LSR_ERROR_OUT_OF_MEMORY, "%s: out of memory", what);
-    const size_t bytes = strlen(json);
-    free(json);
-    if (bytes >= LSR_META_VALUE)
-        return lsr__fail(bad, "%s: %zu bytes as JSON; a model file keeps at most %d", what, bytes,
-                         LSR_META_VALUE - 1);
+    LSR_TRY(lsr_class_names_fit(names, m->classes, what, bad));
     char(*copy)[LSR_CLASS_NAME_MAX] = calloc((size_t)m->classes, sizeof *copy);
     if (!copy) return lsr__fail(LSR_ERROR_OUT_OF_MEMORY, "%s: out of memory", what);
     for (int k = 0; k < m->classes; k++)
@@ -141,7 +146,7 @@ static lsr_status read_class_names(lsr_model *m, const lsr_metadata *md, const c
 static lsr_status write_class_names(lsr_metadata *md, const lsr_model *m, const char *path) {
     lsr_metadata_remove(md, "class_names");
     if (!m->class_names) return LSR_OK;
-    char *json = class_names_json(NULL, m);
+    char *json = class_names_json(NULL, m->classes, m);
     if (!json) return lsr__fail(LSR_ERROR_OUT_OF_MEMORY, "%s: out of memory", path);
     lsr_metadata_set(md, "class_names", "%s", json); /* fits: checked when set */
     free(json);

@@ -34,6 +34,13 @@ struct lsr_train_state {
 uint64_t lsr_train_data_hash(const lsr_dataset *d);
 uint64_t lsr_train_params_hash(const lsr_model *m);
 
+/* names[0..classes) fit to be a model's class names (each a name of at
+ * most LSR_CLASS_NAME_MAX - 1 bytes of UTF-8 without control characters,
+ * all different, and a model file's metadata holds them), or the status
+ * bad with a message prefixed with what. */
+lsr_status lsr_class_names_fit(const char *const *names, int classes, const char *what,
+                               lsr_status bad);
+
 /* The optimizer settings of a run of s on n samples: the cosine schedule's
  * length resolved (the one place it is computed). */
 lsr_optimizer_settings lsr_train_optimizer_settings(const lsr_train_settings *s, int64_t n);
