@@ -233,6 +233,12 @@ expect_error "project by names read two ways" "reads as three classes in 2 ways"
 "$LSR" project --model ambiguous.safetensors --data data --classes 'b,a,a,b' --per-class 5 \
     --out ambiguous.svg > /dev/null 2> err.txt && grep -q 'a,b (5 examples)' ambiguous.svg && ok ||
     bad "project by names read one way only: $(cat err.txt)"
+# empty pieces are passed over; one unknown name is named
+"$LSR" project --model comma.safetensors --data data --classes ',0,,1,2,' --per-class 5 \
+    --out pieces.svg > /dev/null 2> err.txt && [ -s pieces.svg ] && ok ||
+    bad "project with empty pieces in --classes: $(cat err.txt)"
+expect_error "project by one unknown name" "'foo' is not a class index" "$LSR" project \
+    --model comma.safetensors --data data --classes foo,1 --out pieces2.svg
 # bf16 convolutions (where the CPU has AVX512_BF16): a run, reproducible,
 # marked in the model file; elsewhere a one-line refusal
 BF16=(train --data data --model "conv:4:3:2:same,relu,flatten,dense:3" --epochs 2 --batch 16
@@ -332,6 +338,9 @@ expect_error "sweep --project-classes" "--project-classes 0,1,7" "$LSR" sweep --
 expect_error "sweep --project-classes by --class-names" "'white' is not a class" "$LSR" sweep --data data \
     --model "$MODEL" --smoothing 0 --seeds 1 --epochs 1 --out swp --class-names names.txt --project-classes dark,white,light
 [ ! -e swp/runs/eps0-seed0.json ] && ok || bad "sweep --project-classes with --class-names: refused only after its runs"
+expect_error "sweep --class-names with a name twice" "both named 'a'" "$LSR" sweep --data data \
+    --model "$MODEL" --smoothing 0 --seeds 1 --epochs 1 --out swp --class-names twice.txt --project-classes a,b,2
+[ ! -e swp/runs/eps0-seed0.json ] && ok || bad "sweep with a name twice in --class-names: refused only after its runs"
 
 # ---- sweeps: one checkpoint per run, seeds from --seed on, a default --val that fits ----
 SWC=(sweep --data data --model "$MODEL" --smoothing 0,0.1 --seeds 2 --seed 5 --epochs 2 --val 96 --quiet)
