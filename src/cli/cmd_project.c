@@ -98,11 +98,8 @@ int lsr_cmd_project(int argc, char **argv) {
     /* the classes by the first model's names (or the data's) */
     const char *const *data_names = cli_data_class_names(data_dir, test.classes);
     int cls[3];
-    const char **known = cli_class_names_of(m[0], data_names, test.classes);
-    const lsr_status parsed =
-        known ? projection_parse_classes(cls, classes_arg, known, test.classes) : lsr__failed();
-    free(known);
-    if (parsed || projection_pick(&points, &test, cls, per_class)) {
+    if (projection_parse_model_classes(cls, classes_arg, m[0], data_names, test.classes) ||
+        projection_pick(&points, &test, cls, per_class)) {
         lsr__fail(lsr__failed(), "--classes %s: %s", classes_arg, lsr_last_error());
         goto out;
     }

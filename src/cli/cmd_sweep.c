@@ -79,11 +79,8 @@ static int sweep_project(sweep_projection *p, run_result *r, int nr, const doubl
         snprintf(path, sizeof path, "%s/%s.safetensors", runs, name);
         if (lsr_model_load(&m, path)) goto fail;
         if (i == 0) { /* the classes by the first run's names */
-            const char **known = cli_class_names_of(m, data_names, test->classes);
-            const lsr_status parsed =
-                known ? projection_parse_classes(cls, arg, known, test->classes) : lsr__failed();
-            free(known);
-            if (parsed || projection_pick(&p->points, test, cls, SWEEP_PROJECT_PER_CLASS))
+            if (projection_parse_model_classes(cls, arg, m, data_names, test->classes) ||
+                projection_pick(&p->points, test, cls, SWEEP_PROJECT_PER_CLASS))
                 goto fail;
             for (int g = 0; g < 3; g++)
                 cli_class_label(p->labels[g], sizeof p->labels[g], m, data_names, cls[g]);

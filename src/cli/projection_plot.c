@@ -82,6 +82,15 @@ lsr_status projection_parse_classes(int cls[3], const char *arg, const char *con
     return lsr__fail(LSR_ERROR_OPTION, "three different classes, comma-separated");
 }
 
+lsr_status projection_parse_model_classes(int cls[3], const char *arg, const lsr_model *m,
+                                          const char *const *data_names, int classes) {
+    const char **names = cli_class_names_of(m, data_names, classes);
+    if (!names) return lsr__failed();
+    const lsr_status st = projection_parse_classes(cls, arg, names, classes);
+    free(names);
+    return st;
+}
+
 lsr_status projection_pick(projection_points *p, const lsr_dataset *test, const int cls[3],
                            int64_t per_class) {
     memset(p, 0, sizeof *p);

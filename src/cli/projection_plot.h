@@ -26,6 +26,9 @@ typedef struct projection_points {
  * puts its own before them. */
 lsr_status projection_parse_classes(int cls[3], const char *arg, const char *const *names,
                                     int classes);
+/* The same by m's names, else data_names' (which may be NULL). */
+lsr_status projection_parse_model_classes(int cls[3], const char *arg, const lsr_model *m,
+                                          const char *const *data_names, int classes);
 lsr_status projection_pick(projection_points *p, const lsr_dataset *test, const int cls[3],
                            int64_t per_class);
 void projection_points_free(projection_points *p);
