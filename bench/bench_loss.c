@@ -2,7 +2,7 @@
 /* make bench-loss: the fused loss against a plain copy of the same bytes
  * (the memory-bandwidth limit) and against PyTorch, in one run.
  *
- *   bench_loss [--threads LIST] [--repeats R] [--no-torch]
+ *   bench_loss [--threads LIST] [--repeats R] [--no-torch] [--in-place]
  *
  * LIST is thread counts separated by commas, "all" for every core this
  * process may run on (default 1,2,all, repeats dropped): one table each.
@@ -29,7 +29,11 @@
  * two minima over the float32 rows with K >= 1000 (but the
  * in-cache 256 x 8192, there for its ns/logit), the last
  * over the bfloat16 rows with K >= 32000 (larger than a 32 MB L3 cache, where
- * a copy is not flattered by it). */
+ * a copy is not flattered by it).
+ * --in-place: lsr writes its gradient over the logits (grad == logits,
+ * which the API allows), the copy and PyTorch as without it; the logits of
+ * each run after the first are then the previous run's gradient, finite
+ * values that take the same time. */
 #include <math.h>
 #include <sched.h>
 #include <stdio.h>
@@ -91,7 +95,7 @@ static void format_ms(char *out, size_t size, double seconds, int used) {
 
 /* One table: every shape at this thread count.  Returns non-zero when a
  * PyTorch run failed. */
-static int table(int threads, int repeats, int use_torch) {
+static int table(int threads, int repeats, int use_torch, int in_place) {
     /* 256 x 8192: rows of 32 KB (fp32) that stay in L2 between the passes and 8 MB
      * each way, in the 32 MB L3: the kernel's arithmetic with the memory out of the
      * way, its ns/logit the per-thread cost in cache (smaller shapes measure the
@@ -100,8 +104,10 @@ static int table(int threads, int repeats, int use_torch) {
     static const long shapes[][2] = {
         {65536, 10}, {256, 8192}, {8192, 1000}, {4096, 32000}, {1024, 128256}};
     printf("lsr %s, isa %s, %d threads, best of >= %d runs and >= 1 s; eps 0.1, mean, "
-           "gradient of the logits' dtype written to a separate buffer\n",
-           LSR_VERSION_STRING, lsr_isa_name(lsr_isa_detect()), threads, repeats);
+           "gradient of the logits' dtype written %s\n",
+           LSR_VERSION_STRING, lsr_isa_name(lsr_isa_detect()), threads, repeats,
+           in_place ? "over the logits (lsr; the copy to a separate buffer)"
+                    : "to a separate buffer");
     printf("%-14s %-5s %10s %8s %10s %8s %10s %8s %10s %8s %8s %9s %9s\n", "N x K", "dtype",
            "lsr ms", "GB/s", "copy ms", "GB/s", "torch ms", "GB/s", "compile ms", "GB/s", "vs-copy",
            "vs-torch", "ns/logit");
@@ -146,7 +152,8 @@ static int table(int threads, int repeats, int use_torch) {
         double spent = 0.0;
         for (int r = 0; r <= repeats || (spent < 2.0 && r <= 2000); r++) {
             double t0 = now();
-            lsr_status st = lsr_cross_entropy(&loss, grad, NULL, logits, labels, n, k, k, &o);
+            lsr_status st = lsr_cross_entropy(&loss, in_place ? (void *)logits : grad, NULL, logits,
+                                              labels, n, k, k, &o);
             double t1 = now();
             if (st != LSR_OK) {
                 fprintf(stderr, "bench_loss: %s\n", lsr_last_error());
@@ -202,7 +209,8 @@ static int table(int threads, int repeats, int use_torch) {
 /* Runs table(threads) in a child pinned to the first `threads` cores of
  * `allowed`, with OMP_NUM_THREADS=threads (for PyTorch, which inherits both);
  * the parent starts no thread of its own, so nothing runs unpinned. */
-static int pinned_table(int threads, const cpu_set_t *allowed, int repeats, int use_torch) {
+static int pinned_table(int threads, const cpu_set_t *allowed, int repeats, int use_torch,
+                        int in_place) {
     const pid_t pid = fork();
     if (pid < 0) {
         fprintf(stderr, "bench_loss: fork failed\n");
@@ -221,7 +229,7 @@ static int pinned_table(int threads, const cpu_set_t *allowed, int repeats, int 
         char value[16];
         snprintf(value, sizeof value, "%d", threads);
         setenv("OMP_NUM_THREADS", value, 1);
-        _exit(table(threads, repeats, use_torch));
+        _exit(table(threads, repeats, use_torch, in_place));
     }
     int status = 0;
     if (waitpid(pid, &status, 0) < 0 || !WIFEXITED(status)) return 1;
@@ -229,7 +237,7 @@ static int pinned_table(int threads, const cpu_set_t *allowed, int repeats, int 
 }
 
 int main(int argc, char **argv) {
-    int repeats = 10, use_torch = 1;
+    int repeats = 10, use_torch = 1, in_place = 0;
     const char *list = "1,2,all";
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--threads") && i + 1 < argc)
@@ -238,6 +246,8 @@ int main(int argc, char **argv) {
             repeats = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--no-torch"))
             use_torch = 0;
+        else if (!strcmp(argv[i], "--in-place"))
+            in_place = 1;
         else {
             fprintf(stderr, "bench_loss: unknown argument '%s'\n", argv[i]);
             return 2;
@@ -283,7 +293,7 @@ int main(int argc, char **argv) {
     for (int j = 0; j < ncounts; j++) {
         if (j) printf("\n");
         fflush(stdout);
-        failed |= pinned_table(counts[j], &allowed, repeats, use_torch);
+        failed |= pinned_table(counts[j], &allowed, repeats, use_torch, in_place);
     }
     return failed;
 }

@@ -338,9 +338,11 @@ expect_error "sweep --project-classes" "--project-classes 0,1,7" "$LSR" sweep --
 expect_error "sweep --project-classes by --class-names" "'white' is not a class" "$LSR" sweep --data data \
     --model "$MODEL" --smoothing 0 --seeds 1 --epochs 1 --out swp --class-names names.txt --project-classes dark,white,light
 [ ! -e swp/runs/eps0-seed0.json ] && ok || bad "sweep --project-classes with --class-names: refused only after its runs"
+# (refused before the runs: one line, not the run's own lines with it)
 expect_error "sweep --class-names with a name twice" "both named 'a'" "$LSR" sweep --data data \
     --model "$MODEL" --smoothing 0 --seeds 1 --epochs 1 --out swp --class-names twice.txt --project-classes a,b,2
-[ ! -e swp/runs/eps0-seed0.json ] && ok || bad "sweep with a name twice in --class-names: refused only after its runs"
+expect_error "sweep --class-names with a name twice, no --project-classes" "both named 'a'" "$LSR" sweep \
+    --data data --model "$MODEL" --smoothing 0 --seeds 1 --epochs 1 --out swp --class-names twice.txt
 
 # ---- sweeps: one checkpoint per run, seeds from --seed on, a default --val that fits ----
 SWC=(sweep --data data --model "$MODEL" --smoothing 0,0.1 --seeds 2 --seed 5 --epochs 2 --val 96 --quiet)

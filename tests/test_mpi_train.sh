@@ -92,7 +92,7 @@ timeout 120 sh "$mpirun" -np 2 sh -c '
     shift
     [ "${OMPI_COMM_WORLD_RANK:-}" = 1 ] && model=$model.not-on-this-node
     exec "$@" --model "$model"' sh "$dir/p1.safetensors" "$lsr" eval > "$dir/e.log" 2>&1 || rc=$?
-grep -q "process 1 of 2: .*p1.safetensors.not-on-this-node" "$dir/e.log" && [ "$rc" != 0 ] && [ "$rc" != 124 ] || {
+grep -q "^lsr eval: process 1 of 2: .*p1.safetensors.not-on-this-node" "$dir/e.log" && [ "$rc" != 0 ] && [ "$rc" != 124 ] || {
     cat "$dir/e.log" >&2
     fail "eval with one rank without its model: exit $rc, and not that process's message"
 }

@@ -131,7 +131,7 @@ static int char_columns(const char *s, size_t *bytes) {
         mbstate_t state;
         memset(&state, 0, sizeof state);
         wchar_t wc;
-        const size_t n = mbrtowc(&wc, s, MB_LEN_MAX, &state);
+        const size_t n = mbrtowc(&wc, s, strnlen(s, MB_LEN_MAX), &state);
         const int w = n > 0 && n < (size_t)-2 ? wcwidth(wc) : -1;
         uselocale(before);
         if (n > 0 && n < (size_t)-2) {

@@ -12,6 +12,7 @@
 #endif
 
 static int rank, ranks = 1, collective_begun;
+static char command[32]; /* argv[1], for rank 0's report of another rank's failure */
 #ifdef LSR_HAVE_MPI
 static int mpi_on;
 #endif
@@ -35,6 +36,7 @@ int cli_mpi_start(int *argc, char ***argv) {
         return -1;
     }
     mpi_on = 1;
+    if (*argc > 1) snprintf(command, sizeof command, " %s", (*argv)[1]);
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     MPI_Comm_size(MPI_COMM_WORLD, &ranks);
 #else
@@ -112,7 +114,7 @@ int cli_mpi_finish(int status) {
         agree(status != 0, lsr__failed(), lsr_last_error());
         /* rank 0 reports; its own failure it has said (cli_error) */
         if (rank == 0 && status == 0 && first_failure.rank > 0)
-            fprintf(stderr, "lsr: process %d of %d: %s\n", first_failure.rank, ranks,
+            fprintf(stderr, "lsr%s: process %d of %d: %s\n", command, first_failure.rank, ranks,
                     first_failure.msg);
     }
     /* A failure once the ranks exchange (the run itself) may be this rank's

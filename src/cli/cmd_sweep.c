@@ -262,14 +262,14 @@ int lsr_cmd_sweep(int argc, char **argv) {
     }
     const int classes = all.classes > test.classes ? all.classes : test.classes; /* the runs' */
     int cls[3];
-    /* --project-classes is checked now, not after the runs, by the runs'
-     * names: --class-names, else the data's */
+    /* --class-names and --project-classes are checked now, not at the first
+     * run or after the runs, the latter by the runs' names: --class-names,
+     * else the data's */
     const char **named = NULL;
     lsr_status named_st = LSR_OK;
-    if (project_arg && j.class_names_path)
-        named_st = cli_load_class_names(&named, j.class_names_path, classes);
-    if (project_arg &&
-        (named_st ||
+    if (j.class_names_path) named_st = cli_load_class_names(&named, j.class_names_path, classes);
+    if (named_st ||
+        (project_arg &&
          projection_parse_classes(cls, project_arg,
                                   named ? named : cli_data_class_names(j.s.data, test.classes),
                                   test.classes))) {
