@@ -12,9 +12,9 @@
 #endif
 
 static int rank, ranks = 1, collective_begun;
-static char command[32]; /* argv[1], for rank 0's report of another rank's failure */
 #ifdef LSR_HAVE_MPI
 static int mpi_on;
+static char command[32]; /* " argv[1]", for rank 0's report of another rank's failure */
 #endif
 
 /* Whether every rank got as far as its first exchange: each process takes
