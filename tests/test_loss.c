@@ -419,10 +419,21 @@ static void gap_problem_init(problem *p, int64_t n, int64_t k, int soft, int wei
  * coefficients summing to at most w_max per row, 3 w_max E_L absolutely;
  * a reduced loss sums those over its rows (times the mean's divisor) and
  * the statistics, means per row, are within R and 3 E_L. */
+/* The chain n above, for rows of k logits. */
+static double sum_chain(int64_t k) {
+    const int64_t kc = k < LSR_CHUNK ? k : LSR_CHUNK;
+    return (double)((kc + 7) / 8) + 4.0;
+}
+
+/* R above, the row loss's relative bound. */
+static double row_loss_rel(int64_t k) {
+    const double u = ldexp(1.0, -24);
+    return 3.0 * (sum_chain(k) + 2.0) * u + u;
+}
+
 static tolerance gap_tolerance(const problem *p, const lsr_loss_options *o) {
     const double u = ldexp(1.0, -24);
-    const int64_t kc = p->k < LSR_CHUNK ? p->k : LSR_CHUNK;
-    const double n_chain = (double)((kc + 7) / 8) + 4.0, e_l = (n_chain + 5.0) * u;
+    const double n_chain = sum_chain(p->k), e_l = (n_chain + 5.0) * u;
     double w_max = 1.0, weight_sum = 0.0;
     if (o->class_weights)
         for (int64_t j = 0; j < p->k; j++)
@@ -431,7 +442,7 @@ static tolerance gap_tolerance(const problem *p, const lsr_loss_options *o) {
         weight_sum += o->class_weights && !p->soft ? o->class_weights[p->labels[i]] : 1.0;
     const double row_abs = 3.0 * w_max * e_l;
     tolerance t;
-    t.loss_rel = t.stat_rel = 3.0 * (n_chain + 2.0) * u + u;
+    t.loss_rel = t.stat_rel = row_loss_rel(p->k);
     t.stat_abs = 3.0 * e_l;
     if (o->reduction == LSR_REDUCTION_NONE)
         t.loss_abs = row_abs;
@@ -845,7 +856,7 @@ static void test_far_logits_across_chunks(void) {
         {{LSR_CHUNK + 3, 2 * LSR_CHUNK + 1}, {1e30f, -3.3e38f}, 0}, /* fits (rounds to -FLT_MAX) */
         {{K - 1, 100}, {-1e38f, 3e38f}, 1}, /* the min in the last, short chunk */
     };
-    const double u = ldexp(1.0, -24), far_rel = 3.0 * ((LSR_CHUNK + 7) / 8 + 4 + 2) * u + u;
+    const double far_rel = row_loss_rel(K);
     int failures = 0;
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         for (int i = 0; i < 2 * K; i++)

@@ -91,19 +91,6 @@ lsr_status cli_read_class_names(lsr_model *m, const char *path) {
     return st;
 }
 
-const char **cli_class_names_of(const lsr_model *m, const char *const *data_names, int k) {
-    const char **names = calloc((size_t)(k > 0 ? k : 1), sizeof *names);
-    if (!names) {
-        lsr__fail(LSR_ERROR_OUT_OF_MEMORY, "out of memory");
-        return NULL;
-    }
-    for (int c = 0; c < k; c++) {
-        names[c] = lsr_model_class_name(m, c);
-        if (!names[c] && data_names) names[c] = data_names[c];
-    }
-    return names;
-}
-
 const char *cli_class_label(char *buf, size_t size, const lsr_model *m,
                             const char *const *data_names, int k) {
     const char *name = lsr_model_class_name(m, k);

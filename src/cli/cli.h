@@ -42,9 +42,6 @@ const char *const *cli_data_class_names(const char *dir, int classes);
 lsr_status cli_load_class_names(const char ***names, const char *path, int k);
 /* The same, as many as m's classes, into m. */
 lsr_status cli_read_class_names(lsr_model *m, const char *path);
-/* A list of k (free it): m's name for each class, else data_names' (which
- * may be NULL), else NULL; NULL when out of memory (said why). */
-const char **cli_class_names_of(const lsr_model *m, const char *const *data_names, int k);
 /* Class k as a command shows it, in buf: m's name for it, else data_names[k]
  * (data_names may be NULL), else "class k".  Returns buf. */
 const char *cli_class_label(char *buf, size_t size, const lsr_model *m,

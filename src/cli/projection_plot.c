@@ -84,8 +84,12 @@ lsr_status projection_parse_classes(int cls[3], const char *arg, const char *con
 
 lsr_status projection_parse_model_classes(int cls[3], const char *arg, const lsr_model *m,
                                           const char *const *data_names, int classes) {
-    const char **names = cli_class_names_of(m, data_names, classes);
-    if (!names) return lsr__failed();
+    const char **names = calloc((size_t)(classes > 0 ? classes : 1), sizeof *names);
+    if (!names) return lsr__fail(LSR_ERROR_OUT_OF_MEMORY, "out of memory");
+    for (int c = 0; c < classes; c++) { /* m's name, else the data's, else none */
+        names[c] = lsr_model_class_name(m, c);
+        if (!names[c] && data_names) names[c] = data_names[c];
+    }
     const lsr_status st = projection_parse_classes(cls, arg, names, classes);
     free(names);
     return st;

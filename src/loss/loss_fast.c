@@ -545,27 +545,19 @@ static lsr_status plan_init(loss_plan *p, const loss_call *c) {
         return LSR_OK;
     }
     p->a_owned = malloc((size_t)k * sizeof(float));
-    if (!p->a_owned)
+    p->sums_owned = calloc(2 * (size_t)p->nchunks, sizeof(double));
+    if (!p->a_owned || !p->sums_owned)
         return lsr__fail(LSR_ERROR_OUT_OF_MEMORY, "out of memory for %lld classes", (long long)k);
-    for (int64_t j = 0; j < k; j++) {
+    if (w && opt->prior) p->b = opt->prior;
+    double *a_sums = p->sums_owned, *b_sums = p->sums_owned + p->nchunks;
+    for (int64_t j = 0; j < k; j++) { /* a, its sum and each chunk's, and b's */
         const double u = opt->prior ? opt->prior[j] : u_const;
         p->a_owned[j] = (float)((w ? w[j] : 1.0) * u);
         p->a_sum += (double)p->a_owned[j];
+        a_sums[j / LSR_CHUNK] += (double)p->a_owned[j];
+        if (p->b) b_sums[j / LSR_CHUNK] += (double)p->b[j];
     }
     p->a = p->a_owned;
-    if (w && opt->prior) p->b = opt->prior;
-    p->sums_owned = malloc(2 * (size_t)p->nchunks * sizeof(double));
-    if (!p->sums_owned)
-        return lsr__fail(LSR_ERROR_OUT_OF_MEMORY, "out of memory for %lld classes", (long long)k);
-    double *a_sums = p->sums_owned, *b_sums = p->sums_owned + p->nchunks;
-    for (int64_t ch = 0; ch < p->nchunks; ch++) {
-        a_sums[ch] = b_sums[ch] = 0.0;
-        const int64_t end = ch * LSR_CHUNK + chunk_length(k, ch);
-        for (int64_t j = ch * LSR_CHUNK; j < end; j++) {
-            a_sums[ch] += (double)p->a[j];
-            if (p->b) b_sums[ch] += (double)p->b[j];
-        }
-    }
     p->a_sums = a_sums;
     p->b_sums = p->b ? b_sums : NULL;
     return LSR_OK;
